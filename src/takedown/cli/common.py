@@ -1,0 +1,62 @@
+"""What every command group shares: the database option, output helpers, error handling."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import click
+import typer
+from rich.console import Console
+
+from takedown.errors import TakedownError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@dataclass
+class CliState:
+    db: str | None = None
+
+
+STATE = CliState()
+
+
+def db_url() -> str | None:
+    """The --db / TAKEDOWN_DB value as given (None means the default file)."""
+    return STATE.db
+
+
+def print_json(data: Any) -> None:
+    """Machine output: compact, sorted keys, one document on stdout."""
+    sys.stdout.write(json.dumps(data, default=str, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one line on stderr and return an Exit to raise."""
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def run(app: typer.Typer) -> int:
+    """Run the app; map errors to one stderr line and the documented exit codes."""
+    try:
+        app(standalone_mode=False)
+    except TakedownError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    return 0

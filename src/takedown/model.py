@@ -1,0 +1,149 @@
+"""Domain types that cross stage boundaries: plain data, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class TargetKind(StrEnum):
+    URL = "url"
+    DOMAIN = "domain"
+    WILDCARD = "wildcard"  # *.example.com
+    IP = "ip"
+    CIDR = "cidr"
+
+
+class ItemState(StrEnum):
+    OPEN = "open"
+    CLAIMED = "claimed"  # the platform says done, not yet verified
+    REMOVED = "removed"
+    RESTRICTED = "restricted"
+    DELISTED = "delisted"
+
+
+class ResponseAction(StrEnum):
+    REMOVED = "removed"
+    RESTRICTED = "restricted"
+    REJECTED = "rejected"
+    NEEDS_INFO = "needs_info"
+
+
+class Verdict(StrEnum):
+    AVAILABLE = "available"
+    REMOVED = "removed"
+    RESTRICTED = "restricted"
+    UNREACHABLE = "unreachable"
+    ERROR = "error"
+
+
+class NoticeKind(StrEnum):
+    INITIAL = "initial"
+    REPEAT = "repeat"
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # gave up after the retry budget
+
+
+class MeasureAction(StrEnum):
+    THROTTLE = "throttle"
+    BLOCK = "block"
+
+
+class MeasureState(StrEnum):
+    PROPOSED = "proposed"
+    ACTIVE = "active"
+    LIFTED = "lifted"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A normalised register target: what it is and its canonical text."""
+
+    kind: TargetKind
+    value: str  # canonical: punycode host, canonical URL, compressed IP / network
+    host: str | None = None  # the host name a URL or domain names, if any
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The legal act an item or measure rests on."""
+
+    reference: str
+    authority: str | None = None
+    date: str | None = None  # YYYY-MM-DD
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRecord:
+    """One register row as read from a file or the CLI, before it is stored."""
+
+    target: Target
+    category: str
+    basis: str
+    decision: Decision
+    platform: str | None = None
+    listed_at: datetime | None = None
+    source: str | None = None  # provenance: file:line
+    flags: tuple[str, ...] = ()  # e.g. "malformed-mask"
+
+
+@dataclass(frozen=True, slots=True)
+class HostRule:
+    pattern: str  # "t.co" or "*.twimg.com", normalised
+    content_class: str = "any"
+
+
+@dataclass(frozen=True, slots=True)
+class Directive:
+    """A measure compiled for the network."""
+
+    id: str
+    action: MeasureAction
+    hosts: tuple[HostRule, ...] = ()
+    ip_ranges: tuple[str, ...] = ()  # canonical addresses / networks
+    rate_kbps: int | None = None
+    # percent of each subscriber class in scope; "*" is the default for classes not named
+    scope: dict[str, float] = field(default_factory=lambda: {"*": 100.0})
+    valid_from: datetime | None = None
+    expires: datetime | None = None
+    measure_id: int | None = None
+    decisions: tuple[str, ...] = ()
+    reference_url: str | None = None
+
+    def share_for(self, subscriber_class: str) -> float:
+        """The percentage of ``subscriber_class`` this directive applies to."""
+        if subscriber_class in self.scope:
+            return self.scope[subscriber_class]
+        return self.scope.get("*", 0.0)
+
+    def in_force(self, now: datetime) -> bool:
+        if self.valid_from is not None and now < self.valid_from:
+            return False
+        return not (self.expires is not None and now >= self.expires)
+
+
+@dataclass(frozen=True, slots=True)
+class DirectiveSet:
+    schema_version: int
+    sequence: int
+    generated_at: datetime
+    directives: tuple[Directive, ...]
+
+
+SEVERITY = {MeasureAction.THROTTLE: 1, MeasureAction.BLOCK: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterEntry:
+    """A stored register item, as the exporters see it."""
+
+    id: int
+    record: ItemRecord
+    state: ItemState = ItemState.OPEN
+    delisted_at: datetime | None = None
