@@ -1,0 +1,355 @@
+"""Host patterns and IP rules compiled into dictionaries walked at query time.
+
+Semantics (DESIGN.md, "Matching semantics"): host patterns match on DNS label boundaries
+only. ``t.co`` matches exactly ``t.co``; ``*.twimg.com`` matches any name ending in
+``.twimg.com`` (``pbs.twimg.com``, ``a.b.twimg.com``) but not ``twimg.com`` itself. Names
+are compared after ``takedown.names.normalise_host`` (case, trailing dot, IDNA). IP rules
+are addresses or CIDR prefixes; an IPv4-mapped IPv6 address (``::ffff:1.2.3.4``), as a
+rule or as a query, is its IPv4 address.
+
+Result order is stable: for a name, the exact rules first, then the wildcard rules from
+the nearest base outward; for an address, the longest prefix first; rules with the same
+pattern or network in compile order.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from takedown import names
+from takedown.errors import PatternError
+
+K = TypeVar("K")
+
+Address = str | ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Default breadth limits: shorter prefixes are refused at compile time. A /8 is 16.7M
+# addresses, a /32 of IPv6 a whole ISP allocation; anything broader cannot name a target.
+MIN_PREFIX_V4 = 8
+MIN_PREFIX_V6 = 32
+
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+# A name this accepts is its own normal form: ``normalise_host(name) == name``. Names with
+# an ``xn--`` anywhere, upper case, a trailing dot or non-ASCII take the slow path.
+_plain_host = re.compile(
+    rf"(?!.*xn--)(?=.{{1,{names.MAX_NAME}}}\Z){_LABEL}(?:\.{_LABEL})*"
+).fullmatch
+
+_MAPPED_PREFIX = 0xFFFF  # the high 96 bits of ::ffff:0:0/96
+_V4_ALL = (1 << 32) - 1
+_V6_ALL = (1 << 128) - 1
+
+
+def _psl_rules() -> frozenset[str] | set[str] | None:
+    rules = getattr(names._psl(), "_publicsuffix", None)
+    return rules if isinstance(rules, set | frozenset) else None
+
+
+def parse_host_rule(pattern: str) -> tuple[str, bool]:
+    """Normalise a host pattern to (base, is_wildcard); PatternError if malformed or too broad.
+
+    Same result as ``takedown.names.split_pattern``, which it calls for anything but a plain
+    lower-case ASCII pattern that cannot be near a public suffix.
+    """
+    return _split_fast(pattern, _psl_rules())
+
+
+def _split_fast(pattern: str, psl_rules: set[str] | frozenset[str] | None) -> tuple[str, bool]:
+    if psl_rules is not None and type(pattern) is str:
+        wildcard = pattern.startswith("*.")
+        base = pattern[2:] if wildcard else pattern
+        if _plain_host(base) and not base[-1].isdigit():
+            dot = base.find(".")
+            # publicsuffixlist can only call ``base`` public if the PSL holds ``base``,
+            # ``*.base`` or ``*.parent``; otherwise the full check cannot refuse it.
+            if (
+                dot > 0
+                and base not in psl_rules
+                and "*." + base not in psl_rules
+                and "*." + base[dot + 1 :] not in psl_rules
+            ):
+                return base, wildcard
+    return names.split_pattern(pattern)
+
+
+@dataclass(frozen=True, slots=True)
+class IPRule:
+    """A canonical IP rule: version, network integer, prefix length."""
+
+    version: int  # 4 or 6
+    value: int  # network address as an integer (host bits zero)
+    prefixlen: int
+
+    @property
+    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        if self.version == 4:
+            return ipaddress.IPv4Network((self.value, self.prefixlen))
+        return ipaddress.IPv6Network((self.value, self.prefixlen))
+
+    @property
+    def num_addresses(self) -> int:
+        return 1 << ((32 if self.version == 4 else 128) - self.prefixlen)
+
+    def __str__(self) -> str:
+        return str(self.network)
+
+
+def parse_ip_rule(
+    text: str, *, min_prefix_v4: int = MIN_PREFIX_V4, min_prefix_v6: int = MIN_PREFIX_V6
+) -> IPRule:
+    """Parse an address or CIDR prefix into a canonical IPRule.
+
+    Raises PatternError for malformed text, host bits set, or a prefix broader than the
+    limits (``min_prefix_v4`` / ``min_prefix_v6``; pass 0 to allow any).
+    """
+    rule = _parse_ip_rule(text)
+    limit = min_prefix_v4 if rule.version == 4 else min_prefix_v6
+    if rule.prefixlen < limit:
+        raise PatternError(
+            f"IP rule {text!r} covers {rule.num_addresses} addresses (/{rule.prefixlen}); "
+            f"refusing a rule broader than /{limit}"
+        )
+    return rule
+
+
+def _parse_ip_rule(text: str) -> IPRule:
+    if type(text) is not str:
+        raise PatternError(f"IP rule must be text, not {type(text).__name__}")
+    addr, slash, plen_text = text.partition("/")
+    try:
+        packed = socket.inet_pton(socket.AF_INET, addr)
+        version, bits = 4, 32
+    except (OSError, ValueError):
+        try:
+            packed = socket.inet_pton(socket.AF_INET6, addr)
+            version, bits = 6, 128
+        except (OSError, ValueError):
+            packed = b""
+            version = bits = 0
+    if packed and (not slash or (plen_text.isdecimal() and plen_text.isascii())):
+        value = int.from_bytes(packed, "big")
+        plen = int(plen_text) if slash else bits
+        if plen <= bits and str(plen) == (plen_text if slash else str(bits)):
+            if value & ((1 << (bits - plen)) - 1):
+                raise PatternError(f"IP rule {text!r} has host bits set")
+            return _unmap(version, value, plen)
+    # Anything unusual (netmask notation, leading zeros in the length) gets ipaddress's view.
+    try:
+        net = ipaddress.ip_network(text.strip(), strict=True)
+    except ValueError as exc:
+        if "host bits set" in str(exc):
+            raise PatternError(f"IP rule {text!r} has host bits set") from None
+        raise PatternError(f"invalid IP rule {text!r}: {exc}") from None
+    return _unmap(net.version, int(net.network_address), net.prefixlen)
+
+
+def _unmap(version: int, value: int, plen: int) -> IPRule:
+    if version == 6 and plen >= 96 and value >> 32 == _MAPPED_PREFIX:
+        return IPRule(4, value & _V4_ALL, plen - 96)
+    return IPRule(version, value, plen)
+
+
+def address_key(addr: object) -> tuple[int, int] | None:
+    """(version, integer) of a query address, IPv4-mapped IPv6 as IPv4; None if invalid."""
+    if type(addr) is str:
+        try:
+            return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, addr), "big")
+        except (OSError, ValueError):
+            pass
+        try:
+            value = int.from_bytes(socket.inet_pton(socket.AF_INET6, addr), "big")
+        except (OSError, ValueError):
+            try:
+                parsed = ipaddress.ip_address(addr)
+            except ValueError:
+                return None
+            return address_key(parsed)
+    elif isinstance(addr, ipaddress.IPv4Address):
+        return 4, int(addr)
+    elif isinstance(addr, ipaddress.IPv6Address):
+        value = int(addr)
+    else:
+        return None
+    if value >> 32 == _MAPPED_PREFIX:
+        return 4, value & _V4_ALL
+    return 6, value
+
+
+def normalised_query(name: object) -> str | None:
+    """The normal form of a query name, or None if it is not a valid host name."""
+    if type(name) is not str:
+        return None
+    if _plain_host(name):
+        return name
+    try:
+        return names.normalise_host(name)
+    except PatternError:
+        return None
+
+
+class Matcher(Generic[K]):
+    """Host patterns and IP rules compiled for lookup; each rule carries a key of type K."""
+
+    __slots__ = ("_exact", "_n_host", "_n_ip", "_v4", "_v6", "_wild")
+
+    def __init__(self) -> None:
+        self._exact: dict[str, list[K]] = {}
+        self._wild: dict[str, list[K]] = {}
+        # (prefix length, shift, {network >> shift: keys}), longest prefix first
+        self._v4: list[tuple[int, int, dict[int, list[K]]]] = []
+        self._v6: list[tuple[int, int, dict[int, list[K]]]] = []
+        self._n_host = 0
+        self._n_ip = 0
+
+    @classmethod
+    def compile(
+        cls,
+        host_rules: Iterable[tuple[str, K]] = (),
+        ip_rules: Iterable[tuple[str, K]] = (),
+        *,
+        min_prefix_v4: int = MIN_PREFIX_V4,
+        min_prefix_v6: int = MIN_PREFIX_V6,
+    ) -> Matcher[K]:
+        """Compile (pattern, key) pairs. Raises PatternError naming the offending rule."""
+        m: Matcher[K] = cls()
+        psl = _psl_rules()
+        exact, wild = m._exact, m._wild
+        n = -1
+        for n, (pattern, key) in enumerate(host_rules):
+            try:
+                base, wildcard = _split_fast(pattern, psl)
+            except PatternError as exc:
+                raise PatternError(exc.message, where=f"host rule {n + 1} ({pattern!r})") from None
+            table = wild if wildcard else exact
+            keys = table.get(base)
+            if keys is None:
+                table[base] = [key]
+            else:
+                keys.append(key)
+        m._n_host = n + 1
+        v4: dict[int, dict[int, list[K]]] = {}
+        v6: dict[int, dict[int, list[K]]] = {}
+        n = -1
+        for n, (text, key) in enumerate(ip_rules):
+            try:
+                rule = parse_ip_rule(text, min_prefix_v4=min_prefix_v4, min_prefix_v6=min_prefix_v6)
+            except PatternError as exc:
+                raise PatternError(exc.message, where=f"IP rule {n + 1} ({text!r})") from None
+            bits = 32 if rule.version == 4 else 128
+            by_len = v4 if rule.version == 4 else v6
+            table = by_len.get(rule.prefixlen)
+            if table is None:
+                table = by_len[rule.prefixlen] = {}
+            slot = rule.value >> (bits - rule.prefixlen)
+            keys = table.get(slot)
+            if keys is None:
+                table[slot] = [key]
+            else:
+                keys.append(key)
+        m._n_ip = n + 1
+        m._v4 = [(p, 32 - p, v4[p]) for p in sorted(v4, reverse=True)]
+        m._v6 = [(p, 128 - p, v6[p]) for p in sorted(v6, reverse=True)]
+        return m
+
+    def __len__(self) -> int:
+        """The number of rules compiled (host and IP)."""
+        return self._n_host + self._n_ip
+
+    # -- host names ---------------------------------------------------------------------
+
+    def match_host(self, name: str) -> list[K]:
+        """Keys of every host rule matching ``name``; [] if none or not a valid host name."""
+        if type(name) is not str or not _plain_host(name):
+            name = normalised_query(name)  # type: ignore[assignment]
+            if name is None:
+                return []
+        keys = self._exact.get(name)
+        out = keys.copy() if keys else []
+        wild = self._wild
+        if wild:
+            # Probe each proper suffix with at least two labels: a wildcard base is never
+            # a single label (public suffix guard), so the last label is skipped.
+            i = name.find(".")
+            j = name.find(".", i + 1) if i >= 0 else -1
+            while j >= 0:
+                keys = wild.get(name[i + 1 :])
+                if keys:
+                    out.extend(keys)
+                i = j
+                j = name.find(".", i + 1)
+        return out
+
+    def match_hosts(self, names_: Iterable[str]) -> list[list[K]]:
+        """``match_host`` for each name, in order."""
+        match = self.match_host
+        return [match(n) for n in names_]
+
+    def explain_host(self, name: str) -> list[tuple[str, K]]:
+        """(pattern, key) for every host rule matching ``name``, in ``match_host`` order."""
+        host = normalised_query(name)
+        if host is None:
+            return []
+        out = [(host, k) for k in self._exact.get(host, ())]
+        labels = host.split(".")
+        for i in range(1, len(labels) - 1):
+            base = ".".join(labels[i:])
+            out.extend(("*." + base, k) for k in self._wild.get(base, ()))
+        return out
+
+    # -- addresses ----------------------------------------------------------------------
+
+    def match_ip(self, addr: Address) -> list[K]:
+        """Keys of every IP rule covering ``addr``; [] if none or not a valid address."""
+        found = address_key(addr)
+        if found is None:
+            return []
+        version, value = found
+        out: list[K] = []
+        for _plen, shift, table in self._v4 if version == 4 else self._v6:
+            keys = table.get(value >> shift)
+            if keys:
+                out.extend(keys)
+        return out
+
+    def match_ips(self, addrs: Iterable[Address]) -> list[list[K]]:
+        """``match_ip`` for each address, in order."""
+        match = self.match_ip
+        return [match(a) for a in addrs]
+
+    def explain_ip(self, addr: Address) -> list[tuple[IPRule, K]]:
+        """(rule, key) for every IP rule covering ``addr``, in ``match_ip`` order."""
+        found = address_key(addr)
+        if found is None:
+            return []
+        version, value = found
+        out: list[tuple[IPRule, K]] = []
+        for plen, shift, table in self._v4 if version == 4 else self._v6:
+            slot = value >> shift
+            rule = IPRule(version, slot << shift, plen)
+            out.extend((rule, k) for k in table.get(slot, ()))
+        return out
+
+    # -- introspection ------------------------------------------------------------------
+
+    def host_rules(self) -> Iterator[tuple[str, K]]:
+        """Every compiled host rule as (normalised pattern, key)."""
+        for base, keys in self._exact.items():
+            for k in keys:
+                yield base, k
+        for base, keys in self._wild.items():
+            for k in keys:
+                yield "*." + base, k
+
+    def ip_rules(self) -> Iterator[tuple[IPRule, K]]:
+        """Every compiled IP rule as (canonical rule, key); ``rule.prefixlen`` for guards."""
+        for version, tables in ((4, self._v4), (6, self._v6)):
+            for plen, shift, table in tables:
+                for slot, keys in table.items():
+                    rule = IPRule(version, slot << shift, plen)
+                    for k in keys:
+                        yield rule, k
