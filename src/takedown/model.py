@@ -147,3 +147,27 @@ class RegisterEntry:
     record: ItemRecord
     state: ItemState = ItemState.OPEN
     delisted_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """Compliance figures of one platform (or category) as of a moment (the ledger's output).
+
+    Raw counts are the facts; shares are derived from them (fractions 0..1, None if the
+    denominator is zero). ``remaining`` = flagged - removed - restricted (claims that are
+    not verified still count as remaining).
+    """
+
+    platform: str
+    as_of: datetime
+    flagged: int = 0
+    removed: int = 0
+    restricted: int = 0
+    claimed: int = 0
+    remaining: int = 0
+    overdue: int = 0
+    removed_share: float | None = None  # (removed + restricted) / flagged
+    on_time_share: float | None = None  # removed or restricted by the deadline / due so far
+    ttr_median_h: float | None = None
+    ttr_p90_h: float | None = None
+    category: str | None = None

@@ -60,3 +60,28 @@ def run(app: typer.Typer) -> int:
         err_console.print("interrupted")
         return 130
     return 0
+
+
+def actor() -> str:
+    """Who is acting: TAKEDOWN_ACTOR, else the login name."""
+    import getpass
+    import os
+
+    return os.environ.get("TAKEDOWN_ACTOR") or getpass.getuser()
+
+
+def now():  # type: ignore[no-untyped-def]
+    """The current time from the process clock (TAKEDOWN_CLOCK=file:PATH for scenarios)."""
+    from takedown.clock import clock_from_env
+
+    return clock_from_env().now()
+
+
+def database(*, require_schema: bool = True):  # type: ignore[no-untyped-def]
+    """Open the database named by --db / TAKEDOWN_DB."""
+    from takedown.store.db import Database
+
+    db = Database(db_url())
+    if require_schema:
+        db.require_schema()
+    return db

@@ -1,0 +1,124 @@
+"""Categories and jurisdiction profiles: shipped TOML, overridable by a file."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from takedown.errors import InputError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str, *, where: str | None = None) -> timedelta:
+    """'24h', '1h', '36h', '30m', '7d' → timedelta."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise InputError(f"not a duration: {text!r} (use e.g. 24h, 30m, 7d)", where=where)
+    return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+
+
+@dataclass(frozen=True)
+class Profile:
+    code: str
+    name: str
+    default_deadline: timedelta
+    deadlines: dict[str, timedelta] = field(default_factory=dict)
+
+    def deadline_for(self, category: str) -> timedelta:
+        """The removal deadline for ``category`` under this profile."""
+        return self.deadlines.get(category, self.default_deadline)
+
+
+@dataclass(frozen=True)
+class Config:
+    categories: dict[str, str]
+    profiles: dict[str, Profile]
+
+    def check_category(self, code: str, *, where: str | None = None) -> str:
+        """Return ``code`` if known, else raise naming the known codes."""
+        if code not in self.categories:
+            known = ", ".join(sorted(self.categories))
+            raise InputError(f"unknown category {code!r}; known: {known}", where=where)
+        return code
+
+    def profile(self, code: str, *, where: str | None = None) -> Profile:
+        try:
+            return self.profiles[code]
+        except KeyError:
+            known = ", ".join(sorted(self.profiles))
+            raise InputError(f"unknown profile {code!r}; known: {known}", where=where) from None
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_toml(text: str, where: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"invalid TOML: {exc}", where=where) from None
+
+
+def build(data: dict[str, Any], where: str) -> Config:
+    """Validate merged configuration data."""
+    categories = data.get("categories", {})
+    if not isinstance(categories, dict) or not all(isinstance(v, str) for v in categories.values()):
+        raise InputError("[categories] must map codes to names", where=f"{where}: categories")
+    profiles: dict[str, Profile] = {}
+    for code, spec in data.get("profiles", {}).items():
+        place = f"{where}: profiles.{code}"
+        unknown = set(spec) - {"name", "default_deadline", "deadlines"}
+        if unknown:
+            raise InputError(f"unknown keys {sorted(unknown)}", where=place)
+        deadlines = {}
+        for cat, text in spec.get("deadlines", {}).items():
+            if cat not in categories:
+                raise InputError(f"unknown category {cat!r}", where=f"{place}.deadlines")
+            deadlines[cat] = parse_duration(text, where=f"{place}.deadlines.{cat}")
+        profiles[code] = Profile(
+            code=code,
+            name=spec.get("name", code),
+            default_deadline=parse_duration(
+                spec.get("default_deadline", "24h"), where=f"{place}.default_deadline"
+            ),
+            deadlines=deadlines,
+        )
+    return Config(categories=dict(categories), profiles=profiles)
+
+
+def load(path: str | Path | None = None) -> Config:
+    """Shipped defaults, overlaid with ``path`` or ``$TAKEDOWN_CONFIG`` if given."""
+    shipped = resources.files("takedown.config").joinpath("defaults.toml").read_text("utf-8")
+    data = _read_toml(shipped, "defaults.toml")
+    override = path or os.environ.get("TAKEDOWN_CONFIG")
+    if override:
+        p = Path(override)
+        try:
+            text = p.read_text("utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot read config: {exc.strerror}", where=str(p)) from None
+        data = _merge(data, _read_toml(text, str(p)))
+        return build(data, str(p))
+    return build(data, "defaults.toml")
+
+
+@functools.lru_cache(maxsize=1)
+def default() -> Config:
+    """The configuration in effect for this process (cached)."""
+    return load()

@@ -1,0 +1,93 @@
+"""The audit log: append-only events, each hash-chained to the one before."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from takedown.store.schema import AuditHead, Event
+
+GENESIS = "0" * 64
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def event_hash(prev_hash: str, seq: int, at: datetime, actor: str, type_: str, payload: Any) -> str:
+    """SHA-256 over the previous hash and this event's canonical fields."""
+    body = _canonical([prev_hash, seq, at.isoformat(), actor, type_, payload])
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def record(session: Session, *, at: datetime, actor: str, type: str, payload: Any) -> Event:
+    """Append one event in the caller's transaction (so it commits with the change)."""
+    # Bumping the head first takes the row's write lock (SQLite: the database's), so two
+    # writers can never chain onto the same predecessor.
+    row = session.execute(
+        update(AuditHead)
+        .where(AuditHead.id == 1)
+        .values(seq=AuditHead.seq + 1)
+        .returning(AuditHead.seq, AuditHead.hash)
+    ).first()
+    if row is None:
+        session.add(AuditHead(id=1, seq=1, hash=GENESIS))
+        session.flush()
+        seq, prev = 1, GENESIS
+    else:
+        seq, prev = row
+    payload = json.loads(_canonical(payload))
+    digest = event_hash(prev, seq, at, actor, type, payload)
+    event = Event(
+        seq=seq, at=at, actor=actor, type=type, payload=payload, prev_hash=prev, hash=digest
+    )
+    session.add(event)
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=digest))
+    return event
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    events: int
+    first_broken: int | None = None  # seq of the first event that does not verify
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_broken is None
+
+
+def verify_chain(session: Session, *, batch: int = 10_000) -> ChainReport:
+    """Walk the chain from the start; report the first broken link."""
+    prev = GENESIS
+    expected_seq = 1
+    count = 0
+    last_seq = 0
+    while True:
+        rows = session.scalars(
+            select(Event).where(Event.seq > last_seq).order_by(Event.seq).limit(batch)
+        ).all()
+        if not rows:
+            break
+        for ev in rows:
+            count += 1
+            if ev.seq != expected_seq:
+                return ChainReport(count, expected_seq, f"event {expected_seq} is missing")
+            if ev.prev_hash != prev:
+                return ChainReport(count, ev.seq, "previous-hash link does not match")
+            if event_hash(prev, ev.seq, ev.at, ev.actor, ev.type, ev.payload) != ev.hash:
+                return ChainReport(count, ev.seq, "content does not match its hash")
+            prev = ev.hash
+            expected_seq += 1
+            last_seq = ev.seq
+        session.expunge_all()
+    head = session.get(AuditHead, 1)
+    if head is not None and (head.seq != last_seq or head.hash != prev):
+        return ChainReport(count, last_seq + 1, "events after the last one were removed")
+    return ChainReport(count)

@@ -1,0 +1,329 @@
+"""The database schema (SQLAlchemy 2 declarative). Migrations in store/migrations/."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Platform(Base):
+    __tablename__ = "platforms"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    notice_url: Mapped[str | None] = mapped_column(String(2000))
+    # The HMAC key must be usable to sign, so it is stored, never logged or listed.
+    webhook_secret: Mapped[str | None] = mapped_column(String(200))
+    profile: Mapped[str] = mapped_column(String(64), default="ru-2021")
+    created_at: Mapped[datetime]
+
+
+class PlatformHost(Base):
+    __tablename__ = "platform_hosts"
+    __table_args__ = (UniqueConstraint("platform_id", "pattern"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("platforms.id", ondelete="CASCADE"))
+    pattern: Mapped[str] = mapped_column(String(300))
+    content_class: Mapped[str] = mapped_column(String(32))
+
+
+class PlatformToken(Base):
+    __tablename__ = "platform_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform_id: Mapped[int] = mapped_column(
+        ForeignKey("platforms.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class Obligation(Base):
+    __tablename__ = "obligations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform_id: Mapped[int] = mapped_column(
+        ForeignKey("platforms.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(64))  # e.g. data-localisation
+    state: Mapped[str] = mapped_column(String(32))  # compliant / violating
+    decision: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime]
+
+
+class Item(Base):
+    """A register entry. ``state`` and ``deadline_at`` are projections of the facts."""
+
+    __tablename__ = "items"
+    __table_args__ = (
+        UniqueConstraint("target", "decision_ref", name="uq_items_target_decision"),
+        Index("ix_items_platform_state", "platform_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target: Mapped[str] = mapped_column(String(4000))
+    kind: Mapped[str] = mapped_column(String(16))
+    host: Mapped[str | None] = mapped_column(String(300), index=True)
+    platform_id: Mapped[int | None] = mapped_column(ForeignKey("platforms.id"), index=True)
+    category: Mapped[str] = mapped_column(String(64), index=True)
+    basis: Mapped[str] = mapped_column(Text)
+    decision_ref: Mapped[str] = mapped_column(String(200))
+    authority: Mapped[str | None] = mapped_column(String(500))
+    decision_date: Mapped[str | None] = mapped_column(String(10))
+    listed_at: Mapped[datetime]
+    delisted_at: Mapped[datetime | None]
+    delist_decision: Mapped[str | None] = mapped_column(String(200))
+    source: Mapped[str | None] = mapped_column(String(500))
+    flags: Mapped[str] = mapped_column(String(200), default="")
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    state_at: Mapped[datetime | None]
+    deadline_at: Mapped[datetime | None]
+
+
+class Notice(Base):
+    __tablename__ = "notices"
+    __table_args__ = (Index("ix_notices_outbox", "delivery_state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("platforms.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    issued_at: Mapped[datetime]
+    deadline_at: Mapped[datetime]
+    delivery_state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    acknowledged_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claimed_until: Mapped[datetime | None]
+
+
+class NoticeItem(Base):
+    __tablename__ = "notice_items"
+
+    notice_id: Mapped[int] = mapped_column(
+        ForeignKey("notices.id", ondelete="CASCADE"), primary_key=True
+    )
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), primary_key=True, index=True)
+
+
+class DeliveryAttempt(Base):
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    notice_id: Mapped[int] = mapped_column(ForeignKey("notices.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime]
+    status_code: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+
+
+class Response(Base):
+    __tablename__ = "responses"
+    __table_args__ = (UniqueConstraint("platform_id", "client_key", name="uq_responses_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("platforms.id"))
+    action: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    policy: Mapped[str | None] = mapped_column(String(500))
+    at: Mapped[datetime]
+    client_key: Mapped[str | None] = mapped_column(String(200))
+
+
+class VantagePoint(Base):
+    __tablename__ = "vantage_points"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    country: Mapped[str | None] = mapped_column(String(8))
+    in_country: Mapped[bool] = mapped_column(Boolean, default=True)
+    source_address: Mapped[str | None] = mapped_column(String(64))
+    proxy: Mapped[str | None] = mapped_column(String(500))
+
+
+class Check(Base):
+    __tablename__ = "checks"
+    __table_args__ = (Index("ix_checks_item_at", "item_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
+    vantage_id: Mapped[int | None] = mapped_column(ForeignKey("vantage_points.id"))
+    round_id: Mapped[int | None] = mapped_column(ForeignKey("check_rounds.id"), index=True)
+    at: Mapped[datetime]
+    verdict: Mapped[str] = mapped_column(String(16))
+    status: Mapped[int | None]
+    digest: Mapped[str | None] = mapped_column(String(64))
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class CheckRound(Base):
+    __tablename__ = "check_rounds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    vantage_id: Mapped[int | None] = mapped_column(ForeignKey("vantage_points.id"))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
+class CheckTask(Base):
+    """Probe work for a round; workers claim rows (FOR UPDATE SKIP LOCKED on PostgreSQL)."""
+
+    __tablename__ = "check_tasks"
+    __table_args__ = (
+        UniqueConstraint("round_id", "item_id", name="uq_check_tasks_round_item"),
+        Index("ix_check_tasks_due", "round_id", "done_at", "claimed_until"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    round_id: Mapped[int] = mapped_column(ForeignKey("check_rounds.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claimed_until: Mapped[datetime | None]
+    done_at: Mapped[datetime | None]
+
+
+class Measure(Base):
+    __tablename__ = "measures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("platforms.id"), index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    rate_kbps: Mapped[int | None]
+    classes: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    scope: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # class -> percent
+    state: Mapped[str] = mapped_column(String(16), default="proposed")
+    proposed_at: Mapped[datetime]
+    starts_at: Mapped[datetime | None]
+    review_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    lifted_at: Mapped[datetime | None]
+    rule: Mapped[str | None] = mapped_column(String(200))  # ladder rule that fired
+    ladder: Mapped[str | None] = mapped_column(String(500))
+    figures: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    reason: Mapped[str] = mapped_column(Text)
+    decision_ref: Mapped[str | None] = mapped_column(String(200))
+    lift_decision: Mapped[str | None] = mapped_column(String(200))
+    needs_approval: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str] = mapped_column(String(100))
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("measures.id"))
+
+
+class Approval(Base):
+    __tablename__ = "approvals"
+    __table_args__ = (UniqueConstraint("measure_id", "by", name="uq_approvals_measure_by"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    measure_id: Mapped[int] = mapped_column(ForeignKey("measures.id", ondelete="CASCADE"))
+    by: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime]
+
+
+class FeedPublication(Base):
+    __tablename__ = "feed_publications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sequence: Mapped[int] = mapped_column(Integer, unique=True)
+    generated_at: Mapped[datetime]
+    published_at: Mapped[datetime]
+    digest: Mapped[str] = mapped_column(String(64))
+    directives: Mapped[int]
+    accepted_collateral: Mapped[str | None] = mapped_column(Text)
+
+
+class Measurement(Base):
+    """A measured transfer through an enforcement point (rate achieved vs. target)."""
+
+    __tablename__ = "measurements"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime]
+    phase: Mapped[str | None] = mapped_column(String(64))
+    subscriber_class: Mapped[str | None] = mapped_column(String(32))
+    content_class: Mapped[str | None] = mapped_column(String(32))
+    host: Mapped[str] = mapped_column(String(300))
+    kbps: Mapped[float] = mapped_column(Float)
+    target_kbps: Mapped[float | None] = mapped_column(Float)
+    verdict: Mapped[str | None] = mapped_column(String(16))
+
+
+class Event(Base):
+    """Append-only audit record; ``hash`` chains each event to the previous one."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(100))
+    type: Mapped[str] = mapped_column(String(64), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """One row: the chain's last sequence number and hash, updated under a write lock."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    hash: Mapped[str] = mapped_column(String(64))
