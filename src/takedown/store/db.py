@@ -22,7 +22,7 @@ def resolve_url(db: str | None) -> str:
     if "://" in value:
         try:
             make_url(value)
-        except ArgumentError as exc:
+        except (ArgumentError, ValueError) as exc:
             raise InputError(f"not a database URL: {exc}", where="--db") from None
         return value
     return f"sqlite:///{Path(value).expanduser().resolve()}"
