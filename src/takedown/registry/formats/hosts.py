@@ -1,0 +1,53 @@
+"""hosts file (``--format hosts``): ``0.0.0.0 name`` and ``:: name`` per listed domain.
+
+Both lines, because a resolver that finds only an IPv4 entry in the hosts file goes on
+to DNS for the AAAA query. Names are punycode (what resolvers look up). A hosts file
+cannot express wildcards: wildcard items and malformed masks are skipped with a comment
+each; URL and IP items are not names to blank and are only counted in a final comment.
+Duplicate names are written once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import BinaryIO
+
+from takedown.model import RegisterEntry, TargetKind
+from takedown.registry.formats._base import as_utc, is_listed
+
+
+def write(entries: Iterable[RegisterEntry], out: BinaryIO, *, generated_at: datetime) -> int:
+    """Write the listed domain entries as hosts-file lines; return how many entries."""
+    stamp = as_utc(generated_at).isoformat()
+    out.write(f"# takedown register, listed domains, generated {stamp}\n".encode("ascii"))
+    seen: set[str] = set()
+    other = 0
+    count = 0
+    batch: list[str] = []
+    for entry in entries:
+        if not is_listed(entry):
+            continue
+        target = entry.record.target
+        if target.kind is TargetKind.WILDCARD:
+            batch.append(
+                f"# skipped item {entry.id}: {target.value} (hosts files have no wildcards)\n"
+            )
+            continue
+        if target.kind is not TargetKind.DOMAIN:
+            other += 1
+            continue
+        if target.host is None:
+            batch.append(f"# skipped item {entry.id}: malformed mask {target.value!r}\n")
+            continue
+        count += 1
+        if target.host in seen:
+            continue
+        seen.add(target.host)
+        batch.append(f"0.0.0.0 {target.host}\n:: {target.host}\n")
+        if len(batch) >= 4096:
+            out.write("".join(batch).encode("ascii", errors="replace"))
+            batch.clear()
+    batch.append(f"# {other} URL and IP/CIDR items are not names and are not listed here\n")
+    out.write("".join(batch).encode("ascii", errors="replace"))
+    return count

@@ -1,0 +1,300 @@
+"""The public register dump (``rkn-csv``): cp1251, ``Updated:`` line, six ``;`` fields.
+
+::
+
+    Updated: 2021-03-10 12:00:00 +0300
+    1.2.3.4 | 10.0.0.0/8;example.com|*.example.net;http://example.com/a | http://x.example/;\
+    "Authority; dept";27-31-2021/Ид1234-21;2021-03-01
+
+(one line, broken here for width)
+
+Fields: ``ips;domains;urls;authority;decision;date``. Several IPs/CIDRs or domains in a
+cell are separated by ``|`` (spaces optional); several URLs by ``" | "`` exactly, since a
+URL may contain ``|``. Any field may be quoted CSV-style (``"…"``, ``""`` for a quote),
+which is how an authority or a URL holding ``;`` is written. A row yields one ItemRecord
+per target, all sharing the row's decision; the date may be empty (no decision date).
+
+Reading is strict per row (a bad cell rejects the whole row as a RowError) and lenient
+about the file (it goes on after a bad row). A file that is UTF-8 -- a byte-order mark, or
+its first line with non-ASCII bytes is valid UTF-8, which cp1251 Cyrillic text practically
+never is -- or that is another format, or lacks the ``Updated:`` line, is an InputError.
+
+The writer emits one row per listed entry (delisted ones are skipped), so that export then
+import gives the same targets and decisions back. Hosts are written in Unicode when cp1251
+can hold them (as the real dump does), else as punycode; URLs are already ASCII
+(percent-encoded); other text cp1251 cannot hold becomes ``?``. Category, basis and
+platform are not part of this format: an import takes them from the command line.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import BinaryIO
+
+from takedown.errors import InputError
+from takedown.model import Decision, ItemRecord, RegisterEntry, Target, TargetKind
+from takedown.names import to_unicode
+from takedown.registry.formats._base import (
+    ReadDefaults,
+    RowError,
+    as_utc,
+    is_listed,
+    raw_text,
+    valid_date,
+)
+from takedown.registry.targets import parse_target_flags
+
+ENCODING = "cp1251"
+FIELDS = ("ips", "domains", "urls", "authority", "decision", "date")
+URL_SEPARATOR = " | "
+
+_HEADER = re.compile(r"Updated: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4})\Z")
+_IP_KINDS = (TargetKind.IP, TargetKind.CIDR)
+_NAME_KINDS = (TargetKind.DOMAIN, TargetKind.WILDCARD, TargetKind.IP, TargetKind.CIDR)
+
+
+class _Reject(Exception):
+    """A row is bad; the message says why."""
+
+
+def read(
+    stream: BinaryIO, *, source: str, defaults: ReadDefaults
+) -> Iterator[ItemRecord | RowError]:
+    """Stream the ItemRecords (and RowErrors) of an rkn-csv dump."""
+    _check_header(stream.readline(), source)
+    judged_encoding = False
+    basis_cache: dict[tuple[str | None, str], str] = {}
+    for lineno, raw in enumerate(stream, start=2):
+        raw = raw.rstrip(b"\r\n")
+        if not raw.isascii():
+            utf8 = _is_utf8(raw)
+            if not judged_encoding:
+                judged_encoding = True
+                if utf8:
+                    raise InputError(
+                        "file is UTF-8, expected cp1251 (convert it: iconv -f utf-8 -t cp1251)",
+                        where=f"{source}:{lineno}",
+                    )
+            elif utf8:
+                yield RowError(
+                    lineno, "row is UTF-8 encoded, expected cp1251", raw_text(raw, "utf-8")
+                )
+                continue
+        try:
+            line = raw.decode(ENCODING)
+        except UnicodeDecodeError as exc:
+            yield RowError(lineno, f"not cp1251 text: {exc.reason}", raw_text(raw, ENCODING))
+            continue
+        try:
+            yield from _row(line, lineno, source, defaults, basis_cache)
+        except _Reject as exc:
+            yield RowError(lineno, str(exc), line)
+
+
+def _check_header(first: bytes, source: str) -> None:
+    where = f"{source}:1"
+    if first.startswith(codecs.BOM_UTF8):
+        raise InputError(
+            "file is UTF-8 (it starts with a byte-order mark), expected cp1251", where=where
+        )
+    text = first.decode(ENCODING, errors="replace").strip()
+    if not text:
+        raise InputError(
+            "empty first line; expected 'Updated: YYYY-MM-DD HH:MM:SS +ZZZZ'", where=where
+        )
+    lowered = text.lower()
+    if lowered.startswith("url,category_code"):
+        raise InputError(
+            "this is a Citizen Lab test-list CSV, not an rkn-csv dump (use --format citizenlab)",
+            where=where,
+        )
+    if text.startswith("{"):
+        raise InputError(
+            "this looks like JSON Lines, not an rkn-csv dump (use --format jsonl)", where=where
+        )
+    if lowered.startswith("id,target,"):
+        raise InputError(
+            "this is a takedown CSV export, not an rkn-csv dump (use --format csv)", where=where
+        )
+    match = _HEADER.match(text)
+    if match is None:
+        raise InputError(
+            f"missing 'Updated: YYYY-MM-DD HH:MM:SS +ZZZZ' header line (got {text[:60]!r})",
+            where=where,
+        )
+    try:
+        datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S %z")
+    except ValueError:
+        raise InputError(f"invalid date in the 'Updated:' header: {text!r}", where=where) from None
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _row(
+    line: str,
+    lineno: int,
+    source: str,
+    defaults: ReadDefaults,
+    basis_cache: dict[tuple[str | None, str], str],
+) -> Iterator[ItemRecord]:
+    if not line.strip():
+        raise _Reject("empty row")
+    fields = split_row(line) if '"' in line else line.split(";")
+    if fields is None:
+        raise _Reject("malformed quoting (a quoted field must end with '\"' before ';')")
+    if len(fields) != 6:
+        raise _Reject(f"expected 6 fields ({';'.join(FIELDS)}), got {len(fields)}")
+    ips, domains, urls, authority, reference, date = fields
+    if not (ips.strip() or domains.strip() or urls.strip()):
+        raise _Reject("row has no targets (ips, domains and urls are all empty)")
+    date = date.strip()
+    if date and not valid_date(date):
+        raise _Reject(f"unparseable date {date!r} (expected YYYY-MM-DD)")
+    reference = reference.strip() or (defaults.decision or "")
+    if not reference:
+        raise _Reject("empty decision reference")
+    authority = authority.strip() or None
+    targets: list[tuple[Target, tuple[str, ...]]] = []
+    if ips.strip():
+        _cell(ips.split("|"), "ips", _IP_KINDS, targets)
+    if domains.strip():
+        _cell(domains.split("|"), "domains", _NAME_KINDS, targets)
+    if urls.strip():
+        _cell(urls.split(URL_SEPARATOR), "urls", (TargetKind.URL,), targets)
+    if not targets:
+        raise _Reject("row has no targets (ips, domains and urls are all empty)")
+    decision = Decision(reference, authority, date or None)
+    key = (authority, reference)
+    basis = defaults.basis or basis_cache.get(key)
+    if basis is None:
+        basis = f"{authority} decision {reference}" if authority else f"decision {reference}"
+        if len(basis_cache) > 10000:
+            basis_cache.clear()
+        basis_cache[key] = basis
+    where = f"{source}:{lineno}"
+    category, platform = defaults.category, defaults.platform
+    for target, flags in targets:
+        yield ItemRecord(target, category, basis, decision, platform, None, where, flags)
+
+
+def _cell(
+    parts: list[str],
+    column: str,
+    kinds: tuple[TargetKind, ...],
+    out: list[tuple[Target, tuple[str, ...]]],
+) -> None:
+    for part in parts:
+        text = part.strip()
+        if not text:
+            continue
+        if column == "urls" and "://" not in text:
+            raise _Reject(f"urls: {text!r} is not a URL (no scheme)")
+        if column == "domains" and "://" in text:
+            raise _Reject(f"domains: {text!r} is a URL, not a domain")
+        try:
+            target, flags = parse_target_flags(text)
+        except InputError as exc:
+            raise _Reject(f"{column}: {exc.message}") from None
+        if target.kind not in kinds:
+            raise _Reject(f"{column}: {text!r} is a {target.kind}, not an IP address or network")
+        out.append((target, flags))
+
+
+def split_row(line: str) -> list[str] | None:
+    """Split on ``;`` honouring CSV-style quoted fields; None if the quoting is malformed."""
+    fields: list[str] = []
+    i, n = 0, len(line)
+    while True:
+        if i < n and line[i] == '"':
+            pieces: list[str] = []
+            i += 1
+            while True:
+                j = line.find('"', i)
+                if j < 0:
+                    return None
+                pieces.append(line[i:j])
+                if j + 1 < n and line[j + 1] == '"':
+                    pieces.append('"')
+                    i = j + 2
+                    continue
+                i = j + 1
+                break
+            fields.append("".join(pieces))
+            if i == n:
+                return fields
+            if line[i] != ";":
+                return None
+            i += 1
+        else:
+            k = line.find(";", i)
+            if k < 0:
+                fields.append(line[i:])
+                return fields
+            fields.append(line[i:k])
+            i = k + 1
+
+
+def _quote(field: str) -> str:
+    field = " ".join(field.split()) if not field.isprintable() else field.strip()
+    if ";" in field or '"' in field:
+        return '"' + field.replace('"', '""') + '"'
+    return field
+
+
+def _display_host(host: str) -> str:
+    """A host as the dump writes it: Unicode if cp1251 can hold it, else punycode."""
+    if "xn--" not in host:
+        return host
+    shown = to_unicode(host)
+    try:
+        shown.encode(ENCODING)
+    except UnicodeEncodeError:
+        return host
+    return shown
+
+
+def format_target(target: Target) -> tuple[str, str, str]:
+    """The (ips, domains, urls) cells holding one target."""
+    kind = target.kind
+    if kind in _IP_KINDS:
+        return target.value, "", ""
+    if kind is TargetKind.URL:
+        return "", "", target.value
+    if kind is TargetKind.WILDCARD:
+        return "", "*." + _display_host(target.value[2:]), ""
+    if target.host is None:  # a malformed mask, kept literally
+        return "", target.value, ""
+    return "", _display_host(target.value), ""
+
+
+def write(entries: Iterable[RegisterEntry], out: BinaryIO, *, generated_at: datetime) -> int:
+    """Write the listed entries as an rkn-csv dump; return how many rows were written."""
+    stamp = as_utc(generated_at).strftime("%Y-%m-%d %H:%M:%S %z")
+    out.write(f"Updated: {stamp}\n".encode(ENCODING))
+    count = 0
+    batch: list[str] = []
+    for entry in entries:
+        if not is_listed(entry):
+            continue
+        record = entry.record
+        decision = record.decision
+        ips, domains, urls = format_target(record.target)
+        batch.append(
+            f"{ips};{domains};{_quote(urls)};{_quote(decision.authority or '')};"
+            f"{_quote(decision.reference)};{decision.date or ''}\n"
+        )
+        count += 1
+        if len(batch) >= 4096:
+            out.write("".join(batch).encode(ENCODING, errors="replace"))
+            batch.clear()
+    out.write("".join(batch).encode(ENCODING, errors="replace"))
+    return count

@@ -1,0 +1,213 @@
+"""Register targets: parse and normalise URLs, domains, wildcards, addresses and networks.
+
+One text has one canonical form, so that the same target under the same decision is one item:
+
+- URL: scheme lower-case; host UTS-46 / punycode (or a canonical IP, v6 in brackets);
+  default port stripped (80 for http, 443 for https); path and query percent-encoding
+  normalised (unreserved characters decoded, hex upper-case, anything not allowed in a
+  URI -- non-ASCII as UTF-8, spaces, ``"<>\\^`{|}`` -- encoded, a stray ``%`` becomes
+  ``%25``); empty path becomes ``/``; an empty query and the fragment are dropped.
+  ``Target.host`` is the host.
+- domain: lower-case, one trailing dot stripped, UTS-46 (punycode). ``Target.host`` too.
+- wildcard ``*.example.com``: kind WILDCARD, value ``*.`` + the normalised base,
+  ``Target.host`` the base. It covers names *under* the base, not the base itself.
+- malformed mask (any other ``*``: ``*example.com``, ``*t.co*``, ``a.*.b``): kept as a
+  plain DOMAIN whose value is the literal text lower-cased (the parts between the
+  ``*`` IDNA-encoded) and ``Target.host`` None, so that no matcher ever treats it as a
+  pattern or a host; flagged ``malformed-mask``.
+- IPv4 / IPv6 address: canonical (compressed) text; scope ids (``%eth0``) refused.
+- CIDR: canonical network text; a prefix with host bits set (``10.1.2.3/8``) is refused
+  (InputError naming the network it probably meant); a full-length prefix (``/32``,
+  ``/128``) is the single address (kind IP).
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+from takedown.errors import InputError, PatternError
+from takedown.model import Target, TargetKind
+from takedown.names import is_public_suffix, normalise_host
+
+FLAG_MALFORMED_MASK = "malformed-mask"
+FLAG_PUBLIC_SUFFIX = "public-suffix"  # a wildcard at or above a public suffix (*.com)
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*\Z")
+# Characters that may stand as they are in a normalised path or query.
+_CLEAN = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*\Z")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_ALLOWED = _UNRESERVED | frozenset("!$&'()*+,;=:@/?")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_LOOSE_PIECE = re.compile(r"[a-z0-9._\-]+\Z")
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def parse_target(text: str, *, where: str | None = None) -> Target:
+    """Normalise one register target (URL, domain, wildcard, IP, CIDR); raise InputError."""
+    return parse_target_flags(text, where=where)[0]
+
+
+def parse_target_flags(text: str, *, where: str | None = None) -> tuple[Target, tuple[str, ...]]:
+    """Like :func:`parse_target`, also returning flags (``malformed-mask``, ``public-suffix``)."""
+    try:
+        return _parse_cached(text.strip())
+    except InputError as exc:
+        raise InputError(exc.message, where=where) from None
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_cached(text: str) -> tuple[Target, tuple[str, ...]]:
+    if not text:
+        raise InputError("empty target")
+    if "://" in text:
+        return _parse_url(text), ()
+    if "/" in text:
+        return _parse_network(text), ()
+    if ":" in text or _looks_ipv4(text):
+        return _parse_address(text), ()
+    if "*" in text:
+        return _parse_mask(text)
+    try:
+        host = normalise_host(text)
+    except PatternError as exc:
+        raise InputError(exc.message) from None
+    return Target(TargetKind.DOMAIN, host, host), ()
+
+
+def _looks_ipv4(text: str) -> bool:
+    return text[:1].isdigit() and all(c.isdigit() or c == "." for c in text)
+
+
+def _parse_address(text: str) -> Target:
+    if "%" in text:
+        raise InputError(f"IP address with a scope id is not a register target: {text!r}")
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        what = "IP address" if _looks_ipv4(text) else "IP address or host name"
+        raise InputError(f"invalid {what} {text!r}") from None
+    return Target(TargetKind.IP, str(addr))
+
+
+def _parse_network(text: str) -> Target:
+    addr, _, prefix = text.partition("/")
+    if not prefix.isdigit() or "%" in addr:
+        raise InputError(f"invalid CIDR network {text!r}")
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+        ipaddress.ip_address(addr)
+    except ValueError:
+        raise InputError(f"invalid CIDR network {text!r}") from None
+    if str(net.network_address) != str(ipaddress.ip_address(addr)):
+        raise InputError(f"CIDR network {text!r} has host bits set (the network is {net})")
+    if net.prefixlen == net.max_prefixlen:
+        return Target(TargetKind.IP, str(net.network_address))
+    return Target(TargetKind.CIDR, str(net))
+
+
+def _parse_mask(text: str) -> tuple[Target, tuple[str, ...]]:
+    if text.startswith("*.") and "*" not in text[2:]:
+        try:
+            base = normalise_host(text[2:])
+        except PatternError as exc:
+            raise InputError(exc.message) from None
+        flags = (FLAG_PUBLIC_SUFFIX,) if "." not in base or is_public_suffix(base) else ()
+        return Target(TargetKind.WILDCARD, "*." + base, base), flags
+    # Malformed: keep the literal name (never a pattern), normalising the pieces around '*'.
+    literal = text[:-1] if text.endswith(".") else text
+    parts = []
+    for piece in literal.split("*"):
+        if not piece or piece.strip(".") == "":
+            parts.append(piece.lower())
+            continue
+        lead = "." if piece.startswith(".") else ""
+        tail = "." if piece.endswith(".") else ""
+        try:
+            parts.append(lead + normalise_host(piece.strip(".")) + tail)
+        except PatternError as exc:
+            if not _LOOSE_PIECE.match(piece.lower()):
+                raise InputError(exc.message) from None
+            parts.append(piece.lower())
+    value = "*".join(parts)
+    if not any(c.isalnum() for c in value):
+        raise InputError(f"not a host name or mask: {text!r}")
+    return Target(TargetKind.DOMAIN, value), (FLAG_MALFORMED_MASK,)
+
+
+def _parse_url(text: str) -> Target:
+    scheme, sep, rest = text.partition("://")
+    if not _SCHEME.match(scheme):
+        raise InputError(f"invalid URL scheme in {text!r}")
+    if _CONTROL.search(text):
+        raise InputError(f"URL contains a control character: {text!r}")
+    scheme = scheme.lower()
+    try:
+        parts = urlsplit(scheme + sep + rest, allow_fragments=True)
+        port = parts.port
+    except ValueError as exc:
+        raise InputError(f"invalid URL {text!r}: {exc}") from None
+    netloc = parts.netloc
+    userinfo = ""
+    if "@" in netloc:
+        userinfo = _normalise_component(netloc.rpartition("@")[0]) + "@"
+    raw_host = parts.hostname
+    if not raw_host:
+        raise InputError(f"URL without a host: {text!r}")
+    host, shown = _url_host(raw_host, text)
+    if port is not None and port != DEFAULT_PORTS.get(scheme):
+        shown += f":{port}"
+    path = _normalise_component(parts.path) or "/"
+    if not path.startswith("/"):
+        path = "/" + path
+    query = _normalise_component(parts.query)
+    value = f"{scheme}://{userinfo}{shown}{path}" + (f"?{query}" if query else "")
+    return Target(TargetKind.URL, value, host)
+
+
+def _url_host(raw: str, text: str) -> tuple[str, str]:
+    """Return (host, as written in the URL) for a URL's host part."""
+    if ":" in raw:  # urlsplit already removed the brackets of an IPv6 literal
+        try:
+            addr = ipaddress.IPv6Address(raw)
+        except ValueError:
+            raise InputError(f"invalid IPv6 host in URL {text!r}") from None
+        return str(addr), f"[{addr}]"
+    if _looks_ipv4(raw):
+        try:
+            return str(ipaddress.IPv4Address(raw)), str(ipaddress.IPv4Address(raw))
+        except ValueError:
+            raise InputError(f"invalid IPv4 host in URL {text!r}") from None
+    try:
+        host = normalise_host(raw)
+    except PatternError as exc:
+        raise InputError(f"{exc.message} in URL {text!r}") from None
+    return host, host
+
+
+def _normalise_component(text: str) -> str:
+    """Normalise the percent-encoding of a path, query or userinfo (RFC 3986 6.2.2)."""
+    if "%" not in text and _CLEAN.match(text):
+        return text
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "%":
+            if i + 2 < n and text[i + 1] in _HEX and text[i + 2] in _HEX:
+                byte = int(text[i + 1 : i + 3], 16)
+                ch = chr(byte)
+                out.append(ch if ch in _UNRESERVED else f"%{byte:02X}")
+                i += 3
+                continue
+            out.append("%25")
+        elif c in _ALLOWED:
+            out.append(c)
+        else:
+            out.append("".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass")))
+        i += 1
+    return "".join(out)
