@@ -1,0 +1,204 @@
+"""What a flow gets: the pure decision over a compiled directive set.
+
+``compile_index`` turns a DirectiveSet into an index over the Matcher once per feed update;
+``decide`` is then a pure function of the index, the names a flow revealed, its
+destination address, its subscriber and ``now``. No I/O, no clock of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from takedown.enforce.subscribers import Subscribers
+from takedown.errors import InputError, PatternError
+from takedown.match.matcher import Matcher
+from takedown.model import SEVERITY, Directive, DirectiveSet, MeasureAction
+from takedown.names import normalise_host
+
+ANY_CLASS = "any"
+NO_CLASS = "none"  # content class of a flow no rule matched
+OTHER_SUBSCRIBERS = "other"  # subscriber class of an address in no configured class
+_NO_SUBSCRIBERS = Subscribers({})
+
+
+class Action(StrEnum):
+    PASS = "pass"
+    THROTTLE = "throttle"
+    BLOCK = "block"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do with one flow, and why."""
+
+    action: Action
+    rate_kbps: int | None = None
+    directives: tuple[str, ...] = ()  # ids of the directives that impose the action
+    content_class: str = NO_CLASS
+    subscriber_class: str = OTHER_SUBSCRIBERS
+    reason: str = ""
+    decisions: tuple[str, ...] = ()  # legal decision references, for the 451 body
+    reference_urls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    """What a matcher rule points at: a directive (by position) and the rule's content class."""
+
+    slot: int
+    content_class: str
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    """A directive set compiled for lookups; swapped as a whole on every feed update."""
+
+    matcher: Matcher[_Key]
+    directives: tuple[Directive, ...]
+    sequence: int = -1
+    generated_at: datetime | None = None
+
+    def in_force_ids(self, now: datetime) -> frozenset[str]:
+        """The ids of the directives in force at ``now`` (a change means: re-decide flows)."""
+        return frozenset(d.id for d in self.directives if d.in_force(now))
+
+
+def compile_index(directives: DirectiveSet | Iterable[Directive]) -> Index:
+    """Compile directives into an Index. Raise PatternError on a rule the matcher refuses."""
+    if isinstance(directives, DirectiveSet):
+        items = tuple(directives.directives)
+        sequence, generated_at = directives.sequence, directives.generated_at
+    else:
+        items = tuple(directives)
+        sequence, generated_at = -1, None
+    host_rules: list[tuple[str, _Key]] = []
+    ip_rules: list[tuple[str, _Key]] = []
+    for slot, directive in enumerate(items):
+        for rule in directive.hosts:
+            host_rules.append((rule.pattern, _Key(slot, rule.content_class, rule.pattern)))
+        for network in directive.ip_ranges:
+            ip_rules.append((network, _Key(slot, ANY_CLASS, network)))
+    matcher = Matcher.compile(host_rules, ip_rules)
+    return Index(matcher, items, sequence, generated_at)
+
+
+EMPTY_INDEX_DIRECTIVES: tuple[Directive, ...] = ()
+
+
+def empty_index() -> Index:
+    """An index with no directives: every flow passes."""
+    return compile_index(EMPTY_INDEX_DIRECTIVES)
+
+
+def _clean_name(name: str) -> str | None:
+    try:
+        return normalise_host(name)
+    except PatternError:
+        return None
+
+
+def decide(
+    index: Index,
+    names: Sequence[str],
+    dest_ip: str | None,
+    subscriber_addr: str | None,
+    now: datetime,
+    subscribers: Subscribers | None = None,
+) -> Decision:
+    """The most restrictive directive in force that matches a revealed name or the address.
+
+    A directive applies when one of its host rules matches any of ``names`` (or one of its
+    IP ranges matches ``dest_ip``) and the subscriber is inside the directive's share of
+    the subscriber's class (a stable keyed hash salted with the directive id). Among
+    throttles the lowest rate wins; a block beats any throttle.
+    """
+    subs = subscribers if subscribers is not None else _NO_SUBSCRIBERS
+    sub_class = OTHER_SUBSCRIBERS
+    if subscriber_addr:
+        sub_class = _classify(subs, subscriber_addr)
+
+    hits: list[tuple[_Key, str]] = []  # (key, what matched)
+    seen_names: list[str] = []
+    for raw in names:
+        name = _clean_name(raw) if raw else None
+        if name is None or name in seen_names:
+            continue
+        seen_names.append(name)
+        hits.extend((key, name) for key in index.matcher.match_host(name))
+    if dest_ip:
+        hits.extend((key, dest_ip) for key in index.matcher.match_ip(dest_ip))
+
+    if not hits:
+        return Decision(Action.PASS, subscriber_class=sub_class, reason="no rule matches")
+
+    best: list[tuple[Directive, _Key, str]] = []
+    best_rank: tuple[int, float] | None = None
+    matched_class = NO_CLASS
+    out_of_scope: list[str] = []
+    for key, what in hits:
+        directive = index.directives[key.slot]
+        if matched_class == NO_CLASS:
+            matched_class = key.content_class
+        if not directive.in_force(now):
+            continue
+        share = directive.share_for(sub_class)
+        if not _in_share(subs, subscriber_addr, share, directive.id):
+            out_of_scope.append(directive.id)
+            continue
+        rate = float(directive.rate_kbps) if directive.rate_kbps else float("inf")
+        # higher severity first, then the lower rate
+        rank = (SEVERITY[directive.action], -rate)
+        if best_rank is None or rank > best_rank:
+            best_rank, best = rank, [(directive, key, what)]
+        elif rank == best_rank and all(d.id != directive.id for d, _, _ in best):
+            best.append((directive, key, what))
+
+    if not best:
+        why = "no directive in force matches"
+        if out_of_scope:
+            why = f"subscriber outside the share of {', '.join(sorted(set(out_of_scope)))}"
+        return Decision(
+            Action.PASS, content_class=matched_class, subscriber_class=sub_class, reason=why
+        )
+
+    first, first_key, first_what = best[0]
+    action = Action.BLOCK if first.action == MeasureAction.BLOCK else Action.THROTTLE
+    decisions: list[str] = []
+    urls: list[str] = []
+    for directive, _, _ in best:
+        decisions.extend(d for d in directive.decisions if d not in decisions)
+        if directive.reference_url and directive.reference_url not in urls:
+            urls.append(directive.reference_url)
+    return Decision(
+        action=action,
+        rate_kbps=first.rate_kbps if action == Action.THROTTLE else None,
+        directives=tuple(d.id for d, _, _ in best),
+        content_class=first_key.content_class,
+        subscriber_class=sub_class,
+        reason=f"{first_what} matches {first_key.rule} ({first.id})",
+        decisions=tuple(decisions),
+        reference_urls=tuple(urls),
+    )
+
+
+def _classify(subs: Subscribers, addr: str) -> str:
+    try:
+        return subs.classify(addr) or OTHER_SUBSCRIBERS
+    except InputError:
+        return OTHER_SUBSCRIBERS
+
+
+def _in_share(subs: Subscribers, addr: str | None, share: float, salt: str) -> bool:
+    if share >= 100.0:
+        return True
+    if share <= 0.0 or not addr:
+        # without a subscriber address there is nothing stable to hash: out of a partial share
+        return False
+    try:
+        return subs.in_share(addr, share, salt=salt)
+    except InputError:
+        return False

@@ -1,0 +1,1166 @@
+"""The enforcement point's I/O shell: accept flows, classify them, relay, throttle, block.
+
+One asyncio event loop per process drives non-blocking sockets through reader/writer
+callbacks (the Protocol style, one small object per flow and direction; no streams, no
+task per flow), so an idle flow costs a few KiB. A pass-through direction moves bytes
+with ``os.splice`` through one shared pipe (nothing is copied into Python); a throttled
+direction reads at most one burst at a time and waits for the token bucket, so unsent
+data stays in the kernel and the sender is slowed by TCP itself.
+
+Modes: HTTP CONNECT, SOCKS5 (no auth, CONNECT; domain, IPv4, IPv6), and transparent
+(the original destination of a flow redirected by nftables, from SO_ORIGINAL_DST /
+IP6T_SO_ORIGINAL_DST). The handshake parsers at the top of this module are sans-IO.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import ipaddress
+import logging
+import os
+import socket
+import struct
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from takedown.clock import Clock, SystemClock
+from takedown.enforce.decide import (
+    Action,
+    Decision,
+    Index,
+    compile_index,
+    decide,
+    empty_index,
+)
+from takedown.enforce.metrics import EnforceMetrics
+from takedown.enforce.shaper import TokenBucket
+from takedown.enforce.sniff import MAX_SNIFF, Protocol, Sniffed, sniff
+from takedown.enforce.subscribers import Subscribers
+from takedown.errors import InputError
+from takedown.model import Directive, DirectiveSet
+
+log = logging.getLogger("takedown.enforce")
+
+SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h, level SOL_IP
+IP6T_SO_ORIGINAL_DST = 80  # linux/netfilter_ipv6/ip6_tables.h, level SOL_IPV6
+MAX_HEAD = 8192  # longest CONNECT request head / SOCKS handshake accepted
+CHUNK = 1 << 20  # bytes moved per readable event on a pass-through direction
+PIPE_SIZE = 1 << 20
+F_SETPIPE_SZ = 1031
+
+
+class Mode(StrEnum):
+    CONNECT = "connect"
+    SOCKS5 = "socks5"
+    TRANSPARENT = "transparent"
+
+
+# -- sans-IO handshake parsers -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a client asked to go: a host name or address literal and a port."""
+
+    host: str
+    port: int
+    consumed: int  # bytes of the buffer the handshake used; the rest is the client's data
+
+    @property
+    def is_name(self) -> bool:
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return True
+        return False
+
+
+def parse_connect(buf: bytes) -> Target | None:
+    """Parse an HTTP ``CONNECT host:port`` request head; None if incomplete.
+
+    Raises InputError (``where`` = the request part) on anything else, including a head
+    longer than MAX_HEAD.
+    """
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        if len(buf) > MAX_HEAD:
+            raise InputError("request head too long", where="CONNECT request")
+        if buf and not b"CONNECT ".startswith(buf[:8]) and not buf.startswith(b"CONNECT "):
+            raise InputError("only CONNECT is supported", where="request line")
+        return None
+    if end > MAX_HEAD:
+        raise InputError("request head too long", where="CONNECT request")
+    line = buf[: buf.find(b"\r\n")]
+    parts = line.split(b" ")
+    if len(parts) != 3 or parts[0] != b"CONNECT" or not parts[2].startswith(b"HTTP/1."):
+        raise InputError("expected 'CONNECT host:port HTTP/1.x'", where="request line")
+    try:
+        authority = parts[1].decode("ascii")
+    except UnicodeDecodeError:
+        raise InputError("non-ASCII authority", where="request line") from None
+    host, port = _split_authority(authority)
+    return Target(host, port, end + 4)
+
+
+def _split_authority(authority: str) -> tuple[str, int]:
+    if authority.startswith("["):
+        close = authority.find("]")
+        if close < 0 or authority[close + 1 : close + 2] != ":":
+            raise InputError(f"bad authority {authority!r}", where="request line")
+        host, port_text = authority[1:close], authority[close + 2 :]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise InputError(f"bad IPv6 literal {host!r}", where="request line") from None
+    else:
+        host, sep, port_text = authority.rpartition(":")
+        if not sep or not host or ":" in host:
+            raise InputError(f"authority {authority!r} needs host:port", where="request line")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise InputError(f"bad port {port_text!r}", where="request line")
+    return host.lower(), int(port_text)
+
+
+SOCKS_VERSION = 5
+SOCKS_NO_AUTH = 0
+SOCKS_NO_METHOD = 0xFF
+SOCKS_OK = 0
+SOCKS_GENERAL_FAILURE = 1
+SOCKS_NET_UNREACHABLE = 3
+SOCKS_HOST_UNREACHABLE = 4
+SOCKS_REFUSED = 5
+SOCKS_TTL_EXPIRED = 6
+SOCKS_BAD_COMMAND = 7
+SOCKS_BAD_ADDRESS_TYPE = 8
+
+
+class SocksError(InputError):
+    """A SOCKS request the server must answer with ``reply`` and close."""
+
+    def __init__(self, message: str, reply: int, *, where: str = "SOCKS request") -> None:
+        super().__init__(message, where=where)
+        self.reply = reply
+
+
+def parse_socks_greeting(buf: bytes) -> tuple[frozenset[int], int] | None:
+    """Parse the SOCKS5 method selection: (methods offered, bytes used), None if incomplete."""
+    if not buf:
+        return None
+    if buf[0] != SOCKS_VERSION:
+        raise SocksError(
+            f"not SOCKS5 (version byte {buf[0]})", SOCKS_GENERAL_FAILURE, where="SOCKS greeting"
+        )
+    if len(buf) < 2:
+        return None
+    n = buf[1]
+    if len(buf) < 2 + n:
+        return None
+    return frozenset(buf[2 : 2 + n]), 2 + n
+
+
+def parse_socks_request(buf: bytes) -> Target | None:
+    """Parse a SOCKS5 CONNECT request; None if incomplete; SocksError with the reply code."""
+    if len(buf) < 4:
+        return None
+    ver, cmd, _rsv, atyp = buf[0], buf[1], buf[2], buf[3]
+    if ver != SOCKS_VERSION:
+        raise SocksError(f"bad version byte {ver}", SOCKS_GENERAL_FAILURE)
+    if cmd != 1:
+        raise SocksError(f"command {cmd} not supported (only CONNECT)", SOCKS_BAD_COMMAND)
+    if atyp == 1:
+        end = 4 + 4
+        if len(buf) < end + 2:
+            return None
+        host = str(ipaddress.IPv4Address(buf[4:end]))
+    elif atyp == 4:
+        end = 4 + 16
+        if len(buf) < end + 2:
+            return None
+        host = str(ipaddress.IPv6Address(buf[4:end]))
+    elif atyp == 3:
+        if len(buf) < 5:
+            return None
+        n = buf[4]
+        end = 5 + n
+        if len(buf) < end + 2:
+            return None
+        raw = bytes(buf[5:end])
+        try:
+            host = raw.decode("ascii").lower()
+        except UnicodeDecodeError:
+            raise SocksError("non-ASCII domain name", SOCKS_HOST_UNREACHABLE) from None
+        if not host:
+            raise SocksError("empty domain name", SOCKS_HOST_UNREACHABLE)
+    else:
+        raise SocksError(f"address type {atyp} not supported", SOCKS_BAD_ADDRESS_TYPE)
+    port = int.from_bytes(buf[end : end + 2], "big")
+    if port == 0:
+        raise SocksError("port 0", SOCKS_HOST_UNREACHABLE)
+    return Target(host, port, end + 2)
+
+
+def socks_reply(code: int, bound: tuple[str, int] | None = None) -> bytes:
+    """A SOCKS5 reply with the bound address (0.0.0.0:0 when unknown)."""
+    host, port = bound or ("0.0.0.0", 0)
+    ip = ipaddress.ip_address(host)
+    atyp = 1 if ip.version == 4 else 4
+    return bytes([SOCKS_VERSION, code, 0, atyp]) + ip.packed + port.to_bytes(2, "big")
+
+
+def parse_original_dst(raw: bytes, family: int) -> tuple[str, int]:
+    """Decode the sockaddr that SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST returns."""
+    if family == socket.AF_INET:
+        port = struct.unpack_from("!H", raw, 2)[0]
+        return str(ipaddress.IPv4Address(raw[4:8])), port
+    port = struct.unpack_from("!H", raw, 2)[0]
+    addr = ipaddress.IPv6Address(raw[8:24])
+    mapped = addr.ipv4_mapped
+    return (str(mapped) if mapped else str(addr)), port
+
+
+def block_response(host: str | None, decision: Decision, operator_url: str | None) -> bytes:
+    """The RFC 7725 ``451 Unavailable For Legal Reasons`` answer to a blocked HTTP request."""
+    lines = [f"Access to {host or 'this address'} is blocked by order."]
+    if decision.decisions:
+        lines.append("Decision(s): " + "; ".join(decision.decisions))
+    if decision.directives:
+        lines.append("Directive(s): " + ", ".join(decision.directives))
+    for url in decision.reference_urls:
+        lines.append(f"Public reference: {url}")
+    body = ("\n".join(lines) + "\n").encode("utf-8")
+    link = operator_url or (decision.reference_urls[0] if decision.reference_urls else None)
+    head = [
+        "HTTP/1.1 451 Unavailable For Legal Reasons",
+        "Content-Type: text/plain; charset=utf-8",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        "Cache-Control: no-store",
+    ]
+    if link:
+        head.append(f'Link: <{link}>; rel="blocked-by"')
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
+def _bad_gateway(reason: str) -> bytes:
+    body = f"upstream connection failed: {reason}\n".encode()
+    return (
+        b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
+def _errno_to_socks(err: int) -> int:
+    return {
+        errno.ECONNREFUSED: SOCKS_REFUSED,
+        errno.ENETUNREACH: SOCKS_NET_UNREACHABLE,
+        errno.EHOSTUNREACH: SOCKS_HOST_UNREACHABLE,
+        errno.ETIMEDOUT: SOCKS_TTL_EXPIRED,
+    }.get(err, SOCKS_GENERAL_FAILURE)
+
+
+# -- configuration -------------------------------------------------------------------------
+
+
+@dataclass
+class ServerConfig:
+    """How the enforcement point runs; every timeout in seconds."""
+
+    mode: Mode = Mode.CONNECT
+    sniff_timeout: float = 2.0  # a silent client is decided by its destination address
+    handshake_timeout: float = 10.0
+    connect_timeout: float = 10.0
+    # host name -> address for upstream connections ("*" maps every name); names not
+    # mapped are resolved with the system resolver
+    resolve: Mapping[str, str] = field(default_factory=dict)
+    operator_url: str | None = None  # the Link rel="blocked-by" target of 451 answers
+    use_splice: bool = True
+    reuse_port: bool = False
+    backlog: int = 4096
+    tick: float = 0.25  # directive validity check and metrics flush interval
+
+
+# -- the relay -------------------------------------------------------------------------------
+
+
+class _Pipe:
+    """One direction of a flow: bytes from ``src`` to ``dst``, maybe through a bucket."""
+
+    __slots__ = (
+        "bucket",
+        "dfd",
+        "dst",
+        "eof",
+        "flow",
+        "granted",
+        "nbytes",
+        "pending",
+        "reading",
+        "sfd",
+        "shut",
+        "src",
+        "timer",
+        "up",
+        "writing",
+    )
+
+    def __init__(self, flow: _Flow, src: socket.socket, dst: socket.socket, up: bool) -> None:
+        self.flow = flow
+        self.src, self.dst = src, dst
+        self.sfd, self.dfd = src.fileno(), dst.fileno()
+        self.up = up
+        self.bucket: TokenBucket | None = None
+        self.pending: memoryview | None = None
+        self.granted = 0  # bytes of ``pending`` the bucket already let through
+        self.timer: asyncio.TimerHandle | None = None
+        self.reading = self.writing = False
+        self.eof = self.shut = False
+        self.nbytes = 0
+
+    # registration -------------------------------------------------------------------
+    def start_reading(self) -> None:
+        if not self.reading and not self.eof and self.pending is None and self.timer is None:
+            self.flow.server.loop.add_reader(self.sfd, self.on_readable)
+            self.reading = True
+
+    def stop_reading(self) -> None:
+        if self.reading:
+            self.flow.server.loop.remove_reader(self.sfd)
+            self.reading = False
+
+    def stop(self) -> None:
+        self.stop_reading()
+        if self.writing:
+            self.flow.server.loop.remove_writer(self.dfd)
+            self.writing = False
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    # data -------------------------------------------------------------------------------
+    def on_readable(self) -> None:
+        server = self.flow.server
+        if self.bucket is None and server.pipe is not None:
+            self._splice(server)
+            return
+        size = CHUNK if self.bucket is None else self.bucket.burst_bytes
+        try:
+            data = self.src.recv(size)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.flow.abort(f"{'client' if self.up else 'server'} read: {exc.strerror}")
+            return
+        if not data:
+            self.on_eof()
+            return
+        self._count(len(data))
+        self.stop_reading()
+        self.pending = memoryview(data)
+        self.flush()
+
+    def _splice(self, server: EnforcementServer) -> None:
+        pr, pw = server.pipe  # type: ignore[misc]
+        flags = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+        try:
+            n = os.splice(self.sfd, pw, CHUNK, flags=flags)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.flow.abort(f"{'client' if self.up else 'server'} read: {exc.strerror}")
+            return
+        if n == 0:
+            self.on_eof()
+            return
+        self._count(n)
+        moved = 0
+        error: OSError | None = None
+        while moved < n:
+            try:
+                moved += os.splice(pr, self.dfd, n - moved, flags=flags)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                error = exc
+                break
+        if moved < n:
+            # keep the shared pipe empty: what the destination did not take waits here
+            rest = bytearray()
+            while len(rest) < n - moved:
+                rest += os.read(pr, n - moved - len(rest))
+            if error is not None:
+                self.flow.abort(f"{'server' if self.up else 'client'} write: {error.strerror}")
+                return
+            self.stop_reading()
+            self.pending = memoryview(bytes(rest))
+            self._want_write()
+
+    def _count(self, n: int) -> None:
+        self.nbytes += n
+        server = self.flow.server
+        key = (self.bucket is not None, self.up)
+        server.byte_counts[key] = server.byte_counts.get(key, 0) + n
+
+    def flush(self) -> None:
+        """Send what is pending as far as the bucket and the destination allow."""
+        loop = self.flow.server.loop
+        while self.pending is not None:
+            data = self.pending
+            if self.bucket is not None:
+                if self.granted == 0:
+                    now = loop.time()
+                    self.granted = self.bucket.take(now, len(data))
+                    if self.granted == 0:
+                        wait = self.bucket.delay(now, len(data))
+                        self._stop_writing()
+                        self.timer = loop.call_at(now + max(wait, 0.0005), self._on_timer)
+                        return
+                piece = data[: self.granted]
+            else:
+                piece = data
+            try:
+                sent = self.dst.send(piece)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self.flow.abort(f"{'server' if self.up else 'client'} write: {exc.strerror}")
+                return
+            if self.bucket is not None:
+                self.granted = max(0, self.granted - sent)
+            rest = data[sent:]
+            self.pending = rest if len(rest) else None
+            if sent < len(piece):
+                self._want_write()
+                return
+        self.granted = 0
+        self._stop_writing()
+        if self.eof:
+            self._shutdown()
+        else:
+            self.start_reading()
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        self.flush()
+
+    def _want_write(self) -> None:
+        if not self.writing:
+            self.flow.server.loop.add_writer(self.dfd, self.flush)
+            self.writing = True
+
+    def _stop_writing(self) -> None:
+        if self.writing:
+            self.flow.server.loop.remove_writer(self.dfd)
+            self.writing = False
+
+    def on_eof(self) -> None:
+        self.eof = True
+        self.stop_reading()
+        if self.pending is None:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if not self.shut:
+            self.shut = True
+            with contextlib.suppress(OSError):
+                self.dst.shutdown(socket.SHUT_WR)
+            self.flow.maybe_done()
+
+    def set_rate(self, rate_bps: float | None) -> None:
+        """Throttle to ``rate_bps`` bits/s, or release (None); applies to bytes not yet sent."""
+        now = self.flow.server.loop.time()
+        if rate_bps is None:
+            if self.bucket is None:
+                return
+            self.bucket = None
+            self.granted = 0
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+        elif self.bucket is None:
+            self.bucket = TokenBucket(rate_bps, now=now)
+        else:
+            self.bucket.set_rate(rate_bps, now)
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+        if self.pending is not None:
+            self.flush()
+        else:
+            self.start_reading()
+
+
+class _State(StrEnum):
+    HANDSHAKE = "handshake"
+    CONNECTING = "connecting"
+    SNIFFING = "sniffing"
+    RELAYING = "relaying"
+    CLOSED = "closed"
+
+
+class _Flow:
+    """One client connection and its upstream connection."""
+
+    __slots__ = (
+        "buf",
+        "c",
+        "cfd",
+        "client_addr",
+        "decision",
+        "dest",
+        "down",
+        "greeted",
+        "opened",
+        "server",
+        "sniffed",
+        "state",
+        "target",
+        "timer",
+        "u",
+        "up",
+    )
+
+    def __init__(self, server: EnforcementServer, c: socket.socket, client_addr: str) -> None:
+        self.server = server
+        self.c = c
+        self.cfd = c.fileno()
+        self.client_addr = client_addr
+        self.u: socket.socket | None = None
+        self.state = _State.HANDSHAKE
+        self.buf = bytearray()
+        self.target: Target | None = None
+        self.dest: tuple[str, int] | None = None
+        self.sniffed: Sniffed | None = None
+        self.decision: Decision | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.up: _Pipe | None = None
+        self.down: _Pipe | None = None
+        self.greeted = False
+        self.opened = time.monotonic()
+
+    # handshake -----------------------------------------------------------------------
+    def start(self) -> None:
+        loop = self.server.loop
+        mode = self.server.config.mode
+        if mode == Mode.TRANSPARENT:
+            try:
+                dest = original_dst(self.c)
+            except OSError as exc:
+                self.close(f"no original destination: {exc.strerror}", reset=True)
+                return
+            if dest == tuple(self.c.getsockname()[:2]):
+                self.close("not redirected (destination is the listener)", reset=True)
+                return
+            self.target = Target(dest[0], dest[1], 0)
+            self.connect(dest[0], dest[1])
+            return
+        loop.add_reader(self.cfd, self.on_handshake)
+        self.timer = loop.call_later(self.server.config.handshake_timeout, self.on_timeout)
+
+    def on_timeout(self) -> None:
+        self.timer = None
+        if self.state == _State.SNIFFING:
+            self.server.metrics.sniff_failures.labels("silent").inc()
+            self.decide_and_relay()
+        elif self.state in (_State.HANDSHAKE, _State.CONNECTING):
+            self.fail_upstream(errno.ETIMEDOUT, "timed out")
+
+    def on_handshake(self) -> None:
+        try:
+            data = self.c.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.close(f"client read: {exc.strerror}")
+            return
+        if not data:
+            self.close("client closed during handshake")
+            return
+        self.buf += data
+        mode = self.server.config.mode
+        try:
+            target = parse_connect(bytes(self.buf)) if mode == Mode.CONNECT else self._socks_step()
+        except SocksError as exc:
+            self.server.metrics.handshake_errors.labels(mode.value).inc()
+            self._send_quietly(socks_reply(exc.reply) if self.greeted else b"\x05\xff")
+            self.close(str(exc))
+            return
+        except InputError as exc:
+            self.server.metrics.handshake_errors.labels(mode.value).inc()
+            self._send_quietly(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            self.close(str(exc))
+            return
+        if target is None:
+            return
+        self.server.loop.remove_reader(self.cfd)
+        self.target = target
+        del self.buf[: target.consumed]
+        self.start_connect()
+
+    def _socks_step(self) -> Target | None:
+        if not self.greeted:
+            greeting = parse_socks_greeting(bytes(self.buf))
+            if greeting is None:
+                return None
+            methods, used = greeting
+            if SOCKS_NO_AUTH not in methods:
+                raise SocksError(
+                    "no acceptable method (only no-auth)", SOCKS_NO_METHOD, where="SOCKS greeting"
+                )
+            del self.buf[:used]
+            self.greeted = True
+            self._send_quietly(bytes([SOCKS_VERSION, SOCKS_NO_AUTH]))
+        return parse_socks_request(bytes(self.buf))
+
+    def _send_quietly(self, data: bytes) -> bool:
+        try:
+            return self.c.send(data) == len(data)
+        except OSError:
+            return False
+
+    def start_connect(self) -> None:
+        assert self.target is not None
+        host, port = self.target.host, self.target.port
+        self.state = _State.CONNECTING
+        mapped = self.server.resolve_static(host)
+        if mapped is not None:
+            self.connect(mapped, port)
+            return
+        self.server.spawn(self._resolve_then_connect(host, port))
+
+    async def _resolve_then_connect(self, host: str, port: int) -> None:
+        try:
+            infos = await self.server.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            self.fail_upstream(errno.EHOSTUNREACH, "name does not resolve")
+            return
+        if self.state != _State.CONNECTING:
+            return
+        self.connect(infos[0][4][0], port)
+
+    def connect(self, addr: str, port: int) -> None:
+        self.state = _State.CONNECTING
+        loop = self.server.loop
+        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        try:
+            u = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as exc:
+            self.server.metrics.accept_errors.labels("upstream socket").inc()
+            self.fail_upstream(exc.errno or errno.EMFILE, exc.strerror or "socket")
+            return
+        u.setblocking(False)
+        u.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.u = u
+        self.dest = (addr, port)
+        err = u.connect_ex((addr, port))
+        if err not in (0, errno.EINPROGRESS):
+            self.fail_upstream(err, os.strerror(err))
+            return
+        loop.add_writer(u.fileno(), self.on_connected)
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = loop.call_later(self.server.config.connect_timeout, self.on_timeout)
+
+    def on_connected(self) -> None:
+        assert self.u is not None
+        self.server.loop.remove_writer(self.u.fileno())
+        err = self.u.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self.fail_upstream(err, os.strerror(err))
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        mode = self.server.config.mode
+        if mode == Mode.CONNECT:
+            ok = self._send_quietly(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        elif mode == Mode.SOCKS5:
+            try:
+                bound = self.u.getsockname()[:2]
+            except OSError:
+                bound = None
+            ok = self._send_quietly(socks_reply(SOCKS_OK, bound))
+        else:
+            ok = True
+        if not ok:
+            self.close("client gone before the tunnel opened")
+            return
+        self.start_sniffing()
+
+    def fail_upstream(self, err: int, why: str) -> None:
+        if self.state == _State.CLOSED:
+            return
+        self.server.metrics.upstream_failures.labels(errno.errorcode.get(err, str(err))).inc()
+        mode = self.server.config.mode
+        if mode == Mode.CONNECT:
+            self._send_quietly(_bad_gateway(why))
+            self.close(f"upstream {self.dest}: {why}")
+        elif mode == Mode.SOCKS5:
+            self._send_quietly(socks_reply(_errno_to_socks(err)))
+            self.close(f"upstream {self.dest}: {why}")
+        else:
+            self.close(f"upstream {self.dest}: {why}", reset=True)
+
+    # classification ---------------------------------------------------------------------
+    def start_sniffing(self) -> None:
+        self.state = _State.SNIFFING
+        if self.buf and self._try_sniff():
+            return
+        loop = self.server.loop
+        loop.add_reader(self.cfd, self.on_sniff_readable)
+        assert self.u is not None
+        # a server that speaks first (SMTP, SSH, ...) means the client will not reveal a name
+        loop.add_reader(self.u.fileno(), self.on_server_first)
+        self.timer = loop.call_later(self.server.config.sniff_timeout, self.on_timeout)
+
+    def on_sniff_readable(self) -> None:
+        try:
+            data = self.c.recv(MAX_SNIFF - len(self.buf))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.close(f"client read: {exc.strerror}")
+            return
+        if not data:
+            # the client half-closed before revealing anything: decide by address
+            self.server.metrics.sniff_failures.labels("eof").inc()
+            self.decide_and_relay(client_eof=True)
+            return
+        self.buf += data
+        self._try_sniff()
+
+    def _try_sniff(self) -> bool:
+        result = sniff(bytes(self.buf))
+        if result is None and len(self.buf) < MAX_SNIFF:
+            return False
+        if result is None:
+            result = Sniffed(Protocol.UNKNOWN, None, "no verdict within MAX_SNIFF")
+        self.sniffed = result
+        if result.protocol == Protocol.UNKNOWN:
+            self.server.metrics.sniff_failures.labels("unknown").inc()
+        elif result.host is None:
+            self.server.metrics.sniff_failures.labels(f"{result.protocol.value}-no-name").inc()
+        self.decide_and_relay()
+        return True
+
+    def on_server_first(self) -> None:
+        self.server.metrics.sniff_failures.labels("server-first").inc()
+        self.decide_and_relay()
+
+    def names(self) -> list[str]:
+        out: list[str] = []
+        if self.target is not None and self.target.is_name:
+            out.append(self.target.host)
+        if self.sniffed is not None:
+            out.extend(self.sniffed.names or ((self.sniffed.host,) if self.sniffed.host else ()))
+        return out
+
+    def decide_and_relay(self, *, client_eof: bool = False) -> None:
+        loop = self.server.loop
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        with contextlib.suppress(ValueError, OSError):
+            loop.remove_reader(self.cfd)
+        assert self.u is not None
+        with contextlib.suppress(ValueError, OSError):
+            loop.remove_reader(self.u.fileno())
+        decision = self.server.decide_flow(self)
+        self.decision = decision
+        self.server.count_decision(self, decision, new=True)
+        if decision.action == Action.BLOCK:
+            self.block()
+            return
+        self.state = _State.RELAYING
+        self.up = _Pipe(self, self.c, self.u, up=True)
+        self.down = _Pipe(self, self.u, self.c, up=False)
+        if decision.action == Action.THROTTLE:
+            rate = float(decision.rate_kbps or 0) * 1000.0
+            now = loop.time()
+            self.up.bucket = TokenBucket(rate, now=now)
+            self.down.bucket = TokenBucket(rate, now=now)
+        if self.buf:
+            self.up._count(len(self.buf))
+            self.up.pending = memoryview(bytes(self.buf))
+        self.buf = bytearray()
+        if client_eof:
+            self.up.eof = True
+        if self.up.pending is not None:
+            self.up.flush()
+        elif client_eof:
+            self.up._shutdown()
+        else:
+            self.up.start_reading()
+        if self.state == _State.RELAYING:
+            self.down.start_reading()
+
+    def block(self) -> None:
+        assert self.decision is not None
+        if self.sniffed is not None and self.sniffed.protocol == Protocol.HTTP:
+            host = self.sniffed.host or (self.target.host if self.target else None)
+            self._send_quietly(block_response(host, self.decision, self.server.config.operator_url))
+            with contextlib.suppress(OSError):
+                self.c.shutdown(socket.SHUT_WR)
+            # unread request bytes at close() would turn the FIN into a RST and lose the 451
+            with contextlib.suppress(OSError):
+                for _ in range(64):
+                    if not self.c.recv(65536):
+                        break
+            self.close("blocked (451)")
+        else:
+            self.close("blocked (reset)", reset=True)
+
+    def redecide(self) -> None:
+        """Apply the current directives to a relaying flow (after a swap or expiry)."""
+        if self.state != _State.RELAYING or self.decision is None:
+            return
+        new = self.server.decide_flow(self)
+        old = self.decision
+        if (new.action, new.rate_kbps, new.directives) == (
+            old.action,
+            old.rate_kbps,
+            old.directives,
+        ):
+            return
+        self.server.count_decision(self, old, new=False, gone=True)
+        self.decision = new
+        self.server.count_decision(self, new, new=False)
+        self.server.metrics.redecisions.labels(old.action.value, new.action.value).inc()
+        log.info(
+            "flow %s -> %s: %s -> %s (%s)",
+            self.client_addr,
+            self.dest,
+            old.action,
+            new.action,
+            new.reason,
+        )
+        if new.action == Action.BLOCK:
+            self.close("blocked by a directive update", reset=True)
+            return
+        rate = float(new.rate_kbps or 0) * 1000.0 if new.action == Action.THROTTLE else None
+        assert self.up is not None and self.down is not None
+        self.up.set_rate(rate)
+        if self.state == _State.RELAYING:
+            self.down.set_rate(rate)
+
+    # teardown -----------------------------------------------------------------------------
+    def maybe_done(self) -> None:
+        if self.up is not None and self.down is not None and self.up.shut and self.down.shut:
+            self.close("done")
+
+    def abort(self, why: str) -> None:
+        """A socket failed: reset both sides so each peer learns the flow is broken."""
+        self.close(why, reset=True)
+
+    def close(self, why: str, *, reset: bool = False) -> None:
+        if self.state == _State.CLOSED:
+            return
+        was = self.state
+        self.state = _State.CLOSED
+        loop = self.server.loop
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        for pipe in (self.up, self.down):
+            if pipe is not None:
+                pipe.stop()
+        for sock in (self.c, self.u):
+            if sock is None:
+                continue
+            fd = sock.fileno()
+            if fd >= 0:
+                with contextlib.suppress(ValueError, OSError):
+                    loop.remove_reader(fd)
+                with contextlib.suppress(ValueError, OSError):
+                    loop.remove_writer(fd)
+            if reset:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+        self.server.flow_closed(self, was, why)
+
+
+def original_dst(sock: socket.socket) -> tuple[str, int]:
+    """The address a redirected flow was sent to (nftables REDIRECT / DNAT)."""
+    if sock.family == socket.AF_INET6:
+        raw = sock.getsockopt(socket.SOL_IPV6, IP6T_SO_ORIGINAL_DST, 28)
+        return parse_original_dst(raw, socket.AF_INET6)
+    raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
+    return parse_original_dst(raw, socket.AF_INET)
+
+
+# -- the server ----------------------------------------------------------------------------
+
+
+class EnforcementServer:
+    """Listeners, the live flow registry and the current directive index of one process."""
+
+    def __init__(
+        self,
+        config: ServerConfig | None = None,
+        *,
+        index: Index | None = None,
+        subscribers: Subscribers | None = None,
+        metrics: EnforceMetrics | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = config or ServerConfig()
+        self.index = index if index is not None else empty_index()
+        self.subscribers = subscribers
+        self.metrics = metrics or EnforceMetrics()
+        self.clock = clock or SystemClock()
+        self.flows: set[_Flow] = set()
+        self.fail_open = False
+        self.fail_open_reason = ""
+        self.byte_counts: dict[tuple[bool, bool], int] = {}
+        self.pipe: tuple[int, int] | None = None
+        self.own_addresses: set[tuple[str, int]] = set()
+        self._listeners: list[socket.socket] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._tick: asyncio.TimerHandle | None = None
+        self._in_force: frozenset[str] = frozenset()
+        self._accept_paused = False
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self.metrics.set_feed_age_function(self._feed_age)
+
+    # lifecycle --------------------------------------------------------------------------
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        """Listen on ``host:port`` (port 0 picks one); return the bound address."""
+        self.loop = asyncio.get_running_loop()
+        if self.config.use_splice and self.pipe is None and hasattr(os, "splice"):
+            r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(w, F_SETPIPE_SZ, PIPE_SIZE)
+            self.pipe = (r, w)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        lsock = socket.socket(family, socket.SOCK_STREAM)
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.config.reuse_port:
+            lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            lsock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        lsock.bind((host, port))
+        lsock.listen(self.config.backlog)
+        lsock.setblocking(False)
+        self._listeners.append(lsock)
+        bound = lsock.getsockname()[:2]
+        self.own_addresses.add((bound[0], bound[1]))
+        self.loop.add_reader(lsock.fileno(), self._on_accept, lsock)
+        self._in_force = self.index.in_force_ids(self.clock.now())
+        self._publish_index()
+        if self._tick is None:
+            self._tick = self.loop.call_later(self.config.tick, self._on_tick)
+        log.info("enforce: listening on %s:%s (%s mode)", bound[0], bound[1], self.config.mode)
+        return bound[0], bound[1]
+
+    async def close(self) -> None:
+        """Stop listening and close every flow."""
+        for lsock in self._listeners:
+            with contextlib.suppress(ValueError, OSError):
+                self.loop.remove_reader(lsock.fileno())
+            lsock.close()
+        self._listeners.clear()
+        for flow in list(self.flows):
+            flow.close("server shutdown")
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+        for task in list(self._tasks):
+            task.cancel()
+        self._flush_bytes()
+        if self.pipe is not None:
+            for fd in self.pipe:
+                os.close(fd)
+            self.pipe = None
+
+    def spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = self.loop.create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_accept(self, lsock: socket.socket) -> None:
+        for _ in range(256):
+            try:
+                c, addr = lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # out of descriptors: stop accepting for a moment instead of spinning
+                self.metrics.accept_errors.labels(errno.errorcode.get(exc.errno or 0, "?")).inc()
+                log.warning("enforce: accept failed: %s", exc.strerror)
+                self.loop.remove_reader(lsock.fileno())
+                self.loop.call_later(0.1, self._resume_accept, lsock)
+                return
+            c.setblocking(False)
+            with contextlib.suppress(OSError):
+                c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            client = addr[0]
+            if client.startswith("::ffff:"):
+                client = client[7:]
+            flow = _Flow(self, c, client)
+            self.flows.add(flow)
+            flow.start()
+
+    def _resume_accept(self, lsock: socket.socket) -> None:
+        if lsock in self._listeners:
+            self.loop.add_reader(lsock.fileno(), self._on_accept, lsock)
+
+    def resolve_static(self, host: str) -> str | None:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            return host
+        resolve = self.config.resolve
+        return resolve.get(host) or resolve.get("*")
+
+    # decisions --------------------------------------------------------------------------
+    def decide_flow(self, flow: _Flow) -> Decision:
+        dest_ip = flow.dest[0] if flow.dest else None
+        if self.fail_open:
+            d = decide(
+                empty_index(), [], None, flow.client_addr, self.clock.now(), self.subscribers
+            )
+            return Decision(
+                Action.PASS,
+                subscriber_class=d.subscriber_class,
+                reason=f"fail open: {self.fail_open_reason}",
+            )
+        return decide(
+            self.index, flow.names(), dest_ip, flow.client_addr, self.clock.now(), self.subscribers
+        )
+
+    def count_decision(
+        self, flow: _Flow, decision: Decision, *, new: bool, gone: bool = False
+    ) -> None:
+        m = self.metrics
+        if gone:
+            if decision.action != Action.BLOCK:
+                m.active.labels(decision.action.value).dec()
+            return
+        if new:
+            m.flows.labels(
+                decision.action.value, decision.subscriber_class, decision.content_class
+            ).inc()
+            log.info(
+                "flow %s -> %s %s: %s (%s; sub=%s content=%s)",
+                flow.client_addr,
+                flow.dest,
+                flow.names(),
+                decision.action,
+                decision.reason,
+                decision.subscriber_class,
+                decision.content_class,
+            )
+        for did in decision.directives:
+            m.directive_flows.labels(did).inc()
+        if decision.action != Action.BLOCK:
+            m.active.labels(decision.action.value).inc()
+
+    def flow_closed(self, flow: _Flow, was: _State, why: str) -> None:
+        self.flows.discard(flow)
+        if was == _State.RELAYING and flow.decision is not None:
+            self.count_decision(flow, flow.decision, new=False, gone=True)
+            up = flow.up.nbytes if flow.up else 0
+            down = flow.down.nbytes if flow.down else 0
+            log.info(
+                "flow %s -> %s closed (%s): %s up=%d down=%d seconds=%.3f",
+                flow.client_addr,
+                flow.dest,
+                why,
+                flow.decision.action,
+                up,
+                down,
+                time.monotonic() - flow.opened,
+            )
+        else:
+            log.debug("flow %s closed in %s: %s", flow.client_addr, was, why)
+
+    # live updates -----------------------------------------------------------------------
+    def swap(self, new: Index | DirectiveSet | Iterable[Directive]) -> None:
+        """Replace the directives atomically and re-decide every live flow now."""
+        index = new if isinstance(new, Index) else compile_index(new)
+        self.index = index
+        self.metrics.feed_updates.inc()
+        self._publish_index()
+        self._in_force = index.in_force_ids(self.clock.now())
+        log.info(
+            "enforce: directive set %s applied (%d directives, %d in force)",
+            index.sequence,
+            len(index.directives),
+            len(self._in_force),
+        )
+        self.redecide_all()
+
+    def set_fail_open(self, on: bool, reason: str = "") -> None:
+        """Stop (or resume) enforcing; live flows are re-decided at once."""
+        if on == self.fail_open:
+            return
+        self.fail_open = on
+        self.fail_open_reason = reason
+        self.metrics.fail_open.set(1 if on else 0)
+        if on:
+            log.error("enforce: FAIL OPEN, nothing is enforced: %s", reason)
+        else:
+            log.warning("enforce: enforcing again (%s)", reason or "feed fresh")
+        self.redecide_all()
+
+    def redecide_all(self) -> None:
+        for flow in list(self.flows):
+            flow.redecide()
+
+    def _publish_index(self) -> None:
+        self.metrics.feed_sequence.set(self.index.sequence)
+        self.metrics.directives_in_force.set(len(self._in_force))
+
+    def _feed_age(self) -> float:
+        generated = self.index.generated_at
+        if generated is None:
+            return float("nan")
+        return (self.clock.now() - generated).total_seconds()
+
+    def _on_tick(self) -> None:
+        self._tick = self.loop.call_later(self.config.tick, self._on_tick)
+        self._flush_bytes()
+        now: datetime = self.clock.now()
+        in_force = self.index.in_force_ids(now)
+        if in_force != self._in_force:
+            self._in_force = in_force
+            self._publish_index()
+            log.info("enforce: directives in force changed: %s", sorted(in_force))
+            self.redecide_all()
+
+    def _flush_bytes(self) -> None:
+        counts, self.byte_counts = self.byte_counts, {}
+        for (throttled, up), n in counts.items():
+            self.metrics.bytes.labels(
+                "throttle" if throttled else "pass", "up" if up else "down"
+            ).inc(n)
+
+    # introspection for tests and the CLI -------------------------------------------------------
+    def flow_summaries(self) -> list[dict[str, object]]:
+        """One dict per live flow: addresses, names, decision, bytes."""
+        out: list[dict[str, object]] = []
+        for f in self.flows:
+            out.append(
+                {
+                    "client": f.client_addr,
+                    "dest": f.dest,
+                    "names": f.names(),
+                    "state": f.state.value,
+                    "action": f.decision.action.value if f.decision else None,
+                    "rate_kbps": f.decision.rate_kbps if f.decision else None,
+                    "up": f.up.nbytes if f.up else 0,
+                    "down": f.down.nbytes if f.down else 0,
+                }
+            )
+        return out
