@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlparse
 
 from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import Metadata
-from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
+from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig, Urllib3Fetcher
 
 from takedown.errors import InputError, TakedownError
 from takedown.feed.directives import TARGET_NAME, loads
@@ -70,6 +70,27 @@ class DirFetcher(FetcherInterface):
         return chunks()
 
 
+class _Guarded(FetcherInterface):
+    """Wraps a fetcher so that errors while streaming the body (a connection cut mid-file:
+    urllib3's ProtocolError/IncompleteRead) also surface as TUF ``DownloadError``."""
+
+    def __init__(self, inner: FetcherInterface) -> None:
+        self.inner = inner
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        chunks = self.inner.fetch(url)
+
+        def guarded() -> Iterator[bytes]:
+            try:
+                yield from chunks
+            except tuf_errors.DownloadError:
+                raise
+            except Exception as exc:
+                raise tuf_errors.DownloadError(f"download of {url} broke off: {exc}") from exc
+
+        return guarded()
+
+
 def _is_url(source: str) -> bool:
     return source.startswith(("http://", "https://"))
 
@@ -103,13 +124,13 @@ class FeedClient:
             base = self.source if self.source.endswith("/") else self.source + "/"
             self._metadata_url = base + "metadata/"
             self._targets_url = base + "targets/"
-            self._fetcher = fetcher
+            self._fetcher = _Guarded(fetcher or Urllib3Fetcher())
             local_root = None
         else:
             base_dir = Path(self.source).resolve()
             self._metadata_url = (base_dir / "metadata").as_uri() + "/"
             self._targets_url = (base_dir / "targets").as_uri() + "/"
-            self._fetcher = fetcher or DirFetcher()
+            self._fetcher = _Guarded(fetcher or DirFetcher())
             local_root = base_dir / "metadata" / "1.root.json"
 
         self.refusals: dict[str, int] = {}
