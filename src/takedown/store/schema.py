@@ -113,6 +113,8 @@ class Item(Base):
     __table_args__ = (
         UniqueConstraint("target", "decision_ref", name="uq_items_target_decision"),
         Index("ix_items_platform_state", "platform_id", "state"),
+        # ledger fast path: TTR quantiles by index walk (covering the as-of filters)
+        Index("ix_items_platform_ttr", "platform_id", "ttr_s", "listed_at", "delisted_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -133,6 +135,10 @@ class Item(Base):
     state: Mapped[str] = mapped_column(String(16), default="open")
     state_at: Mapped[datetime | None]
     deadline_at: Mapped[datetime | None]
+    # ledger projection: first in-country verified removal/withholding, and seconds from
+    # the first notice to it (see takedown.ledger)
+    verified_at: Mapped[datetime | None]
+    ttr_s: Mapped[float | None] = mapped_column(Float)
 
 
 class Notice(Base):

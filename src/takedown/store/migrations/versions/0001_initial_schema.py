@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 03:25:45.579538
+Create Date: 2026-11-29 03:30:09.845530
 """
 
 import sqlalchemy as sa
@@ -122,6 +122,8 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("state_at", takedown.store.schema.UTCDateTime(timezone=True), nullable=True),
         sa.Column("deadline_at", takedown.store.schema.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("verified_at", takedown.store.schema.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("ttr_s", sa.Float(), nullable=True),
         sa.ForeignKeyConstraint(
             ["platform_id"], ["platforms.id"], name=op.f("fk_items_platform_id_platforms")
         ),
@@ -133,6 +135,11 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_items_host"), ["host"], unique=False)
         batch_op.create_index(batch_op.f("ix_items_platform_id"), ["platform_id"], unique=False)
         batch_op.create_index("ix_items_platform_state", ["platform_id", "state"], unique=False)
+        batch_op.create_index(
+            "ix_items_platform_ttr",
+            ["platform_id", "ttr_s", "listed_at", "delisted_at"],
+            unique=False,
+        )
 
     op.create_table(
         "measures",
@@ -424,6 +431,7 @@ def downgrade() -> None:
 
     op.drop_table("measures")
     with op.batch_alter_table("items", schema=None) as batch_op:
+        batch_op.drop_index("ix_items_platform_ttr")
         batch_op.drop_index("ix_items_platform_state")
         batch_op.drop_index(batch_op.f("ix_items_platform_id"))
         batch_op.drop_index(batch_op.f("ix_items_host"))
