@@ -1,0 +1,244 @@
+"""Bad input and faults through a real proxy: the process stays up, other flows unaffected."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import socket
+import ssl
+import struct
+from collections.abc import Iterator
+
+import pytest
+from test_server_support import (
+    CA,
+    Origin,
+    directive_set,
+    flows,
+    linkedin_block,
+    make_ca,
+    proxy_port,
+    running_proxy,
+    twitter_media_throttle,
+    until,
+)
+
+from takedown.enforce.server import Mode
+
+DIRECTIVES = directive_set(twitter_media_throttle(rate_kbps=128), linkedin_block())
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> CA:
+    return make_ca(str(tmp_path_factory.mktemp("ca")))
+
+
+@pytest.fixture(scope="module")
+def origin(ca: CA) -> Iterator[Origin]:
+    o = Origin(ca).start()
+    yield o
+    o.stop()
+
+
+async def tunnel(
+    proxy: int, host: str, port: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy)
+    writer.write(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return reader, writer
+
+
+async def echo_roundtrip(proxy: int, origin: Origin, payload: bytes) -> bytes:
+    reader, writer = await tunnel(proxy, "127.0.0.1", origin.echo_port)
+    writer.write(payload)
+    writer.write_eof()
+    got = await asyncio.wait_for(reader.read(), 20)
+    writer.close()
+    return got
+
+
+def client_hello(name: str) -> bytes:
+    """A real ClientHello from Python's ssl for ``name``."""
+    ctx = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname=name)
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return outgoing.read()
+
+
+async def test_random_bytes_pass_untouched(origin: Origin) -> None:
+    rng = random.Random(7)
+    async with running_proxy(Mode.CONNECT, DIRECTIVES) as server:
+        port = proxy_port(server)
+        payloads = [rng.randbytes(rng.randint(1, 20_000)) for _ in range(60)]
+        # TLS-looking and HTTP-looking junk: record header with absurd lengths, bad methods
+        payloads += [
+            b"\x16\x03\x01\xff\xff" + rng.randbytes(300),
+            b"\x16\x03\x01\x00\x05\x01\x00\xff\xff\xff",
+            b"GET / HTTP/1.1\r\nHost: \x00\xff\r\n\r\n",
+            b"\x16" * 17_000,
+        ]
+        got = await asyncio.gather(*(echo_roundtrip(port, origin, p) for p in payloads))
+        assert got == payloads
+        assert (
+            server.metrics.value("takedown_enforce_sniff_failures_total", {"reason": "unknown"}) > 0
+        )
+        assert len(server.flows) == 0 or await until(lambda: len(server.flows) == 0)
+
+
+async def test_split_client_hello_is_classified(origin: Origin) -> None:
+    hello = client_hello("pbs.twimg.com")
+    assert len(hello) > 200
+    async with running_proxy(Mode.CONNECT, DIRECTIVES) as server:
+        reader, writer = await tunnel(proxy_port(server), "127.0.0.1", origin.tls_port)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        cuts = [0, 3, 5, 9, 60, 150, len(hello)]  # record header itself split too
+        for a, b in itertools.pairwise(cuts):
+            writer.write(hello[a:b])
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        # the origin answers with a TLS handshake record: the bytes went through intact
+        first = await asyncio.wait_for(reader.read(5), 10)
+        assert first[:1] == b"\x16"
+        assert flows(server, "throttle", content="media") == 1
+        assert flows(server, "pass") == 0
+        writer.close()
+
+
+async def test_silent_client_decided_by_address(origin: Origin) -> None:
+    async with running_proxy(Mode.CONNECT, DIRECTIVES, sniff_timeout=0.3) as server:
+        reader, writer = await tunnel(proxy_port(server), "127.0.0.1", origin.echo_port)
+        assert await until(lambda: flows(server, "pass") == 1)
+        assert (
+            server.metrics.value("takedown_enforce_sniff_failures_total", {"reason": "silent"}) == 1
+        )
+        writer.write(b"late bytes")
+        assert await asyncio.wait_for(reader.readexactly(10), 10) == b"late bytes"
+        writer.close()
+
+
+async def test_slow_drip_client_does_not_stall_others(origin: Origin) -> None:
+    async with running_proxy(Mode.CONNECT, DIRECTIVES) as server:
+        port = proxy_port(server)
+        reader, writer = await tunnel(port, "127.0.0.1", origin.echo_port)
+        hello = client_hello("example.org")
+
+        async def drip() -> None:
+            for i in range(40):
+                writer.write(hello[i : i + 1])
+                await writer.drain()
+                await asyncio.sleep(0.02)
+
+        dripping = asyncio.create_task(drip())
+        # meanwhile other flows go through at once
+        for i in range(20):
+            assert await echo_roundtrip(port, origin, b"other %d" % i) == b"other %d" % i
+        await dripping
+        writer.write(hello[40:])
+        echoed = await asyncio.wait_for(reader.readexactly(len(hello)), 10)
+        assert echoed == hello
+        assert flows(server, "pass") == 21
+        writer.close()
+
+
+async def test_client_reset_mid_flow(origin: Origin) -> None:
+    async with running_proxy(Mode.CONNECT, DIRECTIVES) as server:
+        port = proxy_port(server)
+        reader, writer = await tunnel(port, "127.0.0.1", origin.http_port)
+        writer.write(b"GET /bytes/50000000 HTTP/1.1\r\nHost: example.org\r\n\r\n")
+        await reader.readexactly(100_000)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # RST
+        assert await until(lambda: len(server.flows) == 0)
+        assert server.metrics.value("takedown_enforce_active_flows", {"decision": "pass"}) == 0
+        assert await echo_roundtrip(port, origin, b"still fine") == b"still fine"
+
+
+async def test_server_reset_propagates(origin: Origin) -> None:
+    """The upstream resets: the client gets a reset too, not a silent hang."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    lsock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    async with running_proxy(Mode.CONNECT, DIRECTIVES, sniff_timeout=0.2) as server:
+        reader, writer = await tunnel(proxy_port(server), "127.0.0.1", lsock.getsockname()[1])
+        conn, _ = await loop.sock_accept(lsock)
+        await until(lambda: flows(server, "pass") == 1)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+        with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError)):
+            await asyncio.wait_for(reader.readexactly(1), 10)
+        writer.close()
+    lsock.close()
+
+
+async def test_half_close_both_ways(origin: Origin) -> None:
+    async with running_proxy(Mode.CONNECT, DIRECTIVES) as server:
+        port = proxy_port(server)
+        reader, writer = await tunnel(port, "127.0.0.1", origin.echo_port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n")
+        await writer.drain()
+        writer.write_eof()  # client -> proxy -> server: FIN; the server still answers
+        got = await asyncio.wait_for(reader.read(), 10)  # server FIN propagated back: EOF
+        assert got == b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n"
+        writer.close()
+        assert await until(lambda: len(server.flows) == 0)
+
+
+async def test_bad_handshakes(origin: Origin) -> None:
+    async with (
+        running_proxy(Mode.CONNECT, DIRECTIVES) as http,
+        running_proxy(Mode.SOCKS5, DIRECTIVES) as socks,
+    ):
+        r, w = await asyncio.open_connection("127.0.0.1", proxy_port(http))
+        w.write(b"GET http://example.org/ HTTP/1.1\r\n\r\n")
+        assert (await asyncio.wait_for(r.read(), 10)).startswith(b"HTTP/1.1 400")
+        w.close()
+        r, w = await asyncio.open_connection("127.0.0.1", proxy_port(socks))
+        w.write(b"\x05\x01\x02")  # only username/password offered
+        assert await asyncio.wait_for(r.read(), 10) == b"\x05\xff"
+        w.close()
+        r, w = await asyncio.open_connection("127.0.0.1", proxy_port(socks))
+        w.write(b"\x05\x01\x00\x05\x02\x00\x01\x7f\x00\x00\x01\x00\x50")  # BIND
+        assert (await asyncio.wait_for(r.read(), 10))[:4] == b"\x05\x00\x05\x07"
+        w.close()
+        assert await echo_roundtrip(proxy_port(http), origin, b"ok") == b"ok"
+        assert (
+            http.metrics.value("takedown_enforce_handshake_errors_total", {"mode": "connect"}) == 1
+        )
+        assert (
+            socks.metrics.value("takedown_enforce_handshake_errors_total", {"mode": "socks5"}) == 2
+        )
+
+
+@pytest.mark.slow
+async def test_two_thousand_concurrent_flows(origin: Origin) -> None:
+    async with running_proxy(Mode.CONNECT, DIRECTIVES, sniff_timeout=0.5) as server:
+        port = proxy_port(server)
+        n = 2000
+        opened: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        for start in range(0, n, 250):
+            opened += await asyncio.gather(
+                *(tunnel(port, "127.0.0.1", origin.echo_port) for _ in range(start, start + 250))
+            )
+        assert len(server.flows) == n
+
+        async def talk(i: int, rw: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> bytes:
+            reader, writer = rw
+            msg = b"flow %05d" % i
+            writer.write(msg)
+            got = await asyncio.wait_for(reader.readexactly(len(msg)), 30)
+            writer.close()
+            return got
+
+        got = await asyncio.gather(*(talk(i, rw) for i, rw in enumerate(opened)))
+        assert got == [b"flow %05d" % i for i in range(n)]
+        assert flows(server, "pass") == n
+        assert await until(lambda: len(server.flows) == 0, timeout=30)
