@@ -424,11 +424,19 @@ def _atoms(node: Node) -> list[tuple[str, str, Any]]:
     flip = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
     if node.kind == "op" and node.value in flip:
         left, right = node.args
-        if right.kind in ("num", "str") and left.kind in ("name", "call"):
-            return [(left.text(), node.value, right.value)]
-        if left.kind in ("num", "str") and right.kind in ("name", "call"):
-            return [(right.text(), flip[node.value], left.value)]
+        if _is_const(right) and left.kind in ("name", "call"):
+            return [(left.text(), node.value, _const(right))]
+        if _is_const(left) and right.kind in ("name", "call"):
+            return [(right.text(), flip[node.value], _const(left))]
     return []
+
+
+def _is_const(node: Node) -> bool:
+    return node.kind in ("num", "str") or (node.kind == "neg" and _is_const(node.args[0]))
+
+
+def _const(node: Node) -> Any:
+    return -_const(node.args[0]) if node.kind == "neg" else node.value
 
 
 def _interval(op: str, c: float) -> _Interval:
