@@ -1,0 +1,1 @@
+"""Notices to platforms: deadlines, the outbox, signed webhook delivery with retries."""

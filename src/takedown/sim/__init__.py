@@ -1,0 +1,1 @@
+"""The platform simulator: a real HTTP service that plays a platform receiving notices."""

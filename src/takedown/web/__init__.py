@@ -1,0 +1,1 @@
+"""The FastAPI app (``takedown serve``): platform API, regulator API, pages, feed, metrics."""

@@ -1,0 +1,85 @@
+"""``create_app``: the one FastAPI app. Other parts add routers with ``app.include_router``.
+
+Hooks for the parts mounted later: ``feed_dir`` (a directory served under ``/feed/``),
+``routers`` (extra APIRouters), ``metrics`` (an ASGI app mounted at ``/metrics``), and a
+delivery ``worker`` run as an asyncio task for the app's lifetime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from takedown.clock import Clock
+from takedown.errors import AuthError, TakedownError
+from takedown.store.db import Database
+
+
+def error_body(exc: TakedownError) -> dict[str, Any]:
+    return {"error": exc.message, "where": exc.where}
+
+
+def create_app(
+    db: Database,
+    *,
+    clock: Clock,
+    worker: Any | None = None,
+    feed_dir: str | Path | None = None,
+    routers: Sequence[APIRouter] = (),
+    metrics: Callable[..., Any] | None = None,
+    title: str = "takedown",
+) -> FastAPI:
+    """Build the app over ``db`` and ``clock``; start ``worker.run(stop)`` while serving."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop)) if worker is not None else None
+        app.state.worker_stop = stop
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(task, timeout=10)
+
+    app = FastAPI(title=title, version="1", lifespan=lifespan)
+    app.state.db = db
+    app.state.clock = clock
+    app.state.worker = worker
+
+    @app.exception_handler(TakedownError)
+    async def _takedown_error(_request: Request, exc: TakedownError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthError) else None
+        return JSONResponse(error_body(exc), status_code=exc.http_status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse({"error": first.get("msg", "invalid request"), "where": where}, 422)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    from takedown.web.platform_api import router as platform_router
+
+    app.include_router(platform_router)
+    for router in routers:
+        app.include_router(router)
+    if metrics is not None:
+        app.mount("/metrics", metrics)
+    if feed_dir is not None:
+        from fastapi.staticfiles import StaticFiles
+
+        app.mount("/feed", StaticFiles(directory=str(feed_dir)), name="feed")
+    return app

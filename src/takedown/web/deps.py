@@ -1,0 +1,77 @@
+"""Request dependencies: the database, the clock, platform bearer-token auth, bounded bodies."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from takedown.clock import Clock
+from takedown.errors import AuthError, InputError, TakedownError
+from takedown.platforms import authenticate
+from takedown.store.db import Database
+
+MAX_BODY = 8 * 1024 * 1024
+
+
+class PayloadTooLarge(TakedownError):
+    http_status = 413
+
+
+def get_db(request: Request) -> Database:
+    return request.app.state.db
+
+
+def get_clock(request: Request) -> Clock:
+    return request.app.state.clock
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _auth(db: Database, token: str | None) -> int:
+    with db.reading() as session:
+        return authenticate(session, token)
+
+
+async def platform_id(request: Request) -> int:
+    """The authenticated platform's id (401 without a valid ``Authorization: Bearer``)."""
+    token = _bearer(request)
+    if token is None:
+        raise AuthError("missing bearer token", where="Authorization")
+    return await run_in_threadpool(_auth, request.app.state.db, token)
+
+
+async def json_body(request: Request, limit: int = MAX_BODY) -> Any:
+    """The request's JSON body, refusing more than ``limit`` bytes (413) and bad JSON (400)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InputError("bad Content-Length", where="Content-Length")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"body larger than {limit} bytes", where="body")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body larger than {limit} bytes", where="body")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw:
+        raise InputError("empty body; expected JSON", where="body")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedJSON(f"malformed JSON: {exc}", where="body") from None
+
+
+class MalformedJSON(InputError):
+    http_status = 400
