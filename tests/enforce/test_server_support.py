@@ -59,7 +59,10 @@ def directive_set(*directives: Directive, sequence: int = 1) -> DirectiveSet:
 
 
 def twitter_media_throttle(
-    rate_kbps: int = 128, scope: dict[str, float] | None = None, did: str = "d-throttle"
+    rate_kbps: int = 128,
+    scope: dict[str, float] | None = None,
+    did: str = "d-throttle",
+    expires: datetime | None = None,
 ) -> Directive:
     return Directive(
         id=did,
@@ -69,16 +72,18 @@ def twitter_media_throttle(
         scope=scope or {"*": 100.0},
         decisions=("RKN 2021-03-10/1",),
         reference_url="https://register.example/lookup/d-throttle",
+        expires=expires,
     )
 
 
-def linkedin_block(did: str = "d-block") -> Directive:
+def linkedin_block(did: str = "d-block", expires: datetime | None = None) -> Directive:
     return Directive(
         id=did,
         action=MeasureAction.BLOCK,
         hosts=(HostRule("linkedin.com", "any"), HostRule("*.linkedin.com", "any")),
         decisions=("Court 2016-08-04 No. 33-2343",),
         reference_url="https://register.example/lookup/d-block",
+        expires=expires,
     )
 
 

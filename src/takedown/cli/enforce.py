@@ -2,8 +2,93 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import typer
+
+from takedown.errors import UsageError
+
+
+def _host_port(text: str, option: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise UsageError(f"expected HOST:PORT, not {text!r}", where=option)
+    return host, int(port)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
+
+    @app.command("enforce")
+    def enforce(
+        feed: str = typer.Option(
+            None,
+            "--feed",
+            help="Directive feed: TUF repository URL or directory, or a plain "
+            "directives.json file / directory (trusted local path, unsigned).",
+        ),
+        listen: str = typer.Option("127.0.0.1:3128", "--listen", help="HOST:PORT to accept on."),
+        mode: str = typer.Option("connect", "--mode", help="connect | socks5 | transparent"),
+        subscribers: Path = typer.Option(None, "--subscribers", help="Subscriber classes (TOML)."),
+        metrics: str = typer.Option(None, "--metrics", help="HOST:PORT for Prometheus /metrics."),
+        workers: int = typer.Option(1, "--workers", min=1, help="Processes sharing the port."),
+        state: Path = typer.Option(
+            Path(".takedown-enforce"), "--state", help="Feed client state (trusted metadata)."
+        ),
+        root: Path = typer.Option(None, "--root", help="Trusted 1.root.json of the feed."),
+        refresh: float = typer.Option(2.0, "--refresh", help="Seconds between feed polls."),
+        sniff_timeout: float = typer.Option(
+            2.0, "--sniff-timeout", help="Seconds to wait for a client's first bytes."
+        ),
+        resolve: list[str] = typer.Option(
+            [], "--resolve", help="HOST:IP for upstream connections ('*:IP' maps every name)."
+        ),
+        operator_url: str = typer.Option(
+            None, "--operator-url", help='Link rel="blocked-by" target of 451 answers.'
+        ),
+        no_splice: bool = typer.Option(False, "--no-splice", help="Relay without os.splice."),
+        log_level: str = typer.Option("info", "--log-level"),
+    ) -> None:
+        """Apply the directive feed to live flows: pass, throttle or block.
+
+        Example: takedown enforce --feed https://feed.example/ --root 1.root.json
+        --listen 0.0.0.0:3128 --mode socks5 --subscribers subs.toml --metrics 127.0.0.1:9108
+        """
+        from takedown.enforce.server import EnforceOptions, Mode, ServerConfig, run
+
+        try:
+            mode_value = Mode(mode)
+        except ValueError:
+            raise UsageError(f"unknown mode {mode!r}", where="--mode") from None
+        mapping: dict[str, str] = {}
+        for item in resolve:
+            name, sep, ip = item.rpartition(":") if item.count(":") == 1 else item.partition(":")
+            if not sep or not name or not ip:
+                raise UsageError(f"expected HOST:IP, not {item!r}", where="--resolve")
+            mapping[name.lower()] = ip
+        logging.basicConfig(
+            level=getattr(logging, log_level.upper(), logging.INFO),
+            format="%(asctime)s %(process)d %(levelname)s %(message)s",
+        )
+        opts = EnforceOptions(
+            listen=_host_port(listen, "--listen"),
+            feed=feed,
+            state_dir=str(state),
+            root=str(root) if root else None,
+            refresh=refresh,
+            subscribers=str(subscribers) if subscribers else None,
+            metrics=_host_port(metrics, "--metrics") if metrics else None,
+            workers=workers,
+            config=ServerConfig(
+                mode=mode_value,
+                sniff_timeout=sniff_timeout,
+                resolve=mapping,
+                operator_url=operator_url,
+                use_splice=not no_splice,
+            ),
+        )
+        code = run(opts)
+        if code:
+            raise typer.Exit(code)

@@ -6,11 +6,10 @@ here on a timer, so a transfer never takes a metrics lock per chunk.
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server, values
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 
 class EnforceMetrics:
@@ -57,15 +56,23 @@ class EnforceMetrics:
             p + "accept_errors", "Errors accepting connections.", ["reason"], registry=r
         )
         self.active = Gauge(
-            p + "active_flows", "Flows open now, by decision.", ["decision"], registry=r
+            p + "active_flows",
+            "Flows open now, by decision.",
+            ["decision"],
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.feed_sequence = Gauge(
-            p + "feed_sequence", "Sequence number of the directive set in use.", registry=r
+            p + "feed_sequence",
+            "Sequence number of the directive set in use.",
+            registry=r,
+            multiprocess_mode="livemin",
         )
         self.feed_age = Gauge(
             p + "feed_age_seconds",
             "Age of the directive set in use (now - generated_at).",
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.feed_updates = Counter(p + "feed_updates", "Directive sets applied.", registry=r)
         self.feed_refusals = Counter(
@@ -75,16 +82,18 @@ class EnforceMetrics:
             p + "fail_open",
             "1 while the feed is stale past expiry and nothing is enforced.",
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.directives_in_force = Gauge(
-            p + "directives_in_force", "Directives in force now.", registry=r
+            p + "directives_in_force",
+            "Directives in force now.",
+            registry=r,
+            multiprocess_mode="livemax",
         )
-        self.workers = Gauge(p + "worker_pid", "Process id of this worker.", registry=r)
-        self.workers.set(os.getpid())
-
-    def set_feed_age_function(self, fn: Callable[[], float]) -> None:
-        """Compute the feed age on every scrape."""
-        self.feed_age.set_function(fn)
+        self.workers = Gauge(
+            p + "worker_up", "1 per live worker process.", registry=r, multiprocess_mode="livesum"
+        )
+        self.workers.set(1)
 
     def value(self, name: str, labels: dict[str, str] | None = None) -> float:
         """A sample's current value (0.0 if absent): for tests and the CLI status line."""
@@ -107,3 +116,34 @@ class EnforceMetrics:
             if isinstance(thread, threading.Thread):
                 thread.join(timeout=5)
             self._http = None
+
+
+def use_multiprocess(path: str) -> None:
+    """Make metrics created from now on in this process shared through files in ``path``.
+
+    For ``--workers N``: each worker calls this before creating its EnforceMetrics, and the
+    parent serves ``multiprocess_registry(path)``. prometheus-client picks its value class
+    from the environment at import time, which is before the worker exists, hence the swap.
+    """
+    import os
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    values.ValueClass = values.MultiProcessValue()
+
+
+def multiprocess_registry(path: str) -> CollectorRegistry:
+    """A registry that sums (or takes the max of) every worker's metrics in ``path``."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=path)
+    return registry
+
+
+def worker_exited(path: str, pid: int) -> None:
+    """Drop a dead worker's live gauges."""
+    mark_process_dead(pid, path)
+
+
+def serve_registry(registry: CollectorRegistry, host: str, port: int) -> int:
+    """Serve a registry over HTTP in a daemon thread; return the bound port."""
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return int(server.server_address[1])

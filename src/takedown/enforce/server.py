@@ -24,7 +24,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -929,7 +929,6 @@ class EnforcementServer:
         self._in_force: frozenset[str] = frozenset()
         self._accept_paused = False
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
-        self.metrics.set_feed_age_function(self._feed_age)
 
     # lifecycle --------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
@@ -1131,6 +1130,7 @@ class EnforcementServer:
     def _on_tick(self) -> None:
         self._tick = self.loop.call_later(self.config.tick, self._on_tick)
         self._flush_bytes()
+        self.metrics.feed_age.set(self._feed_age())
         now: datetime = self.clock.now()
         in_force = self.index.in_force_ids(now)
         if in_force != self._in_force:
@@ -1164,3 +1164,238 @@ class EnforcementServer:
                 }
             )
         return out
+
+
+# -- the process: feed loop, workers -----------------------------------------------------------
+
+
+class DirectoryFeed:
+    """A plain (unsigned) directive file, or a directory holding ``directives.json``.
+
+    For a trusted local path only: nothing is verified but the format. Re-read when the
+    file changes. It has no timestamp expiry, so it never makes the point fail open; the
+    directives' own ``expires`` still apply.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        from takedown.feed.directives import TARGET_NAME
+
+        p = os.fspath(path)
+        self.path = os.path.join(p, TARGET_NAME) if os.path.isdir(p) else p
+        self._seen: tuple[int, int] | None = None
+        self.expires: datetime | None = None
+        self.last_good: DirectiveSet | None = None
+
+    def refresh(self) -> DirectiveSet | None:
+        """The directive set if the file changed since the last call, else None."""
+        from takedown.feed.directives import loads
+
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror}", where=self.path) from None
+        key = (st.st_mtime_ns, st.st_size)
+        if key == self._seen:
+            return None
+        with open(self.path, "rb") as f:
+            ds = loads(f.read())
+        self._seen = key
+        self.last_good = ds
+        return ds
+
+    def stale(self, now: datetime | None = None) -> bool:
+        return False
+
+
+def open_feed(source: str, state_dir: str, root: str | None = None) -> object:
+    """A FeedClient for a TUF repository (URL or directory with metadata/), else a
+    DirectoryFeed for a plain directive file or directory."""
+    from pathlib import Path
+
+    if not source.startswith(("http://", "https://")):
+        p = Path(source)
+        if p.is_file() or (p.is_dir() and not (p / "metadata").is_dir()):
+            return DirectoryFeed(p)
+    from takedown.feed.client import FeedClient
+
+    return FeedClient(source, state_dir, root=Path(root) if root else None)
+
+
+async def feed_loop(server: EnforcementServer, feed: object, interval: float) -> None:
+    """Poll the feed; swap in new sets; fail open while the feed is stale past its expiry."""
+    from takedown.errors import TakedownError
+
+    loop = asyncio.get_running_loop()
+    first = True
+    while True:
+        try:
+            ds = await loop.run_in_executor(None, feed.refresh)  # type: ignore[attr-defined]
+        except TakedownError as exc:
+            reason = getattr(exc, "reason", type(exc).__name__)
+            server.metrics.feed_refusals.labels(reason).inc()
+            log.warning("enforce: feed update refused (%s): %s", reason, exc)
+            ds = None
+        if ds is None and first:
+            ds = getattr(feed, "last_good", None)  # a set verified by an earlier run
+        if ds is not None:
+            server.swap(ds)
+        first = False
+        if feed.stale():  # type: ignore[attr-defined]
+            expires = getattr(feed, "expires", None)
+            server.set_fail_open(
+                True, f"feed stale: timestamp expired at {expires}" if expires else "no fresh feed"
+            )
+        else:
+            server.set_fail_open(False, "feed fresh")
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class EnforceOptions:
+    """Everything ``takedown enforce`` needs, as plain data."""
+
+    listen: tuple[str, int]
+    feed: str | None = None
+    state_dir: str = ".takedown-enforce"
+    root: str | None = None
+    refresh: float = 2.0
+    subscribers: str | None = None
+    metrics: tuple[str, int] | None = None
+    workers: int = 1
+    config: ServerConfig = field(default_factory=ServerConfig)
+
+
+def raise_nofile() -> int:
+    """Raise the open-file soft limit to the hard limit (a flow takes two descriptors)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+async def serve(
+    opts: EnforceOptions,
+    *,
+    worker: int = 0,
+    metrics: EnforceMetrics | None = None,
+    ready: Callable[[tuple[str, int]], None] | None = None,
+) -> None:
+    """Run one enforcement process until SIGTERM / SIGINT."""
+    import signal
+
+    from takedown.clock import clock_from_env
+
+    subs = Subscribers.load(opts.subscribers) if opts.subscribers else None
+    metrics = metrics or EnforceMetrics()
+    server = EnforcementServer(
+        opts.config, subscribers=subs, metrics=metrics, clock=clock_from_env()
+    )
+    feed = None
+    if opts.feed:
+        state = os.path.join(opts.state_dir, f"worker-{worker}")
+        feed = open_feed(opts.feed, state, opts.root)
+    bound = await server.start(*opts.listen)
+    if ready is not None:
+        ready(bound)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    task = loop.create_task(feed_loop(server, feed, opts.refresh)) if feed is not None else None
+    try:
+        await stop.wait()
+    finally:
+        if task is not None:
+            task.cancel()
+        await server.close()
+
+
+def run(opts: EnforceOptions) -> int:
+    """``takedown enforce``: one process, or ``workers`` processes sharing the port."""
+    import sys
+    import tempfile
+
+    from takedown.enforce import metrics as metrics_mod
+
+    raise_nofile()
+
+    def announce(bound: tuple[str, int]) -> None:
+        print(f"listening on {bound[0]}:{bound[1]} ({opts.config.mode} mode)", flush=True)
+
+    if opts.workers <= 1:
+        m = EnforceMetrics()
+        if opts.metrics:
+            port = m.serve(*opts.metrics)
+            print(f"metrics on http://{opts.metrics[0]}:{port}/metrics", flush=True)
+        asyncio.run(serve(opts, metrics=m, ready=announce))
+        return 0
+
+    import signal
+
+    opts.config.reuse_port = True
+    host, port = opts.listen
+    # hold the port (SO_REUSEPORT, not listening) so every worker binds the same one
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    holder = socket.socket(family, socket.SOCK_STREAM)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind((host, port))
+    port = holder.getsockname()[1]
+    opts.listen = (host, port)
+    mdir = tempfile.mkdtemp(prefix="takedown-enforce-metrics-")
+    pids: list[int] = []
+    ready_r, ready_w = os.pipe()
+    for i in range(opts.workers):
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                holder.close()
+                os.close(ready_r)
+                metrics_mod.use_multiprocess(mdir)
+
+                def listening(_bound: tuple[str, int]) -> None:
+                    os.write(ready_w, b"+")
+
+                asyncio.run(serve(opts, worker=i, metrics=EnforceMetrics(), ready=listening))
+            except BaseException as exc:  # a worker reports and exits, never returns to the CLI
+                print(f"worker {i}: {exc}", file=sys.stderr, flush=True)
+                code = 1
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    if opts.metrics:
+        mport = metrics_mod.serve_registry(metrics_mod.multiprocess_registry(mdir), *opts.metrics)
+        print(f"metrics on http://{opts.metrics[0]}:{mport}/metrics", flush=True)
+    os.close(ready_w)
+    started = 0
+    while started < opts.workers:
+        got = os.read(ready_r, opts.workers)
+        if not got:
+            break  # a worker died before listening; its exit status tells below
+        started += len(got)
+    os.close(ready_r)
+    announce((host, port))
+    print(f"{opts.workers} workers: {' '.join(map(str, pids))}", flush=True)
+
+    def forward(signum: int, _frame: object) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    remaining = set(pids)
+    while remaining:
+        try:
+            pid, st = os.wait()
+        except ChildProcessError:
+            break
+        remaining.discard(pid)
+        metrics_mod.worker_exited(mdir, pid)
+        if os.waitstatus_to_exitcode(st) != 0:
+            status = 1
+    holder.close()
+    return status
