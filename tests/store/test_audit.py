@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, text, update
@@ -16,8 +17,13 @@ T0 = datetime(2021, 3, 10, 12, 0, tzinfo=UTC)
 def _append(db: Database, n: int) -> None:
     for i in range(n):
         with db.session() as s:
-            audit.record(s, at=T0 + timedelta(minutes=i), actor="analyst", type="test",
-                         payload={"i": i, "note": "ключ"})
+            audit.record(
+                s,
+                at=T0 + timedelta(minutes=i),
+                actor="analyst",
+                type="test",
+                payload={"i": i, "note": "ключ"},
+            )
 
 
 def test_chain_verifies_and_links(db: Database) -> None:
@@ -28,7 +34,7 @@ def test_chain_verifies_and_links(db: Database) -> None:
     assert report.ok and report.events == 5
     assert [e.seq for e in events] == [1, 2, 3, 4, 5]
     assert events[0].prev_hash == audit.GENESIS
-    assert all(b.prev_hash == a.hash for a, b in zip(events, events[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(events))
 
 
 def test_tampered_payload_is_caught(db: Database) -> None:

@@ -7,9 +7,9 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-import click
 import typer
 from rich.console import Console
+from typer._click import exceptions as _click_exceptions  # Typer vendors Click
 
 from takedown.errors import TakedownError
 
@@ -44,22 +44,22 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 def run(app: typer.Typer) -> int:
     """Run the app; map errors to one stderr line and the documented exit codes."""
     try:
-        app(standalone_mode=False)
+        rv = app(standalone_mode=False)
     except TakedownError as exc:
         err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         return exc.exit_code
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         err_console.print("aborted")
         return 130
-    except click.ClickException as exc:
+    except _click_exceptions.ClickException as exc:  # usage errors: exit code 2
         exc.show()
         return exc.exit_code
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
-    return 0
+    return rv if isinstance(rv, int) else 0
 
 
 def actor() -> str:

@@ -1,0 +1,5 @@
+"""``python -m takedown`` runs the CLI."""
+
+from takedown.cli import main
+
+main()

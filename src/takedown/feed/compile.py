@@ -1,0 +1,160 @@
+"""Compile what is in force into one directive set: active measures and register items.
+
+Active measures become directives over their platform's host patterns of the measure's
+content classes. Register items that name a whole domain, wildcard, address or prefix and
+that no platform answers for become block directives (the operators' register duty), one
+per decision. Output is deterministic: the same database state and ``now`` give the same
+bytes (``feed.directives.dumps``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from takedown.errors import PatternError
+from takedown.model import (
+    Directive,
+    DirectiveSet,
+    HostRule,
+    MeasureAction,
+    MeasureState,
+    TargetKind,
+)
+from takedown.names import split_pattern
+from takedown.store.schema import FeedPublication, Item, Measure, Platform, PlatformHost
+
+SCHEMA_VERSION = 1
+# Register-derived directives have no end of their own; they are re-issued with every
+# publication, so an enforcement point that stops hearing from the feed stops enforcing.
+REGISTER_HORIZON = timedelta(days=7)
+WHOLE_TARGETS = (TargetKind.DOMAIN, TargetKind.WILDCARD, TargetKind.IP, TargetKind.CIDR)
+
+
+@dataclass
+class Compiled:
+    directives: DirectiveSet
+    refused: list[str] = field(default_factory=list)  # targets that cannot become rules
+    # host pattern → what owns it (platform slug or item id), for the collateral guard
+    owners: dict[str, str] = field(default_factory=dict)
+
+
+def _measure_directive(
+    m: Measure, platform: Platform, hosts: list[PlatformHost], now: datetime, public_url: str
+) -> Directive:
+    classes = set(m.classes or [])
+    rules = tuple(
+        sorted(
+            (
+                HostRule(h.pattern, h.content_class)
+                for h in hosts
+                if not classes or h.content_class in classes
+            ),
+            key=lambda r: (r.pattern, r.content_class),
+        )
+    )
+    decisions = [m.decision_ref] if m.decision_ref else []
+    if m.rule:
+        decisions.append(f"ladder rule {m.rule}")
+    return Directive(
+        id=f"m{m.id}",
+        action=MeasureAction(m.action),
+        hosts=rules,
+        rate_kbps=m.rate_kbps if m.action == MeasureAction.THROTTLE else None,
+        scope={k: float(v) for k, v in sorted((m.scope or {"*": 100}).items())},
+        valid_from=m.starts_at,
+        expires=m.expires_at or m.review_at or now + REGISTER_HORIZON,
+        measure_id=m.id,
+        decisions=tuple(decisions),
+        reference_url=f"{public_url}/public/measures/{m.id}",
+    )
+
+
+def _register_directives(
+    session: Session, now: datetime, public_url: str, compiled: Compiled
+) -> list[Directive]:
+    by_decision: dict[str, tuple[set[str], set[str]]] = defaultdict(lambda: (set(), set()))
+    query = (
+        select(Item.id, Item.target, Item.kind, Item.decision_ref)
+        .where(Item.platform_id.is_(None))
+        .where(Item.kind.in_([k.value for k in WHOLE_TARGETS]))
+        .where(Item.listed_at <= now)
+        .where(or_(Item.delisted_at.is_(None), Item.delisted_at > now))
+        .order_by(Item.id)
+    )
+    for item_id, target, kind, decision in session.execute(query):
+        hosts, ips = by_decision[decision]
+        if kind in (TargetKind.IP, TargetKind.CIDR):
+            ips.add(target)
+            compiled.owners[target] = f"item {item_id}"
+            continue
+        try:
+            split_pattern(target)
+        except PatternError as exc:
+            compiled.refused.append(f"item {item_id}: {exc}")
+            continue
+        hosts.add(target)
+        compiled.owners[target] = f"item {item_id}"
+    out = []
+    for decision, (hosts, ips) in sorted(by_decision.items()):
+        if not hosts and not ips:
+            continue
+        digest = hashlib.sha256(decision.encode("utf-8")).hexdigest()[:16]
+        out.append(
+            Directive(
+                id=f"r{digest}",
+                action=MeasureAction.BLOCK,
+                hosts=tuple(HostRule(h, "any") for h in sorted(hosts)),
+                ip_ranges=tuple(sorted(ips)),
+                scope={"*": 100.0},
+                valid_from=None,
+                expires=now + REGISTER_HORIZON,
+                decisions=(decision,),
+                reference_url=f"{public_url}/public/lookup?decision={decision}",
+            )
+        )
+    return out
+
+
+def next_sequence(session: Session) -> int:
+    last = session.scalar(
+        select(FeedPublication.sequence).order_by(FeedPublication.sequence.desc())
+    )
+    return (last or 0) + 1
+
+
+def compile_directives(
+    session: Session,
+    now: datetime,
+    *,
+    sequence: int | None = None,
+    public_url: str = "http://127.0.0.1:8470",
+) -> Compiled:
+    """The directive set in force at ``now``."""
+    compiled = Compiled(DirectiveSet(SCHEMA_VERSION, 0, now, ()))
+    platforms = {p.id: p for p in session.scalars(select(Platform))}
+    hosts: dict[int, list[PlatformHost]] = defaultdict(list)
+    for h in session.scalars(select(PlatformHost).order_by(PlatformHost.pattern)):
+        hosts[h.platform_id].append(h)
+        compiled.owners[h.pattern] = platforms[h.platform_id].slug
+    measures = session.scalars(
+        select(Measure).where(Measure.state == MeasureState.ACTIVE.value).order_by(Measure.id)
+    ).all()
+    directives = []
+    for m in measures:
+        directive = _measure_directive(
+            m, platforms[m.platform_id], hosts[m.platform_id], now, public_url
+        )
+        if directive.in_force(now) or (directive.valid_from and directive.valid_from > now):
+            directives.append(directive)
+    directives += _register_directives(session, now, public_url, compiled)
+    seq = sequence if sequence is not None else next_sequence(session)
+    compiled.directives = DirectiveSet(
+        SCHEMA_VERSION, seq, now, tuple(sorted(directives, key=lambda d: d.id))
+    )
+    return compiled
