@@ -1,0 +1,1 @@
+"""The register of restricted items: add, import, export, list, delist."""
