@@ -1,0 +1,1 @@
+"""Verification: probes (probe.py), verdicts (verdict.py), vantage points, rounds (runner.py)."""

@@ -1,0 +1,493 @@
+"""Check rounds: create a round and its tasks, claim batches, probe, record checks.
+
+A round is the set of items to check from one vantage point. Its tasks live in
+``check_tasks``; a runner claims a batch (PostgreSQL: ``FOR UPDATE SKIP LOCKED``; SQLite:
+one writer at a time under ``BEGIN IMMEDIATE``) with a lease, probes it, and writes each
+check in the same transaction that marks its task done (only if the task is still its
+own and not done), so a task yields at most one check. The items projection changes in
+that same transaction (``ledger.project_checks``).
+
+An interrupted run leaves tasks unfinished: a run started later resumes the open round
+of its vantage point. Claims of a process that is gone (same host, dead pid) are released
+at once; claims of other hosts when their lease expires. Leases are operational and run
+on the process's real clock; check times (``at``) come from the domain clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Integer, func, insert, literal, select, text, update
+
+from takedown import ledger
+from takedown.clock import Clock, SystemClock
+from takedown.model import ItemState, Verdict
+from takedown.store import audit
+from takedown.store.db import Database
+from takedown.store.schema import Check, CheckRound, CheckTask, Item, Platform
+from takedown.verify.probe import Prober, ProbeResult, ProbeSettings, Route
+from takedown.verify.vantage import LOCAL, Vantage
+
+_Result = tuple[int, int, ProbeResult, datetime]  # task id, item id, result, at
+_FAILED = (Verdict.UNREACHABLE, Verdict.ERROR)
+
+
+def worker_id() -> str:
+    """``host:pid:nonce``: who holds a claim (the pid lets a restart free a dead one's)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclass
+class RunOptions:
+    vantage: Vantage = LOCAL
+    platform: str | None = None
+    only_open: bool = False
+    settings: ProbeSettings = field(default_factory=ProbeSettings)
+    connect_to: dict[str, Route] = field(default_factory=dict)
+    only_loopback: bool = False
+    verify_tls: Any = True
+    batch: int = 200
+    lease_s: float = 120.0
+    flush_every: int = 200
+    poll_s: float = 0.2
+    worker: bool = False  # join the open round; never create one unless none is open
+    actor: str = "verify"
+
+
+@dataclass
+class RunSummary:
+    round_id: int
+    resumed: bool
+    tasks: int  # tasks in the round
+    checked: int = 0  # checks this process wrote
+    verdicts: collections.Counter[str] = field(default_factory=collections.Counter)
+    transitions: collections.Counter[str] = field(default_factory=collections.Counter)
+    reopened: int = 0
+    finished: bool = False
+    elapsed_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "round": self.round_id,
+            "resumed": self.resumed,
+            "tasks": self.tasks,
+            "checked": self.checked,
+            "verdicts": dict(self.verdicts),
+            "transitions": dict(self.transitions),
+            "reopened": self.reopened,
+            "finished": self.finished,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "checks_per_s": round(self.checked / self.elapsed_s, 1) if self.elapsed_s else None,
+        }
+
+
+# ---------------------------------------------------------------- database steps (sync)
+
+
+def _lock_rounds(session: Any) -> None:
+    if session.bind.dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(724011)"))
+    # SQLite: the write transaction (BEGIN IMMEDIATE) already serialises us.
+
+
+def _vantage_cond(vantage: Vantage) -> Any:
+    if vantage.id is None:
+        return CheckRound.vantage_id.is_(None)
+    return CheckRound.vantage_id == vantage.id
+
+
+def open_round(db: Database, opts: RunOptions, now: datetime) -> tuple[int, bool, int]:
+    """The open round of the vantage point, or a new one with its tasks.
+
+    Returns (round id, resumed, number of tasks).
+    """
+    with db.session() as session:
+        _lock_rounds(session)
+        rid = session.scalar(
+            select(CheckRound.id)
+            .where(_vantage_cond(opts.vantage), CheckRound.finished_at.is_(None))
+            .order_by(CheckRound.id)
+            .limit(1)
+        )
+        if rid is not None:
+            n = session.scalar(select(func.count()).where(CheckTask.round_id == rid))
+            return rid, True, int(n or 0)
+        cr = CheckRound(vantage_id=opts.vantage.id, started_at=now)
+        session.add(cr)
+        session.flush()
+        conds = [Item.kind == "url", Item.delisted_at.is_(None), Item.listed_at <= now]
+        if opts.platform is not None:
+            pid = session.scalar(select(Platform.id).where(Platform.slug == opts.platform))
+            if pid is None:
+                from takedown.errors import NotFound
+
+                raise NotFound(f"unknown platform {opts.platform!r}", where="--platform")
+            conds.append(Item.platform_id == pid)
+        if opts.only_open:
+            conds.append(Item.state.in_([ItemState.OPEN.value, ItemState.CLAIMED.value]))
+        sel = select(literal(cr.id, Integer).label("round_id"), Item.id).where(*conds)
+        result = session.execute(insert(CheckTask).from_select(["round_id", "item_id"], sel))
+        n = result.rowcount if result.rowcount is not None and result.rowcount >= 0 else None
+        if n is None:
+            n = session.scalar(select(func.count()).where(CheckTask.round_id == cr.id)) or 0
+        audit.record(
+            session,
+            at=now,
+            actor=opts.actor,
+            type="verify.round_started",
+            payload={
+                "round": cr.id,
+                "vantage": opts.vantage.name,
+                "platform": opts.platform,
+                "only_open": opts.only_open,
+                "tasks": n,
+            },
+        )
+        return cr.id, False, int(n)
+
+
+def claim(
+    db: Database, round_id: int, worker: str, n: int, lease_now: datetime, lease_until: datetime
+) -> list[tuple[int, int, str]]:
+    """Claim up to ``n`` due tasks: (task id, item id, target URL)."""
+    with db.session() as session:
+        pg = session.bind.dialect.name == "postgresql"
+        lock = " FOR UPDATE SKIP LOCKED" if pg else ""
+        bind = CheckTask.__table__.c.claimed_until.type
+        dialect = session.bind.dialect
+        rows = session.execute(
+            text(
+                "UPDATE check_tasks SET claimed_by = :w, claimed_until = :until "
+                "WHERE id IN (SELECT id FROM check_tasks WHERE round_id = :r "
+                "AND done_at IS NULL AND (claimed_until IS NULL OR claimed_until < :now) "
+                f"ORDER BY id LIMIT :n{lock}) RETURNING id, item_id"
+            ),
+            {
+                "w": worker,
+                "until": bind.process_bind_param(lease_until, dialect),
+                "now": bind.process_bind_param(lease_now, dialect),
+                "r": round_id,
+                "n": n,
+            },
+        ).all()
+        if not rows:
+            return []
+        targets = dict(
+            session.execute(
+                select(Item.id, Item.target).where(Item.id.in_([r[1] for r in rows]))
+            ).all()
+        )
+        return [(tid, iid, targets[iid]) for tid, iid in rows]
+
+
+def record(
+    db: Database,
+    round_id: int,
+    worker: str,
+    vantage: Vantage,
+    results: list[tuple[int, int, ProbeResult, datetime]],
+    actor: str,
+) -> tuple[int, list[ledger.Transition]]:
+    """Write the checks of tasks still claimed by ``worker``; mark them done; project."""
+    if not results:
+        return 0, []
+    with db.session() as session:
+        done_at = max(r[3] for r in results)
+        mine = set(
+            session.scalars(
+                update(CheckTask)
+                .where(
+                    CheckTask.id.in_([r[0] for r in results]),
+                    CheckTask.done_at.is_(None),
+                    CheckTask.claimed_by == worker,
+                )
+                .values(done_at=done_at)
+                .returning(CheckTask.id)
+            ).all()
+        )
+        rows = [
+            {
+                "item_id": iid,
+                "vantage_id": vantage.id,
+                "round_id": round_id,
+                "at": at,
+                "verdict": res.verdict.value,
+                "status": res.status,
+                "digest": res.digest,
+                "latency_ms": round(res.latency_ms, 3),
+                "error": res.reason if res.verdict in _FAILED else None,
+            }
+            for tid, iid, res, at in results
+            if tid in mine
+        ]
+        if not rows:
+            return 0, []
+        session.execute(insert(Check), rows)
+        transitions = ledger.project_checks(
+            session,
+            [(r["item_id"], r["verdict"], r["at"]) for r in rows],
+            in_country=vantage.in_country,
+        )
+        verdicts = collections.Counter(r["verdict"] for r in rows)
+        audit.record(
+            session,
+            at=done_at,
+            actor=actor,
+            type="verify.checks",
+            payload={
+                "round": round_id,
+                "vantage": vantage.name,
+                "checks": len(rows),
+                "verdicts": dict(verdicts),
+                "transitions": [[t.item_id, t.old, t.new] for t in transitions],
+            },
+        )
+        return len(rows), transitions
+
+
+def release_dead_claims(db: Database, round_id: int) -> int:
+    """Free undone tasks held by processes of this host that no longer exist."""
+    host = socket.gethostname()
+    with db.session() as session:
+        owners = session.scalars(
+            select(CheckTask.claimed_by)
+            .where(
+                CheckTask.round_id == round_id,
+                CheckTask.done_at.is_(None),
+                CheckTask.claimed_by.is_not(None),
+            )
+            .distinct()
+        ).all()
+        dead = []
+        for owner in owners:
+            h, _, rest = owner.partition(":")
+            pid_text = rest.partition(":")[0]
+            if h == host and pid_text.isdigit() and not _alive(int(pid_text)):
+                dead.append(owner)
+        if not dead:
+            return 0
+        res = session.execute(
+            update(CheckTask)
+            .where(
+                CheckTask.round_id == round_id,
+                CheckTask.done_at.is_(None),
+                CheckTask.claimed_by.in_(dead),
+            )
+            .values(claimed_by=None, claimed_until=None)
+        )
+        return int(res.rowcount or 0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def release_own(db: Database, round_id: int, worker: str) -> None:
+    """Give back this process's undone claims (after an interruption)."""
+    with db.session() as session:
+        session.execute(
+            update(CheckTask)
+            .where(
+                CheckTask.round_id == round_id,
+                CheckTask.done_at.is_(None),
+                CheckTask.claimed_by == worker,
+            )
+            .values(claimed_by=None, claimed_until=None)
+        )
+
+
+def undone(db: Database, round_id: int) -> int:
+    with db.reading() as session:
+        return int(
+            session.scalar(
+                select(func.count()).where(
+                    CheckTask.round_id == round_id, CheckTask.done_at.is_(None)
+                )
+            )
+            or 0
+        )
+
+
+def finish_round(db: Database, round_id: int, now: datetime, actor: str) -> bool:
+    """Close the round if every task is done (once, whoever gets there first)."""
+    with db.session() as session:
+        left = session.scalar(
+            select(func.count()).where(CheckTask.round_id == round_id, CheckTask.done_at.is_(None))
+        )
+        if left:
+            return False
+        res = session.execute(
+            update(CheckRound)
+            .where(CheckRound.id == round_id, CheckRound.finished_at.is_(None))
+            .values(finished_at=now)
+        )
+        if res.rowcount:
+            checks = session.scalar(select(func.count()).where(Check.round_id == round_id))
+            audit.record(
+                session,
+                at=now,
+                actor=actor,
+                type="verify.round_finished",
+                payload={"round": round_id, "checks": int(checks or 0)},
+            )
+        return True
+
+
+# ---------------------------------------------------------------- the async loop
+
+
+class Runner:
+    """Runs (or joins) a round from one vantage point until every task is done."""
+
+    def __init__(
+        self,
+        db: Database,
+        opts: RunOptions,
+        *,
+        clock: Clock,
+        lease_clock: Clock | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.opts = opts
+        self.clock = clock
+        self.lease_clock = lease_clock or SystemClock()
+        self.on_progress = on_progress
+        self.worker = worker_id()
+        self.round_id: int | None = None
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="verify-db")
+
+    async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def run(self) -> RunSummary:
+        """Run to the end of the round; on interruption give back this process's claims."""
+        try:
+            return asyncio.run(self._run())
+        finally:
+            if self.round_id is not None:
+                # best effort: the pid check frees them on restart anyway
+                with contextlib.suppress(Exception):
+                    release_own(self.db, self.round_id, self.worker)
+            self._pool.shutdown(wait=True)
+
+    async def _run(self) -> RunSummary:
+        opts = self.opts
+        started = time.perf_counter()
+        rid, resumed, tasks = await self._db(open_round, self.db, opts, self.clock.now())
+        self.round_id = rid
+        summary = RunSummary(rid, resumed, tasks)
+        await self._db(release_dead_claims, self.db, rid)
+        done_before = tasks - await self._db(undone, self.db, rid)
+        progress = done_before
+        if self.on_progress:
+            self.on_progress(progress, tasks)
+        lease = timedelta(seconds=opts.lease_s)
+        async with Prober(
+            settings=opts.settings,
+            source_address=opts.vantage.source_address,
+            proxy=opts.vantage.proxy,
+            connect_to=opts.connect_to,
+            only_loopback=opts.only_loopback,
+            verify=opts.verify_tls,
+        ) as prober:
+
+            async def one(tid: int, iid: int, target: str) -> _Result:
+                res = await prober.probe(target)
+                return tid, iid, res, self.clock.now()
+
+            inflight: set[asyncio.Task[_Result]] = set()
+            buffered: list[_Result] = []
+            low_water = max(opts.settings.concurrency, opts.batch)
+            exhausted = False
+
+            async def flush() -> None:
+                nonlocal progress
+                if not buffered:
+                    return
+                batch = list(buffered)
+                buffered.clear()
+                n, transitions = await self._db(
+                    record, self.db, rid, self.worker, opts.vantage, batch, opts.actor
+                )
+                summary.checked += n
+                for _tid, _iid, res, _at in batch:
+                    summary.verdicts[res.verdict.value] += 1
+                for t in transitions:
+                    summary.transitions[f"{t.old}->{t.new}"] += 1
+                    if t.new == ItemState.OPEN.value:
+                        summary.reopened += 1
+                progress += n
+                if self.on_progress:
+                    self.on_progress(progress, tasks)
+
+            while True:
+                if not exhausted and len(inflight) < low_water:
+                    lease_now = self.lease_clock.now()
+                    batch = await self._db(
+                        claim, self.db, rid, self.worker, opts.batch, lease_now, lease_now + lease
+                    )
+                    if batch:
+                        for tid, iid, target in batch:
+                            inflight.add(asyncio.create_task(one(tid, iid, target)))
+                        continue
+                    exhausted = True
+                if not inflight:
+                    await flush()
+                    left = await self._db(undone, self.db, rid)
+                    if left == 0:
+                        break
+                    # Others hold the rest: wait for them, or for a dead one's lease.
+                    await self._db(release_dead_claims, self.db, rid)
+                    await asyncio.sleep(opts.poll_s)
+                    exhausted = False
+                    continue
+                done, inflight = await asyncio.wait(
+                    inflight, timeout=1.0, return_when=asyncio.FIRST_COMPLETED
+                )
+                buffered.extend(t.result() for t in done)
+                if len(buffered) >= opts.flush_every or (exhausted and not inflight):
+                    await flush()
+        summary.finished = await self._db(finish_round, self.db, rid, self.clock.now(), opts.actor)
+        summary.elapsed_s = time.perf_counter() - started
+        return summary
+
+
+def run_round(
+    db: Database,
+    opts: RunOptions,
+    *,
+    clock: Clock,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> RunSummary:
+    """Create or resume the round for ``opts.vantage`` and run it to its end."""
+    return Runner(db, opts, clock=clock, on_progress=on_progress).run()
+
+
+__all__ = [
+    "RunOptions",
+    "RunSummary",
+    "Runner",
+    "claim",
+    "finish_round",
+    "open_round",
+    "record",
+    "run_round",
+]
