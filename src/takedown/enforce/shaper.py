@@ -11,6 +11,7 @@ import math
 
 MIN_BURST = 1500
 BURST_SECONDS = 0.020
+_EPSILON = 1e-6
 
 
 def default_burst(rate_bps: float) -> int:
@@ -58,16 +59,27 @@ class TokenBucket:
             self._last = max(self._last, now)
             return nbytes
         self._refill(now)
-        allowed = min(nbytes, int(self._tokens))
+        # The epsilon absorbs float rounding, so waiting exactly delay() always suffices.
+        allowed = min(nbytes, int(self._tokens + _EPSILON))
         self._tokens -= allowed
         return allowed
 
+    @property
+    def quantum_bytes(self) -> int:
+        """The most ``delay`` waits for: half a burst, so a late wake-up loses no tokens."""
+        return max(1, self._burst // 2)
+
     def delay(self, now: float, nbytes: int) -> float:
-        """Seconds from ``now`` until ``nbytes`` (at most one burst) could be sent; 0 if now."""
+        """Seconds from ``now`` until ``nbytes`` could be sent; 0 if now.
+
+        Requests above ``quantum_bytes`` wait for a quantum only: a sender that sleeps
+        exactly this long and then sends what ``take`` allows keeps the rate even when it
+        wakes up late (by up to half a burst, 10 ms at the default burst).
+        """
         if nbytes <= 0 or math.isinf(self._rate):
             return 0.0
         self._refill(now)
-        missing = min(nbytes, self._burst) - self._tokens
+        missing = min(nbytes, self.quantum_bytes) - self._tokens
         if missing <= 0:
             return 0.0
         return missing * 8.0 / self._rate

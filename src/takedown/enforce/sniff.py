@@ -67,7 +67,7 @@ _TOKEN_CHARS: Final = frozenset(
 def sniff(buf: bytes) -> Sniffed | None:
     """Classify the client's first bytes; None while more bytes are needed."""
     try:
-        return _sniff(bytes(buf[: MAX_SNIFF + 1]))
+        return _sniff(bytes(buf[:MAX_SNIFF]))
     except Exception as exc:  # the datapath must never crash on bad input
         return _unknown(f"sniffer error: {type(exc).__name__}")
 
@@ -249,7 +249,12 @@ def _sniff_http(buf: bytes) -> Sniffed | None:
     if method not in METHODS:
         return _unknown(f"unknown HTTP method {method[:16]!r}")
     line_end = buf.find(b"\r\n")
-    line = buf[space + 1 :] if line_end < 0 else buf[space + 1 : line_end]
+    if line_end < 0:
+        line = buf[space + 1 :]
+        if line.endswith(b"\r"):
+            line = line[:-1]  # the CR of a CRLF whose LF has not arrived yet
+    else:
+        line = buf[space + 1 : line_end]
     bad = _bad_request_line(line, complete=line_end >= 0)
     if bad:
         return _unknown(bad)
