@@ -166,12 +166,12 @@ class SimPlatform:
     async def webhook(self, request: Request) -> Response:
         stats = self.state.stats
         stats.received += 1
-        if self.faults.delay_ms:
+        body = await request.body()
+        if self.faults.delay_ms:  # a slow receiver: it has the body and works on it slowly
             await asyncio.sleep(self.faults.delay_ms / 1000)
         if self.faults.status is not None:
             stats.faulted += 1
             return JSONResponse({"error": "simulated fault"}, self.faults.status)
-        body = await request.body()
         if len(body) > MAX_NOTICE:
             return JSONResponse({"error": "notice too large"}, 413)
         if not self.secret:
