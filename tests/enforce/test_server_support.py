@@ -211,6 +211,8 @@ class Origin:
                 if method != "HEAD":
                     writer.write(body)
                 await writer.drain()
+                if headers.get("connection", "").lower() == "close":
+                    break
         except (
             asyncio.IncompleteReadError,
             ConnectionError,
