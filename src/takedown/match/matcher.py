@@ -40,6 +40,17 @@ _plain_host = re.compile(
     rf"(?!.*xn--)(?=.{{1,{names.MAX_NAME}}}\Z){_LABEL}(?:\.{_LABEL})*"
 ).fullmatch
 
+_EDGE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+_labels = re.compile(rf"{_LABEL}(?:\.{_LABEL})*").fullmatch
+
+
+def _valid_prefix(name: str, end: int) -> bool:
+    """True if ``name`` is a valid normal-form host, given that ``name[end + 1:]`` is one."""
+    if len(name) > names.MAX_NAME or _labels(name, 0, end) is None:
+        return False
+    return name.find("xn--", 0, end) < 0 or normalised_query(name) == name
+
+
 _MAPPED_PREFIX = 0xFFFF  # the high 96 bits of ::ffff:0:0/96
 _V4_ALL = (1 << 32) - 1
 _V6_ALL = (1 << 128) - 1
@@ -264,24 +275,50 @@ class Matcher(Generic[K]):
 
     def match_host(self, name: str) -> list[K]:
         """Keys of every host rule matching ``name``; [] if none or not a valid host name."""
-        if type(name) is not str or not _plain_host(name):
-            name = normalised_query(name)  # type: ignore[assignment]
-            if name is None:
-                return []
-        keys = self._exact.get(name)
-        out = keys.copy() if keys else []
+        if (
+            type(name) is not str
+            or not (name.isascii() and name.islower())
+            or name[-1] not in _EDGE
+            or name[0] not in _EDGE
+        ):
+            host = normalised_query(name)
+            return [] if host is None else self._match_normal(host)
+        # Lower-case ASCII with no dot or space at either end is either its own normal form
+        # or not a host name at all, so look it up as it is and check it only on a hit: an
+        # exact hit equals a compiled (valid) name; a wildcard hit needs its prefix checked.
+        exact = self._exact.get(name)
+        out = exact.copy() if exact else []
         wild = self._wild
         if wild:
             # Probe each proper suffix with at least two labels: a wildcard base is never
             # a single label (public suffix guard), so the last label is skipped.
+            first = -1
             i = name.find(".")
             j = name.find(".", i + 1) if i >= 0 else -1
             while j >= 0:
                 keys = wild.get(name[i + 1 :])
                 if keys:
+                    if first < 0:
+                        first = i
                     out.extend(keys)
                 i = j
                 j = name.find(".", i + 1)
+            if first >= 0 and not exact and not _valid_prefix(name, first):
+                return []
+        return out
+
+    def _match_normal(self, name: str) -> list[K]:
+        keys = self._exact.get(name)
+        out = keys.copy() if keys else []
+        wild = self._wild
+        i = name.find(".")
+        j = name.find(".", i + 1) if i >= 0 else -1
+        while j >= 0:
+            keys = wild.get(name[i + 1 :])
+            if keys:
+                out.extend(keys)
+            i = j
+            j = name.find(".", i + 1)
         return out
 
     def match_hosts(self, names_: Iterable[str]) -> list[list[K]]:
