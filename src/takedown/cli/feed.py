@@ -1,9 +1,225 @@
-"""`takedown` commands: feed."""
+"""`takedown feed …`: the signed directive feed (a TUF repository directory) and its client.
+
+Examples::
+
+    takedown feed init feed/ --timestamp-expiry 1d      # keys in feed/keys/ (0600)
+    mv feed/keys/root.pem /offline/                      # publish does not need it
+    takedown feed publish feed/ --directives set.json    # validate, sign, publish
+    takedown feed show feed/ --json
+    takedown feed renew feed/                            # re-sign expiries (cron)
+    takedown feed rotate feed/ timestamp --root-key /offline/root.pem
+    takedown feed pull http://127.0.0.1:8000/feed/ out/ --root 1.root.json
+"""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.table import Table
+
+from takedown.cli import common
+
+app = typer.Typer(help="The signed directive feed (TUF repository) and its client.")
 
 
-def register(app: typer.Typer) -> None:
+def _duration(value: str | None, option: str) -> timedelta | None:
+    from takedown.errors import InputError
+    from takedown.feed.repository import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except InputError as exc:
+        raise common.fail(f"{option}: {exc.message}", 2) from None
+
+
+def _show_info(data: dict[str, Any], title: str) -> None:
+    table = Table(title=title, show_header=True)
+    table.add_column("role")
+    table.add_column("version", justify="right")
+    table.add_column("expires (UTC)")
+    for role in ("root", "targets", "snapshot", "timestamp"):
+        table.add_row(role, str(data["versions"][role]), data["expires"][role])
+    common.console.print(table)
+    if data["sequence"] is None:
+        common.console.print("no directive set published yet")
+    else:
+        common.console.print(
+            f"directive set: sequence {data['sequence']}, {data['directives']} directives, "
+            f"{data['target_length']} bytes, sha256 {data['target_sha256']}"
+        )
+
+
+@app.command("init")
+def init(
+    directory: Path = typer.Argument(..., help="Repository directory to create."),
+    timestamp_expiry: str = typer.Option("1d", "--timestamp-expiry", help="e.g. 1d, 12h."),
+    snapshot_expiry: str = typer.Option("7d", "--snapshot-expiry"),
+    targets_expiry: str = typer.Option("30d", "--targets-expiry"),
+    root_expiry: str = typer.Option("365d", "--root-expiry"),
+    json_out: bool = typer.Option(False, "--json", help="Machine output."),
+) -> None:
+    """Create keys (ed25519, 0600 in DIR/keys/) and version-1 TUF metadata in DIR/metadata/.
+
+    The root key (DIR/keys/root.pem) is needed only for key rotation: keep it offline.
+    Serve only DIR/metadata/ and DIR/targets/ (under /feed/).
+    """
+    from takedown.feed.repository import init_repository
+
+    info = init_repository(
+        directory,
+        timestamp_expiry=_duration(timestamp_expiry, "--timestamp-expiry"),
+        snapshot_expiry=_duration(snapshot_expiry, "--snapshot-expiry"),
+        targets_expiry=_duration(targets_expiry, "--targets-expiry"),
+        root_expiry=_duration(root_expiry, "--root-expiry"),
+    )
+    if json_out:
+        common.print_json(info.to_json())
+        return
+    _show_info(info.to_json(), f"feed repository {directory}")
+    common.console.print(
+        f"trust anchor for clients: {directory / 'metadata' / '1.root.json'}; "
+        f"move {directory / 'keys' / 'root.pem'} offline"
+    )
+
+
+@app.command("publish")
+def publish_(
+    directory: Path = typer.Argument(..., help="Repository directory."),
+    directives: Path = typer.Option(
+        None, "--directives", help="A directive-set JSON file to validate and publish."
+    ),
+    timestamp_expiry: str = typer.Option(
+        None, "--timestamp-expiry", help="Override the repository's setting, e.g. 1d."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Machine output."),
+) -> None:
+    """Validate a directive set and publish it: new targets, snapshot and timestamp."""
+    from takedown.feed.repository import Repository
+
+    if directives is None:
+        raise common.fail("--directives FILE is required", 2)
+    try:
+        data = directives.read_bytes()
+    except OSError as exc:
+        raise common.fail(f"{directives}: {exc.strerror}") from None
+    info = Repository(directory).publish_bytes(
+        data, timestamp_expiry=_duration(timestamp_expiry, "--timestamp-expiry")
+    )
+    if json_out:
+        common.print_json(info.to_json())
+        return
+    common.console.print(
+        f"published sequence {info.sequence} ({info.directives} directives) as targets "
+        f"v{info.versions['targets']}, timestamp v{info.versions['timestamp']} "
+        f"expiring {info.to_json()['expires']['timestamp']}"
+    )
+
+
+@app.command("renew")
+def renew(
+    directory: Path = typer.Argument(..., help="Repository directory."),
+    timestamp_expiry: str = typer.Option(None, "--timestamp-expiry"),
+    json_out: bool = typer.Option(False, "--json", help="Machine output."),
+) -> None:
+    """Re-sign targets, snapshot and timestamp with fresh expiries (same directive set)."""
+    from takedown.feed.repository import Repository
+
+    info = Repository(directory).renew(
+        timestamp_expiry=_duration(timestamp_expiry, "--timestamp-expiry")
+    )
+    if json_out:
+        common.print_json(info.to_json())
+        return
+    common.console.print(
+        f"renewed: timestamp v{info.versions['timestamp']} expires "
+        f"{info.to_json()['expires']['timestamp']}"
+    )
+
+
+@app.command("rotate")
+def rotate(
+    directory: Path = typer.Argument(..., help="Repository directory."),
+    roles: list[str] = typer.Argument(..., help="Roles whose keys to replace."),
+    root_key: Path = typer.Option(None, "--root-key", help="The (offline) root key."),
+    json_out: bool = typer.Option(False, "--json", help="Machine output."),
+) -> None:
+    """Replace role keys (new root version signed by the root key), then re-sign.
+
+    Also the recovery from a fast-forward attack with a stolen timestamp/snapshot key.
+    """
+    from takedown.feed.repository import Repository
+
+    info = Repository(directory).rotate_keys(roles, root_key=root_key)
+    if json_out:
+        common.print_json(info.to_json())
+        return
+    common.console.print(f"rotated {', '.join(roles)}: root v{info.versions['root']}")
+
+
+@app.command("show")
+def show(
+    directory: Path = typer.Argument(..., help="Repository directory."),
+    json_out: bool = typer.Option(False, "--json", help="Machine output."),
+) -> None:
+    """Versions, expiries and the published directive set of a repository."""
+    from takedown.feed.repository import Repository
+
+    data = Repository(directory).info().to_json()
+    if json_out:
+        common.print_json(data)
+    else:
+        _show_info(data, f"feed repository {directory}")
+
+
+@app.command("pull")
+def pull(
+    url: str = typer.Argument(..., help="Feed base URL (http://host/feed/) or directory."),
+    directory: Path = typer.Argument(..., help="Where to write directives.json."),
+    root: Path = typer.Option(
+        None, "--root", help="Trusted root.json (needed at first use of a URL)."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Machine output."),
+) -> None:
+    """Fetch and verify the feed (TUF), validate the set, write DIR/directives.json.
+
+    Trusted metadata is kept in DIR/.tuf/, so rollbacks are refused on later pulls.
+    """
+    from takedown.feed.client import FeedClient
+    from takedown.feed.directives import TARGET_NAME, format_time
+    from takedown.feed.repository import write_atomic
+
+    directory.mkdir(parents=True, exist_ok=True)
+    client = FeedClient(url, directory / ".tuf", root=root)
+    new = client.refresh()
+    ds = client.last_good
+    if ds is not None:
+        write_atomic(directory / TARGET_NAME, client.target_path.read_bytes())
+    data = {
+        "source": url,
+        "changed": new is not None,
+        "sequence": ds.sequence if ds else None,
+        "directives": len(ds.directives) if ds else None,
+        "targets_version": client.version,
+        "timestamp_expires": format_time(client.expires) if client.expires else None,
+        "file": str(directory / TARGET_NAME) if ds else None,
+    }
+    if json_out:
+        common.print_json(data)
+    elif ds is None:
+        common.console.print("verified; no directive set published yet")
+    else:
+        state = "updated" if new is not None else "unchanged"
+        common.console.print(
+            f"{state}: sequence {ds.sequence}, {len(ds.directives)} directives, targets "
+            f"v{client.version}, feed expires {data['timestamp_expires']} → {data['file']}"
+        )
+
+
+def register(main: typer.Typer) -> None:
     """Add this module's commands to the main app."""
+    main.add_typer(app, name="feed")

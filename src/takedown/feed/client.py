@@ -161,6 +161,11 @@ class FeedClient:
             raise FeedError(type(exc).__name__, f"bad trusted root: {exc}") from None
         self._restore()
 
+    @property
+    def target_path(self) -> Path:
+        """The verified directive file of ``last_good`` (in ``state_dir``)."""
+        return self._targets_dir / TARGET_NAME
+
     def _updater(self) -> Updater:
         config = UpdaterConfig(targets_max_length=MAX_TARGETS_METADATA)
         return Updater(

@@ -120,7 +120,7 @@ def _now(now: datetime | None) -> datetime:
 # --- files ------------------------------------------------------------------------------
 
 
-def _write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` through a temporary file and rename: all or nothing."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -227,8 +227,8 @@ class Repository:
         data = md.to_bytes(_SERIALIZER)
         role = md.signed.type
         if versioned:
-            _write_atomic(self.metadata_dir / f"{md.signed.version}.{role}.json", data)
-        _write_atomic(self.metadata_dir / f"{role}.json", data)
+            write_atomic(self.metadata_dir / f"{md.signed.version}.{role}.json", data)
+        write_atomic(self.metadata_dir / f"{role}.json", data)
         return data
 
     def publish_bytes(
@@ -301,7 +301,7 @@ class Repository:
             self.targets_dir.mkdir(exist_ok=True)
             target_path = self.targets_dir / f"{tf.hashes['sha256']}.{TARGET_NAME}"
             if not target_path.is_file():
-                _write_atomic(target_path, data)
+                write_atomic(target_path, data)
             targets.targets = {TARGET_NAME: tf}
         targets.version += 1
         targets.expires = when + expiry["targets"]
@@ -439,7 +439,7 @@ def init_repository(
     os.chmod(base / "keys", 0o700)
     (base / "metadata").mkdir(exist_ok=True)
     (base / "targets").mkdir(exist_ok=True)
-    _write_atomic(
+    write_atomic(
         base / CONFIG_NAME,
         json.dumps(
             {"expiry_seconds": {k: int(v.total_seconds()) for k, v in expiry.items()}},
@@ -471,9 +471,9 @@ def init_repository(
     repo_md = base / "metadata"
     for role in ("root", "targets", "snapshot"):
         data = mds[role].to_bytes(_SERIALIZER)
-        _write_atomic(repo_md / f"1.{role}.json", data)
-        _write_atomic(repo_md / f"{role}.json", data)
-    _write_atomic(repo_md / "timestamp.json", mds["timestamp"].to_bytes(_SERIALIZER))
+        write_atomic(repo_md / f"1.{role}.json", data)
+        write_atomic(repo_md / f"{role}.json", data)
+    write_atomic(repo_md / "timestamp.json", mds["timestamp"].to_bytes(_SERIALIZER))
     return Repository(base).info()
 
 
