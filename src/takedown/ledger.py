@@ -330,19 +330,26 @@ def load_facts(
     session: Session, platform: str | None = None, until: datetime | None = None
 ) -> LedgerFacts:
     """Read the facts (items of ``platform`` or all, facts at or before ``until``)."""
+    from takedown import config as config_mod
     from takedown.store.schema import Check, Item, Platform, Response, VantagePoint
 
-    q = select(Item.id, Platform.slug, Item.category, Item.listed_at, Item.delisted_at).outerjoin(
-        Platform, Platform.id == Item.platform_id
-    )
+    cfg = config_mod.default()
+    q = select(
+        Item.id, Platform.slug, Platform.profile, Item.category, Item.listed_at, Item.delisted_at
+    ).outerjoin(Platform, Platform.id == Item.platform_id)
     if platform is not None:
         q = q.where(Platform.slug == platform)
     if until is not None:
         q = q.where(Item.listed_at <= until)
     notices = _first_notices(session, until)
     items = []
-    for iid, slug, cat, listed, delisted in session.execute(q):
-        noticed, deadline = notices.get(iid, (None, None))
+    for iid, slug, profile, cat, listed, delisted in session.execute(q):
+        noticed = notices.get(iid, (None, None))[0]
+        # the legal deadline of the item's own category from its first notice (repeat
+        # notices and the notice's own, earliest-category deadline do not move it)
+        deadline = None
+        if noticed is not None:
+            deadline = noticed + cfg.profile(profile or "ru-2021").deadline_for(cat)
         items.append(ItemFact(iid, slug, cat, listed, delisted, noticed, deadline))
     wanted = {i.id for i in items}
 

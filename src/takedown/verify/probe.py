@@ -199,8 +199,7 @@ class Prober:
             raise _Failed("protocol", "bad url: no host")
         if not _HOST_OK.match(url.host):
             raise _Failed("protocol", f"bad url: invalid host {url.host!r}")
-        route = self.connect_to.get(f"{url.host}:{url.port}") if url.port else None
-        route = route or self.connect_to.get(url.host)
+        route = self._route(url)
         headers: dict[str, str] = {}
         extensions: dict[str, Any] = {}
         target = url
@@ -212,6 +211,19 @@ class Prober:
         if self.only_loopback and not is_loopback_destination(target.host):
             raise _Failed("protocol", f"refused: {target.host} is not a loopback destination")
         return target, headers, extensions
+
+    def _route(self, url: httpx.URL) -> Route | None:
+        if not self.connect_to:
+            return None
+        if url.port and (r := self.connect_to.get(f"{url.host}:{url.port}")):
+            return r
+        if r := self.connect_to.get(url.host):
+            return r
+        labels = url.host.split(".")
+        for k in range(1, len(labels)):
+            if r := self.connect_to.get("*." + ".".join(labels[k:])):
+                return r
+        return None
 
     def _host_limit(self, key: str) -> asyncio.Semaphore:
         sem = self._hosts.get(key)

@@ -13,11 +13,13 @@ DEFAULT_REMOVED = (
     b"this tweet was deleted",
     b"this page doesn't exist",
     b'data-takedown="removed"',
+    b"takedown-removed",
 )
 DEFAULT_WITHHELD = (
     b"withheld in your country",
     b"withheld in russia",
     b'data-takedown="withheld"',
+    b"takedown-withheld",  # the platform simulator's marker
 )
 
 
