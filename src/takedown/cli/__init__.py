@@ -13,6 +13,7 @@ import typer
 from takedown.cli import common
 from takedown.cli import enforce as enforce_cli
 from takedown.cli import feed as feed_cli
+from takedown.cli import measure as measure_cli
 from takedown.cli import notices as notices_cli
 from takedown.cli import platform as platform_cli
 from takedown.cli import policy as policy_cli
@@ -49,6 +50,7 @@ verify_cli.register(app)
 policy_cli.register(app)
 feed_cli.register(app)
 enforce_cli.register(app)
+measure_cli.register(app)
 sim_cli.register(app)
 system_cli.register(app)
 
