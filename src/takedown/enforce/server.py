@@ -417,7 +417,10 @@ class _Pipe:
                     now = loop.time()
                     self.granted = self.bucket.take(now, len(data))
                     if self.granted == 0:
-                        wait = self.bucket.delay(now, len(data))
+                        # wake for a quarter burst, not a full bucket: tokens that would
+                        # arrive while the bucket is full (a late timer) are lost
+                        quarter = max(1, self.bucket.burst_bytes // 4)
+                        wait = self.bucket.delay(now, min(len(data), quarter))
                         self._stop_writing()
                         self.timer = loop.call_at(now + max(wait, 0.0005), self._on_timer)
                         return

@@ -1,0 +1,331 @@
+"""Enforcement point figures on loopback, all in one run.
+
+(a) bulk pass-through throughput: direct vs. our relay vs. ``socat -b 65536``;
+(b) throttle precision: achieved/target over a transfer at 128 kbit/s, 1 and 10 Mbit/s;
+(c) 10,000 concurrent mostly idle flows through ``--workers 2``: memory per flow;
+(d) classification cost: connect -> first response byte, direct vs. through the relay.
+
+``python -m bench enforce [--quick]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from takedown.feed.directives import dumps
+from takedown.model import Directive, DirectiveSet, HostRule, MeasureAction
+
+# A source that sends N bytes (from a file, with sendfile) to every client, then closes;
+# and an HTTP responder for the latency figure; and an echo server for idle flows.
+ORIGIN = r"""
+import os, socket, sys, threading, tempfile, asyncio
+mode, total = sys.argv[1], int(sys.argv[2])
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", 0)); ls.listen(4096)
+print(ls.getsockname()[1], flush=True)
+if mode == "source":
+    f = tempfile.TemporaryFile(); f.write(b"x" * (64 << 20)); f.flush()
+    def serve(c):
+        try:
+            left = total
+            while left > 0:
+                n = os.sendfile(c.fileno(), f.fileno(), 0, min(left, 64 << 20))
+                if n == 0: break
+                left -= n
+        except OSError: pass
+        finally: c.close()
+    while True:
+        c, _ = ls.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
+elif mode == "http":
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+    def serve(c):
+        try:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                d = c.recv(4096)
+                if not d: return
+                buf += d
+            c.sendall(resp)
+        finally: c.close()
+    while True:
+        c, _ = ls.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
+else:
+    async def echo(r, w):
+        try:
+            while d := await r.read(65536):
+                w.write(d); await w.drain()
+        except OSError: pass
+        w.close()
+    async def main():
+        ls.setblocking(False)
+        srv = await asyncio.start_server(echo, sock=ls, backlog=4096)
+        await srv.serve_forever()
+    asyncio.run(main())
+"""
+
+
+def start_origin(mode: str, total: int = 0) -> tuple[subprocess.Popen[str], int]:
+    p = subprocess.Popen(
+        [sys.executable, "-c", ORIGIN, mode, str(total)], stdout=subprocess.PIPE, text=True
+    )
+    assert p.stdout is not None
+    return p, int(p.stdout.readline())
+
+
+class Relay:
+    """``takedown enforce`` as a child process (CONNECT mode, plain directive file)."""
+
+    def __init__(self, feed: Path, *extra: str) -> None:
+        self.p = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from takedown.cli import main; main()",
+                "enforce",
+                "--feed",
+                str(feed),
+                "--listen",
+                "127.0.0.1:0",
+                "--resolve",
+                "*:127.0.0.1",
+                "--log-level",
+                "warning",
+                *extra,
+            ],  # fmt: skip
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.p.stdout is not None
+        self.pids = [self.p.pid]
+        while True:
+            line = self.p.stdout.readline()
+            if not line:
+                raise RuntimeError("relay did not start")
+            if m := re.match(r"listening on [\d.]+:(\d+)", line):
+                self.port = int(m.group(1))
+            if m := re.match(r"\d+ workers: ([\d ]+)", line):
+                self.pids = [int(x) for x in m.group(1).split()]
+                break
+            if self.port and "--workers" not in extra:
+                break
+
+    port = 0
+
+    def stop(self) -> None:
+        self.p.send_signal(signal.SIGTERM)
+        try:
+            self.p.wait(20)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+
+
+def tunnel(relay_port: int, host: str, port: int) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", relay_port))
+    s.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        d = s.recv(4096)
+        if not d:
+            raise RuntimeError("tunnel refused")
+        head += d
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(head.decode(errors="replace"))
+    return s
+
+
+def drain(s: socket.socket, seconds: float | None = None) -> tuple[int, float]:
+    """Read until EOF (or for ``seconds`` after the first byte): (bytes, seconds)."""
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    n = s.recv_into(view)
+    t0 = time.perf_counter()
+    total = 0  # bytes after the first read: the clock starts when that read returned
+    while True:
+        if seconds is not None and time.perf_counter() - t0 >= seconds:
+            break
+        k = s.recv_into(view)
+        if k == 0:
+            break
+        total += k
+    elapsed = time.perf_counter() - t0
+    s.close()
+    return (total if seconds is not None else total + n), elapsed
+
+
+def throughput(size: int, relay: Relay, socat: str | None, repeats: int) -> None:
+    src, sport = start_origin("source", size)
+    results: dict[str, list[float]] = {"direct": [], "relay": [], "socat": []}
+    sp = None
+    socat_port = 0
+    if socat:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socat_port = s.getsockname()[1]
+        s.close()
+        sp = subprocess.Popen(
+            [
+                socat,
+                "-b",
+                "65536",
+                f"TCP-LISTEN:{socat_port},bind=127.0.0.1,reuseaddr,fork",
+                f"TCP:127.0.0.1:{sport}",
+            ]  # fmt: skip
+        )
+        time.sleep(0.5)
+    try:
+        for _ in range(repeats):
+            n, t = drain(socket.create_connection(("127.0.0.1", sport)))
+            results["direct"].append(n / t)
+            n, t = drain(tunnel(relay.port, "bulk.example", sport))
+            results["relay"].append(n / t)
+            if sp is not None:
+                n, t = drain(socket.create_connection(("127.0.0.1", socat_port)))
+                results["socat"].append(n / t)
+    finally:
+        src.kill()
+        if sp is not None:
+            sp.kill()
+    best = {k: max(v) for k, v in results.items() if v}
+    print(f"(a) bulk pass-through, {size >> 20} MiB per transfer, best of {repeats}:")
+    for k, v in best.items():
+        print(f"    {k:7s} {v / 1e9:6.2f} GB/s")
+    print(f"    relay/direct = {best['relay'] / best['direct']:.2f}x (goal >= 0.8x)")
+    if "socat" in best:
+        print(f"    relay/socat  = {best['relay'] / best['socat']:.2f}x (goal >= 1.0x)")
+
+
+def throttle_precision(relay: Relay, seconds: float) -> None:
+    src, sport = start_origin("source", 1 << 40)
+    print(f"(b) throttle precision over {seconds:.0f} s (from the first byte):")
+    try:
+        for kbps in (128, 1000, 10000):
+            n, t = drain(tunnel(relay.port, f"r{kbps}.media.example", sport), seconds)
+            achieved = n * 8 / t / 1000
+            print(
+                f"    {kbps:6d} kbit/s: achieved {achieved:10.2f} kbit/s  "
+                f"ratio {achieved / kbps:.4f} ({(achieved / kbps - 1) * 100:+.2f}%, goal ±0.5%)"
+            )
+    finally:
+        src.kill()
+
+
+def rss_kib(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def idle_flows(feed: Path, count: int) -> None:
+    echo, eport = start_origin("echo")
+    relay = Relay(feed, "--workers", "2", "--sniff-timeout", "0.5")
+    socks: list[socket.socket] = []
+    try:
+        time.sleep(0.5)
+        before = rss_kib(relay.pids)
+        for i in range(count):
+            s = tunnel(relay.port, "idle.example", eport)
+            s.sendall(b"hello %d\r\n" % i)
+            socks.append(s)
+        for s in socks[:: max(1, count // 100)]:
+            s.recv(64)  # a sample answers: the flows are live, not just accepted
+        time.sleep(1.0)  # sniff verdicts (unknown bytes) and timers settle
+        after = rss_kib(relay.pids)
+        per = (after - before) * 1024 / count
+        print(
+            f"(c) {count} concurrent idle flows, 2 workers: RSS {before} -> {after} KiB, "
+            f"{per / 1024:.2f} KiB per flow (goal < 8 KiB)"
+        )
+    finally:
+        for s in socks:
+            s.close()
+        relay.stop()
+        echo.kill()
+
+
+def first_byte(relay: Relay, samples: int) -> None:
+    http, hport = start_origin("http")
+    req = b"GET / HTTP/1.1\r\nHost: example.org\r\nConnection: close\r\n\r\n"
+    direct: list[float] = []
+    relayed: list[float] = []
+    try:
+        for _ in range(samples):
+            t0 = time.perf_counter()
+            s = socket.create_connection(("127.0.0.1", hport))
+            s.sendall(req)
+            s.recv(1)
+            direct.append(time.perf_counter() - t0)
+            s.close()
+            t0 = time.perf_counter()
+            s = tunnel(relay.port, "example.org", hport)
+            s.sendall(req)
+            s.recv(1)
+            relayed.append(time.perf_counter() - t0)
+            s.close()
+    finally:
+        http.kill()
+
+    def pct(v: list[float], q: float) -> float:
+        return sorted(v)[min(len(v) - 1, int(q * len(v)))] * 1000
+
+    print(f"(d) connect -> first response byte, {samples} samples (ms):")
+    print(f"    direct   p50 {pct(direct, 0.5):.3f}  p99 {pct(direct, 0.99):.3f}")
+    print(f"    relayed  p50 {pct(relayed, 0.5):.3f}  p99 {pct(relayed, 0.99):.3f}")
+    print(
+        f"    added    p50 {pct(relayed, 0.5) - pct(direct, 0.5):.3f}  "
+        f"p99 {pct(relayed, 0.99) - pct(direct, 0.99):.3f}"
+        f"  (CONNECT round trip + upstream connect + sniff + decide; mean "
+        f"{(statistics.mean(relayed) - statistics.mean(direct)) * 1000:.3f})"
+    )
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench enforce")
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args(argv)
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    quick = args.quick
+    later = datetime.now(UTC) + timedelta(days=1)
+    directives = tuple(
+        Directive(
+            id=f"t{kbps}",
+            action=MeasureAction.THROTTLE,
+            hosts=(HostRule(f"r{kbps}.media.example", "media"),),
+            rate_kbps=kbps,
+            expires=later,
+        )
+        for kbps in (128, 1000, 10000)
+    )
+    tmp = Path(tempfile.mkdtemp(prefix="bench-enforce-"))
+    feed = tmp / "directives.json"
+    feed.write_bytes(dumps(DirectiveSet(1, 1, datetime.now(UTC), directives)))
+    print(f"bench enforce ({'quick' if quick else 'full'}), {os.cpu_count()} CPUs, loopback")
+    relay = Relay(feed)
+    try:
+        throughput(256 << 20 if quick else 2 << 30, relay, shutil.which("socat"), 2 if quick else 3)
+        throttle_precision(relay, 3.0 if quick else 10.0)
+        first_byte(relay, 200 if quick else 2000)
+    finally:
+        relay.stop()
+    idle_flows(feed, 2000 if quick else 10_000)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
