@@ -32,6 +32,9 @@ def normalise_host(name: str) -> str:
             if any(label.startswith("xn--") for label in labels):
                 _check_idna(host)
             return host
+    fast = _fast_cyrillic(host)
+    if fast is not None:
+        return fast
     try:
         encoded = idna.encode(host, uts46=True, transitional=False).decode("ascii")
     except (idna.IDNAError, UnicodeError) as exc:
@@ -39,6 +42,36 @@ def normalise_host(name: str) -> str:
     if len(encoded) > MAX_NAME:
         raise PatternError(f"host name longer than {MAX_NAME} characters: {name!r}")
     return encoded
+
+
+# Lower-case Cyrillic letters (а-я, ё) are PVALID in IDNA 2008 and need no context rule;
+# UTS-46 maps their capitals to them exactly as str.lower() does. Labels made only of
+# these, ASCII letters, digits and hyphens can skip the general (slow) IDNA path.
+_CYRILLIC_SAFE = frozenset("абвгдежзийклмнопрстуфхцчшщъыьэюяё")
+_ASCII_SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+def _fast_cyrillic(host: str) -> str | None:
+    labels = host.lower().split(".")
+    out = []
+    for label in labels:
+        if not label or label[0] == "-" or label[-1] == "-":
+            return None
+        if label.isascii():
+            if not _ascii_label_ok(label) or label.startswith("xn--"):
+                return None
+            out.append(label)
+            continue
+        if not all(c in _CYRILLIC_SAFE or c in _ASCII_SAFE for c in label):
+            return None
+        if len(label) > 2 and label[2:4] == "--":
+            return None
+        encoded = "xn--" + label.encode("punycode").decode("ascii")
+        if len(encoded) > 63:
+            return None
+        out.append(encoded)
+    result = ".".join(out)
+    return result if len(result) <= MAX_NAME else None
 
 
 def _ascii_label_ok(label: str) -> bool:
