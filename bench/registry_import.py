@@ -73,11 +73,10 @@ def generate(path: Path, rows: int, seed: int = 2021) -> None:
                     urls += f" | http://{d}/a|b/{i}"
                 domains = d if rng.random() < 0.3 else ""
             elif kind < 0.9:
-                ips = f"{rng.randrange(1, 223)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+                a, b, c = rng.randrange(1, 223), rng.randrange(256), rng.randrange(256)
+                ips = f"{a}.{b}.{c}.{rng.randrange(1, 255)}"
                 if rng.random() < 0.3:
-                    ips += (
-                        f"|{rng.randrange(1, 223)}.{rng.randrange(256)}.{rng.randrange(256)}.0/24"
-                    )
+                    ips += f"|{rng.randrange(1, 223)}.{b}.{c}.0/24"
             else:
                 ips = f"2001:db8:{rng.randrange(65536):x}:{rng.randrange(65536):x}::/64"
                 if rng.random() < 0.5:
