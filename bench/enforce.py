@@ -103,7 +103,7 @@ class Relay:
                 "--log-level",
                 "warning",
                 *extra,
-            ],  # fmt: skip
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -182,7 +182,7 @@ def throughput(size: int, relay: Relay, socat: str | None, repeats: int) -> None
                 "65536",
                 f"TCP-LISTEN:{socat_port},bind=127.0.0.1,reuseaddr,fork",
                 f"TCP:127.0.0.1:{sport}",
-            ]  # fmt: skip
+            ]
         )
         time.sleep(0.5)
     try:
@@ -301,7 +301,7 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     import resource
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     quick = args.quick
     later = datetime.now(UTC) + timedelta(days=1)
