@@ -40,15 +40,8 @@ _plain_host = re.compile(
     rf"(?!.*xn--)(?=.{{1,{names.MAX_NAME}}}\Z){_LABEL}(?:\.{_LABEL})*"
 ).fullmatch
 
-_EDGE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 _labels = re.compile(rf"{_LABEL}(?:\.{_LABEL})*").fullmatch
-
-
-def _valid_prefix(name: str, end: int) -> bool:
-    """True if ``name`` is a valid normal-form host, given that ``name[end + 1:]`` is one."""
-    if len(name) > names.MAX_NAME or _labels(name, 0, end) is None:
-        return False
-    return name.find("xn--", 0, end) < 0 or normalised_query(name) == name
+_maybe_normal = re.compile(r"[a-z0-9_](?:[a-z0-9_.\-]*[a-z0-9_])?").fullmatch
 
 
 _MAPPED_PREFIX = 0xFFFF  # the high 96 bits of ::ffff:0:0/96
@@ -275,26 +268,18 @@ class Matcher(Generic[K]):
 
     def match_host(self, name: str) -> list[K]:
         """Keys of every host rule matching ``name``; [] if none or not a valid host name."""
-        if (
-            type(name) is not str
-            or not (name.isascii() and name.islower())
-            or name[-1] not in _EDGE
-            or name[0] not in _EDGE
-        ):
-            host = normalised_query(name)
-            return [] if host is None else self._match_normal(host)
-        # Lower-case ASCII with no dot or space at either end is either its own normal form
-        # or not a host name at all, so look it up as it is and check it only on a hit: an
-        # exact hit equals a compiled (valid) name; a wildcard hit needs its prefix checked.
-        exact = self._exact.get(name)
-        out = exact.copy() if exact else []
-        wild = self._wild
-        if wild:
+        # Look the name up as given first, and normalise only when that could be wrong:
+        # a name found exactly equals a compiled (normal-form) name; a name with a
+        # wildcard hit is in normal form if the labels before the hit are plain.
+        try:
+            exact = self._exact.get(name)
+            out = exact.copy() if exact else []
+            wild = self._wild
+            first = -1
             # Probe each proper suffix with at least two labels: a wildcard base is never
             # a single label (public suffix guard), so the last label is skipped.
-            first = -1
             i = name.find(".")
-            j = name.find(".", i + 1) if i >= 0 else -1
+            j = name.find(".", i + 1)
             while j >= 0:
                 keys = wild.get(name[i + 1 :])
                 if keys:
@@ -303,9 +288,23 @@ class Matcher(Generic[K]):
                     out.extend(keys)
                 i = j
                 j = name.find(".", i + 1)
-            if first >= 0 and not exact and not _valid_prefix(name, first):
-                return []
-        return out
+        except (TypeError, AttributeError):  # not a string
+            return []
+        if exact:
+            return out
+        if first >= 0:
+            if (
+                _labels(name, 0, first) is not None
+                and len(name) <= names.MAX_NAME
+                and name.find("xn--", 0, first) < 0
+            ):
+                return out
+        elif _maybe_normal(name) is not None:
+            # lower-case ASCII letters, digits, '.', '-', '_' only, no dot at either end:
+            # normalising either leaves such a name as it is or refuses it
+            return out
+        host = normalised_query(name)
+        return [] if host is None else self._match_normal(host)
 
     def _match_normal(self, name: str) -> list[K]:
         keys = self._exact.get(name)
