@@ -60,13 +60,15 @@ def figures_2021(now: datetime, platform: str = "twitter") -> tuple[Figures, dic
         on_time_share=0.3,
     )
     recent_new = new_items_listed(now, now - 7 * DAY)
+    # a new item is due 24 h after it is listed; "on time" counts the due ones only
+    due = new_items_listed(now - DAY, now - 7 * DAY - DAY)
     recent = Figures(
         platform=platform,
         as_of=now,
         flagged=recent_new,
         removed=recent_new,
         removed_share=1.0 if recent_new else None,
-        on_time_share=1.0 if recent_new else None,
+        on_time_share=1.0 if due else None,
     )
     return fig, {7: recent}
 

@@ -36,7 +36,7 @@ def test_2021_timeline_every_measure_date_and_scope() -> None:
         (d(4, 5), ProposalKind.RENEW, "slowdown", {"mobile": 100.0, "fixed": 50.0}, d(5, 15)),
         (d(5, 5), ProposalKind.RENEW, "slowdown", {"mobile": 100.0, "fixed": 50.0}, d(6, 14)),
         (d(5, 17), ProposalKind.CHANGE, "lift-fixed", {"mobile": 100.0}, d(6, 14)),
-        (d(6, 2), ProposalKind.LIFT, "lift-mobile", {}, d(6, 14)),
+        (d(6, 3), ProposalKind.LIFT, "lift-mobile", {}, d(6, 14)),
     ]
     start = results[9].proposals[0]
     assert start.action == MeasureAction.THROTTLE
@@ -55,8 +55,8 @@ def test_2021_timeline_every_measure_date_and_scope() -> None:
     assert by_day[d(3, 9)] == ()
     assert [dict(m.scope) for m in by_day[d(5, 16)]] == [{"mobile": 100.0, "fixed": 50.0}]
     assert [dict(m.scope) for m in by_day[d(5, 17)]] == [{"mobile": 100.0}]
-    assert [dict(m.scope) for m in by_day[d(6, 1)]] == [{"mobile": 100.0}]
-    assert by_day[d(6, 2)] == ()
+    assert [dict(m.scope) for m in by_day[d(6, 2)]] == [{"mobile": 100.0}]
+    assert by_day[d(6, 3)] == ()
     # no block at any point, though the block rule was checked daily from 9 April
     assert all(m.action == MeasureAction.THROTTLE for r in results for m in r.measures)
 

@@ -391,6 +391,7 @@ class Step:
     figures: Figures
     recent: Mapping[int, Figures] = field(default_factory=dict)
     obligations: Mapping[str, str] = field(default_factory=dict)
+    history: tuple[Figures, ...] | None = None  # None: the figures of the earlier steps
 
 
 @dataclass(frozen=True)
@@ -418,8 +419,9 @@ def replay(
     out: list[StepResult] = []
     for step in steps:
         views = expire(views, step.now)
+        earlier = history if step.history is None else step.history
         proposals = evaluate(
-            ladder, step.figures, history, views, step.obligations, step.now, recent=step.recent
+            ladder, step.figures, earlier, views, step.obligations, step.now, recent=step.recent
         )
         views, first_new = apply_in_memory(views, proposals, step.now, next_id=next_id)[0], next_id
         next_id = max((v.id or 0 for v in views), default=0) + 1

@@ -129,6 +129,17 @@ class Ladder:
     def all_rule_lists(self) -> list[tuple[str | None, tuple[Rule, ...]]]:
         return [(None, self.rules), *sorted(self.platform_rules.items())]
 
+    def history_days(self) -> set[int]:
+        """Day offsets of earlier figures the conditions read (change over N days)."""
+        out: set[int] = set()
+        for _, rules in self.all_rule_lists():
+            for rule in rules:
+                for node in (rule.when, rule.renew_when):
+                    for call in expr.calls(node) if node is not None else []:
+                        if call.value in ("removed_share_change", "change"):
+                            out.add(int(call.args[-1].value))
+        return out
+
     def windows(self) -> set[int]:
         """Day counts of new-item windows the conditions read (the shell computes those)."""
         out: set[int] = set()
