@@ -18,6 +18,7 @@ from takedown.cli import notices as notices_cli
 from takedown.cli import platform as platform_cli
 from takedown.cli import policy as policy_cli
 from takedown.cli import registry as registry_cli
+from takedown.cli import rules as rules_cli
 from takedown.cli import sim as sim_cli
 from takedown.cli import system as system_cli
 from takedown.cli import verify as verify_cli
@@ -44,6 +45,7 @@ def root(
 
 
 registry_cli.register(app)
+rules_cli.register(app)
 platform_cli.register(app)
 notices_cli.register(app)
 verify_cli.register(app)

@@ -1,0 +1,156 @@
+"""Directives from the database: compile, collateral guard, publish (the 2021 mistakes)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from takedown.errors import Conflict
+from takedown.feed.compile import compile_directives
+from takedown.feed.directives import dumps, loads
+from takedown.feed.publisher import check, publish, shipped_reference_hosts
+from takedown.feed.repository import init_repository
+from takedown.match import substring_rule_hits
+from takedown.model import Decision, ItemRecord, MeasureAction
+from takedown.platforms import HostSpec, add_platform
+from takedown.policy import measures
+from takedown.registry.service import add_item
+from takedown.registry.targets import parse_target
+from takedown.store.audit import verify_chain
+from takedown.store.db import Database
+from takedown.store.schema import Event, FeedPublication
+
+NOW = datetime(2021, 3, 10, 9, 0, tzinfo=UTC)
+TWITTER_HOSTS = [
+    HostSpec("twitter.com", "text"),
+    HostSpec("*.twimg.com", "media"),
+    HostSpec("t.co", "links"),
+]
+
+
+@pytest.fixture
+def twitter(db: Database) -> Database:
+    add_platform(
+        db,
+        "twitter",
+        name="Twitter",
+        notice_url=None,
+        hosts=TWITTER_HOSTS,
+        now=NOW,
+        actor="analyst",
+    )
+    return db
+
+
+def _slowdown(db: Database, classes: tuple[str, ...] = ("media",)) -> int:
+    return measures.add(
+        db,
+        "twitter",
+        action="throttle",
+        rate_kbps=128,
+        classes=classes,
+        scope={"mobile": 100, "fixed": 50},
+        decision="RKN-2021-03-10",
+        reason="3,168 items overdue",
+        now=NOW,
+        actor="analyst",
+        expires=NOW + timedelta(days=66),
+    )
+
+
+def test_measure_compiles_to_its_class_hosts_deterministically(twitter: Database) -> None:
+    mid = _slowdown(twitter)
+    with twitter.reading() as s:
+        first = compile_directives(s, NOW, sequence=7).directives
+        second = compile_directives(s, NOW, sequence=7).directives
+    assert dumps(first) == dumps(second)
+    (d,) = first.directives
+    assert d.measure_id == mid and d.action == MeasureAction.THROTTLE and d.rate_kbps == 128
+    assert [(h.pattern, h.content_class) for h in d.hosts] == [("*.twimg.com", "media")]
+    assert d.scope == {"fixed": 50.0, "mobile": 100.0}
+    assert d.expires == NOW + timedelta(days=66)
+    assert loads(dumps(first)).directives[0].hosts == d.hosts
+
+
+def test_register_domains_without_platform_become_blocks(db: Database) -> None:
+    for target, decision in [
+        ("blocked.example", "D-1"),
+        ("*.casino.example", "D-1"),
+        ("198.51.100.0/24", "D-2"),
+        ("https://x.example/page", "D-3"),
+    ]:
+        add_item(
+            db,
+            ItemRecord(parse_target(target), "gambling", "244-FZ", Decision(decision)),
+            now=NOW,
+            actor="a",
+        )
+    with db.reading() as s:
+        ds = compile_directives(s, NOW, sequence=1).directives
+    by_decision = {d.decisions: d for d in ds.directives}
+    assert set(by_decision) == {("D-1",), ("D-2",)}  # a URL is not a whole-host duty
+    d1 = by_decision[("D-1",)]
+    assert d1.action == MeasureAction.BLOCK
+    assert sorted(h.pattern for h in d1.hosts) == ["*.casino.example", "blocked.example"]
+    assert by_decision[("D-2",)].ip_ranges == ("198.51.100.0/24",)
+
+
+def test_2021_t_co_rule_hits_nothing_unrelated(twitter: Database) -> None:
+    _slowdown(twitter, classes=("media", "links"))
+    reference = shipped_reference_hosts()
+    # The 2021 rule was a substring match: it slowed Microsoft and Reddit.
+    wrong = substring_rule_hits("*t.co*", reference)
+    assert "www.microsoft.com" in wrong and "www.reddit.com" in wrong
+    _, report = check(twitter, NOW)
+    assert report.hosts_checked == len(reference) > 2000
+    assert report.host_hits == [] and not report.collateral
+
+
+def test_broad_ip_rule_is_caught_and_blocks_publication(db: Database, tmp_path: Path) -> None:
+    add_item(
+        db,
+        ItemRecord(parse_target("104.16.0.0/12"), "extremism", "149-FZ", Decision("D-CLOUD")),
+        now=NOW,
+        actor="a",
+    )
+    resolved = {"www.reddit.com": ["104.16.2.3"], "blocked.example": ["198.51.100.1"]}
+    _, report = check(db, NOW, resolved=resolved)
+    assert [(h.host, h.address) for h in report.ip_hits] == [("www.reddit.com", "104.16.2.3")]
+    assert any("104.16.0.0/12" in b for b in report.broad_ip)
+    repo = tmp_path / "feed"
+    init_repository(repo)
+    with pytest.raises(Conflict, match="collateral"):
+        publish(db, repo, now=NOW, actor="analyst", resolved=resolved)
+    with db.reading() as s:
+        assert s.scalars(select(FeedPublication)).all() == []
+    published = publish(
+        db,
+        repo,
+        now=NOW,
+        actor="analyst",
+        resolved=resolved,
+        accept_collateral="court order covers the whole range",
+    )
+    assert published.sequence == 1 and published.directives == 1
+    with db.reading() as s:
+        event = s.scalars(select(Event).where(Event.type == "feed.publish")).one()
+        assert event.payload["accepted_collateral"] == "court order covers the whole range"
+        assert event.payload["collateral"]["ip_hits"][0]["host"] == "www.reddit.com"
+        assert verify_chain(s).ok
+
+
+def test_publish_sequences_and_client_loads(twitter: Database, tmp_path: Path) -> None:
+    from takedown.feed.client import FeedClient
+
+    repo = tmp_path / "feed"
+    init_repository(repo)
+    _slowdown(twitter)
+    first = publish(twitter, repo, now=NOW, actor="a")
+    second = publish(twitter, repo, now=NOW + timedelta(hours=1), actor="a")
+    assert (first.sequence, second.sequence) == (1, 2)
+    client = FeedClient(str(repo), tmp_path / "state")
+    ds = client.refresh()
+    assert ds is not None and ds.sequence == 2 and ds.directives[0].rate_kbps == 128
