@@ -196,7 +196,8 @@ body {{ font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100
 table {{ border-collapse: collapse; font-size: 13px; margin: 1em 0 }}
 td, th {{ border: 1px solid #ccc; padding: 3px 6px; vertical-align: top }}
 th {{ background: #f4f4f4 }} img {{ max-width: 100% }}
-blockquote {{ border-left: 4px solid #2a7ab0; margin: 1em 0; padding: .3em 1em; background: #f5f9fc }}
+blockquote {{ border-left: 4px solid #2a7ab0; margin: 1em 0; padding: .3em 1em;
+  background: #f5f9fc }}
 </style></head><body>
 <h1>{e(data.title)}</h1>
 <h2>Statement for {e(day)}</h2>
