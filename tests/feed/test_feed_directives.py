@@ -217,3 +217,45 @@ def test_dumps_loads_round_trip(directives, sequence, generated):
         assert sorted(got.hosts, key=str) == sorted(d.hosts, key=str)
         assert got.scope == d.scope and got.expires == d.expires
         assert got.decisions == d.decisions
+
+
+_pattern_chars = st.text("abcz019-_.*XN", min_size=1, max_size=30)
+_suffixy = st.sampled_from(["com", "co.uk", "com.ru", "example.org", "1", "xn--p1ai", "github.io"])
+
+
+@given(st.one_of(_pattern_chars, st.tuples(_pattern_chars, _suffixy).map(".".join)))
+@settings(max_examples=1000)
+def test_fast_pattern_check_agrees_with_split_pattern(pattern):
+    from takedown.feed.directives import _pattern_problem, _slow_pattern_problem
+
+    assert (_pattern_problem(pattern) is None) == (_slow_pattern_problem(pattern) is None)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["t.co", "*.twimg.com", "a_b.example.org", "xn--80ak6aa92e.com", "x.1", "1.2.3.4", "github.io"],
+)
+def test_fast_pattern_check_examples(pattern):
+    from takedown.feed.directives import _pattern_problem, _slow_pattern_problem
+
+    assert (_pattern_problem(pattern) is None) == (_slow_pattern_problem(pattern) is None)
+
+
+_octet = st.one_of(st.integers(0, 300).map(str), st.integers(0, 99).map(lambda n: f"0{n}"))
+
+
+@given(st.lists(_octet, min_size=3, max_size=5).map(".".join))
+@settings(max_examples=500)
+def test_fast_ipv4_check_agrees_with_ipaddress(text):
+    from takedown.feed.directives import _check_ip
+
+    try:
+        expected = str(ipaddress.ip_address(text)) == text
+    except ValueError:
+        expected = False
+    try:
+        _check_ip(text, "x")
+        got = True
+    except InputError:
+        got = False
+    assert got == expected

@@ -17,17 +17,21 @@ Format (schema_version 1)::
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
+import re
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError, with_config
+from typing_extensions import TypedDict
 
 from takedown.clock import as_utc
 from takedown.errors import InputError, PatternError
 from takedown.model import Directive, DirectiveSet, HostRule, MeasureAction
-from takedown.names import split_pattern
+from takedown.names import MAX_NAME, is_public_suffix, split_pattern
 
 SCHEMA_VERSION = 1
 TARGET_NAME = "directives.json"
@@ -44,36 +48,47 @@ _Text = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 _Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=2000)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
+_STRICT = ConfigDict(strict=True, extra="forbid")
 
 
-class HostModel(_Strict):
+# TypedDicts validated by one TypeAdapter: pydantic-core checks structure, types, ranges
+# and regexes in Rust without building model instances (measured faster than BaseModel
+# and than json.loads + Python checks; see bench/feed.py).
+@with_config(_STRICT)
+class HostDoc(TypedDict):
     pattern: Annotated[str, StringConstraints(min_length=1, max_length=300)]
-    content_class: _Token = "any"
+    content_class: NotRequired[_Token]
 
 
-class DirectiveModel(_Strict):
+@with_config(_STRICT)
+class DirectiveDoc(TypedDict):
     id: _Id
     action: Literal["throttle", "block"]
-    hosts: list[HostModel] = []
-    ip_ranges: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = []
-    rate_kbps: Annotated[int, Field(gt=0, le=100_000_000)] | None = None
+    hosts: NotRequired[list[HostDoc]]
+    ip_ranges: NotRequired[list[Annotated[str, StringConstraints(min_length=1, max_length=64)]]]
+    rate_kbps: NotRequired[Annotated[int, Field(gt=0, le=100_000_000)] | None]
     scope: Annotated[dict[_ScopeKey, _Share], Field(min_length=1)]
-    valid_from: _Time | None = None
+    valid_from: NotRequired[_Time | None]
     expires: _Time
-    measure_id: Annotated[int, Field(ge=1)] | None = None
-    decisions: list[_Text] = []
-    reference_url: _Url | None = None
+    measure_id: NotRequired[Annotated[int, Field(ge=1)] | None]
+    decisions: NotRequired[list[_Text]]
+    reference_url: NotRequired[_Url | None]
 
 
-class DirectiveSetModel(_Strict):
-    """The JSON schema of a directive set (``DirectiveSetModel.model_json_schema()``)."""
-
+@with_config(_STRICT)
+class DirectiveSetDoc(TypedDict):
     schema_version: int
     sequence: Annotated[int, Field(ge=0)]
     generated_at: _Time
-    directives: list[DirectiveModel]
+    directives: list[DirectiveDoc]
+
+
+SCHEMA = TypeAdapter(DirectiveSetDoc)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a directive-set file (structure only; ``loads`` checks more)."""
+    return SCHEMA.json_schema()
 
 
 # --- out ---------------------------------------------------------------------------------
@@ -96,19 +111,22 @@ def _ip_sort_key(text: str) -> tuple[int, int, int, str]:
     return (net.version, int(net.network_address), net.prefixlen, text)
 
 
-def _directive_dict(d: Directive) -> dict[str, Any]:
+def _directive_dict(d: Directive, time_text: Callable[[datetime], str]) -> dict[str, Any]:
+    hosts = d.hosts
+    if len(hosts) > 1:
+        hosts = tuple(sorted(hosts, key=lambda h: (h.pattern, h.content_class)))
+    ips = d.ip_ranges
+    if len(ips) > 1:
+        ips = tuple(sorted(ips, key=_ip_sort_key))
     return {
         "id": d.id,
         "action": str(d.action),
-        "hosts": [
-            {"pattern": h.pattern, "content_class": h.content_class}
-            for h in sorted(d.hosts, key=lambda h: (h.pattern, h.content_class))
-        ],
-        "ip_ranges": sorted(d.ip_ranges, key=_ip_sort_key),
+        "hosts": [{"pattern": h.pattern, "content_class": h.content_class} for h in hosts],
+        "ip_ranges": list(ips),
         "rate_kbps": d.rate_kbps,
         "scope": {k: float(v) for k, v in d.scope.items()},
-        "valid_from": format_time(d.valid_from) if d.valid_from is not None else None,
-        "expires": format_time(d.expires) if d.expires is not None else None,
+        "valid_from": time_text(d.valid_from) if d.valid_from is not None else None,
+        "expires": time_text(d.expires) if d.expires is not None else None,
         "measure_id": d.measure_id,
         "decisions": list(d.decisions),
         "reference_url": d.reference_url,
@@ -117,11 +135,15 @@ def _directive_dict(d: Directive) -> dict[str, Any]:
 
 def to_dict(ds: DirectiveSet) -> dict[str, Any]:
     """The canonical JSON-ready form of a directive set."""
+    # directives of one measure share their instants: format each distinct one once
+    time_text = functools.lru_cache(maxsize=4096)(format_time)
     return {
         "schema_version": ds.schema_version,
         "sequence": ds.sequence,
         "generated_at": format_time(ds.generated_at),
-        "directives": [_directive_dict(d) for d in sorted(ds.directives, key=lambda d: d.id)],
+        "directives": [
+            _directive_dict(d, time_text) for d in sorted(ds.directives, key=lambda d: d.id)
+        ],
     }
 
 
@@ -158,7 +180,13 @@ def _parse_time(text: str, where: str) -> datetime:
         raise InputError(f"invalid time {text!r}: {exc}", where=where) from None
 
 
+_IPV4_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_CANONICAL_IPV4 = re.compile(rf"(?:{_IPV4_OCTET}\.){{3}}{_IPV4_OCTET}")
+
+
 def _check_ip(text: str, where: str) -> str:
+    if _CANONICAL_IPV4.fullmatch(text):  # the common case, without building an object
+        return text
     try:
         if "/" in text:
             canon = str(ipaddress.ip_network(text, strict=True))
@@ -174,71 +202,115 @@ def _check_ip(text: str, where: str) -> str:
 def loads(data: bytes | str) -> DirectiveSet:
     """Parse and strictly validate a directive-set file; raise InputError naming the field."""
     try:
-        raw = DirectiveSetModel.model_validate_json(data)
+        raw = SCHEMA.validate_json(data)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         where = _path(tuple(err["loc"]))
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise InputError(f"{err['msg']}{more}", where=where) from None
-    if raw.schema_version != SCHEMA_VERSION:
+    if raw["schema_version"] != SCHEMA_VERSION:
         raise InputError(
-            f"unsupported schema version {raw.schema_version} (expected {SCHEMA_VERSION})",
+            f"unsupported schema version {raw['schema_version']} (expected {SCHEMA_VERSION})",
             where="schema_version",
         )
-    patterns: dict[str, str | None] = {}  # pattern -> error message, cached per load
+    times: dict[str, datetime] = {}  # the same few instants recur across directives
     seen: set[str] = set()
     out: list[Directive] = []
-    for i, d in enumerate(raw.directives):
-        here = f"directives[{i}]"
-        if d.id in seen:
-            raise InputError(f"duplicate directive id {d.id!r}", where=f"{here}.id")
-        seen.add(d.id)
-        if d.action == "throttle" and d.rate_kbps is None:
-            raise InputError("a throttle directive needs rate_kbps > 0", where=f"{here}.rate_kbps")
-        if d.action == "block" and d.rate_kbps is not None:
-            raise InputError("a block directive takes no rate_kbps", where=f"{here}.rate_kbps")
-        if not d.hosts and not d.ip_ranges:
-            raise InputError("a directive needs at least one host or IP range", where=here)
+    throttle, block = MeasureAction.THROTTLE, MeasureAction.BLOCK
+    for i, d in enumerate(raw["directives"]):
+        ident = d["id"]
+        if ident in seen:
+            raise InputError(f"duplicate directive id {ident!r}", where=f"directives[{i}].id")
+        seen.add(ident)
+        rate = d.get("rate_kbps")
+        if d["action"] == "throttle":
+            action = throttle
+            if rate is None:
+                raise InputError(
+                    "a throttle directive needs rate_kbps > 0", where=f"directives[{i}].rate_kbps"
+                )
+        else:
+            action = block
+            if rate is not None:
+                raise InputError(
+                    "a block directive takes no rate_kbps", where=f"directives[{i}].rate_kbps"
+                )
+        host_docs = d.get("hosts", ())
+        ip_docs = d.get("ip_ranges", ())
+        if not host_docs and not ip_docs:
+            raise InputError(
+                "a directive needs at least one host or IP range", where=f"directives[{i}]"
+            )
         hosts = []
-        for j, h in enumerate(d.hosts):
-            problem = patterns.get(h.pattern, "")
-            if problem == "":
-                problem = _pattern_problem(h.pattern)
-                patterns[h.pattern] = problem
+        for j, h in enumerate(host_docs):
+            pattern = h["pattern"]
+            problem = _pattern_problem(pattern)
             if problem is not None:
-                raise InputError(problem, where=f"{here}.hosts[{j}].pattern")
-            hosts.append(HostRule(h.pattern, h.content_class))
-        ips = tuple(_check_ip(r, f"{here}.ip_ranges[{k}]") for k, r in enumerate(d.ip_ranges))
-        expires = _parse_time(d.expires, f"{here}.expires")
-        valid_from = None
-        if d.valid_from is not None:
-            valid_from = _parse_time(d.valid_from, f"{here}.valid_from")
+                raise InputError(problem, where=f"directives[{i}].hosts[{j}].pattern")
+            hosts.append(HostRule(pattern, h.get("content_class", "any")))
+        for k, r in enumerate(ip_docs):
+            _check_ip(r, f"directives[{i}].ip_ranges[{k}]")
+        expires = _cached_time(times, d["expires"], f"directives[{i}].expires")
+        valid_from = d.get("valid_from")
+        if valid_from is not None:
+            valid_from = _cached_time(times, valid_from, f"directives[{i}].valid_from")
             if expires <= valid_from:
-                raise InputError("expires must be later than valid_from", where=f"{here}.expires")
+                raise InputError(
+                    "expires must be later than valid_from", where=f"directives[{i}].expires"
+                )
         out.append(
             Directive(
-                id=d.id,
-                action=MeasureAction(d.action),
-                hosts=tuple(hosts),
-                ip_ranges=ips,
-                rate_kbps=d.rate_kbps,
-                scope=dict(d.scope),
-                valid_from=valid_from,
-                expires=expires,
-                measure_id=d.measure_id,
-                decisions=tuple(d.decisions),
-                reference_url=d.reference_url,
+                ident,
+                action,
+                tuple(hosts),
+                tuple(ip_docs),
+                rate,
+                d["scope"],
+                valid_from,
+                expires,
+                d.get("measure_id"),
+                tuple(d.get("decisions", ())),
+                d.get("reference_url"),
             )
         )
     return DirectiveSet(
-        schema_version=raw.schema_version,
-        sequence=raw.sequence,
-        generated_at=_parse_time(raw.generated_at, "generated_at"),
+        schema_version=raw["schema_version"],
+        sequence=raw["sequence"],
+        generated_at=_parse_time(raw["generated_at"], "generated_at"),
         directives=tuple(out),
     )
 
 
+def _cached_time(cache: dict[str, datetime], text: str, where: str) -> datetime:
+    when = cache.get(text)
+    if when is None:
+        when = cache[text] = _parse_time(text, where)
+    return when
+
+
+# Canonical ASCII patterns take a fast path equivalent to names.split_pattern's ASCII
+# branch (lower-case labels of [a-z0-9_-], 1-63 long, no leading/trailing '-'); anything
+# else (IDNA, digits-only last label, odd forms) goes through split_pattern itself.
+# tests/feed/test_feed_directives.py checks the two agree.
+_FAST_PATTERN = re.compile(
+    r"(?:\*\.)?((?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)+"
+    r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)"
+)
+
+
 def _pattern_problem(pattern: str) -> str | None:
+    """None if ``pattern`` is a valid canonical host pattern, else what is wrong with it."""
+    m = _FAST_PATTERN.fullmatch(pattern)
+    if m is not None and len(m.group(1)) <= MAX_NAME and "xn--" not in pattern:
+        host = m.group(1)
+        if not host.rpartition(".")[2].isdigit():
+            if is_public_suffix(host):
+                return f"{pattern!r} is at or above a public suffix; refusing so broad a rule"
+            return None
+    return _slow_pattern_problem(pattern)
+
+
+def _slow_pattern_problem(pattern: str) -> str | None:
     try:
         base, wildcard = split_pattern(pattern)
     except PatternError as exc:
