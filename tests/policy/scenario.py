@@ -19,16 +19,21 @@ NEW_ITEMS_FROM = datetime(2021, 6, 1, 9, tzinfo=UTC)  # five a day, removed with
 NEW_PER_DAY = 5
 
 
-def remaining_2021(now: datetime) -> int:
-    """Items of the original backlog still online at ``now`` (midnight-aligned)."""
+def remaining_2021(
+    now: datetime, online: int = ONLINE_10_MARCH, may16: int = 650, may17: int = 563
+) -> int:
+    """Items of the original backlog still online at ``now`` (midnight-aligned).
+
+    Defaults: 650 left on 16 May (89.5% of 6,200 removed), 563 on 17 May (90.9%).
+    """
     if now < REMOVALS_START:
-        return ONLINE_10_MARCH
+        return online
     if now <= MAY_16:
         frac = (now - REMOVALS_START) / (MAY_16 - REMOVALS_START)
-        return round(ONLINE_10_MARCH - frac * (ONLINE_10_MARCH - 650))  # 650 left: 89.5%
+        return round(online - frac * (online - may16))
     if now <= ALL_GONE:
         frac = (now - MAY_17) / (ALL_GONE - MAY_17)
-        return round(563 * (1 - frac))  # 563 left on 17 May: 90.9% removed
+        return round(may17 * (1 - frac))
     return 0
 
 

@@ -31,7 +31,7 @@ def rows(db: Database) -> list[Measure]:
 def test_2021_timeline_on_the_database(db: Database) -> None:
     ladder = spec.load(RU_2021)
     end = d(6, 8)
-    load_2021(db, end)
+    load_2021(db, end, scale=10)
     clock = SimClock(d(3, 1))
     while clock.now() <= end:
         measures.run(db, ladder, clock.now(), "ladder-bot", apply=True)
@@ -44,12 +44,12 @@ def test_2021_timeline_on_the_database(db: Database) -> None:
     first, second = m
     assert (first.starts_at, first.lifted_at, first.state) == (d(3, 10), d(5, 17), "lifted")
     assert first.review_at == d(6, 14)  # renewed on 5 April (to 15 May) and 5 May
-    assert first.figures["read"]["overdue"] == 3168
+    assert first.figures["read"]["overdue"] == 317
     assert first.rule == "slowdown" and first.ladder == ladder.label
     assert second.supersedes_id == first.id
     assert (second.starts_at, second.lifted_at, second.state) == (d(5, 17), d(6, 3), "lifted")
     assert second.figures["fired"] == "lift-fixed"
-    assert second.figures["snapshot"]["remaining"] == 563
+    assert second.figures["snapshot"]["remaining"] == 56
     assert 0.9 <= second.figures["read"]["removed_share"] < 0.91
     with db.reading() as s:
         types = [(e.at, e.type) for e in s.scalars(select(Event).order_by(Event.seq))]
