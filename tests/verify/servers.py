@@ -33,7 +33,13 @@ class ItemApp:
     Counts the requests it answered per path.
     """
 
-    def __init__(self, behaviour: dict[int, str] | None = None, default: str = "available"):
+    def __init__(
+        self,
+        behaviour: dict[int, str] | None = None,
+        default: str = "available",
+        delay: float = 0.0,
+    ):
+        self.delay = delay  # seconds the server takes per answer (a slow platform)
         self.behaviour = behaviour or {}
         self.default = default
         self.hits: dict[str, int] = {}
@@ -45,6 +51,8 @@ class ItemApp:
         path = scope["path"]
         with self.lock:
             self.hits[path] = self.hits.get(path, 0) + 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
         kind = self.default
         if path.startswith("/s/") and path[3:].isdigit():
             kind = self.behaviour.get(int(path[3:]), self.default)

@@ -438,33 +438,45 @@ class Runner:
                 if self.on_progress:
                     self.on_progress(progress, tasks)
 
-            while True:
-                if not exhausted and len(inflight) < low_water:
-                    lease_now = self.lease_clock.now()
-                    batch = await self._db(
-                        claim, self.db, rid, self.worker, opts.batch, lease_now, lease_now + lease
-                    )
-                    if batch:
-                        for tid, iid, target in batch:
-                            inflight.add(asyncio.create_task(one(tid, iid, target)))
+            try:
+                while True:
+                    if not exhausted and len(inflight) < low_water:
+                        lease_now = self.lease_clock.now()
+                        batch = await self._db(
+                            claim,
+                            self.db,
+                            rid,
+                            self.worker,
+                            opts.batch,
+                            lease_now,
+                            lease_now + lease,
+                        )
+                        if batch:
+                            for tid, iid, target in batch:
+                                inflight.add(asyncio.create_task(one(tid, iid, target)))
+                            continue
+                        exhausted = True
+                    if not inflight:
+                        await flush()
+                        left = await self._db(undone, self.db, rid)
+                        if left == 0:
+                            break
+                        # Others hold the rest: wait for them, or for a dead one's lease.
+                        await self._db(release_dead_claims, self.db, rid)
+                        await asyncio.sleep(opts.poll_s)
+                        exhausted = False
                         continue
-                    exhausted = True
-                if not inflight:
-                    await flush()
-                    left = await self._db(undone, self.db, rid)
-                    if left == 0:
-                        break
-                    # Others hold the rest: wait for them, or for a dead one's lease.
-                    await self._db(release_dead_claims, self.db, rid)
-                    await asyncio.sleep(opts.poll_s)
-                    exhausted = False
-                    continue
-                done, inflight = await asyncio.wait(
-                    inflight, timeout=1.0, return_when=asyncio.FIRST_COMPLETED
-                )
-                buffered.extend(t.result() for t in done)
-                if len(buffered) >= opts.flush_every or (exhausted and not inflight):
-                    await flush()
+                    done, inflight = await asyncio.wait(
+                        inflight, timeout=1.0, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    buffered.extend(t.result() for t in done)
+                    if len(buffered) >= opts.flush_every or (exhausted and not inflight):
+                        await flush()
+            finally:
+                # interrupted (SIGINT) or failed: stop the probes before the client closes
+                for task in inflight:
+                    task.cancel()
+                await asyncio.gather(*inflight, return_exceptions=True)
         summary.finished = await self._db(finish_round, self.db, rid, self.clock.now(), opts.actor)
         summary.elapsed_s = time.perf_counter() - started
         return summary
