@@ -28,7 +28,7 @@ from sqlalchemy import and_, or_, select, update
 from takedown.clock import Clock
 from takedown.model import DeliveryState
 from takedown.notices import signing
-from takedown.notices.outbox import encode, notice_document
+from takedown.notices.outbox import encode, notice_documents
 from takedown.store import audit
 from takedown.store.db import Database
 from takedown.store.schema import DeliveryAttempt, Notice, Platform
@@ -110,16 +110,22 @@ def claim_due(
 
 
 def prepare(db: Database, ids: Sequence[int]) -> list[Prepared]:
-    """Build the bodies of the claimed notices (read-only)."""
+    """Build the bodies of the claimed notices (read-only, a few queries per batch)."""
     out = []
     with db.reading() as session:
+        docs = notice_documents(session, ids)
+        targets = dict(
+            (nid, (url, secret))
+            for nid, url, secret in session.execute(
+                select(Notice.id, Platform.notice_url, Platform.webhook_secret)
+                .join(Platform, Platform.id == Notice.platform_id)
+                .where(Notice.id.in_(list(ids)))
+            ).all()
+        )
         for nid in ids:
-            notice = session.get(Notice, nid)
-            platform = session.get(Platform, notice.platform_id) if notice else None
-            if notice is None or platform is None or not platform.notice_url:
-                continue
-            body = encode(notice_document(session, nid))
-            out.append(Prepared(nid, platform.notice_url, platform.webhook_secret or "", body))
+            url, secret = targets.get(nid, (None, None))
+            if nid in docs and url:
+                out.append(Prepared(nid, url, secret or "", encode(docs[nid])))
     return out
 
 
@@ -132,63 +138,92 @@ def record_outcome(
     policy: RetryPolicy,
     rnd: float,
 ) -> str:
-    """Log the attempt and move the notice on; return its delivery state afterwards.
+    """Log one attempt and move the notice on; return its delivery state afterwards."""
+    return record_outcomes(db, worker_id, [(notice_id, outcome, rnd)], now, policy)[notice_id]
 
-    Only the worker holding the claim changes the notice (a worker whose lease expired and
-    was re-claimed only logs its attempt).
+
+def record_outcomes(
+    db: Database,
+    worker_id: str,
+    outcomes: Sequence[tuple[int, Outcome, float]],
+    now: datetime,
+    policy: RetryPolicy,
+) -> dict[int, str]:
+    """Log attempts and move the notices on, in one transaction; return each new state.
+
+    Only the worker holding the claim changes a notice (a worker whose lease expired and
+    was re-claimed only logs its attempt: ``lost-claim``).
     """
+    out: dict[int, str] = {}
+    events: list[tuple[str, dict[str, object]]] = []
     with db.session() as session:
-        session.add(
-            DeliveryAttempt(
-                notice_id=notice_id,
-                at=now,
-                status_code=outcome.status,
-                error=outcome.error,
-                duration_ms=outcome.duration_ms,
+        for notice_id, outcome, rnd in sorted(outcomes, key=lambda o: o[0]):
+            session.add(
+                DeliveryAttempt(
+                    notice_id=notice_id,
+                    at=now,
+                    status_code=outcome.status,
+                    error=outcome.error,
+                    duration_ms=outcome.duration_ms,
+                )
             )
+            state, event = _advance(session, notice_id, worker_id, outcome, now, policy, rnd)
+            out[notice_id] = state
+            if event is not None:
+                events.append(event)
+        # Notice rows first, the audit head last: the same lock order as every other
+        # writer (e.g. an acknowledgement), so PostgreSQL cannot deadlock between them.
+        session.flush()
+        for type_, payload in events:
+            audit.record(session, at=now, actor=ACTOR, type=type_, payload=payload)
+    return {nid: out[nid] for nid, _o, _r in outcomes}
+
+
+def _advance(
+    session,  # type: ignore[no-untyped-def]
+    notice_id: int,
+    worker_id: str,
+    outcome: Outcome,
+    now: datetime,
+    policy: RetryPolicy,
+    rnd: float,
+) -> tuple[str, tuple[str, dict[str, object]] | None]:
+    """Move one claimed notice on; return its state and the event to record, if any."""
+    notice = session.scalar(
+        select(Notice).where(
+            Notice.id == notice_id,
+            Notice.claimed_by == worker_id,
+            Notice.delivery_state == DeliveryState.PENDING.value,
         )
-        notice = session.scalar(
-            select(Notice).where(
-                Notice.id == notice_id,
-                Notice.claimed_by == worker_id,
-                Notice.delivery_state == DeliveryState.PENDING.value,
-            )
+    )
+    if notice is None:
+        return "lost-claim", None
+    attempts = notice.attempts + 1
+    notice.attempts = attempts
+    notice.claimed_by = None
+    notice.claimed_until = None
+    event: tuple[str, dict[str, object]] | None = None
+    if outcome.ok:
+        notice.delivery_state = DeliveryState.DELIVERED.value
+        notice.delivered_at = now
+        notice.next_attempt_at = None
+        payload = {"notice": notice_id, "attempts": attempts, "status": outcome.status}
+        event = ("notice.delivered", payload)
+    elif attempts >= policy.max_attempts:
+        notice.delivery_state = DeliveryState.FAILED.value
+        notice.next_attempt_at = None
+        event = (
+            "notice.delivery_failed",
+            {
+                "notice": notice_id,
+                "attempts": attempts,
+                "status": outcome.status,
+                "error": outcome.error,
+            },
         )
-        if notice is None:
-            return "lost-claim"
-        attempts = notice.attempts + 1
-        notice.attempts = attempts
-        notice.claimed_by = None
-        notice.claimed_until = None
-        if outcome.ok:
-            notice.delivery_state = DeliveryState.DELIVERED.value
-            notice.delivered_at = now
-            notice.next_attempt_at = None
-            audit.record(
-                session,
-                at=now,
-                actor=ACTOR,
-                type="notice.delivered",
-                payload={"notice": notice_id, "attempts": attempts, "status": outcome.status},
-            )
-        elif attempts >= policy.max_attempts:
-            notice.delivery_state = DeliveryState.FAILED.value
-            notice.next_attempt_at = None
-            audit.record(
-                session,
-                at=now,
-                actor=ACTOR,
-                type="notice.delivery_failed",
-                payload={
-                    "notice": notice_id,
-                    "attempts": attempts,
-                    "status": outcome.status,
-                    "error": outcome.error,
-                },
-            )
-        else:
-            notice.next_attempt_at = now + policy.delay(attempts, rnd)
-        return notice.delivery_state
+    else:
+        notice.next_attempt_at = now + policy.delay(attempts, rnd)
+    return str(notice.delivery_state), event
 
 
 def worker_name() -> str:
@@ -264,26 +299,6 @@ class DeliveryWorker:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             return Outcome(None, error, (time.perf_counter() - start) * 1000)
 
-    async def _deliver(
-        self, client: httpx.AsyncClient, p: Prepared, sem: asyncio.Semaphore
-    ) -> None:
-        async with sem:
-            outcome = await self._post(client, p)
-            state = await asyncio.to_thread(
-                record_outcome,
-                self.db,
-                p.notice_id,
-                self.worker_id,
-                outcome,
-                self.clock.now(),
-                self.policy,
-                self.rng.random(),
-            )
-            if state == DeliveryState.DELIVERED.value:
-                self.delivered += 1
-            elif not outcome.ok:
-                self.failed_attempts += 1
-
     async def run_once(self) -> int:
         """Claim a batch of due notices and deliver them; return how many were claimed."""
         now = self.clock.now()
@@ -295,7 +310,25 @@ class DeliveryWorker:
         prepared = await asyncio.to_thread(prepare, self.db, ids)
         client = await self._ensure_client()
         sem = asyncio.Semaphore(self.concurrency)
-        await asyncio.gather(*(self._deliver(client, p, sem) for p in prepared))
+
+        async def send(p: Prepared) -> Outcome:
+            async with sem:
+                return await self._post(client, p)
+
+        outcomes = await asyncio.gather(*(send(p) for p in prepared))
+        # One transaction records the whole batch (a crash before it only causes repeats,
+        # which receivers recognise by Idempotency-Key).
+        batch = [
+            (p.notice_id, o, self.rng.random()) for p, o in zip(prepared, outcomes, strict=True)
+        ]
+        states = await asyncio.to_thread(
+            record_outcomes, self.db, self.worker_id, batch, self.clock.now(), self.policy
+        )
+        for (_nid, outcome, _r), state in zip(batch, states.values(), strict=True):
+            if state == DeliveryState.DELIVERED.value:
+                self.delivered += 1
+            elif not outcome.ok:
+                self.failed_attempts += 1
         return len(ids)
 
     async def run_until_idle(self, max_rounds: int = 10_000) -> int:

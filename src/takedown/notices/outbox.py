@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, exists, insert, select, update
+from sqlalchemy import exists, insert, select, update
 
 from takedown import config as config_mod
 from takedown.config import Profile
@@ -195,45 +195,64 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def notice_document(session, notice_id: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    """The notice as sent to the platform; only facts that never change, so every delivery
-    attempt of a notice carries the same bytes (receivers may compare)."""
-    notice = session.get(Notice, notice_id)
-    if notice is None:
-        raise NotFound(f"no notice {notice_id}", where="notice")
-    platform = session.get(Platform, notice.platform_id)
-    rows = session.execute(
-        select(
-            Item.id,
-            Item.target,
-            Item.kind,
-            Item.category,
-            Item.basis,
-            Item.decision_ref,
-            Item.authority,
-            Item.decision_date,
-        )
-        .join(NoticeItem, and_(NoticeItem.item_id == Item.id, NoticeItem.notice_id == notice_id))
-        .order_by(Item.id)
-    ).all()
-    return {
-        "notice_id": notice.id,
-        "platform": platform.slug if platform else None,
-        "kind": notice.kind,
-        "issued_at": _iso(notice.issued_at),
-        "deadline_at": _iso(notice.deadline_at),
-        "items": [
-            {
-                "id": r[0],
-                "target": r[1],
-                "kind": r[2],
-                "category": r[3],
-                "basis": r[4],
-                "decision": {"reference": r[5], "authority": r[6], "date": r[7]},
+def notice_documents(session, notice_ids: Iterable[int]) -> dict[int, dict[str, object]]:  # type: ignore[no-untyped-def]
+    """The notices as sent to the platform (two queries for any number of notices).
+
+    Only facts that never change go in, so every delivery attempt of a notice carries the
+    same bytes (receivers may compare)."""
+    ids = sorted(set(notice_ids))
+    docs: dict[int, dict[str, object]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        for n, slug in session.execute(
+            select(Notice, Platform.slug)
+            .join(Platform, Platform.id == Notice.platform_id)
+            .where(Notice.id.in_(chunk))
+        ).all():
+            docs[n.id] = {
+                "notice_id": n.id,
+                "platform": slug,
+                "kind": n.kind,
+                "issued_at": _iso(n.issued_at),
+                "deadline_at": _iso(n.deadline_at),
+                "items": [],
             }
-            for r in rows
-        ],
-    }
+        rows = session.execute(
+            select(
+                NoticeItem.notice_id,
+                Item.id,
+                Item.target,
+                Item.kind,
+                Item.category,
+                Item.basis,
+                Item.decision_ref,
+                Item.authority,
+                Item.decision_date,
+            )
+            .join(Item, Item.id == NoticeItem.item_id)
+            .where(NoticeItem.notice_id.in_(chunk))
+            .order_by(NoticeItem.notice_id, Item.id)
+        ).all()
+        for r in rows:
+            docs[r[0]]["items"].append(  # type: ignore[attr-defined]
+                {
+                    "id": r[1],
+                    "target": r[2],
+                    "kind": r[3],
+                    "category": r[4],
+                    "basis": r[5],
+                    "decision": {"reference": r[6], "authority": r[7], "date": r[8]},
+                }
+            )
+    return docs
+
+
+def notice_document(session, notice_id: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """One notice as sent to the platform."""
+    doc = notice_documents(session, [notice_id]).get(notice_id)
+    if doc is None:
+        raise NotFound(f"no notice {notice_id}", where="notice")
+    return doc
 
 
 def encode(document: dict[str, object]) -> bytes:

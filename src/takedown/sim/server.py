@@ -10,7 +10,7 @@ Routes:
 - ``POST /_sim/tick``: act as the behaviour says for the clock's ``now``; report through
   the platform API. ``GET /_sim/stats``, ``/_sim/notices``, ``/_sim/items``,
   ``/_sim/posts``; ``POST /_sim/faults`` (``status``, ``delay_ms``) and ``/_sim/config``
-  (``secret``, ``api``, ``token``).
+  (``secret``, ``api``, ``token``), ``/_sim/reset``.
 """
 
 from __future__ import annotations
@@ -329,13 +329,21 @@ def create_sim_app(sim: SimPlatform) -> FastAPI:
         sim.faults = Faults(status=data.get("status"), delay_ms=int(data.get("delay_ms", 0)))
         return {"status": sim.faults.status, "delay_ms": sim.faults.delay_ms}
 
+    @app.post("/_sim/reset")
+    async def reset() -> dict[str, Any]:
+        """Forget every notice, item and counter (benchmarks run phases on one simulator)."""
+        sim.state = SimState(sim.behaviour)
+        sim.pending.clear()
+        sim.pending_acks.clear()
+        return {"reset": True}
+
     @app.post("/_sim/config")
     async def configure(request: Request) -> dict[str, Any]:
         data = await request.json()
         if "secret" in data:
             sim.secret = data["secret"]
         if "api" in data:
-            sim.api = str(data["api"]).rstrip("/")
+            sim.api = str(data["api"]).rstrip("/") or None
         if "token" in data:
             sim.token = data["token"]
         return {"api": sim.api, "secret": bool(sim.secret), "token": bool(sim.token)}
