@@ -16,8 +16,9 @@ per target, all sharing the row's decision; the date may be empty (no decision d
 
 Reading is strict per row (a bad cell rejects the whole row as a RowError) and lenient
 about the file (it goes on after a bad row). A file that is UTF-8 -- a byte-order mark, or
-its first line with non-ASCII bytes is valid UTF-8, which cp1251 Cyrillic text practically
-never is -- or that is another format, or lacks the ``Updated:`` line, is an InputError.
+its first line with non-ASCII bytes reads as UTF-8 Cyrillic, which cp1251 text practically
+never does (later such lines are RowErrors) -- or that is another format, or lacks the
+``Updated:`` line, is an InputError.
 
 The writer emits one row per listed entry (delisted ones are skipped), so that export then
 import gives the same targets and decisions back. Hosts are written in Unicode when cp1251
@@ -52,6 +53,7 @@ FIELDS = ("ips", "domains", "urls", "authority", "decision", "date")
 URL_SEPARATOR = " | "
 
 _HEADER = re.compile(r"Updated: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4})\Z")
+_CYRILLIC = re.compile("[\u0401\u0410-\u044f\u0451]")
 _IP_KINDS = (TargetKind.IP, TargetKind.CIDR)
 _NAME_KINDS = (TargetKind.DOMAIN, TargetKind.WILDCARD, TargetKind.IP, TargetKind.CIDR)
 
@@ -132,11 +134,14 @@ def _check_header(first: bytes, source: str) -> None:
 
 
 def _is_utf8(raw: bytes) -> bool:
+    """True if ``raw`` reads as UTF-8 Cyrillic. cp1251 Cyrillic text is practically never
+    valid UTF-8 (two adjacent letters already make it invalid), and the Cyrillic-letter
+    test rules out the rare line such as ``В№`` that is (it would read as ``¹``)."""
     try:
-        raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return False
-    return True
+    return _CYRILLIC.search(text) is not None
 
 
 def _row(
