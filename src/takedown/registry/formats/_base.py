@@ -142,8 +142,6 @@ def record_from_fields(fields: dict[str, object], where: str, defaults: ReadDefa
     except ValueError:
         raise Reject(f"listed_at: unparseable time {listed!r} (expected ISO 8601)") from None
     raw_flags = fields.get("flags") or []
-    if isinstance(raw_flags, str):
-        raw_flags = [f for f in raw_flags.split("|") if f]
     if not isinstance(raw_flags, list) or not all(isinstance(f, str) for f in raw_flags):
         raise Reject("flags: expected a list of strings")
     return ItemRecord(

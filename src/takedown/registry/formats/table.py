@@ -50,9 +50,9 @@ def read(
                 yield RowError(lineno, f"expected {len(header)} fields, got {len(row)}", raw)
                 continue
             try:
-                yield record_from_fields(
-                    dict(zip(header, row, strict=True)), f"{source}:{lineno}", defaults
-                )
+                fields: dict[str, object] = dict(zip(header, row, strict=True))
+                fields["flags"] = [f for f in str(fields.get("flags") or "").split("|") if f]
+                yield record_from_fields(fields, f"{source}:{lineno}", defaults)
             except Reject as exc:
                 yield RowError(lineno, str(exc), raw)
     except UnicodeDecodeError as exc:

@@ -1,0 +1,120 @@
+"""Citizen Lab test lists: the real lists import cleanly; mapping; bad rows and files."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from takedown.errors import InputError
+from takedown.model import Decision, ItemRecord, TargetKind
+from takedown.registry.formats import READERS, ReadDefaults, RowError
+
+LISTS = Path(__file__).resolve().parents[3] / "shared" / "data" / "citizenlab"
+HEADER = "url,category_code,category_description,date_added,source,notes\n"
+
+
+def read(data: bytes, defaults: ReadDefaults | None = None) -> list[ItemRecord | RowError]:
+    reader = READERS["citizenlab"]
+    return list(reader(io.BytesIO(data), source="list.csv", defaults=defaults or ReadDefaults()))
+
+
+@pytest.mark.parametrize("name", ["ru.csv", "global.csv"])
+def test_real_test_lists_import_cleanly(name: str) -> None:
+    path = LISTS / name
+    rows = sum(1 for _ in path.open(encoding="utf-8")) - 1
+    with path.open("rb") as f:
+        items = list(READERS["citizenlab"](f, source=name, defaults=ReadDefaults()))
+    errors = [i for i in items if isinstance(i, RowError)]
+    assert errors == []
+    assert len(items) == rows  # no quoted field spans lines in these files
+    assert all(i.target.kind is TargetKind.URL for i in items)  # type: ignore[union-attr]
+    assert all(i.source == f"{name}:{n}" for n, i in enumerate(items, start=2))  # type: ignore[union-attr]
+
+
+def test_mapping_and_defaults() -> None:
+    data = (
+        HEADER
+        + "https://Jah.example/,ALDR,Alcohol & Drugs,2014-04-15,citizenlab,canabis\n"
+        + "https://bet.example:443/x,GMB,Gambling,2016-01-02,citizenlab,\n"
+        + "http://mil.example/,MILX,Terrorism and Militants,2017-03-04,citizenlab,\n"
+        + 'https://hate.example/,HATE,Hate Speech,2014-04-15,citizenlab,"blocked, critical"\n'
+        + "https://news.example/,NEWS,News Media,,citizenlab,\n"
+    ).encode()
+    items = read(data)
+    assert [(i.target.value, i.category, i.basis, i.decision) for i in items] == [  # type: ignore[union-attr]
+        (
+            "https://jah.example/",
+            "drugs",
+            "Alcohol & Drugs",
+            Decision("citizenlab-test-list:2014-04-15", None, "2014-04-15"),
+        ),
+        (
+            "https://bet.example/x",
+            "gambling",
+            "Gambling",
+            Decision("citizenlab-test-list:2016-01-02", None, "2016-01-02"),
+        ),
+        (
+            "http://mil.example/",
+            "terrorism",
+            "Terrorism and Militants",
+            Decision("citizenlab-test-list:2017-03-04", None, "2017-03-04"),
+        ),
+        (
+            "https://hate.example/",
+            "other",
+            "Hate Speech",
+            Decision("citizenlab-test-list:2014-04-15", None, "2014-04-15"),
+        ),
+        (
+            "https://news.example/",
+            "other",
+            "News Media",
+            Decision("citizenlab-test-list", None, None),
+        ),
+    ]
+    given = ReadDefaults(category="extremism", basis="Order 5", platform="p", decision="R-1")
+    items = read(data, given)
+    assert [i.category for i in items] == [
+        "drugs",
+        "gambling",
+        "terrorism",
+        "extremism",
+        "extremism",
+    ]  # type: ignore[union-attr]
+    assert {(i.basis, i.platform, i.decision.reference) for i in items} == {("Order 5", "p", "R-1")}  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("https://a.example/,NEWS,News,2014-04-15,citizenlab", "expected 6 fields, got 5"),
+        ("https://exa mple.example/,NEWS,News,2014-04-15,citizenlab,", "url: invalid"),
+        ("a.example,NEWS,News,2014-04-15,citizenlab,", "is not a URL"),
+        ("https://a.example/,NEWS,News,15/04/2014,citizenlab,", "unparseable date_added"),
+        (",,,,,", "empty row"),
+    ],
+)
+def test_bad_rows(row: str, message: str) -> None:
+    good = "https://ok.example/,NEWS,News,2014-04-15,citizenlab,\n"
+    items = read((HEADER + good + row + "\n" + good).encode())
+    assert [type(i) for i in items] == [ItemRecord, RowError, ItemRecord]
+    assert items[1].line == 3  # type: ignore[union-attr]
+    assert message in items[1].message  # type: ignore[union-attr]
+
+
+def test_rkn_dump_given_as_citizenlab_is_named() -> None:
+    with pytest.raises(InputError) as info:
+        read("Updated: 2021-03-10 09:00:00 +0300\n;a.example;;A;D;2021-01-01\n".encode("cp1251"))
+    assert "not a Citizen Lab test-list CSV" in info.value.message
+    assert "--format rkn-csv" in info.value.message
+    assert info.value.where == "list.csv:1"
+
+
+def test_non_utf8_file_is_named() -> None:
+    data = (HEADER + "https://a.example/,NEWS,Новости,2014-04-15,citizenlab,\n").encode("cp1251")
+    with pytest.raises(InputError) as info:
+        read(data)
+    assert "not UTF-8" in info.value.message
