@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -41,7 +41,11 @@ _plain_host = re.compile(
 ).fullmatch
 
 _labels = re.compile(rf"{_LABEL}(?:\.{_LABEL})*").fullmatch
-_maybe_normal = re.compile(r"[a-z0-9_](?:[a-z0-9_.\-]*[a-z0-9_])?").fullmatch
+# Any character that normalising could change or refuse (upper case, space, non-ASCII).
+_odd_char = re.compile(r"[^a-z0-9_.\-]").search
+_MAX_NAME = names.MAX_NAME
+_AF_INET = socket.AF_INET
+_AF_INET6 = socket.AF_INET6
 
 
 _MAPPED_PREFIX = 0xFFFF  # the high 96 bits of ::ffff:0:0/96
@@ -196,17 +200,64 @@ def normalised_query(name: object) -> str | None:
         return None
 
 
-class Matcher(Generic[K]):
-    """Host patterns and IP rules compiled for lookup; each rule carries a key of type K."""
+def _inherited(chains: dict[str, tuple[K, ...]], name: str) -> tuple[K, ...]:
+    """The chain of the nearest proper suffix of ``name`` that has one, else ()."""
+    i = name.find(".")
+    j = name.find(".", i + 1)
+    while j >= 0:
+        keys = chains.get(name[i + 1 :])
+        if keys is not None:
+            return keys
+        i = j
+        j = name.find(".", i + 1)
+    return ()
 
-    __slots__ = ("_exact", "_n_host", "_n_ip", "_v4", "_v6", "_wild")
+
+def _ip_chains(
+    tables: list[tuple[int, int, dict[int, list[K]]]],
+) -> list[tuple[int, dict[int, tuple[K, ...]]]]:
+    """Per prefix length (longest first): (shift, {slot: keys of it and every shorter cover})."""
+    shorter: list[tuple[int, dict[int, tuple[K, ...]]]] = []  # built so far, longest first
+    for plen, _shift, table in reversed(tables):
+        chains: dict[int, tuple[K, ...]] = {}
+        for slot, keys in table.items():
+            inherited: tuple[K, ...] = ()
+            for length, covers in shorter:
+                found = covers.get(slot >> (plen - length))
+                if found is not None:
+                    inherited = found
+                    break
+            chains[slot] = (*keys, *inherited)
+        shorter.insert(0, (plen, chains))
+    return [(shift, chains) for (_p, shift, _t), (_l, chains) in zip(tables, shorter, strict=True)]
+
+
+class Matcher(Generic[K]):
+    """Host patterns and IP rules compiled for lookup; each rule carries a key of type K.
+
+    Every result is precomputed at compile time, so a query stops at its first hit: the
+    whole name's entry holds its exact rules and every wildcard above it, a wildcard
+    base's entry its own rules and every wildcard above it, and an IP slot its rules and
+    every shorter prefix covering it. Results are shared immutable tuples.
+    """
+
+    __slots__ = ("_chain", "_exact", "_full", "_n_host", "_n_ip", "_v4", "_v4q", "_v6", "_v6q",
+                 "_wild")  # fmt: skip
 
     def __init__(self) -> None:
+        # as compiled, for explain_* and *_rules: base -> keys in compile order
         self._exact: dict[str, list[K]] = {}
         self._wild: dict[str, list[K]] = {}
+        # for queries: exact name -> the whole answer; wildcard base -> the answer for
+        # any name below it whose longer suffixes are no wildcard base
+        self._full: dict[str, tuple[K, ...]] = {}
+        self._chain: dict[str, tuple[K, ...]] = {}
         # (prefix length, shift, {network >> shift: keys}), longest prefix first
         self._v4: list[tuple[int, int, dict[int, list[K]]]] = []
         self._v6: list[tuple[int, int, dict[int, list[K]]]] = []
+        # for queries: (shift, {network >> shift: the whole answer}), longest first
+        self._v4q: list[tuple[int, dict[int, tuple[K, ...]]]] = []
+        self._v6q: list[tuple[int, dict[int, tuple[K, ...]]]] = []
         self._n_host = 0
         self._n_ip = 0
 
@@ -236,6 +287,15 @@ class Matcher(Generic[K]):
             else:
                 keys.append(key)
         m._n_host = n + 1
+        # A proper suffix is shorter than the name, so shortest first finds it built.
+        chains = m._chain
+        for base in sorted(wild, key=len):
+            chains[base] = (*wild[base], *_inherited(chains, base))
+        if chains:
+            m._full = {base: (*keys, *_inherited(chains, base)) for base, keys in exact.items()}
+        else:
+            m._full = {base: tuple(keys) for base, keys in exact.items()}
+
         v4: dict[int, dict[int, list[K]]] = {}
         v6: dict[int, dict[int, list[K]]] = {}
         n = -1
@@ -258,6 +318,8 @@ class Matcher(Generic[K]):
         m._n_ip = n + 1
         m._v4 = [(p, 32 - p, v4[p]) for p in sorted(v4, reverse=True)]
         m._v6 = [(p, 128 - p, v6[p]) for p in sorted(v6, reverse=True)]
+        m._v4q = _ip_chains(m._v4)
+        m._v6q = _ip_chains(m._v6)
         return m
 
     def __len__(self) -> int:
@@ -265,65 +327,96 @@ class Matcher(Generic[K]):
         return self._n_host + self._n_ip
 
     # -- host names ---------------------------------------------------------------------
+    #
+    # A name is looked up as given, and normalised only when that could be wrong: a name
+    # found whole equals a compiled (normal-form) name; a name with a wildcard hit is in
+    # normal form if the labels before the hit are plain and no label is IDNA; a name with
+    # no hit, lower-case ASCII letters, digits, '.', '-' and '_' only and no trailing dot,
+    # is one that normalising either leaves as it is or refuses. ``match_hosts`` repeats
+    # ``match_host``'s body inline (a call per name is a fair share of the cost).
 
-    def match_host(self, name: str) -> list[K]:
-        """Keys of every host rule matching ``name``; [] if none or not a valid host name."""
-        # Look the name up as given first, and normalise only when that could be wrong:
-        # a name found exactly equals a compiled (normal-form) name; a name with a
-        # wildcard hit is in normal form if the labels before the hit are plain.
+    def match_host(self, name: str) -> Sequence[K]:
+        """Keys of every host rule matching ``name`` (a shared tuple); () if none or invalid."""
         try:
-            exact = self._exact.get(name)
-            out = exact.copy() if exact else []
-            wild = self._wild
-            first = -1
-            # Probe each proper suffix with at least two labels: a wildcard base is never
-            # a single label (public suffix guard), so the last label is skipped.
+            found = self._full.get(name)
+            if found is not None:
+                return found
+            chains = self._chain
             i = name.find(".")
             j = name.find(".", i + 1)
             while j >= 0:
-                keys = wild.get(name[i + 1 :])
-                if keys:
-                    if first < 0:
-                        first = i
-                    out.extend(keys)
+                found = chains.get(name[i + 1 :])
+                if found is not None:
+                    if len(name) <= _MAX_NAME and "xn--" not in name:
+                        prefix = name[:i]
+                        if (
+                            len(prefix) < 64
+                            and prefix.isalnum()
+                            and prefix.isascii()
+                            and prefix.islower()
+                        ) or _labels(prefix) is not None:
+                            return found
+                    break
                 i = j
                 j = name.find(".", i + 1)
+            else:
+                # i is the last dot: a trailing one means the name is not in normal form
+                if i != len(name) - 1 and _odd_char(name) is None:
+                    return ()
         except (TypeError, AttributeError):  # not a string
-            return []
-        if exact:
-            return out
-        if first >= 0:
-            if (
-                _labels(name, 0, first) is not None
-                and len(name) <= names.MAX_NAME
-                and name.find("xn--", 0, first) < 0
-            ):
-                return out
-        elif _maybe_normal(name) is not None:
-            # lower-case ASCII letters, digits, '.', '-', '_' only, no dot at either end:
-            # normalising either leaves such a name as it is or refuses it
-            return out
+            return ()
         host = normalised_query(name)
-        return [] if host is None else self._match_normal(host)
+        return () if host is None else self._match_normal(host)
 
-    def _match_normal(self, name: str) -> list[K]:
-        keys = self._exact.get(name)
-        out = keys.copy() if keys else []
-        wild = self._wild
-        i = name.find(".")
-        j = name.find(".", i + 1) if i >= 0 else -1
-        while j >= 0:
-            keys = wild.get(name[i + 1 :])
-            if keys:
-                out.extend(keys)
-            i = j
-            j = name.find(".", i + 1)
+    def _match_normal(self, name: str) -> tuple[K, ...]:
+        found = self._full.get(name)
+        return found if found is not None else _inherited(self._chain, name)
+
+    def match_hosts(self, names_: Iterable[str]) -> list[Sequence[K]]:
+        """``match_host`` for each name, in order."""
+        full_get = self._full.get
+        chains_get = self._chain.get
+        labels = _labels
+        odd_char = _odd_char
+        max_name = _MAX_NAME
+        slow = self._match_slow
+        out: list[Sequence[K]] = []
+        append = out.append
+        for name in names_:
+            try:
+                found = full_get(name)
+                if found is not None:
+                    append(found)
+                    continue
+                i = name.find(".")
+                j = name.find(".", i + 1)
+                while j >= 0:
+                    found = chains_get(name[i + 1 :])
+                    if found is not None:
+                        if len(name) <= max_name and "xn--" not in name:
+                            prefix = name[:i]
+                            if (
+                                len(prefix) < 64
+                                and prefix.isalnum()
+                                and prefix.isascii()
+                                and prefix.islower()
+                            ) or labels(prefix) is not None:
+                                break
+                        found = None
+                        break
+                    i = j
+                    j = name.find(".", i + 1)
+                else:
+                    if i != len(name) - 1 and odd_char(name) is None:
+                        found = ()
+            except (TypeError, AttributeError):  # not a string
+                found = ()
+            append(slow(name) if found is None else found)
         return out
 
-    def match_hosts(self, names_: Iterable[str]) -> list[list[K]]:
-        """``match_host`` for each name, in order."""
-        match = self.match_host
-        return [match(n) for n in names_]
+    def _match_slow(self, name: str) -> tuple[K, ...]:
+        host = normalised_query(name)
+        return () if host is None else self._match_normal(host)
 
     def explain_host(self, name: str) -> list[tuple[str, K]]:
         """(pattern, key) for every host rule matching ``name``, in ``match_host`` order."""
@@ -338,24 +431,80 @@ class Matcher(Generic[K]):
         return out
 
     # -- addresses ----------------------------------------------------------------------
+    #
+    # Text is parsed with inet_pton (what ipaddress accepts and more is refused there too);
+    # anything it refuses, and address objects, get ``address_key``'s full treatment.
 
-    def match_ip(self, addr: Address) -> list[K]:
-        """Keys of every IP rule covering ``addr``; [] if none or not a valid address."""
-        found = address_key(addr)
-        if found is None:
-            return []
-        version, value = found
-        out: list[K] = []
-        for _plen, shift, table in self._v4 if version == 4 else self._v6:
-            keys = table.get(value >> shift)
-            if keys:
-                out.extend(keys)
+    def match_ip(self, addr: Address) -> Sequence[K]:
+        """Keys of every IP rule covering ``addr`` (a shared tuple); () if none or invalid."""
+        if type(addr) is str:
+            try:
+                if ":" in addr:
+                    value = int.from_bytes(socket.inet_pton(_AF_INET6, addr), "big")
+                    if value >> 32 == _MAPPED_PREFIX:
+                        value &= _V4_ALL
+                        tables = self._v4q
+                    else:
+                        tables = self._v6q
+                else:
+                    value = int.from_bytes(socket.inet_pton(_AF_INET, addr), "big")
+                    tables = self._v4q
+            except (OSError, ValueError):
+                return self._match_ip_slow(addr)
+            for shift, table in tables:
+                found = table.get(value >> shift)
+                if found is not None:
+                    return found
+            return ()
+        return self._match_ip_slow(addr)
+
+    def _match_ip_slow(self, addr: object) -> tuple[K, ...]:
+        key = address_key(addr)
+        if key is None:
+            return ()
+        version, value = key
+        for shift, table in self._v4q if version == 4 else self._v6q:
+            found = table.get(value >> shift)
+            if found is not None:
+                return found
+        return ()
+
+    def match_ips(self, addrs: Iterable[Address]) -> list[Sequence[K]]:
+        """``match_ip`` for each address, in order (its body inline, as ``match_hosts``)."""
+        pton = socket.inet_pton
+        from_bytes = int.from_bytes
+        v4q, v6q = self._v4q, self._v6q
+        slow = self._match_ip_slow
+        mapped, v4_all = _MAPPED_PREFIX, _V4_ALL
+        af4, af6 = _AF_INET, _AF_INET6
+        out: list[Sequence[K]] = []
+        append = out.append
+        for addr in addrs:
+            if type(addr) is not str:
+                append(slow(addr))
+                continue
+            try:
+                if ":" in addr:
+                    value = from_bytes(pton(af6, addr), "big")
+                    if value >> 32 == mapped:
+                        value &= v4_all
+                        tables = v4q
+                    else:
+                        tables = v6q
+                else:
+                    value = from_bytes(pton(af4, addr), "big")
+                    tables = v4q
+            except (OSError, ValueError):
+                append(slow(addr))
+                continue
+            for shift, table in tables:
+                found = table.get(value >> shift)
+                if found is not None:
+                    append(found)
+                    break
+            else:
+                append(())
         return out
-
-    def match_ips(self, addrs: Iterable[Address]) -> list[list[K]]:
-        """``match_ip`` for each address, in order."""
-        match = self.match_ip
-        return [match(a) for a in addrs]
 
     def explain_ip(self, addr: Address) -> list[tuple[IPRule, K]]:
         """(rule, key) for every IP rule covering ``addr``, in ``match_ip`` order."""
