@@ -7,6 +7,12 @@ with ``os.splice`` through one shared pipe (nothing is copied into Python); a th
 direction reads at most one burst at a time and waits for the token bucket, so unsent
 data stays in the kernel and the sender is slowed by TCP itself.
 
+Splice goes socket -> pipe -> socket. A flow starts on the process's shared pipe, which is
+left empty after every event; the first time a destination cannot take everything (a bulk
+flow meeting backpressure), the direction gets a pipe of its own (from a small pool, capped
+by ``ServerConfig.max_pipes``: two descriptors each) and what is left over moves into it
+pipe-to-pipe, so the pass path never copies into Python. Idle and short flows hold no pipe.
+
 Modes: HTTP CONNECT, SOCKS5 (no auth, CONNECT; domain, IPv4, IPv6), and transparent
 (the original destination of a flow redirected by nftables, from SO_ORIGINAL_DST /
 IP6T_SO_ORIGINAL_DST). The handshake parsers at the top of this module are sans-IO.
@@ -53,6 +59,9 @@ MAX_HEAD = 8192  # longest CONNECT request head / SOCKS handshake accepted
 CHUNK = 1 << 20  # bytes moved per readable event on a pass-through direction
 PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = 1031
+SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
+BUDGET = 16  # splices per readable event at most (16 MiB), then other flows get a turn
+POOL_SIZE = 32  # idle private pipes a process keeps for the next bulk flows
 
 
 class Mode(StrEnum):
@@ -284,6 +293,9 @@ class ServerConfig:
     reuse_port: bool = False
     backlog: int = 4096
     tick: float = 0.25  # directive validity check and metrics flush interval
+    # private splice pipes per process (two descriptors each); beyond it a congested
+    # pass-through direction copies its leftover through Python instead
+    max_pipes: int = 1024
 
 
 # -- the relay -------------------------------------------------------------------------------
@@ -299,6 +311,8 @@ class _Pipe:
         "eof",
         "flow",
         "granted",
+        "inpipe",
+        "kpipe",
         "nbytes",
         "pending",
         "reading",
@@ -318,6 +332,9 @@ class _Pipe:
         self.bucket: TokenBucket | None = None
         self.pending: memoryview | None = None
         self.granted = 0  # bytes of ``pending`` the bucket already let through
+        # a private splice pipe and the bytes in it; they go out before ``pending``
+        self.kpipe: tuple[int, int] | None = None
+        self.inpipe = 0
         self.timer: asyncio.TimerHandle | None = None
         self.reading = self.writing = False
         self.eof = self.shut = False
@@ -325,7 +342,13 @@ class _Pipe:
 
     # registration -------------------------------------------------------------------
     def start_reading(self) -> None:
-        if not self.reading and not self.eof and self.pending is None and self.timer is None:
+        if (
+            not self.reading
+            and not self.eof
+            and self.pending is None
+            and self.inpipe == 0
+            and self.timer is None
+        ):
             self.flow.server.loop.add_reader(self.sfd, self.on_readable)
             self.reading = True
 
@@ -342,6 +365,13 @@ class _Pipe:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        self._release_pipe()
+
+    def _release_pipe(self) -> None:
+        if self.kpipe is not None:
+            self.flow.server.give_pipe(self.kpipe, empty=self.inpipe == 0)
+            self.kpipe = None
+            self.inpipe = 0
 
     # data -------------------------------------------------------------------------------
     def on_readable(self) -> None:
@@ -366,40 +396,109 @@ class _Pipe:
         self.flush()
 
     def _splice(self, server: EnforcementServer) -> None:
+        # keep moving while the source has bytes and the destination takes them: on a busy
+        # machine every wake-up waits for a CPU, so each one should move as much as it can
+        for _ in range(BUDGET):
+            if self.kpipe is None:
+                if not self._splice_shared(server):
+                    return
+                continue
+            # own pipe, empty (reading stops while it holds bytes): fill it, then drain it
+            try:
+                n = os.splice(self.sfd, self.kpipe[1], CHUNK, flags=SPLICE_FLAGS)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.flow.abort(f"{'client' if self.up else 'server'} read: {exc.strerror}")
+                return
+            if n == 0:
+                self.on_eof()
+                return
+            self._count(n)
+            self.inpipe = n
+            if not self._push():
+                return
+            if self.inpipe:
+                self.stop_reading()
+                self._want_write()
+                return
+
+    def _splice_shared(self, server: EnforcementServer) -> bool:
+        """One move through the shared pipe; True if it is worth trying another."""
         pr, pw = server.pipe  # type: ignore[misc]
-        flags = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
         try:
-            n = os.splice(self.sfd, pw, CHUNK, flags=flags)
+            n = os.splice(self.sfd, pw, CHUNK, flags=SPLICE_FLAGS)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError as exc:
             self.flow.abort(f"{'client' if self.up else 'server'} read: {exc.strerror}")
-            return
+            return False
         if n == 0:
             self.on_eof()
-            return
+            return False
         self._count(n)
         moved = 0
         error: OSError | None = None
         while moved < n:
             try:
-                moved += os.splice(pr, self.dfd, n - moved, flags=flags)
+                moved += os.splice(pr, self.dfd, n - moved, flags=SPLICE_FLAGS)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
                 error = exc
                 break
-        if moved < n:
-            # keep the shared pipe empty: what the destination did not take waits here
-            rest = bytearray()
-            while len(rest) < n - moved:
-                rest += os.read(pr, n - moved - len(rest))
-            if error is not None:
-                self.flow.abort(f"{'server' if self.up else 'client'} write: {error.strerror}")
-                return
-            self.stop_reading()
-            self.pending = memoryview(bytes(rest))
-            self._want_write()
+        if moved == n:
+            return True
+        # the shared pipe must be empty when this event ends
+        left = n - moved
+        if error is None:
+            self.kpipe = server.take_pipe()
+        if self.kpipe is not None:
+            while self.inpipe < left:
+                try:
+                    k = os.splice(pr, self.kpipe[1], left - self.inpipe, flags=SPLICE_FLAGS)
+                except OSError:
+                    break
+                if k <= 0:
+                    break
+                self.inpipe += k
+            left -= self.inpipe
+        rest = _read_exactly(pr, left)  # only without a pipe of our own (or on an error)
+        if error is not None:
+            self.flow.abort(f"{'server' if self.up else 'client'} write: {error.strerror}")
+            return False
+        self.stop_reading()
+        if rest:
+            self.pending = memoryview(rest)
+        self._want_write()
+        return False
+
+    def _push(self) -> bool:
+        """Splice the private pipe's bytes to the destination; False if the flow failed."""
+        assert self.kpipe is not None
+        pr = self.kpipe[0]
+        while self.inpipe:
+            try:
+                m = os.splice(pr, self.dfd, self.inpipe, flags=SPLICE_FLAGS)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                self.flow.abort(f"{'server' if self.up else 'client'} write: {exc.strerror}")
+                return False
+            if m <= 0:
+                break
+            self.inpipe -= m
+        return True
+
+    def _unpipe(self) -> None:
+        """Move the private pipe's bytes in front of ``pending`` (the flow is throttled now)."""
+        if self.kpipe is None:
+            return
+        if self.inpipe:
+            data = _read_exactly(self.kpipe[0], self.inpipe)
+            self.inpipe = 0
+            self.pending = memoryview(data + bytes(self.pending or b""))
+        self._release_pipe()
 
     def _count(self, n: int) -> None:
         self.nbytes += n
@@ -410,6 +509,12 @@ class _Pipe:
     def flush(self) -> None:
         """Send what is pending as far as the bucket and the destination allow."""
         loop = self.flow.server.loop
+        if self.inpipe:
+            if not self._push():
+                return
+            if self.inpipe:
+                self._want_write()
+                return
         while self.pending is not None:
             data = self.pending
             if self.bucket is not None:
@@ -465,7 +570,7 @@ class _Pipe:
     def on_eof(self) -> None:
         self.eof = True
         self.stop_reading()
-        if self.pending is None:
+        if self.pending is None and self.inpipe == 0:
             self._shutdown()
 
     def _shutdown(self) -> None:
@@ -487,16 +592,28 @@ class _Pipe:
                 self.timer.cancel()
                 self.timer = None
         elif self.bucket is None:
+            self._unpipe()
             self.bucket = TokenBucket(rate_bps, now=now)
         else:
             self.bucket.set_rate(rate_bps, now)
             if self.timer is not None:
                 self.timer.cancel()
                 self.timer = None
-        if self.pending is not None:
+        if self.pending is not None or self.inpipe:
             self.flush()
         else:
             self.start_reading()
+
+
+def _read_exactly(fd: int, n: int) -> bytes:
+    """Read ``n`` bytes that are known to be in a pipe."""
+    out = bytearray()
+    while len(out) < n:
+        chunk = os.read(fd, n - len(out))
+        if not chunk:
+            break
+        out += chunk
+    return bytes(out)
 
 
 class _State(StrEnum):
@@ -891,6 +1008,13 @@ class _Flow:
         self.server.flow_closed(self, was, why)
 
 
+def _new_pipe() -> tuple[int, int]:
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(w, F_SETPIPE_SZ, PIPE_SIZE)
+    return r, w
+
+
 def original_dst(sock: socket.socket) -> tuple[str, int]:
     """The address a redirected flow was sent to (nftables REDIRECT / DNAT)."""
     if sock.family == socket.AF_INET6:
@@ -925,6 +1049,8 @@ class EnforcementServer:
         self.fail_open_reason = ""
         self.byte_counts: dict[tuple[bool, bool], int] = {}
         self.pipe: tuple[int, int] | None = None
+        self.pipes_open = 0  # private splice pipes, pooled or in use
+        self._pipe_pool: list[tuple[int, int]] = []
         self.own_addresses: set[tuple[str, int]] = set()
         self._listeners: list[socket.socket] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -938,10 +1064,7 @@ class EnforcementServer:
         """Listen on ``host:port`` (port 0 picks one); return the bound address."""
         self.loop = asyncio.get_running_loop()
         if self.config.use_splice and self.pipe is None and hasattr(os, "splice"):
-            r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-            with contextlib.suppress(OSError):
-                fcntl.fcntl(w, F_SETPIPE_SZ, PIPE_SIZE)
-            self.pipe = (r, w)
+            self.pipe = _new_pipe()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         lsock = socket.socket(family, socket.SOCK_STREAM)
         lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -982,6 +1105,34 @@ class EnforcementServer:
             for fd in self.pipe:
                 os.close(fd)
             self.pipe = None
+        for pipe in self._pipe_pool:
+            for fd in pipe:
+                os.close(fd)
+        self.pipes_open -= len(self._pipe_pool)
+        self._pipe_pool.clear()
+
+    def take_pipe(self) -> tuple[int, int] | None:
+        """A private splice pipe for a congested pass-through direction, or None (at the cap,
+        or out of descriptors)."""
+        if self._pipe_pool:
+            return self._pipe_pool.pop()
+        if self.pipes_open >= self.config.max_pipes:
+            return None
+        try:
+            pipe = _new_pipe()
+        except OSError:
+            return None
+        self.pipes_open += 1
+        return pipe
+
+    def give_pipe(self, pipe: tuple[int, int], *, empty: bool) -> None:
+        """Return a private pipe: pooled when empty, closed otherwise."""
+        if empty and len(self._pipe_pool) < POOL_SIZE and self._listeners:
+            self._pipe_pool.append(pipe)
+            return
+        for fd in pipe:
+            os.close(fd)
+        self.pipes_open -= 1
 
     def spawn(self, coro: object) -> None:
         task: asyncio.Task[None] = self.loop.create_task(coro)  # type: ignore[arg-type]
