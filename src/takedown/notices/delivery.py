@@ -9,11 +9,18 @@ exactly-once effect.
 
 Time comes from the clock: ``next_attempt_at`` and leases are clock times, so tests move a
 SimClock instead of sleeping. Only the idle poll between empty rounds is a real wait.
+
+The worker is a pipeline, so database work overlaps with network I/O: it claims and
+prepares the next notices (in a thread) while earlier ones are still being sent, keeps at
+most ``concurrency`` POSTs in flight, and records outcomes as they complete, a few per
+transaction (one recording at a time; outcomes that arrive meanwhile join the next one).
+At most ``batch`` notices are claimed and not yet sent or in flight at any time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import socket
@@ -23,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 
 from takedown.clock import Clock
 from takedown.model import DeliveryState
@@ -34,6 +41,7 @@ from takedown.store.db import Database
 from takedown.store.schema import DeliveryAttempt, Notice, Platform
 
 ACTOR = "delivery-worker"
+CONCURRENCY = 16  # POSTs in flight per worker (the bench's baseline uses the same)
 
 
 @dataclass(frozen=True)
@@ -152,78 +160,117 @@ def record_outcomes(
     """Log attempts and move the notices on, in one transaction; return each new state.
 
     Only the worker holding the claim changes a notice (a worker whose lease expired and
-    was re-claimed only logs its attempt: ``lost-claim``).
+    was re-claimed only logs its attempt: ``lost-claim``). A few statements per call,
+    whatever the number of outcomes, plus one audit event per delivered or failed notice.
     """
-    out: dict[int, str] = {}
-    events: list[tuple[str, dict[str, object]]] = []
+    ids = sorted({nid for nid, _o, _r in outcomes})
+    out: list[str] = []
     with db.session() as session:
-        for notice_id, outcome, rnd in sorted(outcomes, key=lambda o: o[0]):
-            session.add(
-                DeliveryAttempt(
-                    notice_id=notice_id,
-                    at=now,
-                    status_code=outcome.status,
-                    error=outcome.error,
-                    duration_ms=outcome.duration_ms,
-                )
+        # Notice rows first (locked in id order), the audit head last: the same lock order
+        # as every other writer (e.g. an acknowledgement), so PostgreSQL cannot deadlock.
+        held_q = (
+            select(Notice.id, Notice.attempts)
+            .where(
+                Notice.id.in_(ids),
+                Notice.claimed_by == worker_id,
+                Notice.delivery_state == DeliveryState.PENDING.value,
             )
-            state, event = _advance(session, notice_id, worker_id, outcome, now, policy, rnd)
-            out[notice_id] = state
+            .order_by(Notice.id)
+        )
+        if db.dialect == "postgresql":
+            held_q = held_q.with_for_update(of=Notice)
+        held = dict(session.execute(held_q).all())
+        session.execute(
+            insert(DeliveryAttempt),
+            [
+                {
+                    "notice_id": nid,
+                    "at": now,
+                    "status_code": o.status,
+                    "error": o.error,
+                    "duration_ms": o.duration_ms,
+                }
+                for nid, o, _r in outcomes
+            ],
+        )
+        changes: list[dict[str, object]] = []
+        events: list[tuple[str, dict[str, object]]] = []
+        for nid, outcome, rnd in outcomes:
+            if nid not in held:  # not ours (or already moved on by an earlier outcome)
+                out.append("lost-claim")
+                continue
+            attempts = held.pop(nid) + 1
+            state, next_at, event = advance(nid, attempts, outcome, now, policy, rnd)
+            out.append(state)
+            changes.append(
+                {
+                    "b_id": nid,
+                    "b_state": state,
+                    "b_attempts": attempts,
+                    "b_next": next_at,
+                    "b_delivered": now if state == DeliveryState.DELIVERED.value else None,
+                }
+            )
             if event is not None:
                 events.append(event)
-        # Notice rows first, the audit head last: the same lock order as every other
-        # writer (e.g. an acknowledgement), so PostgreSQL cannot deadlock between them.
-        session.flush()
-        for type_, payload in events:
+        if changes:
+            t = Notice.__table__
+            session.execute(
+                update(t)
+                .where(t.c.id == bindparam("b_id"), t.c.claimed_by == worker_id)
+                .values(
+                    delivery_state=bindparam("b_state"),
+                    attempts=bindparam("b_attempts"),
+                    next_attempt_at=bindparam("b_next"),
+                    delivered_at=bindparam("b_delivered"),
+                    claimed_by=None,
+                    claimed_until=None,
+                ),
+                changes,
+            )
+        for type_, payload in sorted(events, key=lambda e: e[1]["notice"]):  # type: ignore[arg-type,return-value]
             audit.record(session, at=now, actor=ACTOR, type=type_, payload=payload)
-    return {nid: out[nid] for nid, _o, _r in outcomes}
+    result: dict[int, str] = {}
+    for (nid, _o, _r), state in zip(outcomes, out, strict=True):
+        if result.get(nid) in (None, "lost-claim"):
+            result[nid] = state
+    return result
 
 
-def _advance(
-    session,  # type: ignore[no-untyped-def]
+def advance(
     notice_id: int,
-    worker_id: str,
+    attempts: int,
     outcome: Outcome,
     now: datetime,
     policy: RetryPolicy,
     rnd: float,
-) -> tuple[str, tuple[str, dict[str, object]] | None]:
-    """Move one claimed notice on; return its state and the event to record, if any."""
-    notice = session.scalar(
-        select(Notice).where(
-            Notice.id == notice_id,
-            Notice.claimed_by == worker_id,
-            Notice.delivery_state == DeliveryState.PENDING.value,
-        )
-    )
-    if notice is None:
-        return "lost-claim", None
-    attempts = notice.attempts + 1
-    notice.attempts = attempts
-    notice.claimed_by = None
-    notice.claimed_until = None
-    event: tuple[str, dict[str, object]] | None = None
+) -> tuple[str, datetime | None, tuple[str, dict[str, object]] | None]:
+    """The state after attempt number ``attempts`` (pure): (state, next attempt, event)."""
     if outcome.ok:
-        notice.delivery_state = DeliveryState.DELIVERED.value
-        notice.delivered_at = now
-        notice.next_attempt_at = None
         payload = {"notice": notice_id, "attempts": attempts, "status": outcome.status}
-        event = ("notice.delivered", payload)
-    elif attempts >= policy.max_attempts:
-        notice.delivery_state = DeliveryState.FAILED.value
-        notice.next_attempt_at = None
-        event = (
-            "notice.delivery_failed",
-            {
-                "notice": notice_id,
-                "attempts": attempts,
-                "status": outcome.status,
-                "error": outcome.error,
-            },
+        return DeliveryState.DELIVERED.value, None, ("notice.delivered", payload)
+    if attempts >= policy.max_attempts:
+        payload = {
+            "notice": notice_id,
+            "attempts": attempts,
+            "status": outcome.status,
+            "error": outcome.error,
+        }
+        return DeliveryState.FAILED.value, None, ("notice.delivery_failed", payload)
+    return DeliveryState.PENDING.value, now + policy.delay(attempts, rnd), None
+
+
+def release(db: Database, worker_id: str, ids: Sequence[int]) -> None:
+    """Give up claims on notices this worker will not send (e.g. when stopping)."""
+    if not ids:
+        return
+    with db.session() as session:
+        session.execute(
+            update(Notice)
+            .where(Notice.id.in_(list(ids)), Notice.claimed_by == worker_id)
+            .values(claimed_by=None, claimed_until=None)
+            .execution_options(synchronize_session=False)
         )
-    else:
-        notice.next_attempt_at = now + policy.delay(attempts, rnd)
-    return str(notice.delivery_state), event
 
 
 def worker_name() -> str:
@@ -240,13 +287,14 @@ class DeliveryWorker:
         *,
         worker_id: str | None = None,
         batch: int = 64,
-        concurrency: int = 16,
+        concurrency: int = CONCURRENCY,
         timeout: float = 10.0,
         lease: timedelta = timedelta(minutes=2),
         policy: RetryPolicy | None = None,
         seed: int | None = None,
         poll_interval: float = 0.5,
         client: httpx.AsyncClient | None = None,
+        record_linger: float = 0.005,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -258,6 +306,7 @@ class DeliveryWorker:
         self.policy = policy or RetryPolicy()
         self.rng = random.Random(seed)
         self.poll_interval = poll_interval
+        self.record_linger = record_linger
         self._client = client
         self._own_client = client is None
         self._wake = asyncio.Event()
@@ -300,68 +349,172 @@ class DeliveryWorker:
             return Outcome(None, error, (time.perf_counter() - start) * 1000)
 
     async def run_once(self) -> int:
-        """Claim a batch of due notices and deliver them; return how many were claimed."""
-        now = self.clock.now()
-        ids = await asyncio.to_thread(
-            claim_due, self.db, self.worker_id, now, limit=self.batch, lease=self.lease
-        )
-        if not ids:
-            return 0
-        prepared = await asyncio.to_thread(prepare, self.db, ids)
-        client = await self._ensure_client()
-        sem = asyncio.Semaphore(self.concurrency)
-
-        async def send(p: Prepared) -> Outcome:
-            async with sem:
-                return await self._post(client, p)
-
-        outcomes = await asyncio.gather(*(send(p) for p in prepared))
-        # One transaction records the whole batch (a crash before it only causes repeats,
-        # which receivers recognise by Idempotency-Key).
-        batch = [
-            (p.notice_id, o, self.rng.random()) for p, o in zip(prepared, outcomes, strict=True)
-        ]
-        states = await asyncio.to_thread(
-            record_outcomes, self.db, self.worker_id, batch, self.clock.now(), self.policy
-        )
-        for (_nid, outcome, _r), state in zip(batch, states.values(), strict=True):
-            if state == DeliveryState.DELIVERED.value:
-                self.delivered += 1
-            elif not outcome.ok:
-                self.failed_attempts += 1
-        return len(ids)
+        """Claim one batch of due notices and deliver it; return how many were claimed."""
+        return await self._pump(claims=1, until_idle=True, stop=None)
 
     async def run_until_idle(self, max_rounds: int = 10_000) -> int:
         """Deliver until nothing is due at the clock's current time; return notices claimed."""
-        total = 0
-        for _ in range(max_rounds):
-            n = await self.run_once()
-            if n == 0:
-                break
-            total += n
-        return total
+        return await self._pump(claims=max_rounds, until_idle=True, stop=None)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Loop until ``stop`` is set: deliver, and poll when idle."""
-        stop = stop or asyncio.Event()
         try:
-            while not stop.is_set():
-                try:
-                    n = await self.run_once()
-                except Exception as exc:  # keep serving; a DB hiccup must not kill the loop
-                    import logging
-
-                    logging.getLogger(__name__).warning("delivery round failed: %s", exc)
-                    n = 0
-                if n:
-                    continue
-                self._wake.clear()
-                waiters = [asyncio.ensure_future(self._wake.wait())]
-                waiters.append(asyncio.ensure_future(stop.wait()))
-                _done, pending = await asyncio.wait(
-                    waiters, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
-                )
-                for task in pending:
-                    task.cancel()
+            await self._pump(claims=None, until_idle=False, stop=stop or asyncio.Event())
         finally:
             await self.aclose()
+
+    async def _pump(
+        self, *, claims: int | None, until_idle: bool, stop: asyncio.Event | None
+    ) -> int:
+        """The pipeline: claim/prepare ahead, send with bounded concurrency, record in batches.
+
+        Stops after ``claims`` claim queries (None: no limit), when nothing is due and
+        nothing is in flight (``until_idle``), or when ``stop`` is set; then lets the POSTs
+        in flight finish, records them, and releases claims on notices never sent.
+        Returns the number of notices claimed.
+        """
+        client = await self._ensure_client()
+        sem = asyncio.Semaphore(self.concurrency)
+        sent_one = asyncio.Event()  # a POST finished (room to claim more)
+        recorded = asyncio.Event()  # outcomes were recorded (notices may be due again)
+        have_outcomes = asyncio.Event()
+        ahead = 0  # claimed and prepared, not yet POSTed to the end
+        unrecorded = 0  # claimed and prepared, outcome not yet recorded (nor released)
+        buffer: list[tuple[int, Outcome, float]] = []
+        unsent: list[int] = []
+        finished = False  # no more claims: the recorder stops once everything is recorded
+        senders: set[asyncio.Task[None]] = set()
+        errors: list[BaseException] = []
+        log = logging.getLogger(__name__)
+
+        def stopping() -> bool:
+            return stop is not None and stop.is_set()
+
+        async def send(p: Prepared) -> None:
+            nonlocal ahead, unrecorded
+            try:
+                async with sem:
+                    if stopping():
+                        unsent.append(p.notice_id)
+                        unrecorded -= 1
+                        return
+                    try:
+                        outcome = await self._post(client, p)
+                    except Exception as exc:  # never lose track of a claimed notice
+                        outcome = Outcome(None, f"{type(exc).__name__}: {exc}", 0.0)
+                buffer.append((p.notice_id, outcome, self.rng.random()))
+                have_outcomes.set()
+            finally:
+                ahead -= 1
+                sent_one.set()
+
+        async def recorder() -> None:
+            nonlocal unrecorded
+            while True:
+                if not buffer:
+                    if finished and unrecorded <= 0:
+                        return
+                    have_outcomes.clear()
+                    await have_outcomes.wait()
+                    continue
+                # a short linger lets a few completions share one transaction
+                if len(buffer) < self.concurrency and ahead > 0 and self.record_linger > 0:
+                    await asyncio.sleep(self.record_linger)
+                batch = buffer[:]
+                del buffer[:]
+                try:
+                    states = await asyncio.to_thread(
+                        record_outcomes,
+                        self.db,
+                        self.worker_id,
+                        batch,
+                        self.clock.now(),
+                        self.policy,
+                    )
+                except Exception as exc:  # the claims expire; receivers dedup the resend
+                    log.warning("recording %d delivery outcomes failed: %s", len(batch), exc)
+                    errors.append(exc)
+                    states = {}
+                for nid, outcome, _r in batch:
+                    if states.get(nid) == DeliveryState.DELIVERED.value:
+                        self.delivered += 1
+                    elif not outcome.ok:
+                        self.failed_attempts += 1
+                unrecorded -= len(batch)
+                recorded.set()
+
+        async def wait(event: asyncio.Event, idle: bool = False) -> None:
+            """Wait for ``event`` or ``stop``; when ``idle``, also a wake-up or the poll."""
+            event.clear()
+            waiters = [asyncio.ensure_future(event.wait())]
+            if stop is not None:
+                waiters.append(asyncio.ensure_future(stop.wait()))
+            if idle:
+                waiters.append(asyncio.ensure_future(self._wake.wait()))
+            try:
+                await asyncio.wait(
+                    waiters,
+                    timeout=self.poll_interval if idle else None,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                for w in waiters:
+                    w.cancel()
+
+        record_task = asyncio.create_task(recorder())
+        total = 0
+        n_claims = 0
+        low_water = max(self.concurrency, self.batch // 2)
+        try:
+            while not stopping() and not (until_idle and errors):
+                if claims is not None and n_claims >= claims:
+                    break
+                if ahead > low_water:
+                    await wait(sent_one)
+                    continue
+                self._wake.clear()
+                try:
+                    ids = await asyncio.to_thread(
+                        claim_due,
+                        self.db,
+                        self.worker_id,
+                        self.clock.now(),
+                        limit=self.batch - ahead,
+                        lease=self.lease,
+                    )
+                    n_claims += 1
+                    prepared = await asyncio.to_thread(prepare, self.db, ids) if ids else []
+                except Exception as exc:  # keep serving; a DB hiccup must not kill the loop
+                    if until_idle:
+                        raise
+                    log.warning("delivery round failed: %s", exc)
+                    await wait(recorded, idle=True)
+                    continue
+                if ids:
+                    total += len(ids)
+                    ahead += len(prepared)
+                    unrecorded += len(prepared)
+                    for p in prepared:
+                        task = asyncio.create_task(send(p))
+                        senders.add(task)
+                        task.add_done_callback(senders.discard)
+                elif unrecorded > 0:  # what is in flight may be due again once recorded
+                    await wait(recorded, idle=not until_idle)
+                elif until_idle:
+                    break
+                else:
+                    await wait(recorded, idle=True)
+        finally:
+            finished = True
+            if senders:
+                await asyncio.gather(*list(senders), return_exceptions=True)
+            have_outcomes.set()
+            await record_task
+            if unsent:
+                try:
+                    await asyncio.to_thread(release, self.db, self.worker_id, unsent)
+                except Exception as exc:  # the leases expire anyway
+                    log.warning("releasing %d claims failed: %s", len(unsent), exc)
+        if errors and until_idle:
+            raise errors[0]
+        return total
