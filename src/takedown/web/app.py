@@ -81,5 +81,12 @@ def create_app(
     if feed_dir is not None:
         from fastapi.staticfiles import StaticFiles
 
-        app.mount("/feed", StaticFiles(directory=str(feed_dir)), name="feed")
+        from takedown.feed.repository import SERVED_DIRS
+
+        # Only the public halves of the repository: never keys/ or the settings file.
+        for sub in SERVED_DIRS:
+            (Path(feed_dir) / sub).mkdir(parents=True, exist_ok=True)
+            app.mount(
+                f"/feed/{sub}", StaticFiles(directory=str(Path(feed_dir) / sub)), name=f"feed-{sub}"
+            )
     return app
