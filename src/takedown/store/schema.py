@@ -97,6 +97,19 @@ class PlatformToken(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class ApiToken(Base):
+    """A regulator staff member's API token for ``/api/…`` (stored as its SHA-256 hex)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
 class Obligation(Base):
     __tablename__ = "obligations"
 
