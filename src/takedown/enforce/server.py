@@ -547,11 +547,16 @@ class _Pipe:
                 self._want_write()
                 return
         self.granted = 0
+        was_writing = self.writing
         self._stop_writing()
         if self.eof:
             self._shutdown()
-        else:
-            self.start_reading()
+            return
+        self.start_reading()
+        if was_writing and self.reading and self.bucket is None:
+            # the destination drained: the source most likely has bytes waiting already,
+            # so move them now instead of after another trip through the selector
+            self.on_readable()
 
     def _on_timer(self) -> None:
         self.timer = None
