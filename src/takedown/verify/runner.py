@@ -53,6 +53,7 @@ class RunOptions:
     vantage: Vantage = LOCAL
     platform: str | None = None
     only_open: bool = False
+    states: tuple[str, ...] = ()  # only items in these projection states (e.g. ("claimed",))
     settings: ProbeSettings = field(default_factory=ProbeSettings)
     connect_to: dict[str, Route] = field(default_factory=dict)
     only_loopback: bool = False
@@ -136,6 +137,8 @@ def open_round(db: Database, opts: RunOptions, now: datetime) -> tuple[int, bool
             conds.append(Item.platform_id == pid)
         if opts.only_open:
             conds.append(Item.state.in_([ItemState.OPEN.value, ItemState.CLAIMED.value]))
+        if opts.states:
+            conds.append(Item.state.in_(list(opts.states)))
         sel = select(literal(cr.id, Integer).label("round_id"), Item.id).where(*conds)
         result = session.execute(insert(CheckTask).from_select(["round_id", "item_id"], sel))
         n = result.rowcount if result.rowcount is not None and result.rowcount >= 0 else None
