@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from takedown.cli import api_tokens as api_tokens_cli
 from takedown.cli import common
 from takedown.cli import enforce as enforce_cli
 from takedown.cli import feed as feed_cli
@@ -47,6 +48,7 @@ def root(
 registry_cli.register(app)
 rules_cli.register(app)
 platform_cli.register(app)
+api_tokens_cli.register(app)
 notices_cli.register(app)
 verify_cli.register(app)
 policy_cli.register(app)

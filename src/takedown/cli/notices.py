@@ -109,8 +109,13 @@ def register(app: typer.Typer) -> None:
         lease: float = typer.Option(120.0, "--lease", help="Claim lease in clock seconds."),
         timeout: float = typer.Option(10.0, "--timeout", help="Webhook timeout, seconds."),
         feed_dir: str = typer.Option(None, "--feed-dir", help="Serve this directory at /feed/."),
+        public_url: str = typer.Option(
+            None, "--public-url", help="Base URL of the public pages (default: the request's)."
+        ),
+        appeal_url: str = typer.Option(None, "--appeal-url", help="Where the public may appeal."),
     ) -> None:
-        """Run the HTTP app (platform API, …) with the notice delivery worker (uvicorn)."""
+        """Run the HTTP app (platform, regulator and public APIs, /metrics) with the notice
+        delivery worker (uvicorn)."""
         from datetime import timedelta
 
         import uvicorn
@@ -126,5 +131,17 @@ def register(app: typer.Typer) -> None:
             worker = DeliveryWorker(
                 db, clock, poll_interval=poll, lease=timedelta(seconds=lease), timeout=timeout
             )
-        app_ = create_app(db, clock=clock, worker=worker, feed_dir=feed_dir)
-        uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)
+        from takedown.web import public, regulator_api
+        from takedown.web.metrics import Metrics
+
+        metrics = Metrics(db, clock)
+        routers = [
+            regulator_api.make_router(public_url=public_url),
+            public.make_router(public.PublicSettings(public_url=public_url, appeal_url=appeal_url)),
+        ]
+        app_ = create_app(
+            db, clock=clock, worker=worker, feed_dir=feed_dir, routers=routers, metrics=metrics.app
+        )
+        uvicorn.run(
+            metrics.middleware(app_), host=host, port=port, log_level="warning", access_log=False
+        )

@@ -1,0 +1,64 @@
+"""`takedown api-token`: issue, list and revoke regulator staff tokens for ``/api/…``."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from takedown.cli import common
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the main app."""
+    group = typer.Typer(help="Regulator staff API tokens (for /api/…; not the platform API).")
+    app.add_typer(group, name="api-token")
+
+    @group.command("issue")
+    def issue(
+        name: str = typer.Argument(..., help="Who the token is for (e.g. alice)."),
+        role: str = typer.Option(
+            "regulator", "--role", help="regulator, analyst, approver, auditor."
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Machine output."),
+    ) -> None:
+        """Issue a token and print it once (only its SHA-256 is stored).
+
+        Example: takedown api-token issue alice --role analyst
+        """
+        from takedown.web.regulator_api import issue_token
+
+        token = issue_token(
+            common.database(), name, role=role, now=common.now(), actor=common.actor()
+        )
+        if as_json:
+            common.print_json({"name": name, "role": role, "token": token})
+            return
+        common.err_console.print(f"token for {name} ({role}); shown once, keep it safe:")
+        print(token)
+
+    @group.command("list")
+    def list_(as_json: bool = typer.Option(False, "--json", help="Machine output.")) -> None:
+        """List staff tokens (names, roles, dates; never the tokens)."""
+        from takedown.web.regulator_api import list_tokens
+
+        rows = list_tokens(common.database())
+        if as_json:
+            common.print_json([r.as_json() for r in rows])
+            return
+        table = Table("name", "role", "created", "revoked")
+        for r in rows:
+            table.add_row(
+                r.name,
+                r.role,
+                f"{r.created_at:%Y-%m-%d %H:%M}",
+                f"{r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "-",
+            )
+        common.console.print(table)
+
+    @group.command("revoke")
+    def revoke(name: str = typer.Argument(..., help="Whose active token to revoke.")) -> None:
+        """Revoke a staff member's active token. Example: takedown api-token revoke alice"""
+        from takedown.web.regulator_api import revoke_token
+
+        revoke_token(common.database(), name, now=common.now(), actor=common.actor())
+        common.console.print(f"revoked the token of {name}")

@@ -1,0 +1,302 @@
+"""The regulator API: read-only ``/api/…`` for regulator staff, with their own bearer tokens.
+
+Staff tokens live in ``api_tokens`` (SHA-256 hex, like platform tokens) and are a
+different table from platform tokens: a platform token is refused here (401) and a staff
+token is refused on ``/api/platform/…`` (401).
+
+Examples::
+
+    takedown api-token issue alice --role analyst          # prints the token once
+    curl -H "Authorization: Bearer $T" http://127.0.0.1:8470/api/status?platform=twitter
+    curl -H "Authorization: Bearer $T" "http://127.0.0.1:8470/api/status?at=2021-05-17T00:00:00Z"
+    curl -H "Authorization: Bearer $T" "http://127.0.0.1:8470/api/measures?state=active"
+    curl -H "Authorization: Bearer $T" http://127.0.0.1:8470/api/measures/3
+    curl -H "Authorization: Bearer $T" http://127.0.0.1:8470/api/items/42
+    curl -H "Authorization: Bearer $T" http://127.0.0.1:8470/api/directives
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from takedown.errors import AuthError, Conflict, InputError, NotFound
+from takedown.model import Figures, MeasureState
+from takedown.store import audit
+from takedown.store.db import Database
+from takedown.store.schema import ApiToken, Platform
+
+ROLES = ("regulator", "analyst", "approver", "auditor")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
+# The documented keys of ``takedown status --json``.
+STATUS_KEYS = (
+    "platform",
+    "flagged",
+    "removed",
+    "restricted",
+    "claimed",
+    "remaining",
+    "overdue",
+    "removed_share",
+    "on_time_share",
+    "ttr_median_h",
+    "ttr_p90_h",
+)
+MEASURE_STATES = tuple(s.value for s in MeasureState)
+
+
+# --- tokens ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Staff:
+    """Who a staff token belongs to."""
+
+    name: str
+    role: str
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    name: str
+    role: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "role": self.role,
+            "created_at": self.created_at.isoformat(),
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "active": self.revoked_at is None,
+        }
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def issue_token(db: Database, name: str, *, role: str, now: datetime, actor: str) -> str:
+    """Issue a staff token; return it (stored only as a hash). One active token per name."""
+    if not NAME.match(name):
+        raise InputError(f"bad name {name!r}: letters, digits, '.', '_', '@', '-'", where="NAME")
+    if role not in ROLES:
+        raise InputError(f"unknown role {role!r}; known: {', '.join(ROLES)}", where="--role")
+    token = "tdr_" + secrets.token_urlsafe(32)
+    digest = hash_token(token)
+    with db.session() as session:
+        active = session.scalar(
+            select(ApiToken.id).where(ApiToken.name == name, ApiToken.revoked_at.is_(None))
+        )
+        if active is not None:
+            raise Conflict(f"{name!r} has an active token; revoke it first", where="NAME")
+        session.add(ApiToken(name=name, role=role, token_hash=digest, created_at=now))
+        audit.record(
+            session,
+            at=now,
+            actor=actor,
+            type="api_token.issued",
+            payload={"name": name, "role": role, "token_sha256_prefix": digest[:12]},
+        )
+    return token
+
+
+def revoke_token(db: Database, name: str, *, now: datetime, actor: str) -> int:
+    """Revoke ``name``'s active token(s); return how many. NotFound if none is active."""
+    with db.session() as session:
+        n = session.execute(
+            update(ApiToken)
+            .where(ApiToken.name == name, ApiToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        ).rowcount
+        if not n:
+            raise NotFound(f"no active token named {name!r}", where="NAME")
+        audit.record(session, at=now, actor=actor, type="api_token.revoked", payload={"name": name})
+    return int(n)
+
+
+def list_tokens(db: Database) -> list[TokenInfo]:
+    """Every staff token, oldest first (never the token or its hash)."""
+    with db.reading() as session:
+        rows = session.scalars(select(ApiToken).order_by(ApiToken.id)).all()
+        return [TokenInfo(r.name, r.role, r.created_at, r.revoked_at) for r in rows]
+
+
+def authenticate(session: Session, token: str | None) -> Staff:
+    """The staff member a bearer token belongs to; AuthError if missing, unknown or revoked."""
+    if not token:
+        raise AuthError("missing bearer token", where="Authorization")
+    digest = hash_token(token)
+    row = session.execute(
+        select(ApiToken.name, ApiToken.role, ApiToken.token_hash).where(
+            ApiToken.token_hash == digest, ApiToken.revoked_at.is_(None)
+        )
+    ).first()
+    # Looked up by hash; the final comparison is constant-time all the same.
+    stored = row[2] if row else "0" * 64
+    if not hmac.compare_digest(stored, digest) or row is None:
+        raise AuthError("invalid token", where="Authorization")
+    return Staff(row[0], row[1])
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _auth(db: Database, token: str) -> Staff:
+    with db.reading() as session:
+        return authenticate(session, token)
+
+
+async def staff(request: Request) -> Staff:
+    """The authenticated staff member (401 without a valid ``Authorization: Bearer``)."""
+    token = _bearer(request)
+    if token is None:
+        raise AuthError("missing bearer token", where="Authorization")
+    return await run_in_threadpool(_auth, request.app.state.db, token)
+
+
+# --- documents ------------------------------------------------------------------------------
+
+
+def figures_json(f: Figures) -> dict[str, Any]:
+    """One Figures with the keys of ``takedown status --json``."""
+    data: dict[str, Any] = {k: getattr(f, k) for k in STATUS_KEYS}
+    data["as_of"] = f.as_of.isoformat()
+    if f.category is not None:
+        data["category"] = f.category
+    return data
+
+
+def status_doc(
+    db: Database, now: datetime, platform: str | None, at: datetime | None
+) -> dict[str, Any] | list[dict[str, Any]]:
+    """What ``takedown status --json [--platform P] [--at T]`` prints."""
+    from takedown import ledger
+
+    with db.reading() as session:
+        slugs = (
+            [platform]
+            if platform
+            else list(session.scalars(select(Platform.slug).order_by(Platform.slug)))
+        )
+        rows: list[Figures] = []
+        for slug in slugs:
+            if at is None:
+                rows += ledger.status_fast(session, slug, now)
+            else:
+                rows += ledger.status_from_facts(session, slug, at)
+    out = [figures_json(f) for f in rows]
+    return out[0] if platform and len(out) == 1 else out
+
+
+def item_doc(db: Database, item_id: int) -> dict[str, Any]:
+    from takedown.registry.formats._base import entry_fields
+    from takedown.registry.service import get_item
+
+    entry, item = get_item(db, item_id)
+    data = entry_fields(entry)
+    data.update(
+        deadline_at=item.deadline_at.isoformat() if item.deadline_at else None,
+        verified_at=item.verified_at.isoformat() if item.verified_at else None,
+        delist_decision=item.delist_decision,
+    )
+    return data
+
+
+def directives_doc(db: Database, now: datetime, public_url: str) -> dict[str, Any]:
+    from takedown.feed.compile import compile_directives
+    from takedown.feed.directives import to_dict
+
+    with db.reading() as session:
+        compiled = compile_directives(session, now, public_url=public_url)
+    doc = to_dict(compiled.directives)
+    doc["refused"] = list(compiled.refused)
+    return doc
+
+
+def _parse_at(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    from takedown.clock import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise InputError(f"not an ISO 8601 time: {text!r}", where="at") from None
+
+
+def base_url(request: Request, public_url: str | None) -> str:
+    """The configured public URL, else the one the request came in on."""
+    return (public_url or str(request.base_url)).rstrip("/")
+
+
+# --- routes ---------------------------------------------------------------------------------
+
+
+def make_router(*, public_url: str | None = None) -> APIRouter:
+    """The ``/api`` router; ``public_url`` goes into the directives' reference URLs."""
+    router = APIRouter(prefix="/api", tags=["regulator"], dependencies=[Depends(staff)])
+
+    @router.get("/status")
+    async def status(
+        request: Request,
+        platform: str | None = Query(None, description="one platform (default: each)"),
+        at: str | None = Query(None, description="as of this ISO 8601 time (default: now)"),
+    ) -> Any:
+        """Compliance figures per platform (the keys of ``takedown status --json``)."""
+        when = _parse_at(at)
+        now = request.app.state.clock.now()
+        return await run_in_threadpool(status_doc, request.app.state.db, now, platform, when)
+
+    @router.get("/measures")
+    async def measures(
+        request: Request,
+        platform: str | None = Query(None),
+        state: str | None = Query(None, description=f"one of {', '.join(MEASURE_STATES)}"),
+    ) -> list[dict[str, Any]]:
+        """Measures as of now, with their state now."""
+        from takedown.policy.measures import list_measures
+
+        if state is not None and state not in MEASURE_STATES:
+            raise InputError(f"unknown state {state!r}", where="state")
+        now = request.app.state.clock.now()
+        rows = await run_in_threadpool(
+            list_measures, request.app.state.db, at=now, platform=platform
+        )
+        return [r for r in rows if state is None or r["state"] == state]
+
+    @router.get("/measures/{measure_id}")
+    async def measure(request: Request, measure_id: int) -> dict[str, Any]:
+        """A measure and the chain to the facts and decisions behind it (``explain``)."""
+        from takedown.policy.measures import explain
+
+        return await run_in_threadpool(explain, request.app.state.db, measure_id)
+
+    @router.get("/items/{item_id}")
+    async def item(request: Request, item_id: int) -> dict[str, Any]:
+        """One register item with its legal basis, provenance and state."""
+        return await run_in_threadpool(item_doc, request.app.state.db, item_id)
+
+    @router.get("/directives")
+    async def directives(request: Request) -> dict[str, Any]:
+        """The directive set compiled at now (what a publication now would sign)."""
+        now = request.app.state.clock.now()
+        url = base_url(request, public_url)
+        return await run_in_threadpool(directives_doc, request.app.state.db, now, url)
+
+    return router

@@ -1,0 +1,50 @@
+"""Test support for the regulator API, public pages and /metrics: the app as served."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from takedown.clock import Clock
+from takedown.store.db import Database
+from takedown.web import public, regulator_api
+from takedown.web.app import create_app
+from takedown.web.metrics import Metrics
+
+APPEAL = "Write to the regulator's appeals office within 30 days."
+APPEAL_URL = "https://appeals.regulator.example/form"
+
+
+def full_app(db: Database, clock: Clock, *, public_url: str | None = None) -> Any:
+    """What ``takedown serve`` runs: all routers, /metrics, the request counter."""
+    metrics = Metrics(db, clock)
+    settings = public.PublicSettings(
+        public_url=public_url, appeal_text=APPEAL, appeal_url=APPEAL_URL
+    )
+    app = create_app(
+        db,
+        clock=clock,
+        routers=[regulator_api.make_router(public_url=public_url), public.make_router(settings)],
+        metrics=metrics.app,
+    )
+    return metrics.middleware(app)
+
+
+def takedown(
+    db_url: str, *args: str, clock_file: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would (a real process)."""
+    env = dict(os.environ, TAKEDOWN_ACTOR="alice")
+    if clock_file is not None:
+        env["TAKEDOWN_CLOCK"] = f"file:{clock_file}"
+    return subprocess.run(
+        [sys.executable, "-c", "from takedown.cli import main; main()", "--db", db_url, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
