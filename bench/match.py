@@ -7,9 +7,13 @@ half of them matching, the rest near misses and unrelated names) are generated f
 seed. Baselines, measured in the same run:
 
 - the floor: an exact ``dict`` lookup of the whole name (no wildcards, no normalisation),
-  called once per query like the matcher;
-- pyahocorasick: every host rule as a substring, the 2021 ``*t.co*`` semantics. Its
-  wrong matches are the collateral hits that rule style would have caused.
+  timed in the same two loop shapes as the matcher over the same query list: per item (a
+  Python call per query: ``match_host`` vs a function doing ``dict.get``) and batch (one
+  call over the list: ``match_hosts`` vs a comprehension of ``dict.get``). The goals are
+  judged per item, the shape of the issue's figures and of pyahocorasick's loop;
+- pyahocorasick: every host rule as a substring, the 2021 ``*t.co*`` semantics, one
+  Python call per query. Its wrong matches are the collateral hits that rule style would
+  have caused.
 
 Our wrong matches are counted against ``ReferenceMatcher`` (a linear scan) on a sample.
 Times are CPU seconds of this process (best of ``--repeat``), robust on a shared machine.
@@ -188,43 +192,68 @@ def main(argv: list[str]) -> int:
     for pattern, key in host_rules:
         floor.setdefault(pattern.removeprefix("*."), key)
 
-    print("host queries")
+    # Two loop shapes, each the same for the floor and the matcher over the same list:
+    # per item (a Python call per query in a list comprehension, as a caller with one name
+    # at a time has) and batch (one call over the whole list, the loop inside it).
+    print("host queries, per item (one call per query)")
     floor_get = floor.get
 
     def exact_lookup(name: str) -> int | None:
         return floor_get(name)
 
+    def exact_batch(queries: list[str]) -> list[int | None]:
+        get = floor.get
+        return [get(q) for q in queries]
+
+    match_host = matcher.match_host
     floor_s, _ = _timed(
         "floor: dict lookup of the whole name",
         lambda: [exact_lookup(q) for q in host_q],
         len(host_q),
         rep,
     )
-    _timed(
-        "(for scale: map(dict.get) in C, no call)",
-        lambda: list(map(floor_get, host_q)),
-        len(host_q),
-        rep,
-    )
     ours_s, ours = _timed(
+        "Matcher.match_host", lambda: [match_host(q) for q in host_q], len(host_q), rep
+    )
+    print("host queries, batch (one call for all)")
+    floor_b_s, _ = _timed(
+        "floor: dict lookups in one loop", lambda: exact_batch(host_q), len(host_q), rep
+    )
+    ours_b_s, ours_b = _timed(
         "Matcher.match_hosts", lambda: matcher.match_hosts(host_q), len(host_q), rep
     )
+    batch_disagree = sum(a != b for a, b in zip(ours, ours_b, strict=True))
     matched_share = sum(1 for r in ours if r) / max(1, len(ours))
 
-    print("IP queries")
+    print("IP queries, per item")
     ip_floor = {text: key for text, key in ip_rules}
     ip_get = ip_floor.get
 
     def exact_ip(addr: str) -> int | None:
         return ip_get(addr)
 
+    def exact_ip_batch(queries: list[str]) -> list[int | None]:
+        get = ip_floor.get
+        return [get(q) for q in queries]
+
+    match_ip = matcher.match_ip
     ipfloor_s, _ = _timed(
         "floor: dict lookup of the address text",
         lambda: [exact_ip(q) for q in ip_q],
         len(ip_q),
         rep,
     )
-    ipours_s, ours_ip = _timed("Matcher.match_ips", lambda: matcher.match_ips(ip_q), len(ip_q), rep)
+    ipours_s, ours_ip = _timed(
+        "Matcher.match_ip", lambda: [match_ip(q) for q in ip_q], len(ip_q), rep
+    )
+    print("IP queries, batch")
+    ipfloor_b_s, _ = _timed(
+        "floor: dict lookups in one loop", lambda: exact_ip_batch(ip_q), len(ip_q), rep
+    )
+    ipours_b_s, ours_ip_b = _timed(
+        "Matcher.match_ips", lambda: matcher.match_ips(ip_q), len(ip_q), rep
+    )
+    batch_disagree += sum(a != b for a, b in zip(ours_ip, ours_ip_b, strict=True))
     ip_matched_share = sum(1 for r in ours_ip if r) / max(1, len(ours_ip))
 
     print("pyahocorasick (substring semantics)")
@@ -270,8 +299,8 @@ def main(argv: list[str]) -> int:
     ip_sample = rng.sample(range(len(ip_q)), min(sample, len(ip_q)))
     start = time.perf_counter()
     reference: ReferenceMatcher[int] = ReferenceMatcher.compile(host_rules, ip_rules)
-    ours_wrong = sum(reference.match_host(host_q[i]) != ours[i] for i in host_sample)
-    ours_wrong += sum(reference.match_ip(ip_q[i]) != ours_ip[i] for i in ip_sample)
+    ours_wrong = sum(reference.match_host(host_q[i]) != list(ours[i]) for i in host_sample)
+    ours_wrong += sum(reference.match_ip(ip_q[i]) != list(ours_ip[i]) for i in ip_sample)
     ac_wrong_sample = sum(
         sorted(reference.match_host(host_q[i])) != sorted(ac_out[i]) for i in host_sample
     )
@@ -281,6 +310,8 @@ def main(argv: list[str]) -> int:
     host_vs_floor = floor_s / ours_s if ours_s else float("inf")
     ip_vs_floor = ipfloor_s / ipours_s if ipours_s else float("inf")
     vs_ac = ac_s / ours_s if ours_s else float("inf")
+    host_vs_floor_b = floor_b_s / ours_b_s if ours_b_s else float("inf")
+    ip_vs_floor_b = ipfloor_b_s / ipours_b_s if ipours_b_s else float("inf")
     _report(
         [
             ("rules compiled", f"{len(matcher):,}", ""),
@@ -293,19 +324,28 @@ def main(argv: list[str]) -> int:
             ("peak RSS of the whole run", f"{peak / 2**20:.0f} MiB", ""),
             ("host queries matching", f"{matched_share:.1%}", ""),
             ("IP queries matching", f"{ip_matched_share:.1%}", ""),
-            ("host throughput", _rate(len(host_q), ours_s), ""),
+            ("host throughput, per item", _rate(len(host_q), ours_s), ""),
             (
-                "  vs exact-dict floor",
+                "  vs exact-dict floor, per item",
                 f"{host_vs_floor:.2f}x",
                 _goal(host_vs_floor >= 1 / 3, ">= 0.33x"),
             ),
-            ("  vs pyahocorasick", f"{vs_ac:.2f}x", _goal(vs_ac >= 3, ">= 3x")),
-            ("IP throughput", _rate(len(ip_q), ipours_s), ""),
-            ("  vs exact-dict floor", f"{ip_vs_floor:.2f}x", ""),
+            ("  vs pyahocorasick, per item", f"{vs_ac:.2f}x", _goal(vs_ac >= 3, ">= 3x")),
+            ("host throughput, batch", _rate(len(host_q), ours_b_s), ""),
+            ("  vs exact-dict floor, batch", f"{host_vs_floor_b:.2f}x", ""),
+            ("IP throughput, per item", _rate(len(ip_q), ipours_s), ""),
+            ("  vs exact-dict floor, per item", f"{ip_vs_floor:.2f}x", ""),
+            ("IP throughput, batch", _rate(len(ip_q), ipours_b_s), ""),
+            ("  vs exact-dict floor, batch", f"{ip_vs_floor_b:.2f}x", ""),
             (
                 "our wrong matches (sample vs reference)",
                 f"{ours_wrong}",
                 _goal(ours_wrong == 0, "0"),
+            ),
+            (
+                "batch and per-item answers differing",
+                f"{batch_disagree}",
+                _goal(batch_disagree == 0, "0"),
             ),
             ("pyahocorasick build", f"{ac_build_s:.2f} s, {ac_bytes / 2**20:.0f} MiB", ""),
             ("pyahocorasick wrong queries (all)", f"{ac_wrong_queries:,} of {len(host_q):,}", ""),
@@ -314,7 +354,8 @@ def main(argv: list[str]) -> int:
             ("  wrong on the reference sample", f"{ac_wrong_sample} of {len(host_sample)}", ""),
         ]
     )
-    ok = compile_s < 5 and matcher_bytes < 2**30 and ours_wrong == 0 and host_vs_floor >= 1 / 3
+    ok = compile_s < 5 and matcher_bytes < 2**30 and ours_wrong == 0 and batch_disagree == 0
+    ok = ok and host_vs_floor >= 1 / 3
     return 0 if ok and vs_ac >= 3 else 1
 
 

@@ -71,7 +71,17 @@ def _split_fast(pattern: str, psl_rules: set[str] | frozenset[str] | None) -> tu
     if psl_rules is not None and type(pattern) is str:
         wildcard = pattern.startswith("*.")
         base = pattern[2:] if wildcard else pattern
-        if _plain_host(base) and not base[-1].isdigit():
+        # Short plain names (every label then at most 63 characters) skip the regex.
+        if (
+            0 < len(base) < 64
+            and "xn--" not in base
+            and ".." not in base
+            and ".-" not in base
+            and "-." not in base
+            and base[0] not in "-."
+            and base[-1] not in "-.0123456789"
+            and _odd_char(base) is None
+        ) or (_plain_host(base) and not base[-1].isdigit()):
             dot = base.find(".")
             # publicsuffixlist can only call ``base`` public if the PSL holds ``base``,
             # ``*.base`` or ``*.parent``; otherwise the full check cannot refuse it.
@@ -219,15 +229,17 @@ def _ip_chains(
     """Per prefix length (longest first): (shift, {slot: keys of it and every shorter cover})."""
     shorter: list[tuple[int, dict[int, tuple[K, ...]]]] = []  # built so far, longest first
     for plen, _shift, table in reversed(tables):
-        chains: dict[int, tuple[K, ...]] = {}
-        for slot, keys in table.items():
-            inherited: tuple[K, ...] = ()
-            for length, covers in shorter:
-                found = covers.get(slot >> (plen - length))
-                if found is not None:
-                    inherited = found
-                    break
-            chains[slot] = (*keys, *inherited)
+        inherited: dict[int, tuple[K, ...]] = {}
+        remaining: Iterable[int] = table
+        for length, covers in shorter:  # the nearest cover holds the farther ones
+            delta = plen - length
+            get = covers.get
+            found = {s: c for s in remaining if (c := get(s >> delta)) is not None}
+            if found:
+                inherited.update(found)
+                remaining = [s for s in remaining if s not in found]
+        get = inherited.get
+        chains = {s: (*keys, *get(s, ())) for s, keys in table.items()}
         shorter.insert(0, (plen, chains))
     return [(shift, chains) for (_p, shift, _t), (_l, chains) in zip(tables, shorter, strict=True)]
 
@@ -292,7 +304,11 @@ class Matcher(Generic[K]):
         for base in sorted(wild, key=len):
             chains[base] = (*wild[base], *_inherited(chains, base))
         if chains:
-            m._full = {base: (*keys, *_inherited(chains, base)) for base, keys in exact.items()}
+            # only a name of three labels or more can be below a wildcard base
+            m._full = {
+                base: (*keys, *_inherited(chains, base)) if base.count(".") > 1 else tuple(keys)
+                for base, keys in exact.items()
+            }
         else:
             m._full = {base: tuple(keys) for base, keys in exact.items()}
 
