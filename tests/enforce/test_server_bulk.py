@@ -106,3 +106,26 @@ async def test_swap_to_throttle_mid_transfer_keeps_every_byte_in_order(origin: O
         assert len(got) == len(payload), (len(got), len(payload))
         assert got == payload, f"first difference at byte {first_difference(got, payload)}"
         writer.close()
+
+
+async def test_without_private_pipes_the_copy_fallback_is_identical(origin: Origin) -> None:
+    # at the pipe cap (descriptor budget) a congested direction copies its leftover instead
+    payload = random.Random(16).randbytes(16 << 20)
+    async with running_proxy(Mode.CONNECT, directive_set(), max_pipes=0) as server:
+        reader, writer = await tunnel(proxy_port(server), "bulk.example", origin.echo_port)
+        sending = asyncio.ensure_future(send_all(writer, payload))
+        flow = None
+
+        def congested() -> bool:
+            nonlocal flow
+            flow = next(iter(server.flows), None)
+            return flow is not None and flow.down is not None and flow.down.pending is not None
+
+        assert await until(congested)
+        assert flow is not None and flow.down.kpipe is None
+        got = await asyncio.wait_for(read_to_eof(reader), 120)
+        await sending
+        assert len(got) == len(payload), (len(got), len(payload))
+        assert got == payload, f"first difference at byte {first_difference(got, payload)}"
+        assert server.pipes_open == 0
+        writer.close()
