@@ -652,3 +652,32 @@ def status_from_facts(
     if by_category:
         return figures_by_category(facts, platform, now)
     return [figures_at(facts, platform, now)]
+
+
+def statement(f: Figures) -> str:
+    """A short plain-language statement from one Figures (every number from the ledger)."""
+    day = f"{f.as_of.day} {f.as_of:%B %Y}"
+    if not f.flagged:
+        return f"As of {day}, no items are flagged to {f.platform}."
+    done = f.removed + f.restricted
+    pct = round(100 * (f.removed_share or 0.0))
+    parts = [
+        f"As of {day}, {f.platform} has removed or withheld {pct}% of the "
+        f"{f.flagged:,} items flagged to it ({done:,}: {f.removed:,} removed, "
+        f"{f.restricted:,} withheld in the country)"
+    ]
+    parts.append(f"{f.remaining:,} remain, {f.overdue:,} of them past their deadline")
+    text = "; ".join(parts) + "."
+    if f.claimed:
+        text += (
+            f" The platform reports {f.claimed:,} more as removed;"
+            " checks have not yet confirmed it."
+        )
+    if f.on_time_share is not None:
+        text += f" {round(100 * f.on_time_share)}% of the items due were removed by their deadline."
+    if f.ttr_median_h is not None:
+        text += (
+            f" Half of the removals took {f.ttr_median_h:.1f} hours or less from notice; "
+            f"nine in ten took {f.ttr_p90_h:.1f} hours or less."
+        )
+    return text
