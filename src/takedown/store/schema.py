@@ -320,6 +320,7 @@ class Measurement(Base):
     at: Mapped[datetime]
     phase: Mapped[str | None] = mapped_column(String(64))
     subscriber_class: Mapped[str | None] = mapped_column(String(32))
+    source: Mapped[str | None] = mapped_column(String(64))  # the subscriber address used
     content_class: Mapped[str | None] = mapped_column(String(32))
     host: Mapped[str] = mapped_column(String(300))
     kbps: Mapped[float] = mapped_column(Float)

@@ -73,6 +73,7 @@ def upgrade() -> None:
         sa.Column("at", takedown.store.schema.UTCDateTime(timezone=True), nullable=False),
         sa.Column("phase", sa.String(length=64), nullable=True),
         sa.Column("subscriber_class", sa.String(length=32), nullable=True),
+        sa.Column("source", sa.String(length=64), nullable=True),
         sa.Column("content_class", sa.String(length=32), nullable=True),
         sa.Column("host", sa.String(length=300), nullable=False),
         sa.Column("kbps", sa.Float(), nullable=False),
