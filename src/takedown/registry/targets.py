@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from urllib.parse import urlsplit
 
 from takedown.errors import InputError, PatternError
 from takedown.model import Target, TargetKind
@@ -87,7 +86,11 @@ def _parse_address(text: str) -> Target:
     if "%" in text:
         raise InputError(f"IP address with a scope id is not a register target: {text!r}")
     try:
-        addr = ipaddress.ip_address(text)
+        if _looks_ipv4(text):
+            # A dotted quad that parses is already canonical (leading zeros are refused).
+            ipaddress.IPv4Address(text)
+            return Target(TargetKind.IP, text)
+        addr = ipaddress.IPv6Address(text)
     except ValueError:
         what = "IP address" if _looks_ipv4(text) else "IP address or host name"
         raise InputError(f"invalid {what} {text!r}") from None
@@ -99,12 +102,16 @@ def _parse_network(text: str) -> Target:
     if not prefix.isdigit() or "%" in addr:
         raise InputError(f"invalid CIDR network {text!r}")
     try:
-        net = ipaddress.ip_network(text, strict=False)
-        ipaddress.ip_address(addr)
+        net = ipaddress.ip_network(text)
     except ValueError:
-        raise InputError(f"invalid CIDR network {text!r}") from None
-    if str(net.network_address) != str(ipaddress.ip_address(addr)):
-        raise InputError(f"CIDR network {text!r} has host bits set (the network is {net})")
+        try:
+            loose = ipaddress.ip_network(text, strict=False)
+            ipaddress.ip_address(addr)
+        except ValueError:
+            raise InputError(f"invalid CIDR network {text!r}") from None
+        raise InputError(
+            f"CIDR network {text!r} has host bits set (the network is {loose})"
+        ) from None
     if net.prefixlen == net.max_prefixlen:
         return Target(TargetKind.IP, str(net.network_address))
     return Target(TargetKind.CIDR, str(net))
@@ -140,38 +147,50 @@ def _parse_mask(text: str) -> tuple[Target, tuple[str, ...]]:
 
 
 def _parse_url(text: str) -> Target:
-    scheme, sep, rest = text.partition("://")
+    scheme, _, rest = text.partition("://")
     if not _SCHEME.match(scheme):
         raise InputError(f"invalid URL scheme in {text!r}")
     if _CONTROL.search(text):
         raise InputError(f"URL contains a control character: {text!r}")
     scheme = scheme.lower()
-    try:
-        parts = urlsplit(scheme + sep + rest, allow_fragments=True)
-        port = parts.port
-    except ValueError as exc:
-        raise InputError(f"invalid URL {text!r}: {exc}") from None
-    netloc = parts.netloc
+    rest = rest.partition("#")[0]
+    cut = len(rest)
+    for mark in "/?":
+        at = rest.find(mark)
+        if 0 <= at < cut:
+            cut = at
+    netloc, tail = rest[:cut], rest[cut:]
+    path, _, query = tail.partition("?")
     userinfo = ""
     if "@" in netloc:
-        userinfo = _normalise_component(netloc.rpartition("@")[0]) + "@"
-    raw_host = parts.hostname
+        info, _, netloc = netloc.rpartition("@")
+        userinfo = _normalise_component(info) + "@"
+    if netloc.startswith("["):
+        raw_host, close, port_text = netloc[1:].partition("]")
+        if not close or (port_text and not port_text.startswith(":")):
+            raise InputError(f"invalid IPv6 host in URL {text!r}")
+        port_text = port_text[1:]
+    else:
+        raw_host, _, port_text = netloc.partition(":")
+    if port_text and not (port_text.isascii() and port_text.isdigit()):
+        raise InputError(f"invalid URL {text!r}: port must be a number")
+    port = int(port_text) if port_text else None
+    if port is not None and port > 65535:
+        raise InputError(f"invalid URL {text!r}: port out of range 0-65535")
     if not raw_host:
         raise InputError(f"URL without a host: {text!r}")
-    host, shown = _url_host(raw_host, text)
+    host, shown = _url_host(raw_host, text, netloc.startswith("["))
     if port is not None and port != DEFAULT_PORTS.get(scheme):
         shown += f":{port}"
-    path = _normalise_component(parts.path) or "/"
-    if not path.startswith("/"):
-        path = "/" + path
-    query = _normalise_component(parts.query)
+    path = _normalise_component(path) or "/"
+    query = _normalise_component(query)
     value = f"{scheme}://{userinfo}{shown}{path}" + (f"?{query}" if query else "")
     return Target(TargetKind.URL, value, host)
 
 
-def _url_host(raw: str, text: str) -> tuple[str, str]:
+def _url_host(raw: str, text: str, bracketed: bool) -> tuple[str, str]:
     """Return (host, as written in the URL) for a URL's host part."""
-    if ":" in raw:  # urlsplit already removed the brackets of an IPv6 literal
+    if bracketed:
         try:
             addr = ipaddress.IPv6Address(raw)
         except ValueError:
@@ -179,7 +198,8 @@ def _url_host(raw: str, text: str) -> tuple[str, str]:
         return str(addr), f"[{addr}]"
     if _looks_ipv4(raw):
         try:
-            return str(ipaddress.IPv4Address(raw)), str(ipaddress.IPv4Address(raw))
+            ipaddress.IPv4Address(raw)
+            return raw, raw
         except ValueError:
             raise InputError(f"invalid IPv4 host in URL {text!r}") from None
     try:
