@@ -104,9 +104,19 @@ def test_status_is_the_ledgers_figures(api: Api) -> None:
         [fast] = ledger.status_fast(s, "twitter", NOW)
     assert body == regulator_api.figures_json(fast)
     assert set(body) == {
-        "platform", "as_of", "flagged", "removed", "restricted", "claimed", "remaining",
-        "overdue", "removed_share", "on_time_share", "ttr_median_h", "ttr_p90_h",
-    }  # fmt: skip
+        "platform",
+        "as_of",
+        "flagged",
+        "removed",
+        "restricted",
+        "claimed",
+        "remaining",
+        "overdue",
+        "removed_share",
+        "on_time_share",
+        "ttr_median_h",
+        "ttr_p90_h",
+    }
     assert body["flagged"] == fast.flagged > 600
     assert body["remaining"] == fast.remaining and body["removed"] > 500
     # as of a past moment: the facts, as `takedown status --at` computes them
@@ -134,9 +144,17 @@ def test_status_matches_the_cli(api: Api, db_url: str) -> None:
 
 def test_measures_list_filter_and_explain(api: Api) -> None:
     mid = measures.add(
-        api.db, "twitter", action="throttle", decision="RKN-2021-03-10", reason="media slowdown",
-        now=NOW, actor="alice", rate_kbps=128, classes=["media"], scope={"mobile": 100},
-    )  # fmt: skip
+        api.db,
+        "twitter",
+        action="throttle",
+        decision="RKN-2021-03-10",
+        reason="media slowdown",
+        now=NOW,
+        actor="alice",
+        rate_kbps=128,
+        classes=["media"],
+        scope={"mobile": 100},
+    )
     h = api.auth()
     rows = api.client.get("/api/measures", headers=h).json()
     assert [r["id"] for r in rows] == [mid] and rows[0]["state"] == "active"
@@ -166,9 +184,16 @@ def _pid(db: Database) -> int:
 
 def test_directives_are_the_set_compiled_now(api: Api) -> None:
     mid = measures.add(
-        api.db, "twitter", action="throttle", decision="RKN-1", reason="r", now=NOW,
-        actor="alice", rate_kbps=128, classes=["media"],
-    )  # fmt: skip
+        api.db,
+        "twitter",
+        action="throttle",
+        decision="RKN-1",
+        reason="r",
+        now=NOW,
+        actor="alice",
+        rate_kbps=128,
+        classes=["media"],
+    )
     body = api.client.get("/api/directives", headers=api.auth()).json()
     with api.db.reading() as s:
         expected = to_dict(compile_directives(s, NOW, public_url=api.url).directives)

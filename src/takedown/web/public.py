@@ -436,6 +436,10 @@ def _cat(code: str) -> str:
     return config_mod.default().categories.get(code, code)
 
 
+def _classes(classes: list[str]) -> str:
+    return "all" if classes == ["*"] else ", ".join(classes)
+
+
 def _cats(counts: dict[str, int]) -> str:
     return ", ".join(f"{_cat(c)}: {n}" for c, n in counts.items())
 
@@ -454,7 +458,7 @@ def measure_html(doc: dict[str, Any]) -> str:
     parts = [
         f"<h1>Measure {esc(doc['id'])} {_badge(doc['state'])}</h1>",
         f'<p class="lead">{esc(p["name"] or p["slug"])} is {what} '
-        f"({esc(', '.join(doc['content_classes']))} content) "
+        f"({esc(_classes(doc['content_classes']))} content) "
         f"for {_scope(doc['scope_percent'])}.</p>",
         "<h2>What is restricted</h2>",
         _kv_table(
@@ -462,7 +466,7 @@ def measure_html(doc: dict[str, Any]) -> str:
                 ("Platform", f"{p['name']} ({p['slug']})"),
                 ("Action", doc["action"]),
                 ("Rate", f"{doc['rate_kbps']} kbit/s" if doc["rate_kbps"] else None),
-                ("Content classes", ", ".join(doc["content_classes"])),
+                ("Content classes", _classes(doc["content_classes"])),
                 ("Scope", ", ".join(f"{k}: {v:g}%" for k, v in doc["scope_percent"].items())),
             ]
         ),
@@ -474,7 +478,7 @@ def measure_html(doc: dict[str, Any]) -> str:
             [
                 ("In force since", doc["since"]),
                 ("Review", doc["review_at"]),
-                ("Expires", doc["expires_at"]),
+                ("Expires", doc["expires_at"] or "no end date: until lifted by a decision"),
                 ("Lifted", doc["lifted_at"]),
                 ("Lifted by decision", doc["lift_decision"]),
             ]
@@ -547,7 +551,9 @@ def measure_html(doc: dict[str, Any]) -> str:
         for a in doc["approvals"]
     ]
     parts.append(
-        "<table><tr><th></th><th>by</th><th>role</th><th>at</th></tr>" + "".join(people) + "</table>"
+        "<table><tr><th></th><th>by</th><th>role</th><th>at</th></tr>"
+        + "".join(people)
+        + "</table>"
     )
     links = [f'<a href="/public/measures/{int(i)}">measure {int(i)}</a>' for i in doc["supersedes"]]
     if links:
@@ -568,7 +574,7 @@ def index_html(doc: dict[str, Any], settings: PublicSettings) -> str:
     rows = "".join(
         f'<tr><td><a href="/public/measures/{int(m["id"])}">{int(m["id"])}</a></td>'
         f"<td>{esc(m['platform']['name'])}</td><td>{_what(m['action'], m['rate_kbps'])}</td>"
-        f"<td>{esc(', '.join(m['content_classes']))}</td><td>{_scope(m['scope_percent'])}</td>"
+        f"<td>{esc(_classes(m['content_classes']))}</td><td>{_scope(m['scope_percent'])}</td>"
         f"<td>{esc(m['since'])}</td><td>{esc(m['review_at'])}</td></tr>"
         for m in doc["measures_in_force"]
     )
