@@ -39,17 +39,7 @@ WRITERS: dict[str, Writer] = {
     "hosts": hosts.write,
 }
 
-__all__ = [
-    "READERS",
-    "WRITERS",
-    "BinaryIO",
-    "ItemRecord",
-    "ReadDefaults",
-    "RegisterEntry",
-    "RowError",
-    "read",
-    "write",
-]
+__all__ = ["READERS", "WRITERS", "ReadDefaults", "RowError", "read", "write"]
 
 
 def read(
