@@ -9,7 +9,8 @@ rule or as a query, is its IPv4 address.
 
 Result order is stable: for a name, the exact rules first, then the wildcard rules from
 the nearest base outward; for an address, the longest prefix first; rules with the same
-pattern or network in compile order.
+pattern or network in compile order. Results are tuples shared between queries (callers
+cannot change them), precomputed at compile time so that a query stops at its first hit.
 """
 
 from __future__ import annotations
@@ -314,18 +315,49 @@ class Matcher(Generic[K]):
 
         v4: dict[int, dict[int, list[K]]] = {}
         v6: dict[int, dict[int, list[K]]] = {}
+        pton, from_bytes = socket.inet_pton, int.from_bytes
         n = -1
         for n, (text, key) in enumerate(ip_rules):
-            try:
-                rule = parse_ip_rule(text, min_prefix_v4=min_prefix_v4, min_prefix_v6=min_prefix_v6)
-            except PatternError as exc:
-                raise PatternError(exc.message, where=f"IP rule {n + 1} ({text!r})") from None
-            bits = 32 if rule.version == 4 else 128
-            by_len = v4 if rule.version == 4 else v6
-            table = by_len.get(rule.prefixlen)
+            # The common case inline (a plain address or address/length, not IPv4-mapped,
+            # within the limits); anything else, errors included, goes to parse_ip_rule.
+            by_len = None
+            if type(text) is str:
+                addr, slash, plen_text = text.partition("/")
+                try:
+                    if ":" in addr:
+                        value, bits, by_len = from_bytes(pton(_AF_INET6, addr), "big"), 128, v6
+                        limit = min_prefix_v6
+                    else:
+                        value, bits, by_len = from_bytes(pton(_AF_INET, addr), "big"), 32, v4
+                        limit = min_prefix_v4
+                except (OSError, ValueError):
+                    by_len = None
+                if by_len is not None:
+                    if not slash:
+                        plen = bits
+                    elif plen_text.isascii() and plen_text.isdecimal() and plen_text[0] != "0":
+                        plen = int(plen_text)
+                    else:
+                        plen = -1
+                    if (
+                        not limit <= plen <= bits
+                        or value & ((1 << (bits - plen)) - 1)
+                        or (bits == 128 and plen >= 96 and value >> 32 == _MAPPED_PREFIX)
+                    ):
+                        by_len = None
+            if by_len is None:
+                try:
+                    rule = parse_ip_rule(
+                        text, min_prefix_v4=min_prefix_v4, min_prefix_v6=min_prefix_v6
+                    )
+                except PatternError as exc:
+                    raise PatternError(exc.message, where=f"IP rule {n + 1} ({text!r})") from None
+                bits, by_len = (32, v4) if rule.version == 4 else (128, v6)
+                value, plen = rule.value, rule.prefixlen
+            table = by_len.get(plen)
             if table is None:
-                table = by_len[rule.prefixlen] = {}
-            slot = rule.value >> (bits - rule.prefixlen)
+                table = by_len[plen] = {}
+            slot = value >> (bits - plen)
             keys = table.get(slot)
             if keys is None:
                 table[slot] = [key]
