@@ -514,7 +514,8 @@ class DeliveryWorker:
         record_task = asyncio.create_task(recorder())
         total = 0
         n_claims = 0
-        low_water = max(self.concurrency, self.batch // 2)
+        # claim more once this few are left to send (always room for one more claim)
+        low_water = min(self.batch - 1, max(self.concurrency, self.batch // 2))
         try:
             while not stopping() and not (until_idle and errors):
                 if claims is not None and n_claims >= claims:
@@ -533,7 +534,20 @@ class DeliveryWorker:
                         lease=self.lease,
                     )
                     n_claims += 1
-                    prepared = await asyncio.to_thread(prepare, self.db, ids) if ids else []
+                    total += len(ids)
+                    # build bodies a few at a time, so the first POSTs need not wait for all
+                    for k in range(0, len(ids), self.concurrency):
+                        if stopping():
+                            unsent.extend(ids[k:])
+                            break
+                        chunk = ids[k : k + self.concurrency]
+                        prepared = await asyncio.to_thread(prepare, self.db, chunk)
+                        ahead += len(prepared)
+                        unrecorded += len(prepared)
+                        for p in prepared:
+                            task = asyncio.create_task(send(p))
+                            senders.add(task)
+                            task.add_done_callback(senders.discard)
                 except Exception as exc:  # keep serving; a DB hiccup must not kill the loop
                     if until_idle:
                         raise
@@ -541,14 +555,8 @@ class DeliveryWorker:
                     await wait(recorded, idle=True)
                     continue
                 if ids:
-                    total += len(ids)
-                    ahead += len(prepared)
-                    unrecorded += len(prepared)
-                    for p in prepared:
-                        task = asyncio.create_task(send(p))
-                        senders.add(task)
-                        task.add_done_callback(senders.discard)
-                elif unrecorded > 0:  # what is in flight may be due again once recorded
+                    continue
+                if unrecorded > 0:  # what is in flight may be due again once recorded
                     await wait(recorded, idle=not until_idle)
                 elif until_idle:
                     break
