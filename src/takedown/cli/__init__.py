@@ -12,6 +12,7 @@ import typer
 
 from takedown.cli import api_tokens as api_tokens_cli
 from takedown.cli import common
+from takedown.cli import demo as demo_cli
 from takedown.cli import enforce as enforce_cli
 from takedown.cli import feed as feed_cli
 from takedown.cli import measure as measure_cli
@@ -45,6 +46,7 @@ def root(
     common.STATE.db = db
 
 
+demo_cli.register(app)
 registry_cli.register(app)
 rules_cli.register(app)
 platform_cli.register(app)

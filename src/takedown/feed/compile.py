@@ -13,6 +13,7 @@ import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from urllib.parse import quote
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -53,7 +54,7 @@ def _measure_directive(
             (
                 HostRule(h.pattern, h.content_class)
                 for h in hosts
-                if not classes or h.content_class in classes
+                if not classes or "*" in classes or h.content_class in classes
             ),
             key=lambda r: (r.pattern, r.content_class),
         )
@@ -115,7 +116,7 @@ def _register_directives(
                 valid_from=None,
                 expires=now + REGISTER_HORIZON,
                 decisions=(decision,),
-                reference_url=f"{public_url}/public/lookup?decision={decision}",
+                reference_url=f"{public_url}/public/lookup?decision={quote(decision, safe='')}",
             )
         )
     return out

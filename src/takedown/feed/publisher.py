@@ -21,7 +21,7 @@ from takedown.feed.directives import dumps
 from takedown.feed.repository import RepoInfo, Repository
 from takedown.match import HostHit, IPHit, Matcher, broad_ip_rules, host_collateral, ip_collateral
 from takedown.match.collateral import hosts_from_citizenlab
-from takedown.model import TargetKind
+from takedown.model import DirectiveSet, TargetKind
 from takedown.names import normalise_host
 from takedown.store import audit
 from takedown.store.db import Database
@@ -157,6 +157,7 @@ class Published:
     directives: int
     digest: str
     report: GuardReport
+    directive_set: DirectiveSet
 
 
 def publish(
@@ -218,4 +219,6 @@ def publish(
                 "accepted_collateral": accept_collateral if report.collateral else None,
             },
         )
-    return Published(info, sequence, len(compiled.directives.directives), digest, report)
+    return Published(
+        info, sequence, len(compiled.directives.directives), digest, report, compiled.directives
+    )

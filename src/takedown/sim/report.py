@@ -49,7 +49,8 @@ class MeasureRow:
 @dataclass(frozen=True)
 class RateRow:
     phase: str
-    subscriber: str  # e.g. "mobile", "fixed (in share)"
+    subscriber: str  # the group charted: "mobile", "fixed · in share", …
+    source: str  # the subscriber address the transfer came from
     content: str  # media / text / control
     host: str
     kbps: float
@@ -73,8 +74,15 @@ _BAND = {"throttle": "#f0ad4e", "block": "#d9534f"}
 
 
 def chart_compliance(data: ReportData, path: Path) -> None:
-    """Items left and removed share over time, measures in force as bands."""
-    fig, ax = plt.subplots(figsize=(10, 4.8), dpi=110)
+    """Items left and removed share over time; below it, the measures in force as bands."""
+    fig, (ax, strip) = plt.subplots(
+        2,
+        1,
+        figsize=(10, 5.6),
+        dpi=110,
+        sharex=True,
+        gridspec_kw={"height_ratios": [4, 1.3], "hspace": 0.08},
+    )
     days = [d.day for d in data.days]
     ax.plot(days, [d.remaining for d in data.days], color="#222", lw=2, label="items left")
     ax.plot(days, [d.overdue for d in data.days], color="#888", lw=1, ls="--", label="overdue")
@@ -88,67 +96,90 @@ def chart_compliance(data: ReportData, path: Path) -> None:
         lw=2,
         label="removed or withheld, %",
     )
-    share.set_ylim(0, 100)
-    share.set_ylabel("removed share, %")
+    share.set_ylim(0, 105)
+    share.set_ylabel("removed or withheld, %")
+    lines, labels = ax.get_legend_handles_labels()
+    lines2, labels2 = share.get_legend_handles_labels()
+    ax.legend(lines + lines2, labels + labels2, loc="center left", fontsize=8)
+    ax.set_title(f"{data.platform}: items left, removed share and measures in force")
     end = days[-1] if days else None
-    for row_no, m in enumerate(sorted(data.measures, key=lambda m: m.id)):
-        if m.start is None or end is None:
-            continue
+    shown = [m for m in sorted(data.measures, key=lambda m: m.id) if m.start and end]
+    for row, m in enumerate(shown):
         stop = m.end.date() if m.end else end
+        start = m.start.date()
         scope = ", ".join(f"{k} {v:g}%" for k, v in sorted(m.scope.items()))
-        label = f"#{m.id} {m.action} {','.join(m.classes) or 'all'} ({scope})"
-        lo = 0.02 + 0.06 * (row_no % 6)
-        ax.axvspan(
-            m.start.date(),
-            stop,
-            ymin=lo,
-            ymax=lo + 0.05,
+        rate = f" {m.rate_kbps} kbit/s" if m.rate_kbps else ""
+        strip.barh(
+            row,
+            mdates.date2num(stop) - mdates.date2num(start),
+            left=start,
+            height=0.7,
             color=_BAND.get(m.action, "#999"),
-            alpha=0.85,
-            label=label,
         )
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b"))
-    lines = ax.get_legend_handles_labels()
-    lines2 = share.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper right", fontsize=7)
-    ax.set_title(f"{data.platform}: items left and measures in force")
-    fig.tight_layout()
-    fig.savefig(path)
+        strip.text(
+            start,
+            row,
+            f" #{m.id} {m.action}{rate} {','.join(m.classes) or 'all'}: {scope}",
+            va="center",
+            fontsize=7.5,
+        )
+    strip.set_yticks([])
+    strip.set_ylim(-0.6, max(1, len(shown)) - 0.4)
+    strip.invert_yaxis()
+    strip.set_ylabel("measures", fontsize=8)
+    strip.xaxis.set_major_formatter(mdates.DateFormatter("%d %b"))
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
 
 
+_CONTENT_COLOURS = {"media": "#e8871e", "text": "#2a7ab0", "control": "#8c8c8c"}
+
+
 def chart_rates(data: ReportData, path: Path) -> None:
-    """Measured rate per subscriber and content class per phase, against the target."""
+    """Median measured rate per phase and content class, one panel per subscriber group."""
     phases = list(dict.fromkeys(r.phase for r in data.rates))
-    series = list(dict.fromkeys((r.subscriber, r.content) for r in data.rates))
-    fig, ax = plt.subplots(figsize=(10, 4.8), dpi=110)
-    width = 0.8 / max(1, len(series))
-    for i, (sub, content) in enumerate(series):
-        xs, ys = [], []
-        for p, phase in enumerate(phases):
-            for r in data.rates:
-                if (r.phase, r.subscriber, r.content) == (phase, sub, content):
-                    xs.append(p + i * width)
-                    ys.append(max(r.kbps, 1.0))
-        ax.bar(xs, ys, width=width, label=f"{sub} / {content}")
+    groups = list(dict.fromkeys(r.subscriber for r in data.rates))
+    contents = list(dict.fromkeys(r.content for r in data.rates))
+    fig, axes = plt.subplots(
+        1, max(1, len(groups)), figsize=(11, 4.4), dpi=110, sharey=True, squeeze=False
+    )
+    width = 0.8 / max(1, len(contents))
     targets = sorted({r.target_kbps for r in data.rates if r.target_kbps})
-    for t in targets:
-        ax.axhline(t, color="#d9534f", ls="--", lw=1)
-        ax.text(
-            len(phases) - 0.2,
-            t * 1.1,
-            f"target {t:g} kbit/s",
-            color="#d9534f",
-            fontsize=8,
-            ha="right",
+    for ax, group in zip(axes[0], groups, strict=False):
+        for i, content in enumerate(contents):
+            xs, ys = [], []
+            for p, phase in enumerate(phases):
+                values = sorted(
+                    r.kbps
+                    for r in data.rates
+                    if (r.phase, r.subscriber, r.content) == (phase, group, content)
+                )
+                if values:
+                    xs.append(p + (i - (len(contents) - 1) / 2) * width)
+                    ys.append(max(values[len(values) // 2], 1.0))
+            ax.bar(xs, ys, width=width, color=_CONTENT_COLOURS.get(content), label=content)
+        for t in targets:
+            ax.axhline(t, color="#d9534f", ls="--", lw=1)
+        ax.set_yscale("log")
+        ax.set_ylim(10, max([r.kbps for r in data.rates] + [1000.0]) * 4)
+        ax.set_title(group, fontsize=10)
+        ax.set_xticks(range(len(phases)), phases, rotation=20, fontsize=8)
+    axes[0][0].set_ylabel("achieved rate, kbit/s (log scale)")
+    if targets:
+        axes[0][0].text(
+            -0.4, targets[0] * 1.25, f"target {targets[0]:g} kbit/s", color="#d9534f", fontsize=8
         )
-    ax.set_yscale("log")
-    ax.set_ylabel("achieved rate, kbit/s (log)")
-    ax.set_xticks([p + 0.4 - width / 2 for p in range(len(phases))], phases)
-    ax.legend(fontsize=7, ncols=2)
-    ax.set_title("Measured transfers through the enforcement point")
-    fig.tight_layout()
-    fig.savefig(path)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="lower center",
+        ncols=len(contents),
+        fontsize=9,
+        bbox_to_anchor=(0.5, -0.06),
+    )
+    fig.suptitle("Measured transfers through the enforcement point (median per group)")
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -181,7 +212,8 @@ def render(data: ReportData, out_dir: Path) -> Path:
         for m in data.measures
     )
     rate_rows = "\n".join(
-        f"<tr><td>{e(r.phase)}</td><td>{e(r.subscriber)}</td><td>{e(r.content)}</td>"
+        f"<tr><td>{e(r.phase)}</td><td>{e(r.subscriber)}</td><td>{e(r.source)}</td>"
+        f"<td>{e(r.content)}</td>"
         f"<td>{e(r.host)}</td><td>{r.kbps:,.1f}</td>"
         f"<td>{'' if r.target_kbps is None else f'{r.target_kbps:g}'}</td>"
         f"<td>{e(r.verdict)}</td></tr>"
@@ -206,9 +238,10 @@ blockquote {{ border-left: 4px solid #2a7ab0; margin: 1em 0; padding: .3em 1em;
 {_img(compliance, "items left and removed share over time with measures as bands")}
 <h2>Measured rates</h2>
 {_img(rates, "measured rate per subscriber class and content class per phase")}
-<table><tr><th>phase</th><th>subscriber</th><th>content</th><th>host</th><th>kbit/s</th>
-<th>target</th><th>verdict</th></tr>
-{rate_rows}</table>
+<details><summary>every transfer ({len(data.rates)})</summary>
+<table><tr><th>phase</th><th>subscriber</th><th>address</th><th>content</th><th>host</th>
+<th>kbit/s</th><th>target</th><th>verdict</th></tr>
+{rate_rows}</table></details>
 <h2>Measures</h2>
 <table><tr><th>id</th><th>action</th><th>classes</th><th>scope</th><th>from</th><th>until</th>
 <th>state</th><th>rule</th><th>figures that fired it</th><th>approvals</th><th>reason</th></tr>

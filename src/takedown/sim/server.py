@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from takedown.clock import Clock
 from takedown.errors import AuthError, Conflict, InputError
@@ -36,6 +36,8 @@ from takedown.sim.state import Action, SimState
 MAX_NOTICE = 32 * 1024 * 1024
 BATCH = 1000
 WITHHELD_MARKER = "takedown-withheld"
+STREAM_MAX = 1 << 30
+STREAM_CHUNK = 64 * 1024
 
 
 @dataclass
@@ -347,6 +349,29 @@ def create_sim_app(sim: SimPlatform) -> FastAPI:
         if "token" in data:
             sim.token = data["token"]
         return {"api": sim.api, "secret": bool(sim.secret), "token": bool(sim.token)}
+
+    @app.get("/_sim/stream/{nbytes}")
+    async def stream(request: Request, nbytes: int) -> Response:
+        """``nbytes`` of media-like bytes under a platform host (for throughput tests)."""
+        host = (request.headers.get("host") or "").rsplit(":", 1)[0].strip("[]").lower()
+        if sim.behaviour.host_class(host) is None:
+            return JSONResponse({"error": f"{host!r} is not a host of this platform"}, 404)
+        if not 0 < nbytes <= STREAM_MAX:
+            return JSONResponse({"error": f"nbytes must be 1..{STREAM_MAX}"}, 400)
+        chunk = (sim._media_block * (STREAM_CHUNK // len(sim._media_block) + 1))[:STREAM_CHUNK]
+
+        async def body() -> AsyncIterator[bytes]:
+            left = nbytes
+            while left > 0:
+                piece = chunk if left >= len(chunk) else chunk[:left]
+                left -= len(piece)
+                yield piece
+
+        return StreamingResponse(
+            body(),
+            media_type="application/octet-stream",
+            headers={"Content-Length": str(nbytes)},
+        )
 
     @app.api_route("/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
     async def content(request: Request, path: str) -> Response:

@@ -79,7 +79,7 @@ class Services:
             stdin=subprocess.DEVNULL,
             env={**os.environ, **self.env},
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
+            preexec_fn=_die_with_parent,
         )
         fh.close()
         child = Child(name, argv, proc, log)
@@ -102,7 +102,9 @@ class Services:
         for c in self.children:
             if c.proc.poll() is not None:
                 tail = c.log.read_text(errors="replace").strip().splitlines()[-3:]
-                raise TakedownError(f"{c.name} died (exit {c.proc.returncode}): " + " | ".join(tail))
+                raise TakedownError(
+                    f"{c.name} died (exit {c.proc.returncode}): " + " | ".join(tail)
+                )
 
     def stop(self, grace: float = 5.0) -> None:
         """Terminate every child's process group; kill what is left after ``grace``."""

@@ -1,0 +1,105 @@
+"""`takedown demo`: the 2021 case replayed end to end, with a report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from takedown.cli import common
+
+
+def demo(
+    out: Path = typer.Option(Path("demo-out"), "--out", help="Directory for the run."),
+    days_per_second: float = typer.Option(
+        0.0, "--days-per-second", help="Pace the simulated clock (0: as fast as it goes)."
+    ),
+    items: int = typer.Option(6200, "--items", min=10, help="Items flagged to the platform."),
+    keep_running: bool = typer.Option(
+        False, "--keep-running", help="Leave the services up afterwards (Ctrl-C stops them)."
+    ),
+    base_port: int = typer.Option(8470, "--base-port", help="First of five loopback ports."),
+    behaviour: Path = typer.Option(None, "--behavior", "--behaviour", help="Platform TOML."),
+    ladder: Path = typer.Option(None, "--ladder", help="Enforcement ladder TOML."),
+    measure_seconds: float = typer.Option(2.0, "--measure-seconds", help="Per transfer."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary at the end."),
+) -> None:
+    """Replay 1 March – 1 June 2021 with real services on loopback; write DIR/report.html.
+
+    Example: takedown demo --out demo-out && xdg-open demo-out/report.html
+    """
+    from rich.live import Live
+    from rich.table import Table
+
+    from takedown.sim.scenario import (
+        Demo,
+        DemoOptions,
+        Progress,
+        install_signal_handlers,
+        wait_forever,
+    )
+
+    opts = DemoOptions(
+        out=out,
+        items=items,
+        days_per_second=days_per_second,
+        keep_running=keep_running,
+        base_port=base_port,
+        behaviour=behaviour,
+        ladder=ladder,
+        measure_seconds=measure_seconds,
+    )
+
+    def view(p: Progress) -> Table:
+        table = Table(title=f"takedown demo — step {p.step}/{p.steps}", show_header=False)
+        table.add_row("simulated date", f"{p.now:%a %d %b %Y %H:%M} UTC")
+        share = "–" if p.removed_share is None else f"{100 * p.removed_share:.1f}%"
+        table.add_row("items left", f"{p.remaining:,} (removed or withheld: {share})")
+        table.add_row("measures in force", "; ".join(p.measures) or "none")
+        rates = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(p.last_rates.items()))
+        table.add_row("last measured kbit/s", rates or "–")
+        return table
+
+    restore = install_signal_handlers()
+    show = not json_out and common.err_console.is_terminal
+    try:
+        with (
+            Demo(opts) as run,
+            Live(console=common.err_console, auto_refresh=False, transient=False) as live,
+        ):
+            if show:
+                run.on_progress = lambda p: live.update(view(p), refresh=True)
+            result = run.run()
+            live.stop()
+            if json_out:
+                common.print_json(
+                    {
+                        "out": str(result.out),
+                        "report": str(result.report),
+                        "statement": result.statement,
+                        "urls": result.urls,
+                    }
+                )
+            else:
+                common.console.print(result.statement, highlight=False)
+                common.console.print(f"report: {result.report}")
+            if keep_running:
+                for name, url in result.urls.items():
+                    common.console.print(f"{name:>9}: {url}")
+                common.console.print(
+                    "try: curl -p -x " + result.urls["enforce"] + " --connect-to "
+                    f"pbs.twimg.com:80:127.0.0.1:{run.ports['sim']} "
+                    "http://pbs.twimg.com/_sim/stream/100000 -o /dev/null "
+                    "-w '%{speed_download} bytes/s\\n'"
+                )
+                common.console.print("services are running; Ctrl-C stops them")
+                wait_forever()
+    except KeyboardInterrupt:
+        raise common.fail("interrupted; every service was stopped", 130) from None
+    finally:
+        restore()
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the main app."""
+    app.command("demo")(demo)

@@ -1,0 +1,743 @@
+"""The 2021 case replayed end to end on one machine (``takedown demo``).
+
+Real processes on loopback — ``takedown serve`` (platform API, delivery worker, feed),
+``takedown sim platform`` (the platform, and a second one as the unrelated control host)
+and ``takedown enforce`` (the enforcement point) — share a file clock that this driver
+moves from 1 March to 1 June 2021. At each step the regulator's side runs as an operator
+would: notices, verification, the ladder with approvals, feed publication; the platform
+acts on its own clock; at each phase real transfers through the enforcement point are
+measured per subscriber class and content class. Everything in the report comes from the
+database the run leaves behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+
+from takedown import ledger
+from takedown.clock import FileClock
+from takedown.enforce.subscribers import Subscribers
+from takedown.errors import InputError, TakedownError
+from takedown.feed.publisher import publish
+from takedown.feed.repository import init_repository
+from takedown.measure import compare, measure_transfer
+from takedown.model import Directive, Figures, MeasureAction
+from takedown.notices import outbox
+from takedown.platforms import add_platform, issue_token, parse_host_spec
+from takedown.policy import measures as measures_mod
+from takedown.policy.spec import load as load_ladder
+from takedown.registry.service import import_file
+from takedown.sim import report as report_mod
+from takedown.sim.services import Services, http_ready, port_is_free, tcp_ready
+from takedown.store import migrate
+from takedown.store.db import Database
+from takedown.store.schema import Approval, Event, Measure, Measurement, Notice
+from takedown.verify.probe import Route
+from takedown.verify.runner import RunOptions, run_round
+from takedown.verify.vantage import Vantage, add_vantage
+
+START = datetime(2021, 3, 1, tzinfo=UTC)
+END = datetime(2021, 6, 1, tzinfo=UTC)
+NOTICE_DAY = datetime(2021, 3, 9, tzinfo=UTC)  # the final removal demand for the backlog
+STATEMENT_DAY = datetime(2021, 5, 17, 12, tzinfo=UTC)
+STEP = timedelta(hours=12)
+# 2021 category mix of the items still online on 10 March (2,569 / 450 / 149 of 3,168).
+CATEGORY_MIX = (("suicide", 2569), ("csam", 450), ("drugs", 149))
+PLATFORM_HOSTS = ("twitter.com=text", "*.twimg.com=media", "t.co=links")
+MEDIA_HOST, TEXT_HOST, CONTROL_HOST = "pbs.twimg.com", "twitter.com", "example.org"
+MOBILE_RANGE, FIXED_RANGE = "127.0.1.0/24", "127.0.2.0/24"
+MOBILE_SUBSCRIBERS = ("127.0.1.10",)
+FIXED_SUBSCRIBERS = tuple(f"127.0.2.{n}" for n in range(10, 16))
+NEW_ITEMS_EVERY = timedelta(days=3)  # after 17 May: new items, to be removed within 24 h
+NEW_ITEMS_BATCH = 12
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    at: datetime
+
+
+PHASES = (
+    Phase("before 10 March", datetime(2021, 3, 5, 12, tzinfo=UTC)),
+    Phase("slowdown", datetime(2021, 4, 20, 12, tzinfo=UTC)),
+    Phase("after 17 May", datetime(2021, 5, 20, 12, tzinfo=UTC)),
+    Phase("end", END),
+)
+
+
+@dataclass
+class DemoOptions:
+    out: Path
+    items: int = 6200
+    days_per_second: float = 0.0  # 0: as fast as the work allows
+    keep_running: bool = False
+    base_port: int = 8470
+    behaviour: Path | None = None  # default: the shipped 2021 demo behaviour
+    ladder: Path | None = None  # default: the shipped 2021 ladder
+    measure_seconds: float = 2.0
+    host: str = "127.0.0.1"
+
+
+@dataclass
+class Progress:
+    """What the driver reports to the screen after each step."""
+
+    now: datetime
+    remaining: int
+    removed_share: float | None
+    measures: list[str]
+    last_rates: dict[str, float]
+    step: int
+    steps: int
+
+
+@dataclass
+class DemoResult:
+    out: Path
+    report: Path
+    figures_17_may: Figures
+    statement: str
+    urls: dict[str, str] = field(default_factory=dict)
+
+
+def shipped(name: str) -> Path:
+    """A file shipped in the package's ``examples`` (ladders, behaviours, registers)."""
+    packaged = Path(str(resources.files("takedown").joinpath("examples", name)))
+    if packaged.exists():
+        return packaged
+    return Path(__file__).resolve().parents[3] / "examples" / name
+
+
+def _writable_dir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"cannot write to {out}: {exc.strerror}", where="--out") from None
+
+
+def _fresh(out: Path) -> None:
+    """Remove what an earlier run left (only the files this driver writes)."""
+    for name in (
+        "takedown.db",
+        "takedown.db-wal",
+        "takedown.db-shm",
+        "timeline.jsonl",
+        "report.html",
+        "compliance.png",
+        "rates.png",
+        "register.jsonl",
+        "clock.txt",
+        "subscribers.toml",
+        "control.toml",
+    ):
+        (out / name).unlink(missing_ok=True)
+    for name in ("feed", "enforce-state", "logs"):
+        shutil.rmtree(out / name, ignore_errors=True)
+
+
+def _register_file(path: Path, n: int, rng: random.Random) -> None:
+    """``n`` URL items on the platform in the 2021 category mix, as JSON Lines."""
+    total = sum(w for _, w in CATEGORY_MIX)
+    cats = [c for c, w in CATEGORY_MIX for _ in range(round(n * w / total))]
+    cats += [CATEGORY_MIX[0][0]] * (n - len(cats))
+    cats = cats[:n]
+    rng.shuffle(cats)
+    with path.open("w", encoding="utf-8") as fh:
+        for k, cat in enumerate(cats):
+            host = TEXT_HOST if k % 3 else MEDIA_HOST
+            url = (
+                f"https://{host}/user{k % 997}/status/{1_360_000_000_000_000_000 + k}"
+                if host == TEXT_HOST
+                else f"https://{host}/media/E{k:08d}.jpg"
+            )
+            fh.write(
+                json.dumps(
+                    {
+                        "target": url,
+                        "category": cat,
+                        "basis": "149-FZ art. 15.1, 15.3",
+                        "decision": f"RKN-{2017 + k % 4}-{k // 50:04d}",
+                        "authority": "Roskomnadzor",
+                        "decision_date": f"{2017 + k % 4}-0{1 + k % 9}-1{k % 10}",
+                        "platform": "twitter",
+                    }
+                )
+                + "\n"
+            )
+
+
+class Demo:
+    """One run of the scenario; use as a context manager so children always stop."""
+
+    def __init__(self, opts: DemoOptions, on_progress: Callable[[Progress], None] | None = None):
+        self.opts = opts
+        self.out = opts.out.resolve()
+        self.on_progress = on_progress or (lambda p: None)
+        p = opts.base_port
+        self.ports = {"api": p, "sim": p + 1, "control": p + 2, "enforce": p + 3, "metrics": p + 4}
+        self.urls = {
+            "api": f"http://{opts.host}:{self.ports['api']}",
+            "feed": f"http://{opts.host}:{self.ports['api']}/feed/",
+            "platform": f"http://{opts.host}:{self.ports['sim']}",
+            "control": f"http://{opts.host}:{self.ports['control']}",
+            "enforce": f"http://{opts.host}:{self.ports['enforce']}",
+            "metrics": f"http://{opts.host}:{self.ports['metrics']}/metrics",
+        }
+        self.services: Services | None = None
+        self.db: Database | None = None
+        self.clock: FileClock | None = None
+        self.rng = random.Random(2021)
+        self.days: list[report_mod.DayFigures] = []
+        self.published_sequence = 0
+        self.in_force: tuple[Directive, ...] = ()
+        self.last_rates: dict[str, float] = {}
+        self.figures_17_may: Figures | None = None
+        self.next_new_items = STATEMENT_DAY + timedelta(days=1)
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> Demo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.services is not None:
+            self.services.stop()
+        if self.db is not None:
+            self.db.close()
+
+    # ------------------------------------------------------------------ set-up
+    def prepare(self) -> None:
+        """Check the directory and ports, then create the database, platform and register."""
+        _writable_dir(self.out)
+        for name, port in self.ports.items():
+            if not port_is_free(self.opts.host, port):
+                raise TakedownError(
+                    f"port {port} on {self.opts.host} ({name}) is already in use; "
+                    "stop what uses it or pass --base-port"
+                )
+        _fresh(self.out)
+        (self.out / "logs").mkdir()
+        self.clock = FileClock(self.out / "clock.txt")
+        self.clock.write(START)
+        self.db = Database(str(self.out / "takedown.db"))
+        migrate.upgrade(self.db)
+        hosts = [parse_host_spec(h) for h in PLATFORM_HOSTS]
+        _, secret = add_platform(
+            self.db,
+            "twitter",
+            name="Twitter",
+            notice_url=f"{self.urls['platform']}/notices",
+            hosts=hosts,
+            profile="ru-2021",
+            now=START,
+            actor="analyst",
+        )
+        token = issue_token(self.db, "twitter", now=START, actor="analyst")
+        self.secret, self.token = secret, token
+        self.vantage = add_vantage(
+            self.db,
+            Vantage(name="moscow-1", country="RU", in_country=True),
+            now=START,
+            actor="analyst",
+        )
+        register = self.out / "register.jsonl"
+        _register_file(register, self.opts.items, self.rng)
+        result = import_file(
+            self.db, register, "jsonl", now=START - timedelta(days=1), actor="analyst"
+        )
+        if not result.committed:
+            raise TakedownError("demo register did not import: " + "; ".join(result.errors))
+        init_repository(self.out / "feed")
+        (self.out / "subscribers.toml").write_text(
+            f'[subscribers.mobile]\nranges = ["{MOBILE_RANGE}"]\n\n'
+            f'[subscribers.fixed]\nranges = ["{FIXED_RANGE}"]\n',
+            encoding="utf-8",
+        )
+        (self.out / "control.toml").write_text(
+            'name = "control"\nack = false\nrespond = false\n\n[hosts]\n'
+            f'"{CONTROL_HOST}" = "text"\n',
+            encoding="utf-8",
+        )
+        self.ladder = load_ladder(self.opts.ladder or shipped("ladders/ru-2021.toml"))
+
+    def start_services(self) -> None:
+        """Start serve, the platform, the control host and the enforcement point."""
+        assert self.clock is not None
+        env = {
+            "TAKEDOWN_CLOCK": f"file:{self.clock.path}",
+            "TAKEDOWN_DB": str(self.out / "takedown.db"),
+            "TAKEDOWN_ACTOR": "demo",
+        }
+        self.services = Services(self.out / "logs", env=env)
+        h = self.opts.host
+        behaviour = self.opts.behaviour or shipped("behaviours/twitter-2021-demo.toml")
+        self.services.start(
+            "serve",
+            [
+                "serve",
+                "--host",
+                h,
+                "--port",
+                str(self.ports["api"]),
+                "--feed-dir",
+                str(self.out / "feed"),
+                "--poll",
+                "0.05",
+            ],
+            ready=http_ready(f"{self.urls['api']}/openapi.json"),
+        )
+        self.services.start(
+            "platform",
+            [
+                "sim",
+                "platform",
+                "--host",
+                h,
+                "--port",
+                str(self.ports["sim"]),
+                "--behavior",
+                str(behaviour),
+                "--api",
+                self.urls["api"],
+                "--token",
+                self.token,
+                "--secret",
+                self.secret,
+                "--tick-every",
+                "0",
+            ],
+            ready=http_ready(f"{self.urls['platform']}/_sim/stats"),
+        )
+        self.services.start(
+            "control",
+            [
+                "sim",
+                "platform",
+                "--host",
+                h,
+                "--port",
+                str(self.ports["control"]),
+                "--behavior",
+                str(self.out / "control.toml"),
+                "--tick-every",
+                "0",
+            ],
+            ready=http_ready(f"{self.urls['control']}/_sim/stats"),
+        )
+        self.publish(START)  # an empty set, so the enforcement point starts from a signed feed
+        self.services.start(
+            "enforce",
+            [
+                "enforce",
+                "--feed",
+                self.urls["feed"],
+                "--root",
+                str(self.out / "feed" / "metadata" / "1.root.json"),
+                "--state",
+                str(self.out / "enforce-state"),
+                "--listen",
+                f"{h}:{self.ports['enforce']}",
+                "--mode",
+                "connect",
+                "--subscribers",
+                str(self.out / "subscribers.toml"),
+                "--metrics",
+                f"{h}:{self.ports['metrics']}",
+                "--refresh",
+                "0.2",
+                "--operator-url",
+                f"{self.urls['api']}/public/lookup",
+            ],
+            ready=tcp_ready(h, self.ports["enforce"]),
+        )
+        self.wait_for_feed(self.published_sequence)
+
+    # ------------------------------------------------------------------ steps
+    def publish(self, now: datetime) -> None:
+        """Compile, guard and sign the directives in force; remember what was published."""
+        assert self.db is not None
+        result = publish(
+            self.db, self.out / "feed", now=now, actor="feed-operator", public_url=self.urls["api"]
+        )
+        self.published_sequence = result.sequence
+        self.in_force = result.directive_set.directives
+
+    def wait_for_feed(self, sequence: int, timeout: float = 30.0) -> None:
+        """Until the enforcement point reports it has loaded ``sequence``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                text = httpx.get(self.urls["metrics"], timeout=2.0).text
+                for line in text.splitlines():
+                    if line.startswith("takedown_enforce_feed_sequence") and (
+                        float(line.rsplit(" ", 1)[1]) >= sequence
+                    ):
+                        return
+            assert self.services is not None
+            self.services.check_alive()
+            time.sleep(0.05)
+        raise TakedownError(f"the enforcement point did not load feed sequence {sequence}")
+
+    def wait_delivered(self, timeout: float = 60.0) -> None:
+        assert self.db is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.db.reading() as s:
+                pending = s.scalar(
+                    select(func.count())
+                    .select_from(Notice)
+                    .where(Notice.delivery_state == "pending")
+                )
+            if not pending:
+                return
+            time.sleep(0.05)
+        raise TakedownError("notices were not delivered in time (see logs/serve.log)")
+
+    def tick_platform(self) -> dict[str, Any]:
+        r = httpx.post(f"{self.urls['platform']}/_sim/tick", timeout=120.0)
+        r.raise_for_status()
+        return r.json()
+
+    def verify(self, now: datetime, *, claimed_only: bool) -> None:
+        assert self.db is not None and self.clock is not None
+        routes = {
+            host: Route("http", self.opts.host, self.ports["sim"])
+            for host in (TEXT_HOST, MEDIA_HOST)
+        }
+        opts = RunOptions(
+            vantage=self.vantage,
+            platform="twitter",
+            only_open=True,
+            states=("claimed",) if claimed_only else (),
+            connect_to=routes,
+            actor="verifier",
+        )
+        run_round(self.db, opts, clock=self.clock)
+
+    def add_new_items(self, now: datetime) -> None:
+        """After 17 May new items keep being flagged; they are due within 24 h of notice."""
+        assert self.db is not None
+        path = self.out / "logs" / f"new-{now:%Y%m%d%H}.jsonl"
+        with path.open("w", encoding="utf-8") as fh:
+            for k in range(NEW_ITEMS_BATCH):
+                n = int(now.timestamp()) * 100 + k
+                fh.write(
+                    json.dumps(
+                        {
+                            "target": f"https://{TEXT_HOST}/user{k}/status/{n}",
+                            "category": "suicide",
+                            "basis": "149-FZ art. 15.1",
+                            "decision": f"RKN-{now:%Y%m%d}-{k}",
+                            "authority": "Roskomnadzor",
+                            "decision_date": f"{now:%Y-%m-%d}",
+                            "platform": "twitter",
+                        }
+                    )
+                    + "\n"
+                )
+        import_file(self.db, path, "jsonl", now=now, actor="analyst")
+
+    def ladder_step(self, now: datetime) -> bool:
+        """Evaluate and apply the ladder; a second person approves what needs approval."""
+        assert self.db is not None
+        _, changed = measures_mod.run(self.db, self.ladder, now, "policy-engine", apply=True)
+        with self.db.reading() as s:
+            waiting = s.scalars(select(Measure.id).where(Measure.state == "proposed")).all()
+        for mid in waiting:
+            measures_mod.approve(self.db, mid, "deputy-head", now)
+        return bool(changed or waiting)
+
+    def figures(self, now: datetime) -> Figures:
+        assert self.db is not None
+        with self.db.reading() as s:
+            return ledger.figures_at(ledger.load_facts(s, "twitter", now), "twitter", now)
+
+    # ------------------------------------------------------------------ measurement
+    def measure_phase(self, phase: Phase) -> None:
+        """Real transfers through the enforcement point per subscriber and content class."""
+        assert self.db is not None
+        proxy = f"http://{self.opts.host}:{self.ports['enforce']}"
+        targets = (
+            ("media", MEDIA_HOST, self.ports["sim"]),
+            ("text", TEXT_HOST, self.ports["sim"]),
+            ("control", CONTROL_HOST, self.ports["control"]),
+        )
+        rows = []
+        for cls, sources in (("mobile", MOBILE_SUBSCRIBERS), ("fixed", FIXED_SUBSCRIBERS)):
+            for source in sources:
+                results = {}
+                for content, host, port in targets:
+                    url = f"http://{host}:{port}/_sim/stream/{64 << 20}"
+                    result = measure_transfer(
+                        url,
+                        proxy=proxy,
+                        source=source,
+                        resolve={host: self.opts.host},
+                        seconds=self.opts.measure_seconds,
+                        timeout=30.0,
+                    )
+                    action, rate = self._expected(cls, source, content)
+                    if result.error and action != MeasureAction.BLOCK:
+                        raise TakedownError(f"measurement {source} → {host}: {result.error}")
+                    results[content] = (host, result, action, rate)
+                    self.last_rates[f"{cls}/{content}"] = result.kbps
+                control = results["control"][1]
+                for content, (host, result, _action, rate) in results.items():
+                    if result.error:
+                        verdict = "blocked"
+                    elif content == "control":
+                        verdict = "control"
+                    else:
+                        verdict = compare(result, control).verdict
+                    rows.append(
+                        Measurement(
+                            at=phase.at,
+                            phase=phase.name,
+                            subscriber_class=cls,
+                            source=source,
+                            content_class=content,
+                            host=host,
+                            kbps=0.0 if result.error else result.kbps,
+                            target_kbps=rate,
+                            verdict=verdict,
+                        )
+                    )
+        with self.db.session() as s:
+            s.add_all(rows)
+
+    def _expected(self, cls: str, source: str, content: str) -> tuple[str | None, float | None]:
+        """What the published directives order for this flow: (action, rate) or (None, None).
+
+        For the report's target line only; the enforcement point decides on its own.
+        """
+        assert self.clock is not None
+        subs = Subscribers.load(self.out / "subscribers.toml")
+        now = self.clock.now()
+        found: list[tuple[int, float, str]] = []
+        for d in self.in_force:
+            if not d.in_force(now):
+                continue
+            if not any(h.content_class in (content, "any") for h in d.hosts):
+                continue
+            if subs.in_share(source, d.share_for(cls), salt=d.id):
+                severity = 2 if d.action == MeasureAction.BLOCK else 1
+                found.append((severity, -float(d.rate_kbps or 0), d.action.value))
+        if not found:
+            return None, None
+        severity, neg_rate, action = max(found)
+        return action, (None if severity == 2 else -neg_rate)
+
+    # ------------------------------------------------------------------ the run
+    def steps(self) -> Iterator[datetime]:
+        t = START
+        while t <= END:
+            yield t
+            t += STEP
+
+    def run(self) -> DemoResult:
+        """Prepare, start the services, drive the clock, measure, write the report."""
+        self.prepare()
+        self.start_services()
+        assert self.db is not None and self.clock is not None and self.services is not None
+        all_steps = list(self.steps())
+        pending_phases = list(PHASES)
+        wall_start = time.monotonic()
+        for n, now in enumerate(all_steps):
+            self.clock.write(now)
+            if now >= self.next_new_items:
+                self.add_new_items(now)
+                self.next_new_items += NEW_ITEMS_EVERY
+            if now >= NOTICE_DAY:
+                outbox.send(self.db, now=now, actor="analyst", platform="twitter")
+                self.wait_delivered()
+            self.tick_platform()
+            self.verify(now, claimed_only=True)
+            changed = self.ladder_step(now)
+            if changed or (now.hour == 0 and now.weekday() == 0):
+                self.publish(now)
+                self.wait_for_feed(self.published_sequence)
+            if pending_phases and now >= pending_phases[0].at:
+                self.verify(now, claimed_only=False)
+                self.measure_phase(pending_phases.pop(0))
+            fig = self.figures(now)
+            if now == STATEMENT_DAY:
+                self.figures_17_may = fig
+            if now.hour == 12 or now == END:
+                self.days.append(
+                    report_mod.DayFigures(
+                        now.date(),
+                        fig.flagged,
+                        fig.removed + fig.restricted,
+                        fig.remaining,
+                        fig.overdue,
+                        fig.removed_share,
+                    )
+                )
+            self.services.check_alive()
+            self.on_progress(
+                Progress(
+                    now,
+                    fig.remaining,
+                    fig.removed_share,
+                    self._in_force_labels(now),
+                    dict(self.last_rates),
+                    n + 1,
+                    len(all_steps),
+                )
+            )
+            if self.opts.days_per_second > 0:
+                due = wall_start + (n + 1) * (STEP / timedelta(days=1)) / self.opts.days_per_second
+                time.sleep(max(0.0, due - time.monotonic()))
+        return self.finish()
+
+    def _in_force_labels(self, now: datetime) -> list[str]:
+        out = []
+        for d in self.in_force:
+            if d.measure_id is None or not d.in_force(now):
+                continue
+            scope = ", ".join(f"{k} {v:g}%" for k, v in sorted(d.scope.items()))
+            rate = f" {d.rate_kbps} kbit/s" if d.rate_kbps else ""
+            out.append(f"{d.action.value}{rate} ({scope})")
+        return out
+
+    # ------------------------------------------------------------------ outputs
+    def finish(self) -> DemoResult:
+        from takedown.ledger import statement
+
+        assert self.db is not None
+        fig = self.figures_17_may or self.figures(STATEMENT_DAY)
+        text = statement(fig)
+        with (
+            self.db.reading() as s,
+            (self.out / "timeline.jsonl").open("w", encoding="utf-8") as fh,
+        ):
+            for ev in s.scalars(select(Event).order_by(Event.seq)):
+                fh.write(
+                    json.dumps(
+                        {
+                            "seq": ev.seq,
+                            "at": ev.at.isoformat(),
+                            "actor": ev.actor,
+                            "type": ev.type,
+                            "payload": ev.payload,
+                            "hash": ev.hash,
+                        },
+                        ensure_ascii=False,
+                        default=str,
+                    )
+                    + "\n"
+                )
+            data = report_mod.ReportData(
+                title="takedown: the 2021 case replayed",
+                platform="twitter",
+                days=self.days,
+                measures=self._measure_rows(s),
+                rates=self._rate_rows(s),
+                statement=text,
+                statement_day=STATEMENT_DAY.date(),
+                notes=[
+                    f"{self.opts.items:,} items flagged in the 2021 category mix; notices on "
+                    f"{NOTICE_DAY:%d %B}; simulated clock {START:%d %B} – {END:%d %B %Y}.",
+                    "Rates are real transfers through the enforcement point from loopback "
+                    f"subscriber addresses (mobile {MOBILE_RANGE}, fixed {FIXED_RANGE}).",
+                    "Every figure comes from the database in this directory (takedown.db).",
+                ],
+            )
+        page = report_mod.render(data, self.out)
+        return DemoResult(self.out, page, fig, text, dict(self.urls))
+
+    def _measure_rows(self, s: Any) -> list[report_mod.MeasureRow]:
+        rows = []
+        for m in s.scalars(select(Measure).order_by(Measure.id)):
+            approvals = [
+                f"{a.by} ({a.at:%d %b})"
+                for a in s.scalars(select(Approval).where(Approval.measure_id == m.id))
+            ]
+            end = m.lifted_at or (m.expires_at if m.state == "expired" else None)
+            rows.append(
+                report_mod.MeasureRow(
+                    id=m.id,
+                    action=m.action,
+                    rate_kbps=m.rate_kbps,
+                    classes=list(m.classes or []),
+                    scope={k: float(v) for k, v in (m.scope or {}).items()},
+                    state=m.state,
+                    start=m.starts_at,
+                    end=end,
+                    rule=m.rule,
+                    figures=dict((m.figures or {}).get("read", {})),
+                    approvals=approvals,
+                    reason=m.reason,
+                )
+            )
+        return rows
+
+    def _rate_rows(self, s: Any) -> list[report_mod.RateRow]:
+        rows = s.scalars(select(Measurement).order_by(Measurement.id)).all()
+        # A fixed subscriber is "in share" if a published throttle ever selected it.
+        in_share = {m.source for m in rows if m.subscriber_class == "fixed" and m.target_kbps}
+        out = []
+        for m in rows:
+            group = m.subscriber_class or ""
+            if group == "fixed":
+                group = "fixed · in share" if m.source in in_share else "fixed · outside share"
+            out.append(
+                report_mod.RateRow(
+                    m.phase or "",
+                    group,
+                    m.source or "",
+                    m.content_class or "",
+                    m.host,
+                    m.kbps,
+                    m.target_kbps,
+                    m.verdict or "",
+                )
+            )
+        return out
+
+
+def install_signal_handlers() -> Callable[[], None]:
+    """SIGTERM behaves like Ctrl-C (so the driver's cleanup runs); returns a restorer."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def wait_forever() -> None:
+    while True:
+        time.sleep(3600)
+
+
+__all__ = [
+    "Demo",
+    "DemoOptions",
+    "DemoResult",
+    "Progress",
+    "install_signal_handlers",
+    "shipped",
+    "wait_forever",
+]
