@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -113,6 +114,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--platforms", type=int)
     ap.add_argument("--items", type=int)
     args = ap.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]  # long runs
     platforms = args.platforms or (100 if args.quick else 1000)
     items = args.items or (1000 if args.quick else 10_000)
     ladder = spec.load(LADDER)
