@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -154,3 +158,73 @@ def test_publish_sequences_and_client_loads(twitter: Database, tmp_path: Path) -
     client = FeedClient(str(repo), tmp_path / "state")
     ds = client.refresh()
     assert ds is not None and ds.sequence == 2 and ds.directives[0].rate_kbps == 128
+
+
+def _cli(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "takedown", "--db", db_url, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TAKEDOWN_ACTOR": "feed-operator"},
+    )
+
+
+def test_cli_rules_check_and_publish_refuse_collateral(db_url: str, tmp_path: Path) -> None:
+    db = Database(db_url)
+    add_item(
+        db,
+        ItemRecord(parse_target("104.16.0.0/12"), "extremism", "149-FZ", Decision("D-CLOUD")),
+        now=NOW,
+        actor="a",
+    )
+    db.close()
+    resolved = tmp_path / "resolved.txt"
+    resolved.write_text("www.reddit.com 104.16.2.3\n")
+    r = _cli(db_url, "rules", "check", "--resolved", str(resolved), "--json")
+    assert r.returncode == 1
+    assert json.loads(r.stdout)["ip_hits"][0]["host"] == "www.reddit.com"
+    repo = tmp_path / "feed"
+    init_repository(repo)
+    r = _cli(db_url, "feed", "publish", str(repo), "--resolved", str(resolved))
+    assert r.returncode == 1 and "collateral" in r.stderr and "www.reddit.com" in r.stderr
+    r = _cli(
+        db_url,
+        "feed",
+        "publish",
+        str(repo),
+        "--resolved",
+        str(resolved),
+        "--accept-collateral",
+        "the order names the whole range",
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["sequence"] == 1
+    r = _cli(db_url, "audit", "list", "--type", "feed.publish", "--json")
+    (event,) = json.loads(r.stdout)
+    assert event["actor"] == "feed-operator"
+    assert event["payload"]["accepted_collateral"] == "the order names the whole range"
+
+
+def test_block_of_every_class_covers_every_platform_host(twitter: Database) -> None:
+    measures.add(
+        twitter,
+        "twitter",
+        action="block",
+        classes=("*",),
+        scope={"mobile": 100, "fixed": 100},
+        decision="RKN-BLOCK",
+        reason="never complied",
+        now=NOW,
+        actor="analyst",
+    )
+    with twitter.session() as s:
+        from takedown.store.schema import Measure
+
+        m = s.scalars(select(Measure)).one()
+        m.state, m.starts_at = "active", NOW
+    with twitter.reading() as s:
+        (d,) = compile_directives(s, NOW, sequence=1).directives.directives
+    assert d.action == MeasureAction.BLOCK
+    assert sorted(h.pattern for h in d.hosts) == ["*.twimg.com", "t.co", "twitter.com"]

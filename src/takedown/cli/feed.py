@@ -4,7 +4,8 @@ Examples::
 
     takedown feed init feed/ --timestamp-expiry 1d      # keys in feed/keys/ (0600)
     mv feed/keys/root.pem /offline/                      # publish does not need it
-    takedown feed publish feed/ --directives set.json    # validate, sign, publish
+    takedown feed publish feed/                          # compile from the database, guard, sign
+    takedown feed publish feed/ --directives set.json    # or publish a given set
     takedown feed show feed/ --json
     takedown feed renew feed/                            # re-sign expiries (cron)
     takedown feed rotate feed/ timestamp --root-key /offline/root.pem
@@ -91,27 +92,60 @@ def init(
 def publish_(
     directory: Path = typer.Argument(..., help="Repository directory."),
     directives: Path = typer.Option(
-        None, "--directives", help="A directive-set JSON file to validate and publish."
+        None, "--directives", help="Publish this directive-set JSON file instead of compiling."
+    ),
+    accept_collateral: str = typer.Option(
+        None, "--accept-collateral", help="Publish despite collateral; the reason is audited."
+    ),
+    against: list[Path] = typer.Option(
+        None, "--against", help="More reference hosts for the collateral guard."
+    ),
+    resolved: Path = typer.Option(None, "--resolved", help="Resolved names: 'host ip…' lines."),
+    public_url: str = typer.Option(
+        "http://127.0.0.1:8470", "--public-url", help="Base of the directives' reference URLs."
     ),
     timestamp_expiry: str = typer.Option(
         None, "--timestamp-expiry", help="Override the repository's setting, e.g. 1d."
     ),
     json_out: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
-    """Validate a directive set and publish it: new targets, snapshot and timestamp."""
+    """Compile the measures and register items in force, check them for collateral, sign and
+    publish them (new targets, snapshot and timestamp).
+
+    Example: takedown feed publish feed/ --accept-collateral "court order 12-3 covers it"
+    """
     from takedown.feed.repository import Repository
 
-    if directives is None:
-        raise common.fail("--directives FILE is required", 2)
-    try:
-        data = directives.read_bytes()
-    except OSError as exc:
-        raise common.fail(f"{directives}: {exc.strerror}") from None
-    info = Repository(directory).publish_bytes(
-        data, timestamp_expiry=_duration(timestamp_expiry, "--timestamp-expiry")
-    )
+    expiry = _duration(timestamp_expiry, "--timestamp-expiry")
+    if directives is not None:
+        try:
+            data = directives.read_bytes()
+        except OSError as exc:
+            raise common.fail(f"{directives}: {exc.strerror}") from None
+        info = Repository(directory).publish_bytes(data, timestamp_expiry=expiry)
+        extra: dict[str, Any] = {}
+    else:
+        from takedown.feed.publisher import publish
+        from takedown.match import read_resolved
+
+        result = publish(
+            common.database(),
+            directory,
+            now=common.now(),
+            actor=common.actor(),
+            against=against or (),
+            resolved=read_resolved(resolved) if resolved else None,
+            accept_collateral=accept_collateral,
+            timestamp_expiry=expiry,
+            public_url=public_url.rstrip("/"),
+        )
+        info = result.info
+        extra = {"collateral": result.report.as_json(), "sha256": result.digest}
+        if not json_out:
+            for line in result.report.lines():
+                common.err_console.print(line, highlight=False)
     if json_out:
-        common.print_json(info.to_json())
+        common.print_json({**info.to_json(), **extra})
         return
     common.console.print(
         f"published sequence {info.sequence} ({info.directives} directives) as targets "

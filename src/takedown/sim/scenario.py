@@ -45,7 +45,7 @@ from takedown.sim import report as report_mod
 from takedown.sim.services import Services, http_ready, port_is_free, tcp_ready
 from takedown.store import migrate
 from takedown.store.db import Database
-from takedown.store.schema import Approval, Event, Measure, Measurement, Notice
+from takedown.store.schema import Approval, Event, Item, Measure, Measurement, Notice
 from takedown.verify.probe import Route
 from takedown.verify.runner import RunOptions, run_round
 from takedown.verify.vantage import Vantage, add_vantage
@@ -211,6 +211,7 @@ class Demo:
         self.last_rates: dict[str, float] = {}
         self.figures_17_may: Figures | None = None
         self.next_new_items = STATEMENT_DAY + timedelta(days=1)
+        self.http = httpx.Client(timeout=120.0)  # one client: no TLS context per request
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> Demo:
@@ -220,6 +221,7 @@ class Demo:
         self.close()
 
     def close(self) -> None:
+        self.http.close()
         if self.services is not None:
             self.services.stop()
         if self.db is not None:
@@ -387,7 +389,7 @@ class Demo:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
-                text = httpx.get(self.urls["metrics"], timeout=2.0).text
+                text = self.http.get(self.urls["metrics"], timeout=2.0).text
                 for line in text.splitlines():
                     if line.startswith("takedown_enforce_feed_sequence") and (
                         float(line.rsplit(" ", 1)[1]) >= sequence
@@ -414,12 +416,16 @@ class Demo:
         raise TakedownError("notices were not delivered in time (see logs/serve.log)")
 
     def tick_platform(self) -> dict[str, Any]:
-        r = httpx.post(f"{self.urls['platform']}/_sim/tick", timeout=120.0)
+        r = self.http.post(f"{self.urls['platform']}/_sim/tick")
         r.raise_for_status()
         return r.json()
 
     def verify(self, now: datetime, *, claimed_only: bool) -> None:
         assert self.db is not None and self.clock is not None
+        if claimed_only:
+            with self.db.reading() as s:
+                if not s.scalar(select(func.count()).where(Item.state == "claimed")):
+                    return
         routes = {
             host: Route("http", self.opts.host, self.ports["sim"])
             for host in (TEXT_HOST, MEDIA_HOST)
@@ -467,10 +473,13 @@ class Demo:
             measures_mod.approve(self.db, mid, "deputy-head", now)
         return bool(changed or waiting)
 
-    def figures(self, now: datetime) -> Figures:
+    def figures(self, now: datetime, *, full: bool = False) -> Figures:
+        """The platform's figures now: from the projection, or (``full``) from the facts."""
         assert self.db is not None
         with self.db.reading() as s:
-            return ledger.figures_at(ledger.load_facts(s, "twitter", now), "twitter", now)
+            if full:
+                return ledger.figures_at(ledger.load_facts(s, "twitter", now), "twitter", now)
+            return ledger.status_fast(s, "twitter", now)[0]
 
     # ------------------------------------------------------------------ measurement
     def measure_phase(self, phase: Phase) -> None:
@@ -576,10 +585,11 @@ class Demo:
             if changed or (now.hour == 0 and now.weekday() == 0):
                 self.publish(now)
                 self.wait_for_feed(self.published_sequence)
+            if now in (STATEMENT_DAY, END):
+                self.verify(now, claimed_only=False)  # every open item, not only new claims
             if pending_phases and now >= pending_phases[0].at:
-                self.verify(now, claimed_only=False)
                 self.measure_phase(pending_phases.pop(0))
-            fig = self.figures(now)
+            fig = self.figures(now, full=now == STATEMENT_DAY)
             if now == STATEMENT_DAY:
                 self.figures_17_may = fig
             if now.hour == 12 or now == END:
@@ -625,7 +635,7 @@ class Demo:
         from takedown.ledger import statement
 
         assert self.db is not None
-        fig = self.figures_17_may or self.figures(STATEMENT_DAY)
+        fig = self.figures_17_may or self.figures(STATEMENT_DAY, full=True)
         text = statement(fig)
         with (
             self.db.reading() as s,
