@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 import ipaddress
 import re
 import socket
 import ssl
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,12 @@ from takedown.verify.verdict import Markers, Outcome, classify
 
 REDIRECTS = {301, 302, 303, 307, 308}
 _HOST_OK = re.compile(r"^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})\.?)+$|^[0-9A-Fa-f:.]+$")
+
+# httpcore runs `import sniffio` inside every lock/event/timeout setup (several per request)
+# and anyio 4 no longer pulls sniffio in: a failed import is not cached, so each one walks
+# sys.path (dozens of stat calls) -- the prober's largest CPU cost. Record the absence once.
+if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+    sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,9 +152,17 @@ class _Failed(Exception):
         self.status = status
 
 
+# httpcore's connection pool rescans every connection for every queued request on each
+# state change (O(connections x requests)): at 200 connections in one pool that dominates
+# the prober's CPU and throughput falls as concurrency rises. So the prober keeps several
+# small pools (clients sharing one TLS context) and lends a slot in one of them per probe:
+# a pool never has more requests than connections.
+POOL_SIZE = 16
+
+
 @dataclass
 class Prober:
-    """One HTTP client per vantage point; use as ``async with Prober(...) as p``."""
+    """HTTP clients of one vantage point; use as ``async with Prober(...) as p``."""
 
     settings: ProbeSettings = field(default_factory=ProbeSettings)
     markers: Markers = field(default_factory=Markers)
@@ -157,40 +173,46 @@ class Prober:
     verify: Any = True  # ssl.SSLContext, CA bundle path or bool
 
     def __post_init__(self) -> None:
-        self._client: httpx.AsyncClient | None = None
-        self._global = asyncio.Semaphore(self.settings.concurrency)
+        self._clients: list[httpx.AsyncClient] = []
+        self._slots: asyncio.LifoQueue[int] = asyncio.LifoQueue()
         self._hosts: dict[str, asyncio.Semaphore] = {}
 
     async def __aenter__(self) -> Prober:
         s = self.settings
-        transport = httpx.AsyncHTTPTransport(
-            http2=s.http2,
-            verify=self.verify,
-            local_address=self.source_address,
-            proxy=self.proxy,
-            retries=0,
-            limits=httpx.Limits(
-                max_connections=s.concurrency, max_keepalive_connections=s.concurrency
-            ),
-        )
-        self._client = httpx.AsyncClient(
-            transport=transport,
-            timeout=httpx.Timeout(
-                connect=s.connect_timeout,
-                read=s.read_timeout,
-                write=s.read_timeout,
-                pool=s.total_timeout,
-            ),
-            follow_redirects=False,
-            trust_env=False,  # never an environment proxy: probes go where we say
-            headers={"User-Agent": s.user_agent},
-        )
+        ctx = httpx.create_ssl_context(verify=self.verify)  # one TLS context for every pool
+        pools = max(1, -(-s.concurrency // POOL_SIZE))
+        for k in range(pools):
+            size = min(POOL_SIZE, s.concurrency - k * POOL_SIZE)
+            transport = httpx.AsyncHTTPTransport(
+                http2=s.http2,
+                verify=ctx,
+                local_address=self.source_address,
+                proxy=self.proxy,
+                retries=0,
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+            )
+            self._clients.append(
+                httpx.AsyncClient(
+                    transport=transport,
+                    timeout=httpx.Timeout(
+                        connect=s.connect_timeout,
+                        read=s.read_timeout,
+                        write=s.read_timeout,
+                        pool=s.total_timeout,
+                    ),
+                    follow_redirects=False,
+                    trust_env=False,  # never an environment proxy: probes go where we say
+                    headers={"User-Agent": s.user_agent},
+                )
+            )
+            for _ in range(size):
+                self._slots.put_nowait(k)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        clients, self._clients = self._clients, []
+        for client in clients:
+            await client.aclose()
 
     def _physical(self, url: httpx.URL) -> tuple[httpx.URL, dict[str, str], dict[str, Any]]:
         if url.scheme not in ("http", "https"):
@@ -231,16 +253,17 @@ class Prober:
             sem = self._hosts[key] = asyncio.Semaphore(self.settings.per_host)
         return sem
 
-    async def _attempt(self, url: httpx.URL) -> tuple[int, bytes, bool, str | None]:
-        assert self._client is not None
+    async def _attempt(
+        self, client: httpx.AsyncClient, url: httpx.URL
+    ) -> tuple[int, bytes, bool, str | None]:
         s = self.settings
         last: int | None = None
         for _hop in range(s.max_redirects + 1):
             target, headers, extensions = self._physical(url)
-            request = self._client.build_request("GET", target, headers=headers)
+            request = client.build_request("GET", target, headers=headers)
             request.extensions.update(extensions)
             async with self._host_limit(f"{target.host}:{target.port}"):
-                response = await self._client.send(request, stream=True)
+                response = await client.send(request, stream=True)
                 try:
                     if response.status_code in REDIRECTS and "location" in response.headers:
                         try:
@@ -279,12 +302,14 @@ class Prober:
         except (httpx.InvalidURL, TypeError, ValueError) as exc:
             url = None
             failure = ("protocol", f"bad url: {exc}")
-        async with self._global:
+        slot = await self._slots.get() if url is not None else 0
+        try:
+            client = self._clients[slot]
             while url is not None and attempts <= s.retries:
                 attempts += 1
                 try:
                     async with asyncio.timeout(s.total_timeout):
-                        status, body, truncated, version = await self._attempt(url)
+                        status, body, truncated, version = await self._attempt(client, url)
                     failure = None
                     break
                 except _Failed as exc:
@@ -299,6 +324,9 @@ class Prober:
                     if not retryable or attempts > s.retries:
                         break
                     await asyncio.sleep(s.retry_backoff * (2 ** (attempts - 1)))
+        finally:
+            if url is not None:
+                self._slots.put_nowait(slot)
         latency = (time.perf_counter() - started) * 1000.0
         if failure is not None:
             outcome = Outcome(status=status, error_kind=failure[0], reason=failure[1])
