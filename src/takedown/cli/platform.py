@@ -6,12 +6,14 @@ import typer
 from rich.table import Table
 
 from takedown.cli import common
+from takedown.cli.policy import platform_obligation
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
     group = typer.Typer(help="Platforms: host patterns, notice endpoint, tokens, signing keys.")
     app.add_typer(group, name="platform")
+    group.command("obligation")(platform_obligation)
 
     @group.command("add")
     def add(

@@ -517,7 +517,7 @@ class Demo:
                     elif content == "control":
                         verdict = "control"
                     else:
-                        verdict = compare(result, control).verdict
+                        verdict = compare(result, control, threshold=0.1).verdict
                     rows.append(
                         Measurement(
                             at=phase.at,
