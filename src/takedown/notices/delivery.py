@@ -20,7 +20,6 @@ At most ``batch`` notices are claimed and not yet sent or in flight at any time.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import random
@@ -39,7 +38,7 @@ from takedown.notices import signing
 from takedown.notices.outbox import encode, notice_documents
 from takedown.store import audit
 from takedown.store.db import Database
-from takedown.store.schema import AuditHead, DeliveryAttempt, Event, Notice, Platform
+from takedown.store.schema import DeliveryAttempt, Notice, Platform
 
 ACTOR = "delivery-worker"
 CONCURRENCY = 16  # POSTs in flight per worker (the bench's baseline uses the same)
@@ -249,42 +248,8 @@ def append_events(
     at: datetime,
     events: Sequence[tuple[str, dict[str, object]]],
 ) -> None:
-    """Append events to the audit chain in one go: the same chain as ``audit.record``
-    would write one by one (head bumped first, under its lock; hashes by
-    ``audit.event_hash``), in three statements instead of three per event."""
-    if not events:
-        return
-    n = len(events)
-    head = session.execute(
-        update(AuditHead)
-        .where(AuditHead.id == 1)
-        .values(seq=AuditHead.seq + n)
-        .returning(AuditHead.seq, AuditHead.hash)
-    ).first()
-    if head is None:  # an empty chain: let audit create its head
-        for type_, payload in events:
-            audit.record(session, at=at, actor=ACTOR, type=type_, payload=payload)
-        return
-    last, prev = head
-    rows = []
-    for seq, (type_, payload) in enumerate(events, start=last - n + 1):
-        # the JSON round trip stores exactly what was hashed, as audit.record does
-        doc = json.loads(json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str))
-        digest = audit.event_hash(prev, seq, at, ACTOR, type_, doc)
-        rows.append(
-            {
-                "seq": seq,
-                "at": at,
-                "actor": ACTOR,
-                "type": type_,
-                "payload": doc,
-                "prev_hash": prev,
-                "hash": digest,
-            }
-        )
-        prev = digest
-    session.execute(insert(Event), rows)
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=prev))
+    """Append a batch's events to the audit chain in one go."""
+    audit.record_many(session, at=at, actor=ACTOR, events=events)
 
 
 def advance(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,30 +27,43 @@ def event_hash(prev_hash: str, seq: int, at: datetime, actor: str, type_: str, p
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
-def record(session: Session, *, at: datetime, actor: str, type: str, payload: Any) -> Event:
-    """Append one event in the caller's transaction (so it commits with the change)."""
+def record_many(
+    session: Session, *, at: datetime, actor: str, events: Sequence[tuple[str, Any]]
+) -> list[Event]:
+    """Append ``(type, payload)`` events in the caller's transaction, in order."""
+    if not events:
+        return []
+    n = len(events)
     # Bumping the head first takes the row's write lock (SQLite: the database's), so two
     # writers can never chain onto the same predecessor.
     row = session.execute(
         update(AuditHead)
         .where(AuditHead.id == 1)
-        .values(seq=AuditHead.seq + 1)
+        .values(seq=AuditHead.seq + n)
         .returning(AuditHead.seq, AuditHead.hash)
     ).first()
     if row is None:
-        session.add(AuditHead(id=1, seq=1, hash=GENESIS))
+        session.add(AuditHead(id=1, seq=n, hash=GENESIS))
         session.flush()
-        seq, prev = 1, GENESIS
+        last, prev = n, GENESIS
     else:
-        seq, prev = row
-    payload = json.loads(_canonical(payload))
-    digest = event_hash(prev, seq, at, actor, type, payload)
-    event = Event(
-        seq=seq, at=at, actor=actor, type=type, payload=payload, prev_hash=prev, hash=digest
-    )
-    session.add(event)
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=digest))
-    return event
+        last, prev = row
+    out = []
+    for seq, (type_, payload) in enumerate(events, start=last - n + 1):
+        doc = json.loads(_canonical(payload))  # store exactly what is hashed
+        digest = event_hash(prev, seq, at, actor, type_, doc)
+        out.append(
+            Event(seq=seq, at=at, actor=actor, type=type_, payload=doc, prev_hash=prev, hash=digest)
+        )
+        prev = digest
+    session.add_all(out)
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=prev))
+    return out
+
+
+def record(session: Session, *, at: datetime, actor: str, type: str, payload: Any) -> Event:
+    """Append one event in the caller's transaction (so it commits with the change)."""
+    return record_many(session, at=at, actor=actor, events=[(type, payload)])[0]
 
 
 @dataclass(frozen=True)
