@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,20 @@ def run(app: typer.Typer) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
+    except Exception as exc:  # noqa: BLE001 - one line for people, the trace on request
+        if os.environ.get("TAKEDOWN_DEBUG"):
+            raise
+        from sqlalchemy.exc import SQLAlchemyError
+
+        kind = "database error" if isinstance(exc, SQLAlchemyError) else "internal error"
+        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]
+        hint = "; is the schema current? run `takedown init`" if kind == "database error" else ""
+        err_console.print(
+            f"[red]error:[/red] {kind}: {detail}{hint} (TAKEDOWN_DEBUG=1 shows the trace)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return 1
     return rv if isinstance(rv, int) else 0
 
 

@@ -41,10 +41,12 @@ def add(
     """Add one item to the register."""
     from takedown.model import Decision, ItemRecord
     from takedown.registry.service import add_item
-    from takedown.registry.targets import parse_target
+    from takedown.registry.targets import parse_target_flags
 
+    parsed, flags = parse_target_flags(target, where="TARGET")
     record = ItemRecord(
-        target=parse_target(target, where="TARGET"),
+        target=parsed,
+        flags=flags,
         category=category,
         basis=basis,
         decision=Decision(decision, authority, _decision_date(decision_date)),
