@@ -60,7 +60,7 @@ def run(app: typer.Typer) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
-    except Exception as exc:  # noqa: BLE001 - one line for people, the trace on request
+    except Exception as exc:
         if os.environ.get("TAKEDOWN_DEBUG"):
             raise
         from sqlalchemy.exc import SQLAlchemyError
