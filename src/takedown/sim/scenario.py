@@ -117,10 +117,7 @@ class DemoResult:
 
 def shipped(name: str) -> Path:
     """A file shipped in the package's ``examples`` (ladders, behaviours, registers)."""
-    packaged = Path(str(resources.files("takedown").joinpath("examples", name)))
-    if packaged.exists():
-        return packaged
-    return Path(__file__).resolve().parents[3] / "examples" / name
+    return Path(str(resources.files("takedown").joinpath("examples", name)))
 
 
 def _writable_dir(out: Path) -> None:
