@@ -29,7 +29,7 @@ import re
 
 from takedown.errors import InputError, PatternError
 from takedown.model import Target, TargetKind
-from takedown.names import is_public_suffix, normalise_host
+from takedown.names import MAX_NAME, is_public_suffix, normalise_host
 
 FLAG_MALFORMED_MASK = "malformed-mask"
 FLAG_PUBLIC_SUFFIX = "public-suffix"  # a wildcard at or above a public suffix (*.com)
@@ -61,6 +61,11 @@ def parse_target_flags(text: str, *, where: str | None = None) -> tuple[Target, 
 
 @functools.lru_cache(maxsize=65536)
 def _parse_cached(text: str) -> tuple[Target, tuple[str, ...]]:
+    fast = _parse_fast(text)
+    return fast if fast is not None else _parse_general(text)
+
+
+def _parse_general(text: str) -> tuple[Target, tuple[str, ...]]:
     if not text:
         raise InputError("empty target")
     if "://" in text:
@@ -78,8 +83,58 @@ def _parse_cached(text: str) -> tuple[Target, tuple[str, ...]]:
     return Target(TargetKind.DOMAIN, host, host), ()
 
 
+# Fast paths for the shapes that make up most of a register: each either returns exactly
+# what _parse_general would, or None (then _parse_general decides, errors included).
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+# A dotted quad as ipaddress writes it (no leading zeros), so the text is canonical.
+_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}\Z")
+_IPV4_NET = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}/(3[0-2]|[12]?[0-9])\Z")
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+# A lower-case ASCII host name that normalise_host keeps as it is (bar one trailing dot).
+_PLAIN_HOST = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}\.?\Z")
+# scheme://host[/path][?query] with nothing to re-encode in path or query, and no
+# userinfo, port, IPv6 literal, fragment, percent sign, space or control character.
+_PLAIN_URL = re.compile(
+    r"([a-z][a-z0-9+.\-]*)://([^/?#@:\[\]%\s\x00-\x1f\x7f]+)"
+    r"(/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*)?(?:\?([A-Za-z0-9\-._~!$&'()*+,;=:@/?]*))?\Z"
+)
+
+
+def _parse_fast(text: str) -> tuple[Target, tuple[str, ...]] | None:
+    first = text[:1]
+    if first.isdigit():
+        if _IPV4.match(text):
+            return Target(TargetKind.IP, text), ()
+        match = _IPV4_NET.match(text)
+        if match:
+            a, b, c, d, prefix = map(int, match.groups())
+            address = (a << 24) | (b << 16) | (c << 8) | d
+            if address & ((1 << (32 - prefix)) - 1):
+                return None  # host bits set: the general path words the error
+            addr = text.partition("/")[0]
+            if prefix == 32:
+                return Target(TargetKind.IP, addr), ()
+            return Target(TargetKind.CIDR, f"{addr}/{prefix}"), ()
+    if "://" in text:
+        match = _PLAIN_URL.match(text)
+        if match is None:
+            return None
+        scheme, raw_host, path, query = match.groups()
+        try:
+            host, shown = _url_host(raw_host, text, False)
+        except InputError:
+            return None
+        value = f"{scheme}://{shown}{path or '/'}" + (f"?{query}" if query else "")
+        return Target(TargetKind.URL, value, host), ()
+    if _PLAIN_HOST.match(text) and not _looks_ipv4(text):
+        host = text[:-1] if text.endswith(".") else text
+        if len(host) <= MAX_NAME and not (host.startswith("xn--") or ".xn--" in host):
+            return Target(TargetKind.DOMAIN, host, host), ()
+    return None
+
+
 def _looks_ipv4(text: str) -> bool:
-    return text[:1].isdigit() and all(c.isdigit() or c == "." for c in text)
+    return text[:1].isdigit() and text.replace(".", "").isdigit()
 
 
 def _parse_address(text: str) -> Target:
@@ -209,10 +264,22 @@ def _url_host(raw: str, text: str, bracketed: bool) -> tuple[str, str]:
     return host, host
 
 
+_NOT_ALLOWED = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/?]+")
+
+
+def _percent_encode(match: re.Match[str]) -> str:
+    return "".join(f"%{b:02X}" for c in match.group() for b in c.encode("utf-8", "surrogatepass"))
+
+
 def _normalise_component(text: str) -> str:
     """Normalise the percent-encoding of a path, query or userinfo (RFC 3986 6.2.2)."""
-    if "%" not in text and _CLEAN.match(text):
-        return text
+    if "%" not in text:
+        # nothing to decode: only encode what may not stand (as the loop below would)
+        return _NOT_ALLOWED.sub(_percent_encode, text) if not _CLEAN.match(text) else text
+    return _normalise_percent(text)
+
+
+def _normalise_percent(text: str) -> str:
     out: list[str] = []
     i, n = 0, len(text)
     while i < n:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import BinaryIO
 
@@ -91,9 +91,11 @@ def read(
             yield RowError(lineno, f"not cp1251 text: {exc.reason}", raw_text(raw, ENCODING))
             continue
         try:
-            yield from _row(line, lineno, source, defaults, basis_cache)
+            records = _row(line, lineno, source, defaults, basis_cache)
         except _Reject as exc:
             yield RowError(lineno, str(exc), line)
+            continue
+        yield from records
 
 
 def _check_header(first: bytes, source: str) -> None:
@@ -133,10 +135,17 @@ def _check_header(first: bytes, source: str) -> None:
         raise InputError(f"invalid date in the 'Updated:' header: {text!r}", where=where) from None
 
 
+# The UTF-8 encodings of the letters _CYRILLIC matches (Ё, А-я, ё): a line without any of
+# these byte pairs cannot be UTF-8 Cyrillic, so most cp1251 lines skip the decode attempt.
+_UTF8_CYRILLIC = re.compile(rb"\xd0[\x81\x90-\xbf]|\xd1[\x80-\x8f\x91]")
+
+
 def _is_utf8(raw: bytes) -> bool:
     """True if ``raw`` reads as UTF-8 Cyrillic. cp1251 Cyrillic text is practically never
     valid UTF-8 (two adjacent letters already make it invalid), and the Cyrillic-letter
     test rules out the rare line such as ``В№`` that is (it would read as ``¹``)."""
+    if _UTF8_CYRILLIC.search(raw) is None:
+        return False
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -150,16 +159,17 @@ def _row(
     source: str,
     defaults: ReadDefaults,
     basis_cache: dict[tuple[str | None, str], str],
-) -> Iterator[ItemRecord]:
-    if not line.strip():
-        raise _Reject("empty row")
-    fields = split_row(line) if '"' in line else line.split(";")
-    if fields is None:
-        raise _Reject("malformed quoting (a quoted field must end with '\"' before ';')")
-    if len(fields) != 6:
+) -> list[ItemRecord]:
+    fields = line.split(";") if '"' not in line else split_row(line)
+    if fields is None or len(fields) != 6:
+        if not line.strip():
+            raise _Reject("empty row")
+        if fields is None:
+            raise _Reject("malformed quoting (a quoted field must end with '\"' before ';')")
         raise _Reject(f"expected 6 fields ({';'.join(FIELDS)}), got {len(fields)}")
     ips, domains, urls, authority, reference, date = fields
-    if not (ips.strip() or domains.strip() or urls.strip()):
+    has_ips, has_domains, has_urls = ips.strip(), domains.strip(), urls.strip()
+    if not (has_ips or has_domains or has_urls):
         raise _Reject("row has no targets (ips, domains and urls are all empty)")
     date = date.strip()
     if date and not valid_date(date):
@@ -169,49 +179,53 @@ def _row(
         raise _Reject("empty decision reference")
     authority = authority.strip() or None
     targets: list[tuple[Target, tuple[str, ...]]] = []
-    if ips.strip():
-        _cell(ips.split("|"), "ips", _IP_KINDS, targets)
-    if domains.strip():
-        _cell(domains.split("|"), "domains", _NAME_KINDS, targets)
-    if urls.strip():
-        _cell(urls.split(URL_SEPARATOR), "urls", (TargetKind.URL,), targets)
+    parse = parse_target_flags
+    if has_ips:
+        for part in ips.split("|"):
+            text = part.strip()
+            if text:
+                target, flags = _parse(parse, text, "ips")
+                if target.kind not in _IP_KINDS:
+                    raise _Reject(f"ips: {text!r} is a {target.kind}, not an IP address or network")
+                targets.append((target, flags))
+    if has_domains:
+        for part in domains.split("|"):
+            text = part.strip()
+            if text:
+                if "://" in text:
+                    raise _Reject(f"domains: {text!r} is a URL, not a domain")
+                targets.append(_parse(parse, text, "domains"))
+    if has_urls:
+        for part in urls.split(URL_SEPARATOR):
+            text = part.strip()
+            if text:
+                if "://" not in text:
+                    raise _Reject(f"urls: {text!r} is not a URL (no scheme)")
+                targets.append(_parse(parse, text, "urls"))
     if not targets:
         raise _Reject("row has no targets (ips, domains and urls are all empty)")
     decision = Decision(reference, authority, date or None)
-    key = (authority, reference)
-    basis = defaults.basis or basis_cache.get(key)
+    basis = defaults.basis or basis_cache.get((authority, reference))
     if basis is None:
         basis = f"{authority} decision {reference}" if authority else f"decision {reference}"
         if len(basis_cache) > 10000:
             basis_cache.clear()
-        basis_cache[key] = basis
+        basis_cache[(authority, reference)] = basis
     where = f"{source}:{lineno}"
     category, platform = defaults.category, defaults.platform
-    for target, flags in targets:
-        yield ItemRecord(target, category, basis, decision, platform, None, where, flags)
+    return [
+        ItemRecord(target, category, basis, decision, platform, None, where, flags)
+        for target, flags in targets
+    ]
 
 
-def _cell(
-    parts: list[str],
-    column: str,
-    kinds: tuple[TargetKind, ...],
-    out: list[tuple[Target, tuple[str, ...]]],
-) -> None:
-    for part in parts:
-        text = part.strip()
-        if not text:
-            continue
-        if column == "urls" and "://" not in text:
-            raise _Reject(f"urls: {text!r} is not a URL (no scheme)")
-        if column == "domains" and "://" in text:
-            raise _Reject(f"domains: {text!r} is a URL, not a domain")
-        try:
-            target, flags = parse_target_flags(text)
-        except InputError as exc:
-            raise _Reject(f"{column}: {exc.message}") from None
-        if target.kind not in kinds:
-            raise _Reject(f"{column}: {text!r} is a {target.kind}, not an IP address or network")
-        out.append((target, flags))
+def _parse(
+    parse: Callable[[str], tuple[Target, tuple[str, ...]]], text: str, column: str
+) -> tuple[Target, tuple[str, ...]]:
+    try:
+        return parse(text)
+    except InputError as exc:
+        raise _Reject(f"{column}: {exc.message}") from None
 
 
 def split_row(line: str) -> list[str] | None:
