@@ -13,6 +13,7 @@ python -m bench verify [--quick]
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -51,6 +52,16 @@ def start_sim() -> tuple[subprocess.Popen[bytes], int]:
         except httpx.HTTPError:
             time.sleep(0.02)
     raise RuntimeError("simulator did not start")
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
 
 
 def urls(n: int) -> list[str]:
@@ -146,23 +157,29 @@ def bench_prober(n: int) -> None:
                 batch=500,
                 flush_every=500,
             )
+            sim0, cpu0 = cpu_s(proc.pid), time.process_time()
             summary = run_round(db, opts, clock=SimClock(T0))
+            cpu, sim_cpu = time.process_time() - cpu0, cpu_s(proc.pid) - sim0
             assert summary.checked == n, summary
             rate = n / summary.elapsed_s
             db.close()
         m = 500
         with httpx.Client(trust_env=False) as client:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             for u in urls(m):
                 client.get(base + u.split("twitter.com", 1)[1], headers={"Host": "twitter.com"})
             seq = m / (time.perf_counter() - t)
+            seq_cpu = m / (time.process_time() - c)
         print(
-            f"prober: {n} checks in {summary.elapsed_s:.2f} s = {rate:,.0f} checks/s "
-            f"(goal >= 1,000)"
+            f"prober (runner, SQLite, concurrency 200): {n} checks in {summary.elapsed_s:.2f} s "
+            f"= {rate:,.0f} checks/s (goal >= 1,000); {n / cpu:,.0f} checks per CPU-second "
+            f"of this process (DB writes included); simulator {sim_cpu / n * 1e6:,.0f} us CPU "
+            f"per request (its ceiling ~{n / sim_cpu:,.0f} req/s per core)"
         )
         print(
-            f"baseline sequential httpx.Client, {m} items: {seq:,.0f} checks/s "
-            f"(scaled to {n}: {n / seq:.1f} s); ratio {rate / seq:.1f}x"
+            f"baseline sequential httpx.Client, {m} items: {seq:,.0f} checks/s, "
+            f"{seq_cpu:,.0f} per CPU-second (scaled to {n}: {n / seq:.1f} s); "
+            f"ratio {rate / seq:.1f}x"
         )
         bench_workers(n, base)
     finally:
@@ -223,7 +240,6 @@ def bench_workers(n: int, base: str) -> None:
                     for k, u in enumerate(urls(n))
                 ],
             )
-        db.close()
         cmd = [
             BIN,
             "--db",
@@ -237,19 +253,32 @@ def bench_workers(n: int, base: str) -> None:
             f"twitter.com={base}",
             "--json",
         ]
-        times = []
+        times, runs = [], []
         for workers in (1, 2):
+            # the first worker finished its round: the pair opens a new one of the same items
             t = time.perf_counter()
-            procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL) for _ in range(workers)]
-            for p in procs:
-                p.wait(600)
+            procs = [
+                subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(workers)
+            ]
+            outs = [p.communicate(timeout=600)[0] for p in procs]
             times.append(time.perf_counter() - t)
+            docs = [json.loads(o) for o in outs]
+            checked = sum(d.get("checked", 0) for d in docs)
+            # the round's own time: the workers start together, the last one ends it
+            runs.append(max(d.get("elapsed_s") or 0.0 for d in docs))
             print(
-                f"PostgreSQL, {workers} worker process(es): {n} checks in {times[-1]:.2f} s "
-                f"= {n / times[-1]:,.0f} checks/s (incl. process start)"
+                f"PostgreSQL, {workers} worker process(es): {checked} checks in "
+                f"{times[-1]:.2f} s = {n / times[-1]:,.0f} checks/s incl. process start; "
+                f"round {runs[-1]:.2f} s = {n / runs[-1]:,.0f} checks/s "
+                f"(per worker: {[d.get('checked') for d in docs]})"
             )
-        print(f"gain from a second worker: {times[0] / times[1]:.2f}x")
+        print(
+            f"gain from a second worker: {times[0] / times[1]:.2f}x incl. process start, "
+            f"{runs[0] / runs[1]:.2f}x round time (2 cores shared with the simulator, "
+            f"PostgreSQL and this bench)"
+        )
     finally:
+        db.close()
         drop_pg(url)
 
 
@@ -311,6 +340,7 @@ def bench_status(n_items: int) -> None:
 
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     bench_prober(2_000 if quick else 10_000)
     bench_status(100_000 if quick else 1_000_000)
     return 0
