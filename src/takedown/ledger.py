@@ -308,22 +308,20 @@ def reopened_count(facts: LedgerFacts, platform: str | None, now: datetime) -> i
 
 def _first_notices(
     session: Session, until: datetime | None, item_ids: Iterable[int] | None = None
-) -> dict[int, tuple[datetime, datetime]]:
+) -> dict[int, datetime]:
+    """When each item was first noticed (repeat notices do not move its deadline)."""
     from takedown.store.schema import Notice, NoticeItem
 
-    q = select(NoticeItem.item_id, Notice.issued_at, Notice.deadline_at).join(
-        Notice, Notice.id == NoticeItem.notice_id
+    q = (
+        select(NoticeItem.item_id, func.min(Notice.issued_at))
+        .join(Notice, Notice.id == NoticeItem.notice_id)
+        .group_by(NoticeItem.item_id)
     )
     if until is not None:
         q = q.where(Notice.issued_at <= until)
     if item_ids is not None:
         q = q.where(NoticeItem.item_id.in_(list(item_ids)))
-    first: dict[int, tuple[datetime, datetime]] = {}
-    for item_id, issued, deadline in session.execute(q):
-        cur = first.get(item_id)
-        if cur is None or issued < cur[0]:
-            first[item_id] = (issued, deadline)
-    return first
+    return dict(session.execute(q).tuples().all())  # min() keeps the column's type
 
 
 def load_facts(
@@ -344,7 +342,7 @@ def load_facts(
     notices = _first_notices(session, until)
     items = []
     for iid, slug, profile, cat, listed, delisted in session.execute(q):
-        noticed = notices.get(iid, (None, None))[0]
+        noticed = notices.get(iid)
         # the legal deadline of the item's own category from its first notice (repeat
         # notices and the notice's own, earliest-category deadline do not move it)
         deadline = None
@@ -412,7 +410,7 @@ def _store_status(
         values: dict[str, object] = {"state": st.state.value, "state_at": st.state_at}
         if iid in newly_verified:
             values["verified_at"] = st.verified_at
-            noticed = notices.get(iid, (None, None))[0]
+            noticed = notices.get(iid)
             values["ttr_s"] = ttr_seconds(noticed, st.verified_at)
         session.execute(update(Item).where(Item.id == iid).values(**values))
 
