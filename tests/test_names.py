@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from takedown.errors import PatternError
-from takedown.names import normalise_host, split_pattern
+from takedown.names import _ASCII_HOST, _ascii_label_ok, normalise_host, punycode, split_pattern
 
 LABEL_CHARS = "абвгдежзийклмнопрстуфхцчшщъыьэюяёАБВГДЕЁЖЗЯabcXYZ019-"
 labels = st.text(alphabet=LABEL_CHARS, min_size=1, max_size=14)
@@ -36,3 +36,20 @@ def test_examples() -> None:
     for bad in ("com", "*.co.uk", "com.ru", "*example.com", "a..b", "-x.com"):
         with pytest.raises(PatternError):
             split_pattern(bad)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(alphabet=LABEL_CHARS + "üß中😀\u0300_.", max_size=24))
+def test_punycode_agrees_with_the_codec(text: str) -> None:
+    assert punycode(text) == text.encode("punycode").decode("ascii")
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.text(alphabet="az09_-.", max_size=70)
+    | st.from_regex(r"[a-z]{60,66}(\.[a-z]{1,3})?", fullmatch=True)
+)
+def test_ascii_host_regex_agrees_with_the_label_check(host: str) -> None:
+    # the regex stands for the label loop on lower-cased ASCII names
+    by_labels = all(_ascii_label_ok(label) for label in host.split("."))
+    assert (_ASCII_HOST.match(host) is not None) == by_labels

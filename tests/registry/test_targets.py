@@ -5,12 +5,19 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from takedown.errors import InputError
 from takedown.model import Target, TargetKind
-from takedown.registry.targets import parse_target, parse_target_flags
+from takedown.registry.targets import (
+    _normalise_component,
+    _normalise_percent,
+    _parse_fast,
+    _parse_general,
+    parse_target,
+    parse_target_flags,
+)
 
 U, D, W, IP, NET = (
     TargetKind.URL,
@@ -186,3 +193,88 @@ def test_never_raises_anything_but_input_error(text: str) -> None:
     except InputError:
         return
     assert target.value == target.value.strip()
+
+
+# --- fast paths against the general path ----------------------------------------------
+
+OCTETS = st.one_of(
+    st.integers(0, 255).map(str),
+    st.integers(0, 999).map(str),
+    st.integers(0, 99).map(lambda n: f"0{n}"),  # leading zeros: refused by ipaddress
+)
+QUADS = st.lists(OCTETS, min_size=3, max_size=5).map(".".join)
+PREFIXES = st.one_of(st.integers(0, 40).map(str), st.integers(0, 32).map(lambda n: f"0{n}"))
+PLAIN_HOSTS = st.builds(
+    lambda labels, dot: ".".join(labels) + dot,
+    st.lists(
+        st.from_regex(r"(xn--|XN--)?[a-zA-Z0-9_-]{0,65}", fullmatch=True)
+        | st.sampled_from(["1", "12"]),
+        min_size=1,
+        max_size=4,
+    ),
+    st.sampled_from(["", ".", ".."]),
+)
+CLEAN_OR_NOT = st.text(alphabet="aZ09-._~!$&'()*+,;=:@/?%|# \u044f\x7f", max_size=12)
+FAST_URLS = st.builds(
+    lambda scheme, host, port, path, query: f"{scheme}://{host}{port}{path}{query}",
+    st.sampled_from(["http", "https", "ftp", "HTTP", "s+x.y-z", "1x"]),
+    st.one_of(PLAIN_HOSTS, QUADS, HOSTS, st.sampled_from(["a b.com", "u@h.com", "[::1]", ""])),
+    st.sampled_from(["", "", ":80", ":x"]),
+    st.one_of(st.just(""), CLEAN_OR_NOT.map(lambda s: "/" + s)),
+    st.one_of(st.just(""), CLEAN_OR_NOT.map(lambda s: "?" + s)),
+)
+FAST_DOMAIN = st.one_of(
+    QUADS,
+    st.builds(lambda q, p: f"{q}/{p}", QUADS, PREFIXES),
+    NETS.map(str),
+    PLAIN_HOSTS,
+    FAST_URLS,
+    st.text(alphabet="abc019.-_/:*", max_size=20),
+)
+
+
+def _general(text: str) -> tuple[Target, tuple[str, ...]] | None:
+    try:
+        return _parse_general(text)
+    except InputError:
+        return None
+
+
+@settings(max_examples=1000)
+@given(FAST_DOMAIN)
+def test_fast_paths_agree_with_the_general_path(text: str) -> None:
+    fast = _parse_fast(text)
+    if fast is not None:
+        assert fast == _general(text)
+
+
+V4_NETS = st.tuples(V4, st.integers(0, 32)).map(
+    lambda t: str(ipaddress.ip_network(f"{t[0]}/{t[1]}", strict=False))
+)
+ASCII_HOSTS = st.builds(
+    lambda labels, dot: ".".join([*labels, "com"]) + dot,
+    st.lists(LABEL, min_size=1, max_size=3),
+    st.sampled_from(["", "."]),
+)
+
+
+@settings(max_examples=300)
+@given(st.one_of(V4.map(str), V4_NETS, ASCII_HOSTS))
+def test_fast_paths_take_the_common_shapes(text: str) -> None:
+    # every dotted quad, IPv4 prefix and lower-case ASCII name takes the fast path
+    assert _parse_fast(text) == _parse_general(text)
+
+
+def test_fast_url_path_keeps_the_text() -> None:
+    for text in ("https://news1.com/p/1?id=2", "http://192.0.2.1/a;b=c@d", "https://x.ru"):
+        fast = _parse_fast(text)
+        assert fast is not None
+        assert fast == _parse_general(text)
+    assert _parse_fast("https://news1.com/p|q") is None  # needs re-encoding: general path
+    assert _parse_fast("https://news1.com:443/") is None
+
+
+@settings(max_examples=1000)
+@given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30))
+def test_component_without_percent_signs_agrees_with_the_loop(text: str) -> None:
+    assert _normalise_component(text) == _normalise_percent(text)
