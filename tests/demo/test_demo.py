@@ -149,7 +149,7 @@ def test_17_may_figures_and_lifts(run_2021: tuple[Path, dict]) -> None:
             "--platform",
             "twitter",
             "--at",
-            "2021-05-17T12:00:00Z",
+            "2021-05-17T00:00:00Z",
             "--json",
         ],
         capture_output=True,

@@ -53,7 +53,7 @@ from takedown.verify.vantage import Vantage, add_vantage
 START = datetime(2021, 3, 1, tzinfo=UTC)
 END = datetime(2021, 6, 1, tzinfo=UTC)
 NOTICE_DAY = datetime(2021, 3, 9, tzinfo=UTC)  # the final removal demand for the backlog
-STATEMENT_DAY = datetime(2021, 5, 17, 12, tzinfo=UTC)
+STATEMENT_DAY = datetime(2021, 5, 17, tzinfo=UTC)  # the figures announced that day
 STEP = timedelta(hours=12)
 # 2021 category mix of the items still online on 10 March (2,569 / 450 / 149 of 3,168).
 CATEGORY_MIX = (("suicide", 2569), ("csam", 450), ("drugs", 149))
