@@ -123,11 +123,10 @@ class _Inserter:
         self.pending: dict[tuple[str, str], tuple] = {}
         self.inserted = 0
         self.duplicates = 0
-        column_type = Item.__table__.c.listed_at.type
-        processor = column_type.bind_processor(dialect)
-        self.bind: Callable[[datetime], object] = processor or (
-            lambda value: column_type.process_bind_param(value, dialect)
-        )
+        # the dialect's implementation: UTCDateTime's conversion, then the driver format
+        # (on SQLite the text SQLAlchemy stores, microseconds always written)
+        processor = Item.__table__.c.listed_at.type.dialect_impl(dialect).bind_processor(dialect)
+        self.bind: Callable[[datetime], object] = processor or (lambda value: value)
         self.now = self.bind(now)
 
     def add(self, record: ItemRecord, platform_id: int | None) -> None:
