@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib.util
 import ipaddress
 import re
 import socket
 import ssl
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,12 +26,6 @@ from takedown.verify.verdict import Markers, Outcome, classify
 
 REDIRECTS = {301, 302, 303, 307, 308}
 _HOST_OK = re.compile(r"^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})\.?)+$|^[0-9A-Fa-f:.]+$")
-
-# httpcore runs `import sniffio` inside every lock/event/timeout setup (several per request)
-# and anyio 4 no longer pulls sniffio in: a failed import is not cached, so each one walks
-# sys.path (dozens of stat calls) -- the prober's largest CPU cost. Record the absence once.
-if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
