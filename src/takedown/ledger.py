@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from takedown.model import Figures, ItemState, ResponseAction, Verdict
+from takedown.model import Figures, ItemState, NoticeKind, ResponseAction, Verdict
 
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 ALL = "all"
@@ -312,9 +312,12 @@ def _first_notices(
     """When each item was first noticed (repeat notices do not move its deadline)."""
     from takedown.store.schema import Notice, NoticeItem
 
+    # An item's first notice is its initial one; repeat notices (one per overdue period)
+    # would make this scan grow with every day of non-compliance.
     q = (
         select(NoticeItem.item_id, func.min(Notice.issued_at))
         .join(Notice, Notice.id == NoticeItem.notice_id)
+        .where(Notice.kind == NoticeKind.INITIAL.value)
         .group_by(NoticeItem.item_id)
     )
     if until is not None:
