@@ -682,3 +682,29 @@ def statement(f: Figures) -> str:
             f"nine in ten took {f.ttr_p90_h:.1f} hours or less."
         )
     return text
+
+
+# The documented keys of ``takedown status --json`` (and ``GET /api/status``).
+STATUS_KEYS = (
+    "platform",
+    "as_of",
+    "flagged",
+    "removed",
+    "restricted",
+    "claimed",
+    "remaining",
+    "overdue",
+    "removed_share",
+    "on_time_share",
+    "ttr_median_h",
+    "ttr_p90_h",
+)
+
+
+def figures_json(f: Figures) -> dict[str, object]:
+    """One Figures with exactly the documented keys (plus ``category`` when split by it)."""
+    data: dict[str, object] = {k: getattr(f, k) for k in STATUS_KEYS}
+    data["as_of"] = f.as_of.isoformat()
+    if f.category is not None:
+        data["category"] = f.category
+    return data

@@ -11,21 +11,6 @@ from takedown.cli import common
 vantage_app = typer.Typer(help="Vantage points probes run from.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The compliance ledger.", no_args_is_help=True)
 
-STATUS_KEYS = (
-    "platform",
-    "as_of",
-    "flagged",
-    "removed",
-    "restricted",
-    "claimed",
-    "remaining",
-    "overdue",
-    "removed_share",
-    "on_time_share",
-    "ttr_median_h",
-    "ttr_p90_h",
-)
-
 
 def verify(
     platform: str = typer.Option(None, "--platform", help="Only items of this platform."),
@@ -161,15 +146,6 @@ def _hours(x: float | None) -> str:
     return "–" if x is None else f"{x:.1f} h"
 
 
-def figures_json(f: object) -> dict[str, object]:
-    """The documented JSON keys of one Figures."""
-    data = {k: getattr(f, k) for k in STATUS_KEYS}
-    data["as_of"] = f.as_of.isoformat()  # type: ignore[attr-defined]
-    if getattr(f, "category", None) is not None:
-        data["category"] = f.category  # type: ignore[attr-defined]
-    return data
-
-
 def status(
     platform: str = typer.Option(None, "--platform", help="One platform (default: each)."),
     at: str = typer.Option(None, "--at", help="As of this ISO 8601 time (default: now)."),
@@ -207,7 +183,7 @@ def status(
             else:
                 rows += ledger.status_from_facts(session, slug, now, by_category=by_category)
     if json_out:
-        out = [figures_json(f) for f in rows]
+        out = [ledger.figures_json(f) for f in rows]
         common.print_json(out[0] if platform and not by_category and len(out) == 1 else out)
         return
     if statement_out:

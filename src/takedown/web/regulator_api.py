@@ -38,20 +38,6 @@ from takedown.store.schema import ApiToken, Platform
 
 ROLES = ("regulator", "analyst", "approver", "auditor")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
-# The documented keys of ``takedown status --json``.
-STATUS_KEYS = (
-    "platform",
-    "flagged",
-    "removed",
-    "restricted",
-    "claimed",
-    "remaining",
-    "overdue",
-    "removed_share",
-    "on_time_share",
-    "ttr_median_h",
-    "ttr_p90_h",
-)
 MEASURE_STATES = tuple(s.value for s in MeasureState)
 
 
@@ -173,15 +159,6 @@ async def staff(request: Request) -> Staff:
 # --- documents ------------------------------------------------------------------------------
 
 
-def figures_json(f: Figures) -> dict[str, Any]:
-    """One Figures with the keys of ``takedown status --json``."""
-    data: dict[str, Any] = {k: getattr(f, k) for k in STATUS_KEYS}
-    data["as_of"] = f.as_of.isoformat()
-    if f.category is not None:
-        data["category"] = f.category
-    return data
-
-
 def status_doc(
     db: Database, now: datetime, platform: str | None, at: datetime | None
 ) -> dict[str, Any] | list[dict[str, Any]]:
@@ -200,7 +177,7 @@ def status_doc(
                 rows += ledger.status_fast(session, slug, now)
             else:
                 rows += ledger.status_from_facts(session, slug, at)
-    out = [figures_json(f) for f in rows]
+    out = [ledger.figures_json(f) for f in rows]
     return out[0] if platform and len(out) == 1 else out
 
 
