@@ -18,9 +18,23 @@ from takedown.errors import PatternError
 MAX_NAME = 253
 
 
-@functools.lru_cache(maxsize=65536)
 def normalise_host(name: str) -> str:
     """Lower-case, strip one trailing dot, IDNA-encode (UTS-46). Raise PatternError."""
+    host = _HOSTS.get(name)
+    if host is None:
+        host = _normalise_host(name)
+        if len(_HOSTS) >= 65536:
+            _HOSTS.clear()
+        _HOSTS[name] = host
+    return host
+
+
+# Normalised names by spelling; a plain dict emptied when full (cheaper than lru_cache
+# on the misses that most names of a large import are).
+_HOSTS: dict[str, str] = {}
+
+
+def _normalise_host(name: str) -> str:
     host = name.strip()
     if host.endswith("."):
         host = host[:-1]

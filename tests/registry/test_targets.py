@@ -223,8 +223,16 @@ FAST_URLS = st.builds(
     st.one_of(st.just(""), CLEAN_OR_NOT.map(lambda s: "/" + s)),
     st.one_of(st.just(""), CLEAN_OR_NOT.map(lambda s: "?" + s)),
 )
+V6_SPELLINGS = st.one_of(
+    V6.map(str),
+    V6.map(lambda a: a.exploded.upper()),
+    st.tuples(V6, st.integers(0, 130)).map(lambda t: f"{t[0].exploded}/{t[1]}"),
+    st.tuples(V6, st.integers(0, 128)).map(lambda t: f"{t[0]}/0{t[1]}"),
+    st.text(alphabet="0af:F/1", max_size=30),
+)
 FAST_DOMAIN = st.one_of(
     QUADS,
+    V6_SPELLINGS,
     st.builds(lambda q, p: f"{q}/{p}", QUADS, PREFIXES),
     NETS.map(str),
     PLAIN_HOSTS,
@@ -258,10 +266,17 @@ ASCII_HOSTS = st.builds(
 )
 
 
-@settings(max_examples=300)
-@given(st.one_of(V4.map(str), V4_NETS, ASCII_HOSTS))
+V6_HEX = V6.map(str).filter(lambda a: "." not in a)  # newer Pythons write ::ffff:1.2.3.4
+V6_NETS = st.tuples(V6, st.integers(0, 128)).map(
+    lambda t: str(ipaddress.ip_network(f"{t[0]}/{t[1]}", strict=False))
+)
+
+
+@settings(max_examples=500)
+@given(st.one_of(V4.map(str), V4_NETS, V6_HEX, V6.map(lambda a: a.exploded), V6_NETS, ASCII_HOSTS))
 def test_fast_paths_take_the_common_shapes(text: str) -> None:
-    # every dotted quad, IPv4 prefix and lower-case ASCII name takes the fast path
+    # every dotted quad, IPv4 prefix, IPv6 address or prefix written in hex groups and
+    # lower-case ASCII name takes the fast path
     assert _parse_fast(text) == _parse_general(text)
 
 

@@ -23,7 +23,6 @@ One text has one canonical form, so that the same target under the same decision
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import re
 
@@ -53,16 +52,24 @@ def parse_target(text: str, *, where: str | None = None) -> Target:
 
 def parse_target_flags(text: str, *, where: str | None = None) -> tuple[Target, tuple[str, ...]]:
     """Like :func:`parse_target`, also returning flags (``malformed-mask``, ``public-suffix``)."""
+    text = text.strip()
+    hit = _CACHE.get(text)
+    if hit is not None:
+        return hit
     try:
-        return _parse_cached(text.strip())
+        result = _parse_fast(text) or _parse_general(text)
     except InputError as exc:
         raise InputError(exc.message, where=where) from None
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.clear()
+    _CACHE[text] = result
+    return result
 
 
-@functools.lru_cache(maxsize=65536)
-def _parse_cached(text: str) -> tuple[Target, tuple[str, ...]]:
-    fast = _parse_fast(text)
-    return fast if fast is not None else _parse_general(text)
+# Parsed targets by text (a target recurs under several decisions). A plain dict emptied
+# when full: a miss costs half what an lru_cache miss does, and most imports miss.
+_CACHE: dict[str, tuple[Target, tuple[str, ...]]] = {}
+_CACHE_SIZE = 65536
 
 
 def _parse_general(text: str) -> tuple[Target, tuple[str, ...]]:
@@ -126,11 +133,64 @@ def _parse_fast(text: str) -> tuple[Target, tuple[str, ...]] | None:
             return None
         value = f"{scheme}://{shown}{path or '/'}" + (f"?{query}" if query else "")
         return Target(TargetKind.URL, value, host), ()
+    if ":" in text:
+        return _parse_fast_v6(text)
     if _PLAIN_HOST.match(text) and not _looks_ipv4(text):
         host = text[:-1] if text.endswith(".") else text
         if len(host) <= MAX_NAME and not (host.startswith("xn--") or ".xn--" in host):
             return Target(TargetKind.DOMAIN, host, host), ()
     return None
+
+
+_V6 = re.compile(r"([0-9a-fA-F:]{2,39})(?:/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?\Z")
+
+
+def _parse_fast_v6(text: str) -> tuple[Target, tuple[str, ...]] | None:
+    """An IPv6 address or prefix of hex groups only, compressed as ipaddress writes it."""
+    match = _V6.match(text)
+    if match is None:
+        return None
+    addr, prefix_text = match.groups()
+    head, sep, tail = addr.partition("::")
+    groups = head.split(":") if head else []
+    if sep:
+        low = tail.split(":") if tail else []
+        missing = 8 - len(groups) - len(low)
+        if missing < 1 or "::" in tail:
+            return None
+        groups += ["0"] * missing + low
+    elif len(groups) != 8:
+        return None
+    value = 0
+    for group in groups:
+        if not 0 < len(group) <= 4:
+            return None
+        value = (value << 16) | int(group, 16)
+    if prefix_text is not None:
+        prefix = int(prefix_text)
+        if value & ((1 << (128 - prefix)) - 1):
+            return None  # host bits set: the general path words the error
+    else:
+        prefix = 128
+    hextets = [f"{value >> shift & 0xFFFF:x}" for shift in range(112, -16, -16)]
+    # the first longest run of two or more zero groups becomes "::"
+    best_at, best_len, run_at, run_len = -1, 1, -1, 0
+    for i, hextet in enumerate(hextets):
+        if hextet == "0":
+            if run_len == 0:
+                run_at = i
+            run_len += 1
+            if run_len > best_len:
+                best_at, best_len = run_at, run_len
+        else:
+            run_len = 0
+    if best_at >= 0:
+        shown = ":".join(hextets[:best_at]) + "::" + ":".join(hextets[best_at + best_len :])
+    else:
+        shown = ":".join(hextets)
+    if prefix == 128:
+        return Target(TargetKind.IP, shown), ()
+    return Target(TargetKind.CIDR, f"{shown}/{prefix}"), ()
 
 
 def _looks_ipv4(text: str) -> bool:
