@@ -58,6 +58,15 @@ class RateRow:
     verdict: str
 
 
+@dataclass(frozen=True)
+class HistoryRow:
+    at: datetime
+    measure: int | None
+    what: str  # started, renewed, changed, lifted, approved, expired, …
+    rule: str | None
+    detail: str
+
+
 @dataclass
 class ReportData:
     title: str
@@ -68,6 +77,7 @@ class ReportData:
     statement: str
     statement_day: date | None
     notes: list[str] = field(default_factory=list)
+    history: list[HistoryRow] = field(default_factory=list)
 
 
 _BAND = {"throttle": "#f0ad4e", "block": "#d9534f"}
@@ -188,6 +198,17 @@ def _img(path: Path, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
+def _fmt_value(name: str, value: object) -> str:
+    """Shares as percentages, other figures as they are."""
+    if isinstance(value, float) and "share" in name:
+        return f"{100 * value:.1f}%"
+    return "–" if value is None else str(value)
+
+
+def _fmt_figures(figures: dict[str, object]) -> str:
+    return ", ".join(f"{k}={_fmt_value(k, v)}" for k, v in sorted(figures.items()))
+
+
 def _fmt_time(when: datetime | None) -> str:
     return when.strftime("%Y-%m-%d %H:%M") if when else "—"
 
@@ -206,7 +227,7 @@ def render(data: ReportData, out_dir: Path) -> Path:
         f"<td>{e(', '.join(f'{k} {v:g}%' for k, v in sorted(m.scope.items())))}</td>"
         f"<td>{_fmt_time(m.start)}</td><td>{_fmt_time(m.end)}</td><td>{e(m.state)}</td>"
         f"<td>{e(m.rule or 'by decision')}</td>"
-        f"<td><code>{e(', '.join(f'{k}={v}' for k, v in sorted(m.figures.items())))}</code></td>"
+        f"<td><code>{e(_fmt_figures(m.figures))}</code></td>"
         f"<td>{e(', '.join(m.approvals) or '—')}</td><td>{e(m.reason)}</td>"
         "</tr>"
         for m in data.measures
@@ -218,6 +239,11 @@ def render(data: ReportData, out_dir: Path) -> Path:
         f"<td>{'' if r.target_kbps is None else f'{r.target_kbps:g}'}</td>"
         f"<td>{e(r.verdict)}</td></tr>"
         for r in data.rates
+    )
+    history_rows = "\n".join(
+        f"<tr><td>{_fmt_time(h.at)}</td><td>{'' if h.measure is None else h.measure}</td>"
+        f"<td>{e(h.what)}</td><td>{e(h.rule or '')}</td><td>{e(h.detail)}</td></tr>"
+        for h in data.history
     )
     notes = "".join(f"<li>{e(n)}</li>" for n in data.notes)
     day = data.statement_day.strftime("%d %B %Y") if data.statement_day else ""
@@ -246,6 +272,9 @@ blockquote {{ border-left: 4px solid #2a7ab0; margin: 1em 0; padding: .3em 1em;
 <table><tr><th>id</th><th>action</th><th>classes</th><th>scope</th><th>from</th><th>until</th>
 <th>state</th><th>rule</th><th>figures that fired it</th><th>approvals</th><th>reason</th></tr>
 {measure_rows}</table>
+<h2>Measure history</h2>
+<table><tr><th>when</th><th>measure</th><th>what</th><th>rule</th><th>detail</th></tr>
+{history_rows}</table>
 <ul>{notes}</ul>
 </body></html>
 """

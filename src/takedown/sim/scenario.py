@@ -659,6 +659,7 @@ class Demo:
                 platform="twitter",
                 days=self.days,
                 measures=self._measure_rows(s),
+                history=self._history_rows(s),
                 rates=self._rate_rows(s),
                 statement=text,
                 statement_day=STATEMENT_DAY.date(),
@@ -695,6 +696,32 @@ class Demo:
                     figures=dict((m.figures or {}).get("read", {})),
                     approvals=approvals,
                     reason=m.reason,
+                )
+            )
+        return rows
+
+    def _history_rows(self, s: Any) -> list[report_mod.HistoryRow]:
+        """Every change to a measure, from the audit log."""
+        rows = []
+        query = select(Event).where(Event.type.like("measure.%")).order_by(Event.seq)
+        for ev in s.scalars(query):
+            p = ev.payload
+            detail = []
+            if p.get("scope"):
+                detail.append(", ".join(f"{k} {v:g}%" for k, v in sorted(p["scope"].items())))
+            if p.get("review_at"):
+                detail.append(f"review {str(p['review_at'])[:10]}")
+            if p.get("supersedes_id"):
+                detail.append(f"replaces #{p['supersedes_id']}")
+            if p.get("by"):
+                detail.append(f"by {p['by']}")
+            rows.append(
+                report_mod.HistoryRow(
+                    ev.at,
+                    p.get("measure_id") or p.get("measure"),
+                    ev.type.split(".", 1)[1],
+                    p.get("rule"),
+                    "; ".join(detail) or ev.actor,
                 )
             )
         return rows
