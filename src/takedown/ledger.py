@@ -324,7 +324,7 @@ def _first_notices(
         q = q.where(Notice.issued_at <= until)
     if item_ids is not None:
         q = q.where(NoticeItem.item_id.in_(list(item_ids)))
-    return dict(session.execute(q).tuples().all())  # min() keeps the column's type
+    return {item_id: issued for item_id, issued in session.execute(q)}  # min() keeps the type
 
 
 def load_facts(
