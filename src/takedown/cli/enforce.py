@@ -48,6 +48,13 @@ def register(app: typer.Typer) -> None:
         operator_url: str = typer.Option(
             None, "--operator-url", help='Link rel="blocked-by" target of 451 answers.'
         ),
+        throttle_scope: str = typer.Option(
+            "flow",
+            "--throttle-scope",
+            help="flow: each throttled flow gets the directive's rate in each direction; "
+            "subscriber: a subscriber address's throttled flows under the same directive "
+            "share one bucket per direction, so together they get the directive's rate.",
+        ),
         no_splice: bool = typer.Option(False, "--no-splice", help="Relay without os.splice."),
         log_level: str = typer.Option("info", "--log-level"),
     ) -> None:
@@ -56,12 +63,25 @@ def register(app: typer.Typer) -> None:
         Example: takedown enforce --feed https://feed.example/ --root 1.root.json
         --listen 0.0.0.0:3128 --mode socks5 --subscribers subs.toml --metrics 127.0.0.1:9108
         """
-        from takedown.enforce.server import EnforceOptions, Mode, ServerConfig, run
+        from takedown.enforce.server import (
+            EnforceOptions,
+            Mode,
+            ServerConfig,
+            ThrottleScope,
+            run,
+        )
 
         try:
             mode_value = Mode(mode)
         except ValueError:
             raise UsageError(f"unknown mode {mode!r}", where="--mode") from None
+        try:
+            scope_value = ThrottleScope(throttle_scope)
+        except ValueError:
+            raise UsageError(
+                f"unknown throttle scope {throttle_scope!r} (expected flow or subscriber)",
+                where="--throttle-scope",
+            ) from None
         mapping: dict[str, str] = {}
         for item in resolve:
             name, sep, ip = item.rpartition(":") if item.count(":") == 1 else item.partition(":")
@@ -87,6 +107,7 @@ def register(app: typer.Typer) -> None:
                 resolve=mapping,
                 operator_url=operator_url,
                 use_splice=not no_splice,
+                throttle_scope=scope_value,
             ),
         )
         code = run(opts)

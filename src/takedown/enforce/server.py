@@ -13,6 +13,15 @@ flow meeting backpressure), the direction gets a pipe of its own (from a small p
 by ``ServerConfig.max_pipes``: two descriptors each) and what is left over moves into it
 pipe-to-pipe, so the pass path never copies into Python. Idle and short flows hold no pipe.
 
+Throttle scope (``ServerConfig.throttle_scope``, ``--throttle-scope``): ``flow`` (the
+default) gives every throttled flow a token bucket per direction of its own at the
+directive's rate; ``subscriber`` makes all throttled flows of one subscriber address under
+the same directive(s) share one bucket per direction, so parallel downloads together get the
+directive's rate. Shared buckets live in ``EnforcementServer.shared_buckets``, are created
+on a flow's first use and dropped when the subscriber's last flow under the directive
+closes; a rate change from a live swap updates the shared bucket. Its flows wait in one
+first-in first-out queue for tokens, so none of them starves.
+
 Modes: HTTP CONNECT, SOCKS5 (no auth, CONNECT; domain, IPv4, IPv6), and transparent
 (the original destination of a flow redirected by nftables, from SO_ORIGINAL_DST /
 IP6T_SO_ORIGINAL_DST). The handshake parsers at the top of this module are sans-IO.
@@ -30,6 +39,7 @@ import os
 import socket
 import struct
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -70,6 +80,13 @@ class Mode(StrEnum):
     CONNECT = "connect"
     SOCKS5 = "socks5"
     TRANSPARENT = "transparent"
+
+
+class ThrottleScope(StrEnum):
+    """What one token bucket limits: each flow, or a subscriber's flows under a directive."""
+
+    FLOW = "flow"
+    SUBSCRIBER = "subscriber"
 
 
 # -- sans-IO handshake parsers -----------------------------------------------------------
@@ -298,9 +315,84 @@ class ServerConfig:
     # private splice pipes per process (two descriptors each); beyond it a congested
     # pass-through direction copies its leftover through Python instead
     max_pipes: int = 1024
+    # ``subscriber``: a subscriber's throttled flows under the same directive share a bucket
+    throttle_scope: ThrottleScope = ThrottleScope.FLOW
 
 
 # -- the relay -------------------------------------------------------------------------------
+
+
+# (subscriber address, directive ids, upstream direction)
+SharedKey = tuple[str, tuple[str, ...], bool]
+
+
+class _SharedBucket:
+    """One token bucket that several directions (of one subscriber's flows) draw from.
+
+    A direction that finds the bucket empty, or others already waiting, joins ``waiters``;
+    one timer serves them first-in first-out as tokens arrive, and a direction that needs
+    more afterwards queues again at the back, so every flow gets its turn.
+    """
+
+    __slots__ = ("bucket", "key", "members", "server", "serving", "timer", "waiters")
+
+    def __init__(self, server: EnforcementServer, key: SharedKey, rate_bps: float) -> None:
+        self.server = server
+        self.key = key
+        self.bucket = TokenBucket(rate_bps, now=server.loop.time())
+        self.members = 0
+        self.waiters: deque[_Pipe] = deque()
+        self.serving: _Pipe | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def wait(self, pipe: _Pipe) -> None:
+        """Queue ``pipe`` for tokens (once) and make sure a wake-up is scheduled."""
+        if pipe not in self.waiters:
+            self.waiters.append(pipe)
+        self._schedule()
+
+    def leave(self, pipe: _Pipe) -> None:
+        with contextlib.suppress(ValueError):
+            self.waiters.remove(pipe)
+        if not self.waiters and self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def set_rate(self, rate_bps: float) -> None:
+        if rate_bps == self.bucket.rate_bps:
+            return
+        self.bucket.set_rate(rate_bps, self.server.loop.time())
+        if self.timer is not None:  # it waited at the old rate
+            self.timer.cancel()
+            self.timer = None
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self.timer is not None or not self.waiters or self.serving is not None:
+            return
+        loop = self.server.loop
+        now = loop.time()
+        # a quarter burst per wake-up, as a flow's own bucket does (see _Pipe.flush)
+        wait = self.bucket.delay(now, max(1, self.bucket.burst_bytes // 4))
+        self.timer = loop.call_at(now + max(wait, 0.0005), self._serve)
+
+    def _serve(self) -> None:
+        self.timer = None
+        now = self.server.loop.time()
+        while self.waiters and self.bucket.tokens(now) >= 1:
+            pipe = self.waiters.popleft()
+            self.serving = pipe
+            try:
+                pipe.flush()
+            finally:
+                self.serving = None
+        self._schedule()
+
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.waiters.clear()
 
 
 class _Pipe:
@@ -319,6 +411,7 @@ class _Pipe:
         "pending",
         "reading",
         "sfd",
+        "shared",
         "shut",
         "src",
         "timer",
@@ -332,6 +425,7 @@ class _Pipe:
         self.sfd, self.dfd = src.fileno(), dst.fileno()
         self.up = up
         self.bucket: TokenBucket | None = None
+        self.shared: _SharedBucket | None = None  # set: ``bucket`` is its bucket
         self.pending: memoryview | None = None
         self.granted = 0  # bytes of ``pending`` the bucket already let through
         # a private splice pipe and the bytes in it; they go out before ``pending``
@@ -367,7 +461,25 @@ class _Pipe:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        self._leave_shared()
         self._release_pipe()
+
+    def join_shared(self, shared: _SharedBucket) -> None:
+        """Draw tokens from ``shared`` (a subscriber's bucket) from now on."""
+        self._leave_shared()
+        self.shared = shared
+        self.bucket = shared.bucket
+        shared.members += 1
+
+    def _leave_shared(self) -> None:
+        shared = self.shared
+        if shared is None:
+            return
+        self.shared = None
+        self.bucket = None
+        self.granted = 0
+        shared.leave(self)
+        self.flow.server.release_bucket(shared)
 
     def _release_pipe(self) -> None:
         if self.kpipe is not None:
@@ -519,7 +631,11 @@ class _Pipe:
                 return
         while self.pending is not None:
             data = self.pending
-            if self.bucket is not None:
+            if self.shared is not None:
+                if self.granted == 0 and not self._take_shared(len(data)):
+                    return
+                piece = data[: self.granted]
+            elif self.bucket is not None:
                 if self.granted == 0:
                     now = loop.time()
                     self.granted = self.bucket.take(now, len(data))
@@ -560,6 +676,22 @@ class _Pipe:
             # so move them now instead of after another trip through the selector
             self.on_readable()
 
+    def _take_shared(self, nbytes: int) -> bool:
+        """Take tokens from the shared bucket in turn; False (queued) if none for us now."""
+        shared = self.shared
+        assert shared is not None
+        if shared.waiters and shared.serving is not self:
+            # others are waiting: take a place behind them instead of jumping the queue
+            self._stop_writing()
+            shared.wait(self)
+            return False
+        self.granted = shared.bucket.take(self.flow.server.loop.time(), nbytes)
+        if self.granted == 0:
+            self._stop_writing()
+            shared.wait(self)
+            return False
+        return True
+
     def _on_timer(self) -> None:
         self.timer = None
         self.flush()
@@ -587,12 +719,27 @@ class _Pipe:
                 self.dst.shutdown(socket.SHUT_WR)
             self.flow.maybe_done()
 
-    def set_rate(self, rate_bps: float | None) -> None:
-        """Throttle to ``rate_bps`` bits/s, or release (None); applies to bytes not yet sent."""
+    def set_rate(self, rate_bps: float | None, key: SharedKey | None = None) -> None:
+        """Throttle to ``rate_bps`` bits/s, or release (None); applies to bytes not yet sent.
+
+        With ``key`` the direction draws from the server's shared bucket for that key
+        (created or re-rated as needed) instead of a bucket of its own.
+        """
         now = self.flow.server.loop.time()
-        if rate_bps is None:
+        if rate_bps is not None and key is not None:
+            shared = self.shared
+            if shared is None or shared.key != key:
+                if shared is None:
+                    self._unpipe()
+                if self.timer is not None:
+                    self.timer.cancel()
+                    self.timer = None
+                self.join_shared(self.flow.server.acquire_bucket(key, rate_bps))
+            self.shared.set_rate(rate_bps)  # type: ignore[union-attr]
+        elif rate_bps is None:
             if self.bucket is None:
                 return
+            self._leave_shared()
             self.bucket = None
             self.granted = 0
             if self.timer is not None:
@@ -601,12 +748,21 @@ class _Pipe:
         elif self.bucket is None:
             self._unpipe()
             self.bucket = TokenBucket(rate_bps, now=now)
+        elif self.shared is not None:
+            self._leave_shared()
+            self.bucket = TokenBucket(rate_bps, now=now)
         else:
             self.bucket.set_rate(rate_bps, now)
             if self.timer is not None:
                 self.timer.cancel()
                 self.timer = None
-        if self.pending is not None or self.inpipe:
+        if self.shared is not None and self.shared.waiters:
+            # queued directions resume in turn as tokens arrive; this one waits with them
+            if self.pending is not None and self not in self.shared.waiters:
+                self.flush()
+            elif self.pending is None and not self.inpipe:
+                self.start_reading()
+        elif self.pending is not None or self.inpipe:
             self.flush()
         else:
             self.start_reading()
@@ -911,9 +1067,15 @@ class _Flow:
         self.down = _Pipe(self, self.u, self.c, up=False)
         if decision.action == Action.THROTTLE:
             rate = float(decision.rate_kbps or 0) * 1000.0
-            now = loop.time()
-            self.up.bucket = TokenBucket(rate, now=now)
-            self.down.bucket = TokenBucket(rate, now=now)
+            if self.server.config.throttle_scope == ThrottleScope.SUBSCRIBER:
+                for pipe in (self.up, self.down):
+                    key = self.shared_key(decision, pipe.up)
+                    pipe.join_shared(self.server.acquire_bucket(key, rate))
+                    pipe.shared.set_rate(rate)  # type: ignore[union-attr]
+            else:
+                now = loop.time()
+                self.up.bucket = TokenBucket(rate, now=now)
+                self.down.bucket = TokenBucket(rate, now=now)
         if self.buf:
             self.up._count(len(self.buf))
             self.up.pending = memoryview(bytes(self.buf))
@@ -973,10 +1135,15 @@ class _Flow:
             self.close("blocked by a directive update", reset=True)
             return
         rate = float(new.rate_kbps or 0) * 1000.0 if new.action == Action.THROTTLE else None
+        shared = self.server.config.throttle_scope == ThrottleScope.SUBSCRIBER
         assert self.up is not None and self.down is not None
-        self.up.set_rate(rate)
+        self.up.set_rate(rate, self.shared_key(new, True) if shared else None)
         if self.state == _State.RELAYING:
-            self.down.set_rate(rate)
+            self.down.set_rate(rate, self.shared_key(new, False) if shared else None)
+
+    def shared_key(self, decision: Decision, up: bool) -> SharedKey:
+        """The shared bucket of this flow's subscriber under ``decision``'s directives."""
+        return (self.client_addr, decision.directives, up)
 
     # teardown -----------------------------------------------------------------------------
     def maybe_done(self) -> None:
@@ -1055,6 +1222,8 @@ class EnforcementServer:
         self.fail_open = False
         self.fail_open_reason = ""
         self.byte_counts: dict[tuple[bool, bool], int] = {}
+        # throttle_scope=subscriber: one bucket per subscriber, directive(s) and direction
+        self.shared_buckets: dict[SharedKey, _SharedBucket] = {}
         self.pipe: tuple[int, int] | None = None
         self.pipes_open = 0  # private splice pipes, pooled or in use
         self._pipe_pool: list[tuple[int, int]] = []
@@ -1140,6 +1309,20 @@ class EnforcementServer:
         for fd in pipe:
             os.close(fd)
         self.pipes_open -= 1
+
+    def acquire_bucket(self, key: SharedKey, rate_bps: float) -> _SharedBucket:
+        """The shared bucket for ``key``, created at ``rate_bps`` on first use."""
+        shared = self.shared_buckets.get(key)
+        if shared is None:
+            shared = self.shared_buckets[key] = _SharedBucket(self, key, rate_bps)
+        return shared
+
+    def release_bucket(self, shared: _SharedBucket) -> None:
+        """One direction stopped drawing from ``shared``; drop it after the last one."""
+        shared.members -= 1
+        if shared.members <= 0 and self.shared_buckets.get(shared.key) is shared:
+            del self.shared_buckets[shared.key]
+            shared.close()
 
     def spawn(self, coro: object) -> None:
         task: asyncio.Task[None] = self.loop.create_task(coro)  # type: ignore[arg-type]
