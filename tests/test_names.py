@@ -33,7 +33,7 @@ def test_examples() -> None:
     assert normalise_host("Пример.РФ.") == "xn--e1afmkfd.xn--p1ai"
     assert normalise_host("PBS.Twimg.COM") == "pbs.twimg.com"
     assert split_pattern("*.Twimg.com.") == ("twimg.com", True)
-    for bad in ("com", "*.co.uk", "com.ru", "*example.com", "a..b", "-x.com"):
+    for bad in ("com", "*.co.uk", "com.ru", "*example.com", "a..b", "-x.com", "a.example.."):
         with pytest.raises(PatternError):
             split_pattern(bad)
 

@@ -40,6 +40,8 @@ def _normalise_host(name: str) -> str:
         host = host[:-1]
     if not host:
         raise PatternError("empty host name")
+    if host.endswith("."):  # "a.." would otherwise come out as "a." (an empty label)
+        raise PatternError(f"invalid host name {name!r}: empty label")
     if host.isascii():
         host = host.lower()
         if len(host) <= MAX_NAME and _ASCII_HOST.match(host):
