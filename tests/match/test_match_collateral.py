@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,8 @@ TWITTER_HOSTS = ["twitter.com", "*.twitter.com", "*.twimg.com", "t.co"]
 
 def _reference_hosts() -> list[str]:
     if not (CITIZENLAB / "global.csv").is_file():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"reference data not found at {CITIZENLAB} under CI")
         pytest.skip(f"reference data not found at {CITIZENLAB}")
     hosts: list[str] = []
     for name in ("global.csv", "ru.csv"):

@@ -11,7 +11,6 @@ from takedown.errors import InputError
 from takedown.model import Decision, ItemRecord, TargetKind
 from takedown.registry.formats import READERS, ReadDefaults, RowError
 
-LISTS = Path(__file__).resolve().parents[3] / "shared" / "data" / "citizenlab"
 HEADER = "url,category_code,category_description,date_added,source,notes\n"
 
 
@@ -21,8 +20,8 @@ def read(data: bytes, defaults: ReadDefaults | None = None) -> list[ItemRecord |
 
 
 @pytest.mark.parametrize("name", ["ru.csv", "global.csv"])
-def test_real_test_lists_import_cleanly(name: str) -> None:
-    path = LISTS / name
+def test_real_test_lists_import_cleanly(name: str, shared_data: Path) -> None:
+    path = shared_data / "citizenlab" / name
     rows = sum(1 for _ in path.open(encoding="utf-8")) - 1
     with path.open("rb") as f:
         items = list(READERS["citizenlab"](f, source=name, defaults=ReadDefaults()))
