@@ -578,12 +578,13 @@ class Demo:
                 self.wait_delivered()
             self.tick_platform()
             self.verify(now, claimed_only=True)
-            changed = self.ladder_step(now)
-            if changed or (now.hour == 0 and now.weekday() == 0):
-                self.publish(now)
-                self.wait_for_feed(self.published_sequence)
             if now in (STATEMENT_DAY, END):
                 self.verify(now, claimed_only=False)  # every open item, not only new claims
+            if now.hour == 0:  # the regulator reviews its ladder once a day
+                changed = self.ladder_step(now)
+                if changed or now.weekday() == 0:
+                    self.publish(now)
+                    self.wait_for_feed(self.published_sequence)
             if pending_phases and now >= pending_phases[0].at:
                 self.measure_phase(pending_phases.pop(0))
             fig = self.figures(now, full=now == STATEMENT_DAY)
