@@ -538,33 +538,16 @@ def _flush_rebuild(session: Session, pending: list[dict[str, object]]) -> None:
 # ---------------------------------------------------------------- fast path (projection + SQL)
 
 
-def status_fast(
-    session: Session,
-    platform: str | None,
-    now: datetime,
-    *,
-    by_category: bool = False,
-) -> list[Figures]:
-    """Figures from the projection with SQL aggregates (valid for ``now`` at or after the
-    latest fact). One row per category when ``by_category``, else one row."""
-    from takedown.store.schema import Item, Platform
-
-    conds = [Item.listed_at <= now, or_(Item.delisted_at.is_(None), Item.delisted_at > now)]
-    if platform is not None:
-        pid = session.scalar(select(Platform.id).where(Platform.slug == platform))
-        if pid is None:
-            from takedown.errors import NotFound
-
-            raise NotFound(f"unknown platform {platform!r}", where="--platform")
-        conds.append(Item.platform_id == pid)
-    else:
-        conds.append(Item.platform_id.is_not(None))
+def _aggregates(now: datetime) -> list[object]:
+    """flagged, removed, restricted, claimed, overdue, due, on_time, with_ttr: conditional sums
+    in one pass over the rows a query selects."""
+    from takedown.store.schema import Item
 
     def n(cond: object) -> object:
         return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
 
     due = and_(Item.deadline_at.is_not(None), Item.deadline_at <= now)
-    cols = [
+    return [
         func.count(),
         n(Item.state == ItemState.REMOVED.value),
         n(Item.state == ItemState.RESTRICTED.value),
@@ -582,19 +565,135 @@ def status_fast(
         n(and_(due, Item.verified_at.is_not(None), Item.verified_at <= Item.deadline_at)),
         n(Item.ttr_s.is_not(None)),
     ]
-    group = [Item.category] if by_category else []
-    q = select(*group, *cols).where(*conds)
+
+
+def status_fast(
+    session: Session,
+    platform: str | None,
+    now: datetime,
+    *,
+    by_category: bool = False,
+) -> list[Figures]:
+    """Figures from the projection with SQL aggregates (valid for ``now`` at or after the
+    latest fact). One row per category when ``by_category``, else one row."""
+    from takedown.store.schema import Item, Platform
+
+    if platform is not None:
+        pid = session.scalar(select(Platform.id).where(Platform.slug == platform))
+        if pid is None:
+            from takedown.errors import NotFound
+
+            raise NotFound(f"unknown platform {platform!r}", where="--platform")
+        scope = Item.platform_id == pid
+    else:
+        scope = Item.platform_id.is_not(None)
+    listed = [Item.listed_at <= now, or_(Item.delisted_at.is_(None), Item.delisted_at > now)]
     if by_category:
-        q = q.group_by(Item.category).order_by(Item.category)
+        return _status_by_category(session, platform, now, [*listed, scope])
+
+    # Every figure over all the platform's items is an index-only range count (the indexes
+    # lead with the platform and cover what each query reads); the few items outside the
+    # register as of ``now`` (delisted by then, or listed later) are then taken off. A filter
+    # on the listing dates in every scan would cost about as much as the counts themselves.
+    by_state: dict[str, int] = {
+        state: int(k)
+        for state, k in session.execute(
+            select(Item.state, func.count()).where(scope).group_by(Item.state)
+        )
+    }
+    due_cond = Item.deadline_at <= now
+    open_overdue = session.scalar(
+        select(func.count()).where(scope, Item.state == ItemState.OPEN.value, due_cond)
+    )
+    # a claim made after the deadline does not stop the clock
+    late_claims = session.scalar(
+        select(func.count()).where(
+            scope,
+            Item.state == ItemState.CLAIMED.value,
+            due_cond,
+            Item.state_at > Item.deadline_at,
+        )
+    )
+    due_n, on_time = session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(case((Item.verified_at <= Item.deadline_at, 1), else_=0)), 0),
+        ).where(scope, due_cond)
+    ).one()
+    ttr_n = session.scalar(select(func.count()).where(scope, Item.ttr_s.is_not(None)))
+    totals = [
+        sum(by_state.values()),
+        by_state.get(ItemState.REMOVED.value, 0),
+        by_state.get(ItemState.RESTRICTED.value, 0),
+        by_state.get(ItemState.CLAIMED.value, 0),
+        int(open_overdue or 0) + int(late_claims or 0),
+        int(due_n),
+        int(on_time),
+        int(ttr_n or 0),
+    ]
+    outside = [
+        and_(Item.delisted_at.is_(None), Item.listed_at > now),
+        and_(
+            Item.delisted_at.is_not(None),
+            or_(Item.delisted_at <= now, Item.listed_at > now),
+        ),
+    ]
+    outside_ttr = 0
+    for cond in outside:
+        row = session.execute(select(*_aggregates(now)).where(scope, cond)).one()
+        totals = [t - int(x) for t, x in zip(totals, row, strict=True)]
+        outside_ttr += int(row[-1])
+    flagged, removed, restricted, claimed, overdue, due_all, on_time_n, ttr_count = totals
+    med = p90 = None
+    if ttr_count:
+        # the index walk skips items outside the register only when there are some to skip
+        conds = [scope, *listed] if outside_ttr else [scope]
+        med = _nth_ttr(session, conds, math.ceil(0.5 * ttr_count) - 1)
+        p90 = _nth_ttr(session, conds, math.ceil(0.9 * ttr_count) - 1)
+    return [
+        make_figures(
+            platform or ALL,
+            now,
+            flagged=flagged,
+            removed=removed,
+            restricted=restricted,
+            claimed=claimed,
+            overdue=overdue,
+            due=due_all,
+            on_time=on_time_n,
+            ttr_median_s=med,
+            ttr_p90_s=p90,
+        )
+    ]
+
+
+def _status_by_category(
+    session: Session, platform: str | None, now: datetime, conds: list[object]
+) -> list[Figures]:
+    """One pass over the platform's items with conditional sums, grouped by category."""
+    from takedown.store.schema import Item
+
+    q = (
+        select(Item.category, *_aggregates(now))
+        .where(*conds)
+        .group_by(Item.category)
+        .order_by(Item.category)
+    )
     out = []
-    for row in session.execute(q):
-        cat = row[0] if by_category else None
-        flagged, removed, restricted, claimed, overdue, due_n, on_time, ttr_n = row[
-            1 if by_category else 0 :
-        ]
+    for (
+        cat,
+        flagged,
+        removed,
+        restricted,
+        claimed,
+        overdue,
+        due_n,
+        on_time,
+        ttr_n,
+    ) in session.execute(q):
         med = p90 = None
         if ttr_n:
-            extra = [Item.category == cat] if by_category else []
+            extra = [Item.category == cat]
             med = _nth_ttr(session, conds + extra, math.ceil(0.5 * ttr_n) - 1)
             p90 = _nth_ttr(session, conds + extra, math.ceil(0.9 * ttr_n) - 1)
         out.append(
@@ -611,20 +710,6 @@ def status_fast(
                 ttr_median_s=med,
                 ttr_p90_s=p90,
                 category=cat,
-            )
-        )
-    if not out and not by_category:
-        out.append(
-            make_figures(
-                platform or ALL,
-                now,
-                flagged=0,
-                removed=0,
-                restricted=0,
-                claimed=0,
-                overdue=0,
-                due=0,
-                on_time=0,
             )
         )
     return out

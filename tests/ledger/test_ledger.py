@@ -257,3 +257,44 @@ def test_fast_path_and_facts_agree_and_rebuild_restores(db: Database) -> None:
     assert changed > 100
     with db.session() as s:  # a rebuild of a correct projection changes nothing
         assert ledger.rebuild_projection(s, now) == 0
+
+
+def test_fast_path_takes_off_items_outside_the_register(db: Database) -> None:
+    """Items listed after ``now`` and delisted ones leave every figure, the TTR quantiles too
+    (the fast path counts all the platform's items, then subtracts these)."""
+    ids = add_items(db, 40, "http://127.0.0.1:9")
+    later = add_items(db, 5, "http://127.0.0.1:9", listed_at=T0 + 100 * H, start=40)
+    other = add_items(db, 7, "http://127.0.0.1:9", platform="vk", start=45)
+    add_notice(db, ids, T0)
+    add_notice(db, other, T0, platform="vk")
+    with db.session() as s:  # removals found at 2h, 4h, … 38h (the deadline is T0 + 24h)
+        batch = [(i, "removed", T0 + 2 * (k + 1) * H) for k, i in enumerate(ids[:19])]
+        batch += [(i, "restricted", T0 + 3 * H) for i in other[:3]]
+        s.execute(insert(Check), [{"item_id": i, "verdict": v, "at": a} for i, v, a in batch])
+        ledger.project_checks(s, batch, in_country=True)
+    for k, i in enumerate(ids[20:30]):  # claims at 20h … 29h: the late ones stay overdue
+        add_response(db, i, "removed", T0 + (20 + k) * H)
+    now = T0 + 50 * H
+
+    def agree(platform: str | None) -> Figures:
+        with db.reading() as s:
+            fast = ledger.status_fast(s, platform, now)
+            pure = ledger.status_from_facts(s, platform, now)
+        assert [_comparable(f) for f in fast] == [_comparable(f) for f in pure]
+        return fast[0]
+
+    f = agree("twitter")
+    assert (f.flagged, f.removed, f.claimed, f.overdue) == (40, 19, 10, 11 + 5)
+    assert f.ttr_median_h == 20.0 and f.on_time_share == 12 / 40  # verified by 24h
+    assert agree(None).flagged == 47
+    # delisting three removed items (their TTRs 2h, 4h, 6h leave the quantiles)
+    with db.session() as s:
+        s.execute(
+            update(Item)
+            .where(Item.id.in_(ids[:3]))
+            .values(delisted_at=T0 + 45 * H, state="delisted", state_at=T0 + 45 * H)
+        )
+    f = agree("twitter")
+    assert (f.flagged, f.removed, f.ttr_median_h) == (37, 16, 22.0)
+    assert agree(None).flagged == 44
+    assert later  # listed after now: never counted

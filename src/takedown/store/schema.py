@@ -129,8 +129,14 @@ class Item(Base):
     __tablename__ = "items"
     __table_args__ = (
         UniqueConstraint("target", "decision_ref", name="uq_items_target_decision"),
-        Index("ix_items_platform_state", "platform_id", "state"),
-        # ledger fast path: TTR quantiles by index walk (covering the as-of filters)
+        # ledger fast path (takedown.ledger.status_fast): each figure an index-only range
+        # count over the platform's items; counts by state and the overdue ranges …
+        Index("ix_items_platform_state", "platform_id", "state", "deadline_at", "state_at"),
+        # … items due by now and those verified by their deadline …
+        Index("ix_items_platform_deadline", "platform_id", "deadline_at", "verified_at"),
+        # … the few items outside the register as of now (delisted, listed later) …
+        Index("ix_items_platform_listing", "platform_id", "delisted_at", "listed_at"),
+        # … TTR quantiles by index walk
         Index("ix_items_platform_ttr", "platform_id", "ttr_s", "listed_at", "delisted_at"),
     )
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 03:53:40.883105
+Create Date: 2026-11-29 04:58:10.170706
 """
 
 import sqlalchemy as sa
@@ -148,8 +148,20 @@ def upgrade() -> None:
     with op.batch_alter_table("items", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_items_category"), ["category"], unique=False)
         batch_op.create_index(batch_op.f("ix_items_host"), ["host"], unique=False)
+        batch_op.create_index(
+            "ix_items_platform_deadline",
+            ["platform_id", "deadline_at", "verified_at"],
+            unique=False,
+        )
         batch_op.create_index(batch_op.f("ix_items_platform_id"), ["platform_id"], unique=False)
-        batch_op.create_index("ix_items_platform_state", ["platform_id", "state"], unique=False)
+        batch_op.create_index(
+            "ix_items_platform_listing", ["platform_id", "delisted_at", "listed_at"], unique=False
+        )
+        batch_op.create_index(
+            "ix_items_platform_state",
+            ["platform_id", "state", "deadline_at", "state_at"],
+            unique=False,
+        )
         batch_op.create_index(
             "ix_items_platform_ttr",
             ["platform_id", "ttr_s", "listed_at", "delisted_at"],
@@ -448,7 +460,9 @@ def downgrade() -> None:
     with op.batch_alter_table("items", schema=None) as batch_op:
         batch_op.drop_index("ix_items_platform_ttr")
         batch_op.drop_index("ix_items_platform_state")
+        batch_op.drop_index("ix_items_platform_listing")
         batch_op.drop_index(batch_op.f("ix_items_platform_id"))
+        batch_op.drop_index("ix_items_platform_deadline")
         batch_op.drop_index(batch_op.f("ix_items_host"))
         batch_op.drop_index(batch_op.f("ix_items_category"))
 
