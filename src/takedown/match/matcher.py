@@ -24,6 +24,7 @@ from typing import Generic, TypeVar
 
 from takedown import names
 from takedown.errors import PatternError
+from takedown.perf import no_cycle_collection
 
 K = TypeVar("K")
 
@@ -284,6 +285,20 @@ class Matcher(Generic[K]):
         min_prefix_v6: int = MIN_PREFIX_V6,
     ) -> Matcher[K]:
         """Compile (pattern, key) pairs. Raises PatternError naming the offending rule."""
+        with no_cycle_collection():
+            return cls._compile(
+                host_rules, ip_rules, min_prefix_v4=min_prefix_v4, min_prefix_v6=min_prefix_v6
+            )
+
+    @classmethod
+    def _compile(
+        cls,
+        host_rules: Iterable[tuple[str, K]],
+        ip_rules: Iterable[tuple[str, K]],
+        *,
+        min_prefix_v4: int,
+        min_prefix_v6: int,
+    ) -> Matcher[K]:
         m: Matcher[K] = cls()
         psl = _psl_rules()
         exact, wild = m._exact, m._wild

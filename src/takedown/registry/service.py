@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import hashlib
 import io
 from collections.abc import Callable, Iterator
@@ -18,6 +16,7 @@ from sqlalchemy.orm import Session
 from takedown import config as config_mod
 from takedown.errors import Conflict, InputError, NotFound
 from takedown.model import Decision, ItemRecord, ItemState, RegisterEntry, Target, TargetKind
+from takedown.perf import no_cycle_collection
 from takedown.registry.formats import READERS, WRITERS, ReadDefaults, RowError
 from takedown.store import audit
 from takedown.store.db import Database
@@ -190,20 +189,6 @@ class _CountingReader(io.RawIOBase):
         return n
 
 
-@contextlib.contextmanager
-def _no_cycle_collection() -> Iterator[None]:
-    """Pause the cyclic garbage collector while an import streams: the rows make no
-    reference cycles (reference counting frees them), yet the allocations would trigger
-    collections that walk every cached target again and again (~15% of the time)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def import_file(
     db: Database,
     path: str | Path,
@@ -233,7 +218,7 @@ def import_file(
         raw = path.open("rb")
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror}", where=str(path)) from None
-    with raw, _no_cycle_collection(), db.session() as session:
+    with raw, no_cycle_collection(), db.session() as session:
         counting = _CountingReader(raw, on_read)
         stream = io.BufferedReader(counting, buffer_size=1 << 20)
         platforms = _PlatformIds(session)
