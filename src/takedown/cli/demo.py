@@ -90,7 +90,9 @@ def demo(
                     "try: curl -p -x " + result.urls["enforce"] + " --connect-to "
                     f"pbs.twimg.com:80:127.0.0.1:{run.ports['sim']} "
                     "http://pbs.twimg.com/_sim/stream/100000 -o /dev/null "
-                    "-w '%{speed_download} bytes/s\\n'"
+                    "-w '%{speed_download} bytes/s\\n'",
+                    soft_wrap=True,
+                    highlight=False,
                 )
                 common.console.print("services are running; Ctrl-C stops them")
                 wait_forever()
