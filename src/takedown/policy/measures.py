@@ -237,6 +237,32 @@ def _figures_json(p: Proposal) -> dict[str, Any]:
     return {"fired": p.rule, "read": dict(p.figures), "snapshot": dict(p.snapshot)}
 
 
+def _open(session: Session, m: Measure, now: datetime, actor: str, payload: dict[str, Any]) -> None:
+    """Store a new measure (active at once, or proposed if it needs approval) and its event.
+
+    The one path for ladder-made and decided measures, so both read the same in the log.
+    """
+    state = MeasureState.PROPOSED if m.needs_approval else MeasureState.ACTIVE
+    m.state, m.proposed_at, m.created_by = state.value, now, actor
+    m.starts_at = now if state == MeasureState.ACTIVE else None
+    session.add(m)
+    session.flush()
+    audit.record(
+        session,
+        at=now,
+        actor=actor,
+        type=f"measure.{state.value}",
+        payload={
+            **payload,
+            "measure_id": m.id,
+            "action": m.action,
+            "scope": m.scope,
+            "rate_kbps": m.rate_kbps,
+            "classes": m.classes,
+        },
+    )
+
+
 def _apply(
     session: Session, ladder: Ladder, proposals: Sequence[Proposal], now: datetime, actor: str
 ) -> list[int]:
@@ -252,16 +278,12 @@ def _apply(
             "reason": p.reason,
         }
         if p.kind == ProposalKind.START:
-            state = MeasureState.PROPOSED if p.needs_approval else MeasureState.ACTIVE
             m = Measure(
                 platform_id=pids[p.platform],
                 action=p.action.value,
                 rate_kbps=p.rate_kbps,
                 classes=list(p.classes),
                 scope=dict(p.scope),
-                state=state.value,
-                proposed_at=now,
-                starts_at=now if state == MeasureState.ACTIVE else None,
                 review_at=p.review_at,
                 expires_at=p.review_at,
                 rule=p.measure_rule,
@@ -269,26 +291,9 @@ def _apply(
                 figures=_figures_json(p),
                 reason=p.reason,
                 needs_approval=p.needs_approval,
-                created_by=actor,
             )
-            session.add(m)
-            session.flush()
+            _open(session, m, now, actor, {**base, "review_at": m.review_at})
             ids.append(m.id)
-            audit.record(
-                session,
-                at=now,
-                actor=actor,
-                type=f"measure.{state.value}",
-                payload={
-                    **base,
-                    "measure_id": m.id,
-                    "action": m.action,
-                    "scope": m.scope,
-                    "rate_kbps": m.rate_kbps,
-                    "classes": m.classes,
-                    "review_at": m.review_at,
-                },
-            )
             continue
         m = session.get(Measure, p.measure_id)
         if m is None:  # pragma: no cover - proposals come from the same transaction
@@ -472,43 +477,21 @@ def add(
         fig = source.figures(slug, now)
         from takedown.policy.evaluate import snapshot
 
-        state = MeasureState.PROPOSED if needs_approval else MeasureState.ACTIVE
         m = Measure(
             platform_id=pid,
             action=action,
             rate_kbps=rate_kbps,
             classes=sorted(set(c for c in classes if c != "*")),
             scope=scope,
-            state=state.value,
-            proposed_at=now,
-            starts_at=now if state == MeasureState.ACTIVE else None,
             review_at=expires,
             expires_at=expires,
             figures={"fired": f"decision {decision}", "read": {}, "snapshot": snapshot(fig)},
             reason=reason,
             decision_ref=decision,
             needs_approval=needs_approval,
-            created_by=actor,
         )
-        session.add(m)
-        session.flush()
-        audit.record(
-            session,
-            at=now,
-            actor=actor,
-            type=f"measure.{state.value}",
-            payload={
-                "measure_id": m.id,
-                "platform": slug,
-                "action": action,
-                "scope": scope,
-                "rate_kbps": rate_kbps,
-                "classes": m.classes,
-                "decision": decision,
-                "reason": reason,
-                "expires_at": expires,
-            },
-        )
+        payload = {"platform": slug, "decision": decision, "reason": reason, "expires_at": expires}
+        _open(session, m, now, actor, payload)
         return m.id
 
 
