@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
-import pytest
 from test_server_support import (
     CA,
     Origin,
     directive_set,
     flows,
     linkedin_block,
-    make_ca,
     need_tool,
     proxy_port,
     run,
@@ -21,19 +18,6 @@ from test_server_support import (
 )
 
 from takedown.enforce.server import Mode
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> CA:
-    return make_ca(str(tmp_path_factory.mktemp("ca")))
-
-
-@pytest.fixture(scope="module")
-def origin(ca: CA) -> Iterator[Origin]:
-    o = Origin(ca).start()
-    yield o
-    o.stop()
-
 
 DIRECTIVES = directive_set(twitter_media_throttle(rate_kbps=1000), linkedin_block())
 

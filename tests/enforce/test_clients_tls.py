@@ -6,7 +6,6 @@ import asyncio
 import socket
 import ssl
 import tempfile
-from collections.abc import Iterator
 
 import pytest
 from test_server_support import (
@@ -15,7 +14,6 @@ from test_server_support import (
     directive_set,
     flows,
     linkedin_block,
-    make_ca,
     need_tool,
     proxy_port,
     run,
@@ -26,18 +24,6 @@ from test_server_support import (
 from takedown.enforce.server import Mode
 
 DIRECTIVES = directive_set(twitter_media_throttle(rate_kbps=1000), linkedin_block())
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> CA:
-    return make_ca(str(tmp_path_factory.mktemp("ca")))
-
-
-@pytest.fixture(scope="module")
-def origin(ca: CA) -> Iterator[Origin]:
-    o = Origin(ca).start()
-    yield o
-    o.stop()
 
 
 async def s_client(ca: CA, proxy: int, host: str, port: int) -> tuple[int, bytes]:

@@ -11,18 +11,15 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from test_server_cli import Proc
 from test_server_support import (
     CA,
     Origin,
     directive_set,
     flows,
-    make_ca,
     need_tool,
     proxy_port,
     run,
@@ -38,18 +35,6 @@ RATE = 800  # kbit/s: 100 kB/s
 BIG = 4_000_000  # more than any flow can get during a test, even unthrottled-by-share
 WINDOW = 3.0  # seconds of counting, after a warm-up
 SUBSCRIBER = ThrottleScope.SUBSCRIBER
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> CA:
-    return make_ca(str(tmp_path_factory.mktemp("ca")))
-
-
-@pytest.fixture(scope="module")
-def origin(ca: CA) -> Iterator[Origin]:
-    o = Origin(ca).start()
-    yield o
-    o.stop()
 
 
 class Download:

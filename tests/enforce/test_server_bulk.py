@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
 
-import pytest
 from test_server_faults import tunnel
 from test_server_support import (
-    CA,
     Origin,
     directive_set,
-    make_ca,
     proxy_port,
     running_proxy,
     twitter_media_throttle,
@@ -21,18 +17,6 @@ from test_server_support import (
 )
 
 from takedown.enforce.server import EnforcementServer, Mode
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> CA:
-    return make_ca(str(tmp_path_factory.mktemp("ca")))
-
-
-@pytest.fixture(scope="module")
-def origin(ca: CA) -> Iterator[Origin]:
-    o = Origin(ca).start()
-    yield o
-    o.stop()
 
 
 async def send_all(writer: asyncio.StreamWriter, payload: bytes) -> None:

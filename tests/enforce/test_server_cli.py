@@ -9,16 +9,13 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from test_server_support import (
     CA,
     Origin,
     linkedin_block,
-    make_ca,
     need_tool,
     run,
     twitter_media_throttle,
@@ -28,18 +25,6 @@ from takedown.feed.repository import init_repository, publish
 from takedown.model import DirectiveSet
 
 LATER = datetime.now(UTC) + timedelta(days=30)
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> CA:
-    return make_ca(str(tmp_path_factory.mktemp("ca")))
-
-
-@pytest.fixture(scope="module")
-def origin(ca: CA) -> Iterator[Origin]:
-    o = Origin(ca).start()
-    yield o
-    o.stop()
 
 
 class Proc:

@@ -8,16 +8,13 @@ import random
 import socket
 import ssl
 import struct
-from collections.abc import Iterator
 
 import pytest
 from test_server_support import (
-    CA,
     Origin,
     directive_set,
     flows,
     linkedin_block,
-    make_ca,
     proxy_port,
     running_proxy,
     twitter_media_throttle,
@@ -27,18 +24,6 @@ from test_server_support import (
 from takedown.enforce.server import Mode
 
 DIRECTIVES = directive_set(twitter_media_throttle(rate_kbps=128), linkedin_block())
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> CA:
-    return make_ca(str(tmp_path_factory.mktemp("ca")))
-
-
-@pytest.fixture(scope="module")
-def origin(ca: CA) -> Iterator[Origin]:
-    o = Origin(ca).start()
-    yield o
-    o.stop()
 
 
 async def tunnel(

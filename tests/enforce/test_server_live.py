@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from test_server_faults import tunnel
 from test_server_support import (
-    CA,
     NOW,
     Origin,
     directive_set,
     flows,
-    make_ca,
     proxy_port,
     running_proxy,
     twitter_media_throttle,
@@ -27,18 +24,6 @@ from takedown.enforce.server import EnforcementServer, Mode, ServerConfig
 from takedown.model import Directive, MeasureAction
 
 BIG = 20_000_000  # 20 MB: ~21 minutes at 128 kbit/s, well under a second when passed
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> CA:
-    return make_ca(str(tmp_path_factory.mktemp("ca")))
-
-
-@pytest.fixture(scope="module")
-def origin(ca: CA) -> Iterator[Origin]:
-    o = Origin(ca).start()
-    yield o
-    o.stop()
 
 
 def redecisions(server: EnforcementServer, a: str, b: str) -> float:
