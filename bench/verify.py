@@ -28,6 +28,8 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, insert, text
 
+from takedown.store.db import Database
+
 T0 = datetime(2021, 3, 10, 9, 0, tzinfo=UTC)
 PG = os.environ.get("TAKEDOWN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 BIN = str(Path(sys.executable).parent / "takedown")
@@ -129,11 +131,37 @@ def fill_items(db, n: int, *, checks_per_item: int = 0) -> None:  # type: ignore
             c.exec_driver_sql(f"SELECT setval(pg_get_serial_sequence('items', 'id'), {n + 1})")
 
 
+def add_url_items(db: Database, n: int) -> None:
+    """One platform and ``n`` open URL items on it (bulk insert)."""
+    from takedown.store.schema import Item, Platform
+
+    with db.session() as s:
+        p = Platform(slug="twitter", name="Twitter", created_at=T0)
+        s.add(p)
+        s.flush()
+        s.execute(
+            insert(Item),
+            [
+                {
+                    "target": u,
+                    "kind": "url",
+                    "platform_id": p.id,
+                    "category": "drugs",
+                    "basis": "b",
+                    "decision_ref": f"D{k}",
+                    "listed_at": T0,
+                    "state": "open",
+                    "flags": "",
+                }
+                for k, u in enumerate(urls(n))
+            ],
+        )
+
+
 def bench_prober(n: int) -> None:
     from takedown.clock import SimClock
     from takedown.store.db import Database
     from takedown.store.migrate import upgrade
-    from takedown.store.schema import Item, Platform
     from takedown.verify.probe import ProbeSettings, parse_connect_to
     from takedown.verify.runner import RunOptions, run_round
 
@@ -143,27 +171,7 @@ def bench_prober(n: int) -> None:
         with tempfile.TemporaryDirectory() as d:
             db = Database(os.path.join(d, "b.db"))
             upgrade(db)
-            with db.session() as s:
-                p = Platform(slug="twitter", name="Twitter", created_at=T0)
-                s.add(p)
-                s.flush()
-                s.execute(
-                    insert(Item),
-                    [
-                        {
-                            "target": u,
-                            "kind": "url",
-                            "platform_id": p.id,
-                            "category": "drugs",
-                            "basis": "b",
-                            "decision_ref": f"D{k}",
-                            "listed_at": T0,
-                            "state": "open",
-                            "flags": "",
-                        }
-                        for k, u in enumerate(urls(n))
-                    ],
-                )
+            add_url_items(db, n)
             opts = RunOptions(
                 settings=ProbeSettings(concurrency=200, per_host=200),
                 connect_to=parse_connect_to([f"twitter.com={base}"]),
@@ -225,7 +233,6 @@ def drop_pg(url: str) -> None:
 def bench_workers(n: int, base: str) -> None:
     from takedown.store.db import Database
     from takedown.store.migrate import upgrade
-    from takedown.store.schema import Item, Platform
 
     url = pg_db()
     if url is None:
@@ -233,27 +240,7 @@ def bench_workers(n: int, base: str) -> None:
     try:
         db = Database(url)
         upgrade(db)
-        with db.session() as s:
-            p = Platform(slug="twitter", name="Twitter", created_at=T0)
-            s.add(p)
-            s.flush()
-            s.execute(
-                insert(Item),
-                [
-                    {
-                        "target": u,
-                        "kind": "url",
-                        "platform_id": p.id,
-                        "category": "drugs",
-                        "basis": "b",
-                        "decision_ref": f"D{k}",
-                        "listed_at": T0,
-                        "state": "open",
-                        "flags": "",
-                    }
-                    for k, u in enumerate(urls(n))
-                ],
-            )
+        add_url_items(db, n)
         cmd = [
             BIN,
             "--db",
