@@ -46,7 +46,7 @@ class Compiled:
 
 
 def _measure_directive(
-    m: Measure, platform: Platform, hosts: list[PlatformHost], now: datetime, public_url: str
+    m: Measure, hosts: list[PlatformHost], now: datetime, public_url: str
 ) -> Directive:
     classes = set(m.classes or [])
     rules = tuple(
@@ -148,9 +148,7 @@ def compile_directives(
     ).all()
     directives = []
     for m in measures:
-        directive = _measure_directive(
-            m, platforms[m.platform_id], hosts[m.platform_id], now, public_url
-        )
+        directive = _measure_directive(m, hosts[m.platform_id], now, public_url)
         if directive.in_force(now) or (directive.valid_from and directive.valid_from > now):
             directives.append(directive)
     directives += _register_directives(session, now, public_url, compiled)

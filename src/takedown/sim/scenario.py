@@ -277,6 +277,7 @@ class Demo:
             f'"{CONTROL_HOST}" = "text"\n',
             encoding="utf-8",
         )
+        self.subscribers = Subscribers.load(self.out / "subscribers.toml")
         self.ladder = load_ladder(self.opts.ladder or shipped("ladders/ru-2021.toml"))
 
     def start_services(self) -> None:
@@ -537,7 +538,7 @@ class Demo:
         For the report's target line only; the enforcement point decides on its own.
         """
         assert self.clock is not None
-        subs = Subscribers.load(self.out / "subscribers.toml")
+        subs = self.subscribers
         now = self.clock.now()
         found: list[tuple[int, float, str]] = []
         for d in self.in_force:
