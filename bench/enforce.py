@@ -199,9 +199,32 @@ def free_port() -> int:
     return port
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all CPUs spent on anything but idling since boot (user to steal)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:9]]
+    idle, iowait = ticks[3], ticks[4]
+    return (sum(ticks) - idle - iowait) / CLOCK_TICKS
+
+
+def process_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a process and its threads used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 def throughput(size: int, relay: Relay, socat: str | None, repeats: int) -> None:
     """Every variant: the same origin (sendfile), the same client loop, the same size; one
-    warm-up transfer each, then ``repeats`` rounds in rotating order; median and best."""
+    warm-up transfer each, then ``repeats`` rounds in rotating order; median and best.
+
+    Also CPU seconds per GB moved, medians: the whole machine's (origin, client, relay and
+    kernel together; anything else running counts too) and the relay process's own. On a
+    machine whose CPUs all take part, what a relay adds per byte bounds its speed; direct
+    transfers are bounded by how well the two ends overlap instead (the noise)."""
     src, sport = start_origin("source", size)
     children: list[subprocess.Popen[str]] = [src]
     ways: dict[str, Callable[[], socket.socket]] = {
@@ -231,14 +254,23 @@ def throughput(size: int, relay: Relay, socat: str | None, repeats: int) -> None
         assert floor.stdout is not None
         floor_port = int(floor.stdout.readline())
         ways["splice"] = lambda: socket.create_connection(("127.0.0.1", floor_port))
+        middle = {"relay": relay.p.pid, "splice": floor.pid}
         for connect in ways.values():  # warm-up: page cache, socket buffers, code paths
             drain(connect())
         results: dict[str, list[float]] = {k: [] for k in ways}
+        machine_cpu: dict[str, list[float]] = {k: [] for k in ways}
+        middle_cpu: dict[str, list[float]] = {k: [] for k in middle}
         names = list(ways)
         for r in range(repeats):
             for k in names[r % len(names) :] + names[: r % len(names)]:
-                n, t = drain(ways[k]())
+                sock = ways[k]()
+                busy = machine_busy_seconds()
+                own = process_seconds(middle[k]) if k in middle else 0.0
+                n, t = drain(sock)
                 results[k].append(n / t)
+                machine_cpu[k].append((machine_busy_seconds() - busy) / (n / 1e9))
+                if k in middle:
+                    middle_cpu[k].append((process_seconds(middle[k]) - own) / (n / 1e9))
     finally:
         for child in children:
             child.kill()
@@ -247,7 +279,7 @@ def throughput(size: int, relay: Relay, socat: str | None, repeats: int) -> None
     best = {k: max(v) for k, v in results.items()}
     print(
         f"(a) bulk pass-through, {size >> 20} MiB per transfer, {repeats} rounds "
-        f"(rotating order, after a warm-up), GB/s median (best):"
+        f"(rotating order, after a warm-up), GB/s median (best); CPU s/GB, machine [relay]:"
     )
     labels = {
         "direct": "direct (no relay)",
@@ -256,7 +288,10 @@ def throughput(size: int, relay: Relay, socat: str | None, repeats: int) -> None
         "splice": "reference: blocking os.splice relay, 2 threads",
     }
     for k in ways:
-        print(f"    {labels[k]:48s} {med[k] / 1e9:6.2f} ({best[k] / 1e9:.2f})")
+        cpu = f"{statistics.median(machine_cpu[k]):5.2f}"
+        if k in middle_cpu:
+            cpu += f" [{statistics.median(middle_cpu[k]):.2f}]"
+        print(f"    {labels[k]:48s} {med[k] / 1e9:6.2f} ({best[k] / 1e9:.2f})  {cpu}")
     print(
         f"    relay/direct = {med['relay'] / med['direct']:.2f}x median, "
         f"{best['relay'] / best['direct']:.2f}x best (goal >= 0.8x)"
