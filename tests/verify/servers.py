@@ -125,8 +125,12 @@ class RawServer:
             async with self._server:
                 await self._server.serve_forever()
 
-        with contextlib.suppress(asyncio.CancelledError):
-            self.loop.run_until_complete(main())
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                self.loop.run_until_complete(main())
+        finally:
+            # an unclosed loop warns when collected, at any later moment of the test run
+            self.loop.close()
 
     async def _wrap(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

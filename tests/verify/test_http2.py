@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
-from collections.abc import Iterator
 
 import pytest
 import trustme
@@ -20,23 +19,14 @@ except ImportError:  # pragma: no cover - only without the test extras
 from takedown.model import Verdict
 from takedown.verify.probe import POOL_SIZE, Prober, ProbeResult, ProbeSettings, parse_connect_to
 
+from .conftest import HOST
 from .h2server import HypercornTLS
 from .servers import ItemApp
 
-HOST = "pbs.twimg.com"
 SETTINGS = ProbeSettings(
     concurrency=8, connect_timeout=5, read_timeout=5, total_timeout=10, retries=0
 )
 BEHAVIOUR = {1: "available", 2: "removed", 3: "withheld"}
-
-
-@pytest.fixture(scope="module")
-def tls() -> Iterator[tuple[trustme.CA, str]]:
-    """A CA and a PEM file (key + chain) for ``pbs.twimg.com`` issued by it."""
-    ca = trustme.CA()
-    cert = ca.issue_cert(HOST)
-    with cert.private_key_and_cert_chain_pem.tempfile() as pem:
-        yield ca, pem
 
 
 def client_context(ca: trustme.CA) -> ssl.SSLContext:

@@ -22,6 +22,7 @@ import httpx
 
 from takedown.errors import InputError
 from takedown.model import Verdict
+from takedown.verify.aionet import use_asyncio_backend
 from takedown.verify.verdict import Markers, Outcome, classify
 
 REDIRECTS = {301, 302, 303, 307, 308}
@@ -147,7 +148,7 @@ class _Failed(Exception):
 # httpcore's connection pool rescans every connection for every queued request on each
 # state change (O(connections x requests)): at 200 connections in one pool that dominates
 # the prober's CPU and throughput falls as concurrency rises. So the prober keeps several
-# small pools (clients sharing one TLS context) and lends a slot in one of them per probe:
+# small pools (transports sharing one TLS context) and lends a slot in one of them per probe:
 # a pool never has more requests than connections. Four per pool: each rescan also polls
 # every idle socket (has_expired), so smaller is cheaper (measured at concurrency 200: 16 per
 # pool ~500 checks per CPU-second, 4 ~900, 1 ~1,100), while a few per pool still keep
@@ -168,9 +169,19 @@ class Prober:
     verify: Any = True  # ssl.SSLContext, CA bundle path or bool
 
     def __post_init__(self) -> None:
-        self._clients: list[httpx.AsyncClient] = []
+        self._transports: list[httpx.AsyncHTTPTransport] = []
         self._slots: asyncio.LifoQueue[int] = asyncio.LifoQueue()
         self._hosts: dict[str, asyncio.Semaphore] = {}
+        s = self.settings
+        self._timeouts = {
+            "connect": s.connect_timeout,
+            "read": s.read_timeout,
+            "write": s.read_timeout,
+            "pool": s.total_timeout,
+        }
+        # the headers of every probe; no cookies are kept between probes, no compression
+        # asked for (the digest is of the bytes as served)
+        self._headers = {"User-Agent": s.user_agent, "Accept": "*/*", "Accept-Encoding": "identity"}
 
     async def __aenter__(self) -> Prober:
         s = self.settings
@@ -184,30 +195,18 @@ class Prober:
                 local_address=self.source_address,
                 proxy=self.proxy,
                 retries=0,
+                trust_env=False,  # never an environment proxy or CA: probes go where we say
                 limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
             )
-            self._clients.append(
-                httpx.AsyncClient(
-                    transport=transport,
-                    timeout=httpx.Timeout(
-                        connect=s.connect_timeout,
-                        read=s.read_timeout,
-                        write=s.read_timeout,
-                        pool=s.total_timeout,
-                    ),
-                    follow_redirects=False,
-                    trust_env=False,  # never an environment proxy: probes go where we say
-                    headers={"User-Agent": s.user_agent},
-                )
-            )
+            self._transports.append(use_asyncio_backend(transport))
             for _ in range(size):
                 self._slots.put_nowait(k)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        clients, self._clients = self._clients, []
-        for client in clients:
-            await client.aclose()
+        transports, self._transports = self._transports, []
+        for transport in transports:
+            await transport.aclose()
 
     def _physical(self, url: httpx.URL) -> tuple[httpx.URL, dict[str, str], dict[str, Any]]:
         if url.scheme not in ("http", "https"):
@@ -218,7 +217,7 @@ class Prober:
             raise _Failed("protocol", f"bad url: invalid host {url.host!r}")
         route = self._route(url)
         headers: dict[str, str] = {}
-        extensions: dict[str, Any] = {}
+        extensions: dict[str, Any] = {"timeout": self._timeouts}
         target = url
         if route is not None:
             target = url.copy_with(scheme=route.scheme, host=route.host, port=route.port)
@@ -249,16 +248,17 @@ class Prober:
         return sem
 
     async def _attempt(
-        self, client: httpx.AsyncClient, url: httpx.URL
+        self, transport: httpx.AsyncHTTPTransport, url: httpx.URL
     ) -> tuple[int, bytes, bool, str | None]:
         s = self.settings
         last: int | None = None
         for _hop in range(s.max_redirects + 1):
             target, headers, extensions = self._physical(url)
-            request = client.build_request("GET", target, headers=headers)
-            request.extensions.update(extensions)
+            request = httpx.Request(
+                "GET", target, headers={**self._headers, **headers}, extensions=extensions
+            )
             async with self._host_limit(f"{target.host}:{target.port}"):
-                response = await client.send(request, stream=True)
+                response = await transport.handle_async_request(request)
                 try:
                     if response.status_code in REDIRECTS and "location" in response.headers:
                         try:
@@ -299,12 +299,12 @@ class Prober:
             failure = ("protocol", f"bad url: {exc}")
         slot = await self._slots.get() if url is not None else 0
         try:
-            client = self._clients[slot]
+            transport = self._transports[slot]
             while url is not None and attempts <= s.retries:
                 attempts += 1
                 try:
                     async with asyncio.timeout(s.total_timeout):
-                        status, body, truncated, version = await self._attempt(client, url)
+                        status, body, truncated, version = await self._attempt(transport, url)
                     failure = None
                     break
                 except _Failed as exc:
