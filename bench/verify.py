@@ -6,7 +6,9 @@ python -m bench verify [--quick]
    loopback), every item checked once by the in-process runner (SQLite); baseline in the
    same run: a sequential httpx.Client loop over the first 500 items, scaled.
 2. PostgreSQL (if reachable): the same round by one `takedown verify --worker` process,
-   then by two at once; the gain.
+   then by two at once; the gain, with the simulator answering at once (CPU-bound: on 2
+   cores the first worker and the simulator already fill the machine) and with every
+   answer 50 ms away (network-bound, like probing a real platform).
 3. `takedown status` fast path on 1,000,000 items and 3,000,000 checks (--quick: 100,000 and
    300,000), SQLite and PostgreSQL (goal < 1 s each).
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import secrets
 import socket
 import subprocess
@@ -29,6 +32,7 @@ import httpx
 from sqlalchemy import create_engine, insert, text
 
 from takedown.store.db import Database
+from takedown.store.migrate import upgrade
 
 T0 = datetime(2021, 3, 10, 9, 0, tzinfo=UTC)
 PG = os.environ.get("TAKEDOWN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
@@ -231,9 +235,9 @@ def drop_pg(url: str) -> None:
 
 
 def bench_workers(n: int, base: str) -> None:
-    from takedown.store.db import Database
-    from takedown.store.migrate import upgrade
-
+    """One `takedown verify --worker` process, then two at once, on PostgreSQL: first with
+    the simulator answering at once (the machine's CPU is the limit), then with every answer
+    50 ms away (the network is the limit, as from a real vantage point)."""
     url = pg_db()
     if url is None:
         return
@@ -241,46 +245,61 @@ def bench_workers(n: int, base: str) -> None:
         db = Database(url)
         upgrade(db)
         add_url_items(db, n)
-        cmd = [
-            BIN,
-            "--db",
-            url,
-            "verify",
-            "--worker",
-            "--concurrency",
-            "200",
-            "--only-loopback",
-            "--connect-to",
-            f"twitter.com={base}",
-            "--json",
-        ]
-        times, runs = [], []
-        for workers in (1, 2):
-            # the first worker finished its round: the pair opens a new one of the same items
-            t = time.perf_counter()
-            procs = [
-                subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(workers)
-            ]
-            outs = [p.communicate(timeout=600)[0] for p in procs]
-            times.append(time.perf_counter() - t)
-            docs = [json.loads(o) for o in outs]
-            checked = sum(d.get("checked", 0) for d in docs)
-            # the round's own time: the workers start together, the last one ends it
-            runs.append(max(d.get("elapsed_s") or 0.0 for d in docs))
-            print(
-                f"PostgreSQL, {workers} worker process(es): {checked} checks in "
-                f"{times[-1]:.2f} s = {n / times[-1]:,.0f} checks/s incl. process start; "
-                f"round {runs[-1]:.2f} s = {n / runs[-1]:,.0f} checks/s "
-                f"(per worker: {[d.get('checked') for d in docs]})"
-            )
-        print(
-            f"gain from a second worker: {times[0] / times[1]:.2f}x incl. process start, "
-            f"{runs[0] / runs[1]:.2f}x round time (2 cores shared with the simulator, "
-            f"PostgreSQL and this bench)"
-        )
+        for label, concurrency, delay_ms in (
+            ("answers at once, concurrency 200 per worker", 200, 0),
+            ("answers 50 ms away, concurrency 50 per worker", 50, 50),
+        ):
+            httpx.post(f"{base}/_sim/faults", json={"content_delay_ms": delay_ms}, trust_env=False)
+            print(f"PostgreSQL, simulator {label}:")
+            _worker_pair(url, base, n, concurrency)
     finally:
+        httpx.post(f"{base}/_sim/faults", json={}, trust_env=False)
         db.close()
         drop_pg(url)
+
+
+def _worker_pair(url: str, base: str, n: int, concurrency: int) -> None:
+    cmd = [
+        BIN,
+        "--db",
+        url,
+        "verify",
+        "--worker",
+        "--concurrency",
+        str(concurrency),
+        "--only-loopback",
+        "--connect-to",
+        f"twitter.com={base}",
+        "--json",
+    ]
+    times, runs = [], []
+    for workers in (1, 2):
+        # each run opens a new round of the same items (the last one finished)
+        cpu0 = _children_cpu()
+        t = time.perf_counter()
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(workers)]
+        outs = [p.communicate(timeout=600)[0] for p in procs]
+        times.append(time.perf_counter() - t)
+        cpu = _children_cpu() - cpu0
+        docs = [json.loads(o) for o in outs]
+        checked = sum(d.get("checked", 0) for d in docs)
+        # the round's own time: the workers start together, the last one ends it
+        runs.append(max(d.get("elapsed_s") or 0.0 for d in docs))
+        print(
+            f"    {workers} worker(s): {checked} checks in {times[-1]:.2f} s = "
+            f"{n / times[-1]:,.0f} checks/s incl. process start; round {runs[-1]:.2f} s = "
+            f"{n / runs[-1]:,.0f} checks/s; workers' CPU {cpu:.1f} s "
+            f"(per worker: {[d.get('checked') for d in docs]})"
+        )
+    print(
+        f"    gain from a second worker: {runs[0] / runs[1]:.2f}x round time, "
+        f"{times[0] / times[1]:.2f}x incl. process start"
+    )
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _schema_tag() -> str:

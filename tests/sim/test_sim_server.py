@@ -4,6 +4,7 @@ answering through the real platform API."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -114,6 +115,18 @@ def test_serves_posts_by_host(sim: tuple[SimPlatform, str]) -> None:
     assert set(fates.values()) == {"removed", "withheld"}
     posts = httpx.get(f"{url}/_sim/posts").json()
     assert posts["total"] == 10 and len(posts["posts"]) == 10
+
+
+def test_content_delay_slows_content_pages(sim: tuple[SimPlatform, str]) -> None:
+    _platform, url = sim
+    set_to = httpx.post(f"{url}/_sim/faults", json={"content_delay_ms": 300}).json()
+    assert set_to == {"status": None, "delay_ms": 0, "content_delay_ms": 300}
+    started = time.monotonic()
+    page = httpx.get(f"{url}/x/status/1", headers={"Host": "twitter.com"})
+    waited = time.monotonic() - started
+    assert page.status_code == 200 and waited >= 0.3  # a lower bound: sleeps never end early
+    cleared = httpx.post(f"{url}/_sim/faults", json={}).json()
+    assert cleared["content_delay_ms"] == 0
 
 
 async def test_two_sides_exchange_notices_and_answers(db: Database) -> None:

@@ -9,7 +9,8 @@ Routes:
   address is in ``abroad``).
 - ``POST /_sim/tick``: act as the behaviour says for the clock's ``now``; report through
   the platform API. ``GET /_sim/stats``, ``/_sim/notices``, ``/_sim/items``,
-  ``/_sim/posts``; ``POST /_sim/faults`` (``status``, ``delay_ms``) and ``/_sim/config``
+  ``/_sim/posts``; ``POST /_sim/faults`` (webhooks: ``status``, ``delay_ms``; content
+  pages: ``content_delay_ms``) and ``/_sim/config``
   (``secret``, ``api``, ``token``), ``/_sim/reset``.
 """
 
@@ -20,7 +21,7 @@ import contextlib
 import hashlib
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
@@ -44,6 +45,7 @@ STREAM_CHUNK = 64 * 1024
 class Faults:
     status: int | None = None  # answer every webhook with this status, doing nothing
     delay_ms: int = 0  # wait before handling a webhook
+    content_delay_ms: int = 0  # wait before answering a content request (a distant platform)
 
 
 class SimPlatform:
@@ -328,8 +330,12 @@ def create_sim_app(sim: SimPlatform) -> FastAPI:
     @app.post("/_sim/faults")
     async def faults(request: Request) -> dict[str, Any]:
         data = await request.json()
-        sim.faults = Faults(status=data.get("status"), delay_ms=int(data.get("delay_ms", 0)))
-        return {"status": sim.faults.status, "delay_ms": sim.faults.delay_ms}
+        sim.faults = Faults(
+            status=data.get("status"),
+            delay_ms=int(data.get("delay_ms", 0)),
+            content_delay_ms=int(data.get("content_delay_ms", 0)),
+        )
+        return asdict(sim.faults)
 
     @app.post("/_sim/reset")
     async def reset() -> dict[str, Any]:
@@ -375,6 +381,8 @@ def create_sim_app(sim: SimPlatform) -> FastAPI:
 
     @app.api_route("/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
     async def content(request: Request, path: str) -> Response:
+        if sim.faults.content_delay_ms:
+            await asyncio.sleep(sim.faults.content_delay_ms / 1000)
         return sim.content(request, path)
 
     return app
