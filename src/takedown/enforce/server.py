@@ -78,7 +78,9 @@ PIPE_SIZE = 1 << 20
 BULK_AFTER = 1 << 20
 F_SETPIPE_SZ = 1031
 SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
-BUDGET = 16 << 20  # bytes per readable event at most, then other flows get a turn
+# per readable event at most, then other flows get a turn
+BUDGET = 16 << 20  # bytes
+BUDGET_SPLICES = 256  # splices, should a source trickle in small pieces just as fast
 POOL_SIZE = 32  # idle private pipes a process keeps for the next bulk flows
 
 
@@ -519,7 +521,9 @@ class _Pipe:
         # keep moving while the source has bytes and the destination takes them: on a busy
         # machine every wake-up waits for a CPU, so each one should move as much as it can
         moved = 0
-        while moved < BUDGET:
+        for _ in range(BUDGET_SPLICES):
+            if moved >= BUDGET:
+                return
             if self.kpipe is None and self.nbytes >= BULK_AFTER:
                 self.kpipe = server.take_pipe()
             if self.kpipe is None:
