@@ -110,8 +110,12 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             finally:
                 p.reader = None
         if p.buffer:
-            data = bytes(p.buffer[:max_bytes])
-            del p.buffer[:max_bytes]
+            if len(p.buffer) <= max_bytes:
+                data = bytes(p.buffer)
+                p.buffer.clear()
+            else:
+                data = bytes(p.buffer[:max_bytes])
+                del p.buffer[:max_bytes]
             if p.paused and len(p.buffer) < READ_LIMIT and p.transport is not None:
                 p.paused = False
                 p.transport.resume_reading()
@@ -166,7 +170,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         except TimeoutError:
             await self.aclose()
             raise httpcore.ConnectTimeout("TLS handshake timed out") from None
-        except (OSError, ssl.SSLError) as exc:  # ssl.SSLError is an OSError; named for clarity
+        except OSError as exc:  # ssl.SSLError among them
             await self.aclose()
             raise httpcore.ConnectError(str(exc) or exc.__class__.__name__) from exc
         if tls is None:  # the peer closed during the handshake
