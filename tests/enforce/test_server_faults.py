@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import socket
@@ -21,7 +22,8 @@ from test_server_support import (
     until,
 )
 
-from takedown.enforce.server import Mode
+from takedown.enforce.metrics import EnforceMetrics
+from takedown.enforce.server import EnforcementServer, Mode, ServerConfig
 
 DIRECTIVES = directive_set(twitter_media_throttle(rate_kbps=128), linkedin_block())
 
@@ -201,6 +203,26 @@ async def test_bad_handshakes(origin: Origin) -> None:
         assert (
             socks.metrics.value("takedown_enforce_handshake_errors_total", {"mode": "socks5"}) == 2
         )
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1"])
+async def test_transparent_listener_reached_without_a_redirect(address: str) -> None:
+    """No nftables rule sent the flow: there is no original destination to go to. The flow
+    is reset, the listener stays up (IPv4 and IPv6 sockets ask conntrack differently)."""
+    cfg = ServerConfig(mode=Mode.TRANSPARENT)
+    server = EnforcementServer(cfg, metrics=EnforceMetrics())
+    server.swap(DIRECTIVES)
+    _host, port = await server.start(address, 0)
+    try:
+        for _ in range(2):
+            # the reset may come before the connect call even returns
+            with contextlib.suppress(ConnectionResetError):
+                r, w = await asyncio.open_connection(address, port)
+                assert await asyncio.wait_for(r.read(), 10) == b""
+                w.close()
+        assert await until(lambda: not server.flows)
+    finally:
+        await server.close()
 
 
 @pytest.mark.slow

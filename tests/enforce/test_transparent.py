@@ -1,7 +1,8 @@
 """Transparent mode in network namespaces we create: client -> enforcement point -> server.
 
-td-cli (10.200.1.2) --veth-- td-enf (10.200.1.1 | 10.200.2.1, nftables REDIRECT of
-tcp/443 to the enforcement point) --veth-- td-srv (10.200.2.2, openssl s_server).
+td-cli (10.200.1.2, fd00:200:1::2) --veth-- td-enf (10.200.1.1 | 10.200.2.1, fd00:200:1::1 |
+fd00:200:2::1; an nftables ``inet`` table REDIRECTs tcp/443 of both families to the
+enforcement point) --veth-- td-srv (10.200.2.2, fd00:200:2::2, openssl s_server).
 Needs root, ip and nft; skipped otherwise unless CI=true.
 """
 
@@ -52,29 +53,43 @@ def netns() -> Iterator[None]:
            "netns", "td-enf")  # fmt: skip
         sh("ip", "link", "add", "tds0", "netns", "td-srv", "type", "veth", "peer", "name", "tds1",
            "netns", "td-enf")  # fmt: skip
-        for n, dev, addr in (
-            ("td-cli", "tdc0", "10.200.1.2/24"),
-            ("td-enf", "tdc1", "10.200.1.1/24"),
-            ("td-enf", "tds1", "10.200.2.1/24"),
-            ("td-srv", "tds0", "10.200.2.2/24"),
+        for n, dev, v4, v6 in (
+            ("td-cli", "tdc0", "10.200.1.2/24", "fd00:200:1::2/64"),
+            ("td-enf", "tdc1", "10.200.1.1/24", "fd00:200:1::1/64"),
+            ("td-enf", "tds1", "10.200.2.1/24", "fd00:200:2::1/64"),
+            ("td-srv", "tds0", "10.200.2.2/24", "fd00:200:2::2/64"),
         ):
-            ns(n, "ip", "addr", "add", addr, "dev", dev)
+            ns(n, "ip", "addr", "add", v4, "dev", dev)
+            ns(n, "ip", "-6", "addr", "add", v6, "dev", dev, "nodad")  # usable at once
             ns(n, "ip", "link", "set", dev, "up")
         ns("td-cli", "ip", "route", "add", "default", "via", "10.200.1.1")
+        ns("td-cli", "ip", "-6", "route", "add", "default", "via", "fd00:200:1::1")
         ns("td-srv", "ip", "route", "add", "default", "via", "10.200.2.1")
+        ns("td-srv", "ip", "-6", "route", "add", "default", "via", "fd00:200:2::1")
         ns("td-enf", "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        ns("td-enf", "nft", "add", "table", "ip", "td")
-        ns("td-enf", "nft", "add", "chain", "ip", "td", "pre",
+        ns("td-enf", "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        ns("td-enf", "nft", "add", "table", "inet", "td")
+        ns("td-enf", "nft", "add", "chain", "inet", "td", "pre",
            "{ type nat hook prerouting priority dstnat; }")  # fmt: skip
-        ns("td-enf", "nft", "add", "rule", "ip", "td", "pre", "iifname", "tdc1", "tcp", "dport",
-           "443", "redirect", "to", f":{PORT}")  # fmt: skip
+        ns("td-enf", "nft", "add", "rule", "inet", "td", "pre", "iifname", "tdc1", "tcp",
+           "dport", "443", "redirect", "to", f":{PORT}")  # fmt: skip
         yield
     finally:
         for n in NS:
             sh("ip", "netns", "del", n, check=False)
 
 
-def test_transparent_mode_in_namespaces(netns: None, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("listen", "servers"),
+    [
+        pytest.param(f"0.0.0.0:{PORT}", ("10.200.2.2",), id="ipv4"),
+        # one dual-stack socket: IPv4 flows arrive as v4-mapped addresses
+        pytest.param(f"[::]:{PORT}", ("fd00:200:2::2", "10.200.2.2"), id="ipv6-and-ipv4"),
+    ],
+)
+def test_transparent_mode_in_namespaces(
+    netns: None, tmp_path: Path, listen: str, servers: tuple[str, ...]
+) -> None:
     ca = make_ca(str(tmp_path))
     pem = tmp_path / "server.pem"
     ca.cert.private_key_and_cert_chain_pem.write_to_path(str(pem))
@@ -96,7 +111,7 @@ def test_transparent_mode_in_namespaces(netns: None, tmp_path: Path) -> None:
     enf = subprocess.Popen(
         ["ip", "netns", "exec", "td-enf", sys.executable, "-c",
          "from takedown.cli import main; main()", "enforce", "--mode", "transparent",
-         "--listen", f"0.0.0.0:{PORT}", "--feed", str(feed), "--metrics", "127.0.0.1:0"],
+         "--listen", listen, "--feed", str(feed), "--metrics", "127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -111,8 +126,8 @@ def test_transparent_mode_in_namespaces(netns: None, tmp_path: Path) -> None:
         assert mport
         time.sleep(0.5)  # s_server up
 
-        def curl(host: str) -> subprocess.CompletedProcess[str]:
-            resolve = f"{host}:443:10.200.2.2"
+        def curl(host: str, address: str) -> subprocess.CompletedProcess[str]:
+            resolve = f"{host}:443:{address if ':' not in address else f'[{address}]'}"
             return ns("td-cli", "curl", "-sS", "--max-time", "20", "--cacert", ca.ca_file,
                       "--resolve", resolve, f"https://{host}/", check=False)  # fmt: skip
 
@@ -125,12 +140,15 @@ def test_transparent_mode_in_namespaces(netns: None, tmp_path: Path) -> None:
                 and f'decision="{decision}"' in line
             )
 
-        assert curl("example.org").returncode == 0
-        assert curl("pbs.twimg.com").returncode == 0
-        assert curl("www.linkedin.com").returncode != 0
-        assert metric("pass") == 1
-        assert metric("throttle") == 1
-        assert metric("block") == 1
+        for address in servers:
+            passed = curl("example.org", address)
+            assert passed.returncode == 0 and "s_server" in passed.stdout, passed.stderr
+            assert curl("pbs.twimg.com", address).returncode == 0
+            assert curl("www.linkedin.com", address).returncode != 0
+        # every flow was redirected, classified by its SNI and relayed to where it was going
+        assert metric("pass") == len(servers)
+        assert metric("throttle") == len(servers)
+        assert metric("block") == len(servers)
     finally:
         enf.terminate()
         srv.terminate()

@@ -853,7 +853,8 @@ class _Flow:
             except OSError as exc:
                 self.close(f"no original destination: {exc.strerror}", reset=True)
                 return
-            if dest == tuple(self.c.getsockname()[:2]):
+            here = self.c.getsockname()
+            if dest == (here[0].removeprefix("::ffff:"), here[1]):
                 self.close("not redirected (destination is the listener)", reset=True)
                 return
             self.target = Target(dest[0], dest[1], 0)
@@ -1207,9 +1208,10 @@ def _new_pipe() -> tuple[int, int]:
 
 def original_dst(sock: socket.socket) -> tuple[str, int]:
     """The address a redirected flow was sent to (nftables REDIRECT / DNAT)."""
-    if sock.family == socket.AF_INET6:
-        raw = sock.getsockopt(socket.SOL_IPV6, IP6T_SO_ORIGINAL_DST, 28)
+    if sock.family == socket.AF_INET6 and not sock.getpeername()[0].startswith("::ffff:"):
+        raw = sock.getsockopt(socket.IPPROTO_IPV6, IP6T_SO_ORIGINAL_DST, 28)
         return parse_original_dst(raw, socket.AF_INET6)
+    # IPv4, also on a dual-stack listener (a v4-mapped peer): conntrack has it as IPv4
     raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
     return parse_original_dst(raw, socket.AF_INET)
 
@@ -1366,7 +1368,11 @@ class EnforcementServer:
                 client = client[7:]
             flow = _Flow(self, c, client)
             self.flows.add(flow)
-            flow.start()
+            try:
+                flow.start()
+            except Exception:  # a bug must cost this flow, never the listener
+                log.exception("enforce: a flow from %s failed to start", client)
+                flow.close("internal error", reset=True)
 
     def _resume_accept(self, lsock: socket.socket) -> None:
         if lsock in self._listeners:
