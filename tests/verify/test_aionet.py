@@ -12,7 +12,7 @@ from takedown.verify.probe import Prober, ProbeSettings
 
 from .conftest import HOST
 from .h2server import HypercornTLS
-from .servers import ItemApp, RawServer, read_request
+from .servers import ItemApp, RawServer, read_request, silent
 from .test_http2 import BEHAVIOUR, client_context, url
 
 SETTINGS = ProbeSettings(concurrency=1, total_timeout=10, retries=2, retry_backoff=0.01)
@@ -88,3 +88,13 @@ async def test_tls_through_an_http_proxy(tls: tuple[trustme.CA, str]) -> None:
     ]
     assert tunnels == [f"{HOST}:443".encode()]  # one tunnel, reused
     assert origin.seen.sni == {HOST: 1}
+
+
+async def test_read_timeout_is_the_backends_own() -> None:
+    """The read timeout (not the total deadline) ends a probe of a server that never answers;
+    the backend's timer raises httpcore's exception, which httpx and the prober name."""
+    quick_read = ProbeSettings(read_timeout=0.2, total_timeout=30, retries=0)
+    with RawServer(silent) as srv:
+        async with Prober(settings=quick_read, only_loopback=True) as p:
+            res = await p.probe(f"http://127.0.0.1:{srv.port}/")
+    assert res.verdict is Verdict.UNREACHABLE and res.reason == "read timeout"

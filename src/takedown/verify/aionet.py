@@ -32,14 +32,18 @@ def _expire(fut: asyncio.Future[None]) -> None:
         fut.set_exception(TimeoutError())
 
 
-async def _wait(fut: asyncio.Future[None], timeout: float | None) -> None:
-    """Await ``fut``, raising TimeoutError after ``timeout`` seconds (a timer, not a task)."""
+async def _wait(
+    fut: asyncio.Future[None], timeout: float | None, timed_out: type[Exception], what: str
+) -> None:
+    """Await ``fut``; after ``timeout`` seconds raise ``timed_out`` (a timer, not a task)."""
     if timeout is None:
         await fut
         return
     handle = asyncio.get_running_loop().call_later(timeout, _expire, fut)
     try:
         await fut
+    except TimeoutError:
+        raise timed_out(f"{what} timed out") from None
     finally:
         handle.cancel()
 
@@ -104,9 +108,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if not p.buffer and not p.eof:
             p.reader = asyncio.get_running_loop().create_future()
             try:
-                await _wait(p.reader, timeout)
-            except TimeoutError:
-                raise httpcore.ReadTimeout("read timed out") from None
+                await _wait(p.reader, timeout, httpcore.ReadTimeout, "read")
             finally:
                 p.reader = None
         if p.buffer:
@@ -135,9 +137,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if p.write_blocked:
             p.drainer = asyncio.get_running_loop().create_future()
             try:
-                await _wait(p.drainer, timeout)
-            except TimeoutError:
-                raise httpcore.WriteTimeout("write timed out") from None
+                await _wait(p.drainer, timeout, httpcore.WriteTimeout, "write")
             finally:
                 p.drainer = None
             if p.error is not None:
