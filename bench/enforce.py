@@ -296,6 +296,10 @@ def throughput(size: int, relay: Relay, socat: str | None, repeats: int) -> None
         f"    relay/direct = {med['relay'] / med['direct']:.2f}x median, "
         f"{best['relay'] / best['direct']:.2f}x best (goal >= 0.8x)"
     )
+    # each round runs every variant back to back: its own ratio shows how much of the spread
+    # is the direct transfer's (the scheduler placing client and origin on one core or two)
+    rounds = [f"{r / d:.2f}" for r, d in zip(results["relay"], results["direct"], strict=True)]
+    print(f"    relay/direct by round: {' '.join(rounds)}")
     if "socat" in med:
         print(
             f"    relay/socat  = {med['relay'] / med['socat']:.2f}x median, "
