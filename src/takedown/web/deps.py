@@ -28,25 +28,22 @@ def get_clock(request: Request) -> Clock:
     return request.app.state.clock
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+def bearer_token(request: Request) -> str:
+    """The token of ``Authorization: Bearer TOKEN`` (401 when there is none)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        return None
+        raise AuthError("missing bearer token", where="Authorization")
     return token.strip()
 
 
-def _auth(db: Database, token: str | None) -> int:
+def _auth(db: Database, token: str) -> int:
     with db.reading() as session:
         return authenticate(session, token)
 
 
 async def platform_id(request: Request) -> int:
     """The authenticated platform's id (401 without a valid ``Authorization: Bearer``)."""
-    token = _bearer(request)
-    if token is None:
-        raise AuthError("missing bearer token", where="Authorization")
-    return await run_in_threadpool(_auth, request.app.state.db, token)
+    return await run_in_threadpool(_auth, request.app.state.db, bearer_token(request))
 
 
 async def json_body(request: Request, limit: int = MAX_BODY) -> Any:

@@ -35,6 +35,7 @@ from takedown.model import Figures, MeasureState
 from takedown.store import audit
 from takedown.store.db import Database
 from takedown.store.schema import ApiToken, Platform
+from takedown.web.deps import bearer_token
 
 ROLES = ("regulator", "analyst", "approver", "auditor")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
@@ -136,13 +137,6 @@ def authenticate(session: Session, token: str | None) -> Staff:
     return Staff(row[0], row[1])
 
 
-def _bearer(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
-
-
 def _auth(db: Database, token: str) -> Staff:
     with db.reading() as session:
         return authenticate(session, token)
@@ -150,10 +144,7 @@ def _auth(db: Database, token: str) -> Staff:
 
 async def staff(request: Request) -> Staff:
     """The authenticated staff member (401 without a valid ``Authorization: Bearer``)."""
-    token = _bearer(request)
-    if token is None:
-        raise AuthError("missing bearer token", where="Authorization")
-    return await run_in_threadpool(_auth, request.app.state.db, token)
+    return await run_in_threadpool(_auth, request.app.state.db, bearer_token(request))
 
 
 # --- documents ------------------------------------------------------------------------------
