@@ -73,27 +73,38 @@ class _PlatformIds:
         return self._ids[slug]
 
 
-def _row(record: ItemRecord, platform_id: int | None, now: datetime) -> tuple:
-    d = record.decision
+_OPEN = ItemState.OPEN.value
+
+
+def _same(value: datetime) -> object:
+    return value
+
+
+def _row(
+    record: ItemRecord,
+    platform_id: int | None,
+    now: object,
+    bind: Callable[[datetime], object] = _same,
+) -> tuple:
+    """The ``_COLUMNS`` values of a new item; ``now`` and ``bind`` give the time columns in
+    the form the caller stores (datetimes for the ORM, driver values for the bulk insert)."""
+    target, d, flags = record.target, record.decision, record.flags
     return (
-        record.target.value,
-        record.target.kind.value,
-        record.target.host,
+        target.value,
+        target.kind._value_,  # the plain str (the enum's .value is a slow property)
+        target.host,
         platform_id,
         record.category,
         record.basis,
         d.reference,
         d.authority,
         d.date,
-        record.listed_at or now,
+        now if record.listed_at is None else bind(record.listed_at),
         record.source,
-        ",".join(record.flags),
-        ItemState.OPEN.value,
+        ",".join(flags) if flags else "",
+        _OPEN,
         now,
     )
-
-
-_OPEN = ItemState.OPEN.value
 
 
 def _check_record(record: ItemRecord, cfg: config_mod.Config, where: str | None) -> None:
@@ -131,29 +142,11 @@ class _Inserter:
         self.now = self.bind(now)
 
     def add(self, record: ItemRecord, platform_id: int | None) -> None:
-        target, d = record.target, record.decision
-        key = (target.value, d.reference)
+        key = (record.target.value, record.decision.reference)
         if key in self.pending:
             self.duplicates += 1
             return
-        flags = record.flags
-        now = self.now
-        self.pending[key] = (
-            target.value,
-            target.kind._value_,  # the plain str (the enum's .value is a slow property)
-            target.host,
-            platform_id,
-            record.category,
-            record.basis,
-            d.reference,
-            d.authority,
-            d.date,
-            now if record.listed_at is None else self.bind(record.listed_at),
-            record.source,
-            ",".join(flags) if flags else "",
-            _OPEN,
-            now,
-        )
+        self.pending[key] = _row(record, platform_id, self.now, self.bind)
         if len(self.pending) >= BATCH:
             self.flush()
 
