@@ -849,7 +849,7 @@ class _Flow:
         mode = self.server.config.mode
         if mode == Mode.TRANSPARENT:
             try:
-                dest = original_dst(self.c)
+                dest = original_dst(self.c, self.client_addr)
             except OSError as exc:
                 self.close(f"no original destination: {exc.strerror}", reset=True)
                 return
@@ -1206,9 +1206,10 @@ def _new_pipe() -> tuple[int, int]:
     return r, w
 
 
-def original_dst(sock: socket.socket) -> tuple[str, int]:
-    """The address a redirected flow was sent to (nftables REDIRECT / DNAT)."""
-    if sock.family == socket.AF_INET6 and not sock.getpeername()[0].startswith("::ffff:"):
+def original_dst(sock: socket.socket, client: str) -> tuple[str, int]:
+    """The address a redirected flow was sent to (nftables REDIRECT / DNAT); ``client`` is
+    the peer as accepted, a v4-mapped one already written as IPv4."""
+    if ":" in client:
         raw = sock.getsockopt(socket.IPPROTO_IPV6, IP6T_SO_ORIGINAL_DST, 28)
         return parse_original_dst(raw, socket.AF_INET6)
     # IPv4, also on a dual-stack listener (a v4-mapped peer): conntrack has it as IPv4
