@@ -206,7 +206,8 @@ def _readable_now(transport: asyncio.Transport | None) -> bool:
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend on asyncio transports (see the module docstring)."""
+    """httpcore's network backend on asyncio transports (see the module docstring); TCP only,
+    as the prober never asks for a Unix socket."""
 
     async def connect_tcp(
         self,
@@ -232,22 +233,6 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         sock = transport.get_extra_info("socket")
         for option in socket_options or ():
             sock.setsockopt(*option)
-        return AsyncioStream(protocol)
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[SocketOption] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                _transport, protocol = await loop.create_unix_connection(_Connection, path)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout("connect timed out") from None
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or exc.__class__.__name__) from exc
         return AsyncioStream(protocol)
 
     async def sleep(self, seconds: float) -> None:
