@@ -235,21 +235,12 @@ def record_outcomes(
                 ),
                 changes,
             )
-        append_events(session, now, events)
+        audit.record_many(session, at=now, actor=ACTOR, events=events)
     result: dict[int, str] = {}
     for (nid, _o, _r), state in zip(outcomes, out, strict=True):
         if result.get(nid) in (None, "lost-claim"):
             result[nid] = state
     return result
-
-
-def append_events(
-    session,  # type: ignore[no-untyped-def]
-    at: datetime,
-    events: Sequence[tuple[str, dict[str, object]]],
-) -> None:
-    """Append a batch's events to the audit chain in one go."""
-    audit.record_many(session, at=at, actor=ACTOR, events=events)
 
 
 def advance(
