@@ -1,6 +1,7 @@
 """Enforcement point figures on loopback, all in one run.
 
-(a) bulk pass-through throughput: direct vs. our relay vs. ``socat -b 65536``;
+(a) bulk pass-through throughput: direct vs. our relay vs. ``socat -b 65536``, HAProxy
+    (splice) and a minimal splice relay;
 (b) throttle precision: achieved/target over a transfer at 128 kbit/s, 1 and 10 Mbit/s;
 (c) 10,000 concurrent mostly idle flows through ``--workers 2``: memory per flow;
 (d) classification cost: connect -> first response byte, direct vs. through the relay.
@@ -171,6 +172,7 @@ def drain(s: socket.socket, seconds: float | None = None) -> tuple[int, float]:
 SPLICE_FLOOR = r"""
 import fcntl, os, socket, sys, threading
 dst = int(sys.argv[1])
+cc = sys.argv[2].encode() if len(sys.argv) > 2 else None  # congestion control, client leg
 ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 ls.bind(("127.0.0.1", 0)); ls.listen(16); print(ls.getsockname()[1], flush=True)
 def pump(a, b):
@@ -186,6 +188,7 @@ def pump(a, b):
     except OSError: pass
 while True:
     c, _ = ls.accept(); u = socket.create_connection(("127.0.0.1", dst))
+    if cc: c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, cc)
     threading.Thread(target=pump, args=(c, u), daemon=True).start()
     threading.Thread(target=pump, args=(u, c), daemon=True).start()
 """
@@ -210,102 +213,181 @@ def machine_busy_seconds() -> float:
     return (sum(ticks) - idle - iowait) / CLOCK_TICKS
 
 
-def process_seconds(pid: int) -> float:
-    """CPU seconds (user + system) a process and its threads used so far."""
+def process_split(pid: int) -> tuple[float, float]:
+    """CPU seconds (user, system) a process and its threads used so far."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
 
 
-def throughput(size: int, relay: Relay, socat: str | None, repeats: int) -> None:
+def congestion_control() -> str:
+    try:
+        return Path("/proc/sys/net/ipv4/tcp_congestion_control").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+def may_use(congestion: str) -> bool:
+    """Whether this process may set ``congestion`` on a socket (allowed list, or root)."""
+    with socket.socket() as s:
+        try:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, congestion.encode())
+        except OSError:
+            return False
+    return True
+
+
+# HAProxy in TCP mode with kernel splicing both ways, the usual C relay for this job; its
+# pipes as large as ours (1 MiB), as 64 KiB ones cost it a fifth of its speed here.
+HAPROXY_CFG = """global
+  nbthread 1
+  tune.pipesize 1048576
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  option splice-request
+  option splice-response
+listen bulk
+  bind 127.0.0.1:{listen}
+  server origin 127.0.0.1:{origin}
+"""
+
+
+class Variant:
+    """One way to fetch from the origin: how to connect and, if any, the process between."""
+
+    def __init__(self, label: str, connect: Callable[[], socket.socket], pid: int = 0) -> None:
+        self.label, self.connect, self.pid = label, connect, pid
+        self.rates: list[float] = []
+        self.machine_cpu: list[float] = []  # CPU s/GB, whole machine
+        self.middle_cpu: list[tuple[float, float]] = []  # CPU s/GB of ``pid``: user, system
+
+
+def throughput(size: int, relay: Relay, repeats: int) -> None:
     """Every variant: the same origin (sendfile), the same client loop, the same size; one
     warm-up transfer each, then ``repeats`` rounds in rotating order; median and best.
 
-    Also CPU seconds per GB moved, medians: the whole machine's (origin, client, relay and
-    kernel together; anything else running counts too) and the relay process's own. On a
-    machine whose CPUs all take part, what a relay adds per byte bounds its speed; direct
-    transfers are bounded by how well the two ends overlap instead (the noise)."""
+    Baselines beside the relay: ``socat -b 65536`` and HAProxy (splice) where installed, and
+    a minimal blocking splice relay. Also CPU seconds per GB moved, medians: the whole
+    machine's (origin, client, relay and kernel together; anything else running counts too)
+    and the relay's own, user and system. On a machine whose CPUs all take part, what a relay
+    adds per byte bounds its speed; direct transfers are bounded by how well the two ends
+    overlap instead (the noise)."""
     src, sport = start_origin("source", size)
     children: list[subprocess.Popen[str]] = [src]
-    ways: dict[str, Callable[[], socket.socket]] = {
-        "direct": lambda: socket.create_connection(("127.0.0.1", sport)),
-        "relay": lambda: tunnel(relay.port, "bulk.example", sport),
+    tmp = Path(tempfile.mkdtemp(prefix="bench-relays-"))
+    variants = {
+        "direct": Variant(
+            "direct (no relay)", lambda: socket.create_connection(("127.0.0.1", sport))
+        ),
+        "relay": Variant(
+            "takedown enforce, 1 worker",
+            lambda: tunnel(relay.port, "bulk.example", sport),
+            relay.p.pid,
+        ),
     }
+
+    def spawn_relay(
+        name: str, label: str, argv: list[str], port: int = 0, *, forks: bool = False
+    ) -> None:
+        """Start a relay; ``port`` given: it listens there, else it prints its port. One that
+        forks per connection works in its children: its own CPU is not the relay's."""
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        children.append(p)
+        if not port:
+            assert p.stdout is not None
+            port = int(p.stdout.readline())
+        variants[name] = Variant(label, lambda: connect_when_up(port), 0 if forks else p.pid)
+
     try:
-        if socat:
-            socat_port = free_port()
-            children.append(
-                subprocess.Popen(
-                    [
-                        socat,
-                        "-b",
-                        "65536",
-                        f"TCP-LISTEN:{socat_port},bind=127.0.0.1,reuseaddr,fork",
-                        f"TCP:127.0.0.1:{sport}",
-                    ],
-                    text=True,
-                )
+        if socat := shutil.which("socat"):
+            port = free_port()
+            listen = f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"
+            spawn_relay(
+                "socat",
+                "socat -b 65536",
+                [socat, "-b", "65536", listen, f"TCP:127.0.0.1:{sport}"],
+                port,
+                forks=True,
             )
-            ways["socat"] = lambda: connect_when_up(socat_port)
-        floor = subprocess.Popen(
-            [sys.executable, "-c", SPLICE_FLOOR, str(sport)], stdout=subprocess.PIPE, text=True
+        if haproxy := shutil.which("haproxy"):
+            port = free_port()
+            cfg = tmp / "haproxy.cfg"
+            cfg.write_text(HAPROXY_CFG.format(listen=port, origin=sport))
+            spawn_relay(
+                "haproxy", "HAProxy, TCP mode, splice, 1 thread", [haproxy, "-f", str(cfg)], port
+            )
+        spawn_relay(
+            "splice",
+            "reference: blocking os.splice relay, 2 threads",
+            [sys.executable, "-c", SPLICE_FLOOR, str(sport)],
         )
-        children.append(floor)
-        assert floor.stdout is not None
-        floor_port = int(floor.stdout.readline())
-        ways["splice"] = lambda: socket.create_connection(("127.0.0.1", floor_port))
-        middle = {"relay": relay.p.pid, "splice": floor.pid}
-        for connect in ways.values():  # warm-up: page cache, socket buffers, code paths
-            drain(connect())
-        results: dict[str, list[float]] = {k: [] for k in ways}
-        machine_cpu: dict[str, list[float]] = {k: [] for k in ways}
-        middle_cpu: dict[str, list[float]] = {k: [] for k in middle}
-        names = list(ways)
+        if congestion_control() != "cubic" and may_use("cubic"):
+            # the same reference with its sending leg towards the client on CUBIC: how much of
+            # a relay's cost is the second leg's congestion control (BBR paces every segment
+            # with a timer when no fq qdisc does it)
+            spawn_relay(
+                "splice-cubic",
+                "  same, client leg on CUBIC (diagnostic)",
+                [sys.executable, "-c", SPLICE_FLOOR, str(sport), "cubic"],
+            )
+        for v in variants.values():  # warm-up: page cache, socket buffers, code paths
+            drain(v.connect())
+        names = list(variants)
         for r in range(repeats):
-            for k in names[r % len(names) :] + names[: r % len(names)]:
-                sock = ways[k]()
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                v = variants[name]
+                sock = v.connect()
                 busy = machine_busy_seconds()
-                own = process_seconds(middle[k]) if k in middle else 0.0
+                user, system = process_split(v.pid) if v.pid else (0.0, 0.0)
                 n, t = drain(sock)
-                results[k].append(n / t)
-                machine_cpu[k].append((machine_busy_seconds() - busy) / (n / 1e9))
-                if k in middle:
-                    middle_cpu[k].append((process_seconds(middle[k]) - own) / (n / 1e9))
+                gb = n / 1e9
+                v.rates.append(n / t)
+                v.machine_cpu.append((machine_busy_seconds() - busy) / gb)
+                if v.pid:
+                    user2, system2 = process_split(v.pid)
+                    v.middle_cpu.append(((user2 - user) / gb, (system2 - system) / gb))
     finally:
-        for child in children:
+        for child in children[1:]:
             child.kill()
             child.wait()
-    med = {k: statistics.median(v) for k, v in results.items()}
-    best = {k: max(v) for k, v in results.items()}
+        src.kill()
+        src.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+    med = {k: statistics.median(v.rates) for k, v in variants.items()}
+    best = {k: max(v.rates) for k, v in variants.items()}
     print(
         f"(a) bulk pass-through, {size >> 20} MiB per transfer, {repeats} rounds "
-        f"(rotating order, after a warm-up), GB/s median (best); CPU s/GB, machine [relay]:"
+        f"(rotating order, after a warm-up); congestion control {congestion_control()}"
     )
-    labels = {
-        "direct": "direct (no relay)",
-        "relay": "takedown enforce, 1 worker",
-        "socat": "socat -b 65536",
-        "splice": "reference: blocking os.splice relay, 2 threads",
-    }
-    for k in ways:
-        cpu = f"{statistics.median(machine_cpu[k]):5.2f}"
-        if k in middle_cpu:
-            cpu += f" [{statistics.median(middle_cpu[k]):.2f}]"
-        print(f"    {labels[k]:48s} {med[k] / 1e9:6.2f} ({best[k] / 1e9:.2f})  {cpu}")
+    print(f"    {'':52s} GB/s median (best)  CPU s/GB: machine [relay user+system]")
+    for k, v in variants.items():
+        cpu = f"{statistics.median(v.machine_cpu):5.2f}"
+        if v.middle_cpu:
+            user = statistics.median(u for u, _ in v.middle_cpu)
+            system = statistics.median(s for _, s in v.middle_cpu)
+            cpu += f" [{user:.3f}+{system:.2f}]"
+        print(f"    {v.label:52s} {med[k] / 1e9:6.2f} ({best[k] / 1e9:.2f})  {cpu}")
     print(
         f"    relay/direct = {med['relay'] / med['direct']:.2f}x median, "
         f"{best['relay'] / best['direct']:.2f}x best (goal >= 0.8x)"
     )
     # each round runs every variant back to back: its own ratio shows how much of the spread
     # is the direct transfer's (the scheduler placing client and origin on one core or two)
-    rounds = [f"{r / d:.2f}" for r, d in zip(results["relay"], results["direct"], strict=True)]
+    relay_rates, direct_rates = variants["relay"].rates, variants["direct"].rates
+    rounds = [f"{r / d:.2f}" for r, d in zip(relay_rates, direct_rates, strict=True)]
     print(f"    relay/direct by round: {' '.join(rounds)}")
-    if "socat" in med:
-        print(
-            f"    relay/socat  = {med['relay'] / med['socat']:.2f}x median, "
-            f"{best['relay'] / best['socat']:.2f}x best (goal >= 1.0x)"
-        )
-    print(f"    relay/splice = {med['relay'] / med['splice']:.2f}x median")
+    for k, goal in (("socat", "  (goal >= 1.0x)"), ("haproxy", ""), ("splice", "")):
+        if k in med:
+            print(
+                f"    relay/{k:7s}= {med['relay'] / med[k]:.2f}x median, "
+                f"{best['relay'] / best[k]:.2f}x best{goal}"
+            )
+    for k in ("haproxy", "splice", "splice-cubic"):
+        if k in med:
+            print(f"    {k}/direct = {med[k] / med['direct']:.2f}x median")
 
 
 def connect_when_up(port: int) -> socket.socket:
@@ -440,7 +522,7 @@ def main(argv: list[str]) -> int:
     try:
         if "a" in parts:
             size = 256 << 20 if quick else 1 << 30
-            throughput(size, relay, shutil.which("socat"), 3 if quick else 7)
+            throughput(size, relay, 3 if quick else 7)
         if "b" in parts:
             throttle_precision(relay, 3.0 if quick else 10.0)
         if "d" in parts:
