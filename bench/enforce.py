@@ -350,11 +350,9 @@ def throughput(size: int, relay: Relay, repeats: int) -> None:
                     user2, system2 = process_split(v.pid)
                     v.middle_cpu.append(((user2 - user) / gb, (system2 - system) / gb))
     finally:
-        for child in children[1:]:
+        for child in children:
             child.kill()
             child.wait()
-        src.kill()
-        src.wait()
         shutil.rmtree(tmp, ignore_errors=True)
     med = {k: statistics.median(v.rates) for k, v in variants.items()}
     best = {k: max(v.rates) for k, v in variants.items()}
@@ -379,7 +377,7 @@ def throughput(size: int, relay: Relay, repeats: int) -> None:
     relay_rates, direct_rates = variants["relay"].rates, variants["direct"].rates
     rounds = [f"{r / d:.2f}" for r, d in zip(relay_rates, direct_rates, strict=True)]
     print(f"    relay/direct by round: {' '.join(rounds)}")
-    for k, goal in (("socat", "  (goal >= 1.0x)"), ("haproxy", ""), ("splice", "")):
+    for k, goal in (("socat", " (goal >= 1.0x)"), ("haproxy", ""), ("splice", "")):
         if k in med:
             print(
                 f"    relay/{k:7s}= {med['relay'] / med[k]:.2f}x median, "
