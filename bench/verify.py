@@ -164,8 +164,6 @@ def add_url_items(db: Database, n: int) -> None:
 
 def bench_prober(n: int) -> None:
     from takedown.clock import SimClock
-    from takedown.store.db import Database
-    from takedown.store.migrate import upgrade
     from takedown.verify.probe import ProbeSettings, parse_connect_to
     from takedown.verify.runner import RunOptions, run_round
 
@@ -347,8 +345,6 @@ def bench_status(n_items: int, *, keep: str | None = None, only: str | None = No
     """`takedown status` on ``n_items`` items and 3 checks each; ``keep``: a directory to keep
     the SQLite file in (and keep the PostgreSQL database), reused by later runs."""
     from takedown import ledger
-    from takedown.store.db import Database
-    from takedown.store.migrate import upgrade
 
     now = T0 + timedelta(days=60)
     for label, url, marker in _status_targets(n_items, keep):

@@ -276,6 +276,7 @@ class Matcher(Generic[K]):
         self._n_ip = 0
 
     @classmethod
+    @no_cycle_collection()
     def compile(
         cls,
         host_rules: Iterable[tuple[str, K]] = (),
@@ -285,20 +286,6 @@ class Matcher(Generic[K]):
         min_prefix_v6: int = MIN_PREFIX_V6,
     ) -> Matcher[K]:
         """Compile (pattern, key) pairs. Raises PatternError naming the offending rule."""
-        with no_cycle_collection():
-            return cls._compile(
-                host_rules, ip_rules, min_prefix_v4=min_prefix_v4, min_prefix_v6=min_prefix_v6
-            )
-
-    @classmethod
-    def _compile(
-        cls,
-        host_rules: Iterable[tuple[str, K]],
-        ip_rules: Iterable[tuple[str, K]],
-        *,
-        min_prefix_v4: int,
-        min_prefix_v6: int,
-    ) -> Matcher[K]:
         m: Matcher[K] = cls()
         psl = _psl_rules()
         exact, wild = m._exact, m._wild

@@ -6,7 +6,8 @@ anyio for the socket's attributes, which builds a dictionary of closures and cal
 ``getpeername`` (measured: about a third of the prober's CPU per check on loopback). This
 backend keeps what httpcore needs — reads, writes, TLS upgrade, timeouts, its exception
 types — on asyncio's own transports, and answers "is this idle connection readable?" from
-what the protocol already received instead of polling the socket.
+what the protocol already received, asking the socket (one zero-timeout poll) only when
+nothing is.
 """
 
 from __future__ import annotations
@@ -187,13 +188,17 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         transport = p.transport
         if transport is None:
             return None
-        key = {
-            "ssl_object": "ssl_object",
-            "client_addr": "sockname",
-            "server_addr": "peername",
-            "socket": "socket",
-        }.get(info)
+        key = _EXTRA_INFO.get(info)
         return transport.get_extra_info(key) if key else None
+
+
+# httpcore's names for what it asks a stream -> asyncio's names on a transport
+_EXTRA_INFO = {
+    "ssl_object": "ssl_object",
+    "client_addr": "sockname",
+    "server_addr": "peername",
+    "socket": "socket",
+}
 
 
 def _readable_now(transport: asyncio.Transport | None) -> bool:
