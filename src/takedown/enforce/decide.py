@@ -94,6 +94,30 @@ def empty_index() -> Index:
     return compile_index(EMPTY_INDEX_DIRECTIVES)
 
 
+def strictness(directive: Directive) -> tuple[int, float]:
+    """How strict a directive is, for ranking: a block above any throttle, then the lower rate."""
+    rate = float(directive.rate_kbps) if directive.rate_kbps else float("inf")
+    return (SEVERITY[directive.action], -rate)
+
+
+def strictest(directives: Iterable[Directive]) -> list[Directive]:
+    """The directives that win among those that apply to a flow: the strictest, ties kept.
+
+    The one ranking of directives: the enforcement point, the public lookup and the
+    simulator all call it, so what the public is told is what the network does. Order of
+    first appearance is kept; a directive seen twice counts once.
+    """
+    best: list[Directive] = []
+    best_rank: tuple[int, float] | None = None
+    for directive in directives:
+        rank = strictness(directive)
+        if best_rank is None or rank > best_rank:
+            best_rank, best = rank, [directive]
+        elif rank == best_rank and all(d.id != directive.id for d in best):
+            best.append(directive)
+    return best
+
+
 def _clean_name(name: str) -> str | None:
     try:
         return normalise_host(name)
@@ -135,8 +159,8 @@ def decide(
     if not hits:
         return Decision(Action.PASS, subscriber_class=sub_class, reason="no rule matches")
 
-    best: list[tuple[Directive, _Key, str]] = []
-    best_rank: tuple[int, float] | None = None
+    applicable: list[Directive] = []
+    first_hit: dict[str, tuple[_Key, str]] = {}  # directive id -> its first matching rule
     matched_class = NO_CLASS
     out_of_scope: list[str] = []
     for key, what in hits:
@@ -149,13 +173,10 @@ def decide(
         if not _in_share(subs, subscriber_addr, share, directive.id):
             out_of_scope.append(directive.id)
             continue
-        rate = float(directive.rate_kbps) if directive.rate_kbps else float("inf")
-        # higher severity first, then the lower rate
-        rank = (SEVERITY[directive.action], -rate)
-        if best_rank is None or rank > best_rank:
-            best_rank, best = rank, [(directive, key, what)]
-        elif rank == best_rank and all(d.id != directive.id for d, _, _ in best):
-            best.append((directive, key, what))
+        if directive.id not in first_hit:
+            first_hit[directive.id] = (key, what)
+            applicable.append(directive)
+    best = strictest(applicable)
 
     if not best:
         why = "no directive in force matches"
@@ -165,18 +186,19 @@ def decide(
             Action.PASS, content_class=matched_class, subscriber_class=sub_class, reason=why
         )
 
-    first, first_key, first_what = best[0]
+    first = best[0]
+    first_key, first_what = first_hit[first.id]
     action = Action.BLOCK if first.action == MeasureAction.BLOCK else Action.THROTTLE
     decisions: list[str] = []
     urls: list[str] = []
-    for directive, _, _ in best:
+    for directive in best:
         decisions.extend(d for d in directive.decisions if d not in decisions)
         if directive.reference_url and directive.reference_url not in urls:
             urls.append(directive.reference_url)
     return Decision(
         action=action,
         rate_kbps=first.rate_kbps if action == Action.THROTTLE else None,
-        directives=tuple(d.id for d, _, _ in best),
+        directives=tuple(d.id for d in best),
         content_class=first_key.content_class,
         subscriber_class=sub_class,
         reason=f"{first_what} matches {first_key.rule} ({first.id})",
