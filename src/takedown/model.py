@@ -122,6 +122,10 @@ class Directive:
             return self.scope[subscriber_class]
         return self.scope.get("*", 0.0)
 
+    def describe(self) -> str:
+        """``block`` or ``throttle 128 kbit/s``."""
+        return describe_action(self.action, self.rate_kbps)
+
     def in_force(self, now: datetime) -> bool:
         if self.valid_from is not None and now < self.valid_from:
             return False
@@ -137,6 +141,59 @@ class DirectiveSet:
 
 
 SEVERITY = {MeasureAction.THROTTLE: 1, MeasureAction.BLOCK: 2}
+
+
+def describe_action(action: MeasureAction | str, rate_kbps: int | None) -> str:
+    """How an action is written for people everywhere: ``block`` or ``throttle 128 kbit/s``."""
+    action = MeasureAction(action)
+    if action == MeasureAction.THROTTLE and rate_kbps:
+        return f"{action.value} {rate_kbps} kbit/s"
+    return action.value
+
+
+@dataclass(frozen=True, slots=True)
+class MeasureRecord:
+    """A stored measure as the stages after policy see it (feed, web, reports): plain data."""
+
+    id: int
+    platform: str
+    action: MeasureAction
+    state: MeasureState
+    proposed_at: datetime
+    reason: str
+    created_by: str
+    rate_kbps: int | None = None
+    classes: tuple[str, ...] = ()  # content classes; empty or "*" means all
+    scope: dict[str, float] = field(default_factory=dict)  # subscriber class -> percent
+    starts_at: datetime | None = None
+    review_at: datetime | None = None
+    expires_at: datetime | None = None
+    lifted_at: datetime | None = None
+    rule: str | None = None  # the ladder rule that fired, None for a decided measure
+    ladder: str | None = None
+    figures: dict[str, object] = field(default_factory=dict)  # what fired the rule
+    decision_ref: str | None = None
+    lift_decision: str | None = None
+    needs_approval: bool = False
+    supersedes_id: int | None = None
+
+    def describe(self) -> str:
+        """``block`` or ``throttle 128 kbit/s``."""
+        return describe_action(self.action, self.rate_kbps)
+
+    def state_at(self, at: datetime) -> MeasureState | None:
+        """The state as of ``at`` (None if not yet proposed then)."""
+        if self.proposed_at > at:
+            return None
+        if self.lifted_at is not None and self.lifted_at <= at:
+            return MeasureState.LIFTED
+        if self.expires_at is not None and self.expires_at <= at:
+            return MeasureState.EXPIRED
+        if self.starts_at is not None and self.starts_at <= at:
+            return MeasureState.ACTIVE
+        if self.state == MeasureState.LIFTED and self.lifted_at is None:  # pragma: no cover
+            return self.state
+        return MeasureState.PROPOSED
 
 
 @dataclass(frozen=True, slots=True)

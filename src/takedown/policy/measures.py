@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from takedown.errors import Conflict, InputError, NotFound
-from takedown.model import Figures, MeasureAction, MeasureState
+from takedown.model import Figures, MeasureAction, MeasureRecord, MeasureState
 from takedown.policy.evaluate import (
     DAY,
     MeasureView,
@@ -546,19 +546,37 @@ def set_obligation(
 # --- reading --------------------------------------------------------------------------------
 
 
+def measure_record(m: Measure, slug: str) -> MeasureRecord:
+    """A stored measure row as the typed record later stages take."""
+    return MeasureRecord(
+        id=m.id,
+        platform=slug,
+        action=MeasureAction(m.action),
+        state=MeasureState(m.state),
+        proposed_at=m.proposed_at,
+        reason=m.reason,
+        created_by=m.created_by,
+        rate_kbps=m.rate_kbps,
+        classes=tuple(m.classes or ()),
+        scope={k: float(v) for k, v in (m.scope or {}).items()},
+        starts_at=m.starts_at,
+        review_at=m.review_at,
+        expires_at=m.expires_at,
+        lifted_at=m.lifted_at,
+        rule=m.rule,
+        ladder=m.ladder,
+        figures=dict(m.figures or {}),
+        decision_ref=m.decision_ref,
+        lift_decision=m.lift_decision,
+        needs_approval=m.needs_approval,
+        supersedes_id=m.supersedes_id,
+    )
+
+
 def state_at(m: Measure, at: datetime) -> str | None:
     """The measure's state as of ``at`` (None if not yet proposed)."""
-    if m.proposed_at > at:
-        return None
-    if m.lifted_at is not None and m.lifted_at <= at:
-        return MeasureState.LIFTED.value
-    if m.expires_at is not None and m.expires_at <= at:
-        return MeasureState.EXPIRED.value
-    if m.starts_at is not None and m.starts_at <= at:
-        return MeasureState.ACTIVE.value
-    if m.state == MeasureState.LIFTED.value and m.lifted_at is None:  # pragma: no cover
-        return m.state
-    return MeasureState.PROPOSED.value
+    state = measure_record(m, "").state_at(at)
+    return None if state is None else state.value
 
 
 def measure_json(m: Measure, slug: str | None = None, at: datetime | None = None) -> dict[str, Any]:
