@@ -18,7 +18,7 @@ from tuf.api.serialization.json import JSONSerializer
 
 from takedown.feed import FeedClient, FeedError, dumps
 from takedown.feed.directives import TARGET_NAME
-from takedown.feed.repository import Repository, publish
+from takedown.feed.repository import Repository, default_keys_dir, publish
 
 
 def _client(feed, state: Path) -> FeedClient:
@@ -49,7 +49,7 @@ def _refused(client: FeedClient, reason: str, last_sequence: int | None) -> Feed
 
 
 def _stolen_signer(feed, role: str) -> CryptoSigner:
-    key = load_pem_private_key((feed.repo / "keys" / f"{role}.pem").read_bytes(), None)
+    key = load_pem_private_key((default_keys_dir(feed.repo) / f"{role}.pem").read_bytes(), None)
     return CryptoSigner(key, SSlibKey.from_crypto(key.public_key()))
 
 

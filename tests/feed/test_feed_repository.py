@@ -18,7 +18,8 @@ from takedown.feed.repository import KEEP_VERSIONS, Repository, parse_duration
 
 def test_init_writes_keys_0600_and_version_1(tmp_path):
     info = init_repository(tmp_path / "r", timestamp_expiry=timedelta(hours=6))
-    keys = tmp_path / "r" / "keys"
+    keys = tmp_path / "r.keys"  # beside the repository, never inside it
+    assert not (tmp_path / "r" / "keys").exists()
     assert stat.S_IMODE(keys.stat().st_mode) == 0o700
     for role in ("root", "targets", "snapshot", "timestamp"):
         assert stat.S_IMODE((keys / f"{role}.pem").stat().st_mode) == 0o600
@@ -44,7 +45,7 @@ def test_init_refuses_existing_repository(tmp_path):
 def test_publish_without_root_key(tmp_path, make_set):
     init_repository(tmp_path / "r")
     offline = tmp_path / "offline-root.pem"
-    os.replace(tmp_path / "r" / "keys" / "root.pem", offline)
+    os.replace(tmp_path / "r.keys" / "root.pem", offline)
     info = publish(tmp_path / "r", make_set(1, n=3))
     assert info.versions == {"root": 1, "targets": 2, "snapshot": 2, "timestamp": 2}
     assert info.sequence == 1 and info.directives == 3
@@ -89,7 +90,7 @@ def test_publish_refuses_invalid_set(tmp_path, make_set):
 def test_publish_refuses_a_key_not_in_root(tmp_path, make_set):
     init_repository(tmp_path / "r")
     init_repository(tmp_path / "other")
-    os.replace(tmp_path / "other" / "keys" / "targets.pem", tmp_path / "r" / "keys" / "targets.pem")
+    os.replace(tmp_path / "other.keys" / "targets.pem", tmp_path / "r.keys" / "targets.pem")
     with pytest.raises(AuthError):
         publish(tmp_path / "r", make_set(1))
 

@@ -30,7 +30,8 @@ def raw_get(port: int, target: str) -> bytes:
 def test_feed_serves_public_files_only(sqlite_db: Database, tmp_path: Path) -> None:
     repo = tmp_path / "feed"
     init_repository(repo)
-    assert b"PRIVATE KEY" in (repo / "keys" / "timestamp.pem").read_bytes()
+    (repo / "keys").mkdir()  # a key left inside by hand is still never served
+    (repo / "keys" / "timestamp.pem").write_bytes(b"-----BEGIN PRIVATE KEY-----")
     app = create_app(sqlite_db, clock=SimClock(datetime(2021, 3, 1, tzinfo=UTC)), feed_dir=repo)
     with ServerThread(app) as server, httpx.Client(base_url=server.url) as client:
         assert client.get("/feed/metadata/1.root.json").status_code == 200

@@ -2,13 +2,13 @@
 
 Examples::
 
-    takedown feed init feed/ --timestamp-expiry 1d      # keys in feed/keys/ (0600)
-    mv feed/keys/root.pem /offline/                      # publish does not need it
+    takedown feed init feed/ --root-key /offline/root.pem  # online keys in feed.keys/ (0600)
     takedown feed publish feed/                          # compile from the database, guard, sign
     takedown feed publish feed/ --directives set.json    # or publish a given set
     takedown feed show feed/ --json
     takedown feed renew feed/                            # re-sign expiries (cron)
     takedown feed rotate feed/ timestamp --root-key /offline/root.pem
+    takedown feed sign-root feed/ --root-key /offline/root.pem   # a new root before expiry
     takedown feed pull http://127.0.0.1:8000/feed/ out/ --root 1.root.json
 """
 
@@ -24,6 +24,8 @@ from rich.table import Table
 from takedown.cli import common
 
 app = typer.Typer(help="The signed directive feed (TUF repository) and its client.")
+
+KEYS_HELP = "The private keys' directory (default: DIR.keys beside DIR; never inside DIR)."
 
 
 def _duration(value: str | None, option: str) -> timedelta | None:
@@ -62,17 +64,25 @@ def init(
     snapshot_expiry: str = typer.Option("7d", "--snapshot-expiry"),
     targets_expiry: str = typer.Option("30d", "--targets-expiry"),
     root_expiry: str = typer.Option("365d", "--root-expiry"),
+    keys: Path = typer.Option(None, "--keys", help=KEYS_HELP),
+    root_key: Path = typer.Option(
+        None, "--root-key", help="Write the root key here (offline media), not to the keys dir."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
-    """Create keys (ed25519, 0600 in DIR/keys/) and version-1 TUF metadata in DIR/metadata/.
+    """Create version-1 TUF metadata in DIR and the ed25519 keys (0600) outside it.
 
-    The root key (DIR/keys/root.pem) is needed only for key rotation: keep it offline.
-    Serve only DIR/metadata/ and DIR/targets/ (under /feed/).
+    DIR holds nothing secret: serve or mirror it as it is. The root key is needed only to
+    sign a new root (sign-root, rotate): keep it offline.
+    Example: takedown feed init feed/ --root-key /media/usb/root.pem
     """
-    from takedown.feed.repository import init_repository
+    from takedown.feed.repository import default_keys_dir, init_repository
 
+    keys_dir = keys or default_keys_dir(directory)
     info = init_repository(
         directory,
+        keys=keys_dir,
+        root_key=root_key,
         timestamp_expiry=_duration(timestamp_expiry, "--timestamp-expiry"),
         snapshot_expiry=_duration(snapshot_expiry, "--snapshot-expiry"),
         targets_expiry=_duration(targets_expiry, "--targets-expiry"),
@@ -82,9 +92,11 @@ def init(
         common.print_json(info.to_json())
         return
     _show_info(info.to_json(), f"feed repository {directory}")
+    root_at = root_key or keys_dir / "root.pem"
     common.console.print(
         f"trust anchor for clients: {directory / 'metadata' / '1.root.json'}; "
-        f"move {directory / 'keys' / 'root.pem'} offline"
+        f"private keys in {keys_dir}"
+        + ("" if root_key else f"; move {root_at} offline (publish does not need it)")
     )
 
 
@@ -107,6 +119,7 @@ def publish_(
     timestamp_expiry: str = typer.Option(
         None, "--timestamp-expiry", help="Override the repository's setting, e.g. 1d."
     ),
+    keys: Path = typer.Option(None, "--keys", help=KEYS_HELP),
     json_out: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
     """Compile the measures and register items in force, check them for collateral, sign and
@@ -122,7 +135,7 @@ def publish_(
             data = directives.read_bytes()
         except OSError as exc:
             raise common.fail(f"{directives}: {exc.strerror}") from None
-        info = Repository(directory).publish_bytes(data, timestamp_expiry=expiry)
+        info = Repository(directory, keys).publish_bytes(data, timestamp_expiry=expiry)
         extra: dict[str, Any] = {}
     else:
         from takedown.feed.publisher import publish
@@ -138,6 +151,7 @@ def publish_(
             accept_collateral=accept_collateral,
             timestamp_expiry=expiry,
             public_url=public_url.rstrip("/"),
+            keys=keys,
         )
         info = result.info
         extra = {"collateral": result.report.as_json(), "sha256": result.digest}
@@ -158,12 +172,16 @@ def publish_(
 def renew(
     directory: Path = typer.Argument(..., help="Repository directory."),
     timestamp_expiry: str = typer.Option(None, "--timestamp-expiry"),
+    keys: Path = typer.Option(None, "--keys", help=KEYS_HELP),
     json_out: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
-    """Re-sign targets, snapshot and timestamp with fresh expiries (same directive set)."""
+    """Re-sign targets, snapshot and timestamp with fresh expiries (same directive set).
+
+    Example (cron, every hour): takedown feed renew feed/
+    """
     from takedown.feed.repository import Repository
 
-    info = Repository(directory).renew(
+    info = Repository(directory, keys).renew(
         timestamp_expiry=_duration(timestamp_expiry, "--timestamp-expiry")
     )
     if json_out:
@@ -180,19 +198,48 @@ def rotate(
     directory: Path = typer.Argument(..., help="Repository directory."),
     roles: list[str] = typer.Argument(..., help="Roles whose keys to replace."),
     root_key: Path = typer.Option(None, "--root-key", help="The (offline) root key."),
+    keys: Path = typer.Option(None, "--keys", help=KEYS_HELP),
     json_out: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
     """Replace role keys (new root version signed by the root key), then re-sign.
 
     Also the recovery from a fast-forward attack with a stolen timestamp/snapshot key.
+    Example: takedown feed rotate feed/ timestamp snapshot --root-key /media/usb/root.pem
     """
     from takedown.feed.repository import Repository
 
-    info = Repository(directory).rotate_keys(roles, root_key=root_key)
+    info = Repository(directory, keys).rotate_keys(roles, root_key=root_key)
     if json_out:
         common.print_json(info.to_json())
         return
     common.console.print(f"rotated {', '.join(roles)}: root v{info.versions['root']}")
+
+
+@app.command("sign-root")
+def sign_root(
+    directory: Path = typer.Argument(..., help="Repository directory."),
+    root_key: Path = typer.Option(
+        None, "--root-key", help="The (offline) root key (default: the keys dir's root.pem)."
+    ),
+    root_expiry: str = typer.Option(None, "--root-expiry", help="e.g. 365d (default: setting)."),
+    keys: Path = typer.Option(None, "--keys", help=KEYS_HELP),
+    json_out: bool = typer.Option(False, "--json", help="Machine output."),
+) -> None:
+    """Sign the next root version (same keys, fresh expiry) with the offline root key.
+
+    Example: takedown feed sign-root feed/ --root-key /media/usb/root.pem
+    """
+    from takedown.feed.repository import Repository
+
+    info = Repository(directory, keys).sign_root(
+        root_key=root_key, root_expiry=_duration(root_expiry, "--root-expiry")
+    )
+    if json_out:
+        common.print_json(info.to_json())
+        return
+    common.console.print(
+        f"root v{info.versions['root']} expires {info.to_json()['expires']['root']}"
+    )
 
 
 @app.command("show")

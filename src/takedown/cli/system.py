@@ -29,26 +29,63 @@ def init() -> None:
 
 
 @audit_app.command("verify")
-def audit_verify(json_out: bool = typer.Option(False, "--json", help="Machine output.")) -> None:
-    """Walk the event chain and report the first broken link."""
-    from takedown.store.audit import verify_chain
+def audit_verify(
+    against: list[str] = typer.Option(
+        None,
+        "--against",
+        help="A feed directory or URL: the chain must still hold every head it published.",
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Machine output."),
+) -> None:
+    """Walk the event chain and report the first broken link; with --against, also check
+    that the chain still contains every audit head that feed has published (so a cut or a
+    rewrite after a publication shows). Events after the last publication are anchored by
+    nothing yet.
 
+    Example: takedown audit verify --against http://127.0.0.1:8470/feed/ --against old-copy/
+    """
+    from takedown.feed.anchors import published_heads
+    from takedown.store.audit import verify_anchors, verify_chain
+
+    heads, notes = [], []
+    for source in against or ():
+        found, skipped = published_heads(source)
+        heads.extend(found)
+        notes.extend(skipped)
     db = common.database()
     with db.reading() as session:
         report = verify_chain(session)
+        anchors = verify_anchors(session, heads) if against else None
     if json_out:
-        common.print_json(
-            {
-                "ok": report.ok,
-                "events": report.events,
-                "first_broken": report.first_broken,
-                "problem": report.problem,
+        doc: dict[str, object] = {
+            "ok": report.ok and (anchors is None or anchors.ok),
+            "events": report.events,
+            "first_broken": report.first_broken,
+            "problem": report.problem,
+        }
+        if anchors is not None:
+            doc["anchors"] = {
+                "checked": anchors.checked,
+                "newest": anchors.newest.to_json() if anchors.newest else None,
+                "problems": list(anchors.problems),
+                "notes": notes,
             }
-        )
-    elif report.ok:
-        common.console.print(f"audit chain intact: {report.events} events")
+        common.print_json(doc)
+    else:
+        for line in notes:
+            common.err_console.print(line, highlight=False)
+        if report.ok:
+            common.console.print(f"audit chain intact: {report.events} events")
+        if anchors is not None and anchors.ok:
+            newest = f"newest event {anchors.newest.seq}" if anchors.newest else "none found"
+            common.console.print(
+                f"holds all {anchors.checked} published heads ({newest}); later events are "
+                "not anchored yet"
+            )
     if not report.ok:
         raise common.fail(f"audit chain broken at event {report.first_broken}: {report.problem}")
+    if anchors is not None and not anchors.ok:
+        raise common.fail(f"audit chain does not hold a published head: {anchors.problems[0]}")
 
 
 @audit_app.command("list")

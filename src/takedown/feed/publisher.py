@@ -171,13 +171,15 @@ def publish(
     accept_collateral: str | None = None,
     timestamp_expiry: timedelta | None = None,
     public_url: str = "http://127.0.0.1:8470",
+    keys: Path | None = None,
 ) -> Published:
     """Compile, guard, sign and record a new directive set.
 
     Collateral refuses the publication unless ``accept_collateral`` gives a reason, which
-    goes into the audit log with the findings.
+    goes into the audit log with the findings. The audit chain's head as of this
+    publication is signed into it (the log's external anchor).
     """
-    repo = Repository(repo_dir)
+    repo = Repository(repo_dir, keys)
     hosts = shipped_reference_hosts()
     for path in against:
         hosts += read_reference(path)
@@ -195,7 +197,9 @@ def publish(
             )
         data = dumps(compiled.directives)
         digest = hashlib.sha256(data).hexdigest()
-        info = repo.publish_bytes(data, timestamp_expiry=timestamp_expiry)
+        info = repo.publish_bytes(
+            data, timestamp_expiry=timestamp_expiry, audit_head=audit.current_head(session)
+        )
         session.add(
             FeedPublication(
                 sequence=sequence,

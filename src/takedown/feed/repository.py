@@ -1,9 +1,9 @@
 """The feed as a TUF repository directory (python-tuf Metadata API), and its publisher.
 
-Layout of ``DIR`` (served as-is under ``/feed/`` by ``takedown serve`` or any static server)::
+Layout of ``DIR`` (served as-is under ``/feed/`` by ``takedown serve`` or any static server,
+rsync'd to a mirror or a CDN: nothing secret lives in it)::
 
-    DIR/feed.json                      expiry settings (not served to clients)
-    DIR/keys/{root,targets,snapshot,timestamp}.pem   private keys, 0600, dir 0700
+    DIR/feed.json                      expiry settings
     DIR/metadata/1.root.json ...       every root version (clients walk them)
     DIR/metadata/root.json             the newest root
     DIR/metadata/N.targets.json        consistent snapshot: versioned targets ...
@@ -12,17 +12,24 @@ Layout of ``DIR`` (served as-is under ``/feed/`` by ``takedown serve`` or any st
     DIR/metadata/timestamp.json        written last, atomically: it makes a version visible
     DIR/targets/<sha256>.directives.json   the directive set, hash-prefixed
 
-Serve only ``metadata/`` and ``targets/`` (``SERVED_DIRS``): ``/feed/metadata/`` and
-``/feed/targets/``. Never serve ``keys/``.
+The private keys live apart, in a keys directory (``KEYS``, by default ``DIR.keys`` beside
+the repository; never inside it)::
+
+    KEYS/{root,targets,snapshot,timestamp}.pem   ed25519 private keys, 0600, directory 0700
+
+A repository whose keys sit in ``DIR/keys/`` (the layout before the split) is refused with
+the command that moves them. Clients fetch only ``metadata/`` and ``targets/``
+(``SERVED_DIRS``).
 
 We use consistent snapshots (``root.consistent_snapshot = true``, the ngclient default):
 a client that read timestamp N fetches ``N'.snapshot.json``, ``M.targets.json`` and
 ``<hash>.directives.json``, none of which a later publish overwrites, so it never sees a
 half-written version even while ``publish`` runs.
 
-Only ``feed init`` and ``rotate_keys`` need the root key; ``publish`` and ``renew`` use the
-targets, snapshot and timestamp keys only. Move ``keys/root.pem`` offline after ``init``
-and bring it back for a key rotation (or pass ``root_key=``).
+Only ``feed init``, ``rotate_keys`` and ``sign_root`` need the root key; ``publish`` and
+``renew`` use the targets, snapshot and timestamp keys only. Write the root key straight to
+offline storage at ``init`` (``root_key=``), or move ``KEYS/root.pem`` there afterwards, and
+pass it to the root-signing commands.
 
 TUF metadata expiry runs on real time (``now`` defaults to ``datetime.now(UTC)``);
 directive validity (``valid_from``/``expires`` inside the set) runs on the scenario clock
@@ -61,12 +68,15 @@ from tuf.api.serialization.json import JSONSerializer
 from takedown.errors import AuthError, Conflict, InputError, NotFound
 from takedown.feed.directives import TARGET_NAME, dumps, loads
 from takedown.model import DirectiveSet
+from takedown.store.audit import ChainHead
 
 ONLINE_ROLES = ("targets", "snapshot", "timestamp")
 # the only subdirectories a server may expose under /feed/ (never keys/ or feed.json)
 SERVED_DIRS = ("metadata", "targets")
 KEEP_VERSIONS = 4  # versioned snapshot/targets files (and their target files) kept on disk
 CONFIG_NAME = "feed.json"
+AUDIT_HEAD_FIELD = "audit_head"  # in the directive set's target ``custom``: the chain head
+OLD_KEYS_NAME = "keys"  # where keys lived inside the repository before the split
 
 DEFAULT_EXPIRY = {
     "root": timedelta(days=365),
@@ -91,6 +101,7 @@ class RepoInfo:
     target_length: int | None
     consistent_snapshot: bool = True
     expiry_settings: dict[str, timedelta] = field(default_factory=dict)
+    audit_head: ChainHead | None = None  # the audit chain head signed with the set
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (times as ISO strings, expiry settings in seconds)."""
@@ -105,11 +116,40 @@ class RepoInfo:
             "target_length": self.target_length,
             "consistent_snapshot": self.consistent_snapshot,
             "expiry_settings": {k: int(v.total_seconds()) for k, v in self.expiry_settings.items()},
+            "audit_head": self.audit_head.to_json() if self.audit_head else None,
         }
 
 
 def _iso(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def default_keys_dir(repo: str | Path) -> Path:
+    """Where a repository's keys live unless told otherwise: ``DIR.keys`` beside ``DIR``."""
+    path = Path(repo).absolute()
+    return path.with_name(path.name + ".keys")
+
+
+def _outside(keys: Path, repo: Path, where: str) -> Path:
+    """``keys``, refused when it is (or would be) inside the published ``repo``."""
+    if keys.resolve().is_relative_to(repo.resolve()):
+        raise InputError(
+            f"the keys directory {keys} is inside the repository {repo}, which is published "
+            "as it is: keep the keys outside it",
+            where=where,
+        )
+    return keys
+
+
+def _refuse_keys_inside(repo: Path) -> None:
+    old = repo / OLD_KEYS_NAME
+    if old.exists():
+        raise InputError(
+            f"private signing keys inside the published repository ({old}): anything that "
+            f"serves or copies {repo} publishes them. Move them out: "
+            f"mv {old} {default_keys_dir(repo)} (or elsewhere, then pass --keys)",
+            where=str(old),
+        )
 
 
 def _now(now: datetime | None) -> datetime:
@@ -171,13 +211,16 @@ def parse_duration(text: str) -> timedelta:
 class Repository:
     """A feed repository directory: read its state, publish, renew, rotate keys."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, keys: str | Path | None = None) -> None:
         self.path = Path(path)
         self.metadata_dir = self.path / "metadata"
         self.targets_dir = self.path / "targets"
-        self.keys_dir = self.path / "keys"
         if not (self.metadata_dir / "root.json").is_file():
             raise NotFound("not a feed repository (no metadata/root.json)", where=str(self.path))
+        _refuse_keys_inside(self.path)
+        self.keys_dir = _outside(
+            Path(keys) if keys is not None else default_keys_dir(self.path), self.path, "keys"
+        )
 
     # reading
 
@@ -210,6 +253,7 @@ class Repository:
             target_length=tf.length if tf else None,
             consistent_snapshot=bool(mds["root"].signed.consistent_snapshot),
             expiry_settings=self.expiry_settings(),
+            audit_head=ChainHead.from_json(custom.get(AUDIT_HEAD_FIELD)),
         )
 
     def signer(self, role: str, key_path: Path | None = None) -> Signer:
@@ -238,9 +282,12 @@ class Repository:
         timestamp_expiry: timedelta | None = None,
         now: datetime | None = None,
         validate: bool = True,
+        audit_head: ChainHead | None = None,
     ) -> RepoInfo:
         """Sign and publish ``data`` as the directive set; see ``publish``.
 
+        ``audit_head`` is signed into the targets metadata beside the set: the external
+        anchor of the audit log (``takedown audit verify --against``).
         ``validate=False`` skips ``loads`` (only for tests that play a faulty publisher).
         """
         meta: dict[str, Any] = {}
@@ -248,6 +295,8 @@ class Repository:
             ds = loads(data)
             meta = {"sequence": ds.sequence, "directives": len(ds.directives)}
             self._check_sequence(ds.sequence, data)
+        if audit_head is not None:
+            meta[AUDIT_HEAD_FIELD] = audit_head.to_json()
         return self._sign_online(data, meta, timestamp_expiry=timestamp_expiry, now=now)
 
     def _check_sequence(self, sequence: int, data: bytes) -> None:
@@ -394,6 +443,24 @@ class Repository:
             self._current_target(), self._current_custom(), timestamp_expiry=None, now=now
         )
 
+    def sign_root(
+        self,
+        *,
+        root_key: Path | None = None,
+        root_expiry: timedelta | None = None,
+        now: datetime | None = None,
+    ) -> RepoInfo:
+        """Publish the next root version, same keys, with a fresh expiry, signed by the
+        (offline) root key: the only routine use of that key besides ``rotate_keys``."""
+        when = _now(now)
+        signer = self.signer("root", root_key)
+        root_md: Metadata[Root] = self.load("root")
+        root_md.signed.version += 1
+        root_md.signed.expires = when + (root_expiry or self.expiry_settings()["root"])
+        root_md.sign(signer, append=False)
+        self._write_role(root_md, versioned=True)
+        return self.info()
+
     def _current_target(self) -> bytes | None:
         tf = self.load("targets").signed.targets.get(TARGET_NAME)
         if tf is None:
@@ -411,19 +478,32 @@ class Repository:
 def init_repository(
     path: str | Path,
     *,
+    keys: str | Path | None = None,
+    root_key: str | Path | None = None,
     timestamp_expiry: timedelta = DEFAULT_EXPIRY["timestamp"],
     snapshot_expiry: timedelta = DEFAULT_EXPIRY["snapshot"],
     targets_expiry: timedelta = DEFAULT_EXPIRY["targets"],
     root_expiry: timedelta = DEFAULT_EXPIRY["root"],
     now: datetime | None = None,
 ) -> RepoInfo:
-    """Create a new feed repository in ``path``: keys (0600) and version-1 metadata.
+    """Create a new feed repository in ``path`` (version-1 metadata) and its private keys
+    (0600) in ``keys`` (default ``default_keys_dir(path)``), never inside ``path``.
 
-    Refuses (Conflict) if ``path`` already holds a repository.
+    ``root_key``: write the root key to this file instead (e.g. removable media), so it
+    never sits with the online keys. Refuses (Conflict) if ``path`` already holds a
+    repository or the keys directory already holds keys.
     """
     base = Path(path)
-    if (base / "metadata" / "root.json").exists() or (base / "keys").exists():
+    keys_dir = _outside(Path(keys) if keys is not None else default_keys_dir(base), base, "keys")
+    root_path = _outside(Path(root_key), base, "root_key") if root_key is not None else None
+    if (base / "metadata" / "root.json").exists() or (base / OLD_KEYS_NAME).exists():
         raise Conflict("a feed repository already exists here", where=str(base))
+    existing = [keys_dir / f"{r}.pem" for r in ("root", *ONLINE_ROLES)]
+    if root_path is not None:
+        existing.append(root_path)
+    for pem in existing:
+        if pem.exists():
+            raise Conflict("a private key already exists here", where=str(pem))
     when = _now(now)
     expiry = {
         "root": root_expiry,
@@ -435,8 +515,8 @@ def init_repository(
         if value <= timedelta(0):
             raise InputError("expiry must be positive", where=f"{role}_expiry")
     base.mkdir(parents=True, exist_ok=True)
-    (base / "keys").mkdir(mode=0o700)
-    os.chmod(base / "keys", 0o700)
+    keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(keys_dir, 0o700)
     (base / "metadata").mkdir(exist_ok=True)
     (base / "targets").mkdir(exist_ok=True)
     write_atomic(
@@ -450,7 +530,8 @@ def init_repository(
 
     signers = {role: CryptoSigner.generate_ed25519() for role in ("root", *ONLINE_ROLES)}
     for role, signer in signers.items():
-        _write_key(base / "keys" / f"{role}.pem", signer)
+        pem = root_path if role == "root" and root_path is not None else keys_dir / f"{role}.pem"
+        _write_key(pem, signer)
 
     root = Root(expires=when + expiry["root"], consistent_snapshot=True)
     for role, signer in signers.items():
@@ -474,7 +555,7 @@ def init_repository(
         write_atomic(repo_md / f"1.{role}.json", data)
         write_atomic(repo_md / f"{role}.json", data)
     write_atomic(repo_md / "timestamp.json", mds["timestamp"].to_bytes(_SERIALIZER))
-    return Repository(base).info()
+    return Repository(base, keys_dir).info()
 
 
 def _sign_bytes(md: Metadata[Any], signer: Signer) -> bytes:
@@ -486,6 +567,7 @@ def publish(
     path: str | Path,
     ds: DirectiveSet,
     *,
+    keys: str | Path | None = None,
     timestamp_expiry: timedelta | None = None,
     now: datetime | None = None,
 ) -> RepoInfo:
@@ -497,4 +579,6 @@ def publish(
     ``now`` (default: real time) is the base of all metadata expiries.
     Needs only the online keys (targets, snapshot, timestamp).
     """
-    return Repository(path).publish_bytes(dumps(ds), timestamp_expiry=timestamp_expiry, now=now)
+    return Repository(path, keys).publish_bytes(
+        dumps(ds), timestamp_expiry=timestamp_expiry, now=now
+    )

@@ -27,6 +27,33 @@ def event_hash(prev_hash: str, seq: int, at: datetime, actor: str, type_: str, p
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """A point of the chain: the sequence number of an event and its hash."""
+
+    seq: int
+    hash: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "hash": self.hash}
+
+    @classmethod
+    def from_json(cls, doc: Any) -> ChainHead | None:
+        """The head in ``doc`` (``{"seq", "hash"}``), None when absent or malformed."""
+        if not isinstance(doc, dict):
+            return None
+        seq, digest = doc.get("seq"), doc.get("hash")
+        if isinstance(seq, int) and not isinstance(seq, bool) and isinstance(digest, str):
+            return cls(seq, digest)
+        return None
+
+
+def current_head(session: Session) -> ChainHead:
+    """The chain's head now (seq 0 and the genesis hash before the first event)."""
+    row = session.get(AuditHead, 1)
+    return ChainHead(0, GENESIS) if row is None else ChainHead(row.seq, row.hash)
+
+
 def record_many(
     session: Session, *, at: datetime, actor: str, events: Sequence[tuple[str, Any]]
 ) -> list[Event]:
@@ -75,6 +102,44 @@ class ChainReport:
     @property
     def ok(self) -> bool:
         return self.first_broken is None
+
+
+@dataclass(frozen=True)
+class AnchorReport:
+    """Published heads checked against the local chain."""
+
+    checked: int
+    problems: tuple[str, ...] = ()
+    newest: ChainHead | None = None  # the newest published head seen
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_anchors(session: Session, heads: Sequence[ChainHead]) -> AnchorReport:
+    """Check that the chain still holds every head that was published.
+
+    A head whose event is gone means the chain was cut back (events deleted, the head
+    rewound); a head whose event has another hash means it was rewritten. Events after the
+    newest published head are anchored by nothing yet.
+    """
+    problems: list[str] = []
+    unique = sorted(set(heads), key=lambda h: h.seq)
+    for head in unique:
+        if head.seq == 0:
+            if head.hash != GENESIS:
+                problems.append(f"published head 0 has hash {head.hash[:16]}…, not the genesis")
+            continue
+        event = session.scalar(select(Event).where(Event.seq == head.seq))
+        if event is None:
+            problems.append(f"event {head.seq} was published as the head and is gone")
+        elif event.hash != head.hash:
+            problems.append(
+                f"event {head.seq} was published with hash {head.hash[:16]}… and now has "
+                f"{event.hash[:16]}…"
+            )
+    return AnchorReport(len(unique), tuple(problems), unique[-1] if unique else None)
 
 
 def verify_chain(session: Session, *, batch: int = 10_000) -> ChainReport:
