@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from takedown.enforce import sniff as sniff_mod
-from takedown.enforce.sniff import MAX_SNIFF, NEED_MORE, Protocol, Sniffed, sniff
+from takedown.enforce.sniff import MAX_SNIFF, NEED_MORE, Protocol, Sniffed, Sniffer, sniff
 
 # --- building ClientHellos -------------------------------------------------------------
 
@@ -102,8 +102,29 @@ def server_accepts(wire: bytes) -> bool:
     return True
 
 
+def sni_end(message: bytes) -> int:
+    """Offset in a ClientHello handshake message just past its server_name extension."""
+    body = message[4:]
+    pos = 2 + 32
+    pos += 1 + body[pos]
+    pos += 2 + struct.unpack("!H", body[pos : pos + 2])[0]
+    pos += 1 + body[pos]
+    pos += 2  # the extensions block's length
+    while True:
+        ext_type, length = struct.unpack("!HH", body[pos : pos + 4])
+        pos += 4 + length
+        if ext_type == 0:
+            return 4 + pos
+
+
+def wire_offset(message_offset: int, size: int) -> int:
+    """Where message byte ``message_offset`` ends on the wire, in records of ``size``."""
+    return message_offset + 5 * -(-message_offset // size)
+
+
 REAL = client_hello("pbs.twimg.com")
 REAL_MSG = handshake_message(REAL)
+REAL_SNI_END = wire_offset(sni_end(REAL_MSG), len(REAL_MSG))
 
 # --- TLS -------------------------------------------------------------------------------
 
@@ -112,9 +133,12 @@ def test_python_client_hello_gives_sni() -> None:
     assert sniff(REAL) == Sniffed(Protocol.TLS, "pbs.twimg.com", "", ("pbs.twimg.com",))
 
 
-def test_every_truncation_of_a_real_hello_needs_more() -> None:
-    for i in range(len(REAL)):
+def test_a_real_hello_is_decided_the_moment_its_sni_has_arrived() -> None:
+    assert 0 < REAL_SNI_END < len(REAL)
+    for i in range(REAL_SNI_END):
         assert sniff(REAL[:i]) is NEED_MORE, i
+    for i in range(REAL_SNI_END, len(REAL) + 1):
+        assert sniff(REAL[:i]) == sniff(REAL), i
 
 
 def test_bytes_after_the_hello_do_not_change_the_verdict() -> None:
@@ -125,9 +149,10 @@ def test_bytes_after_the_hello_do_not_change_the_verdict() -> None:
 def test_hello_split_into_many_records(size: int) -> None:
     wire = records(REAL_MSG, size)
     assert server_accepts(wire)
-    for i in range(len(wire)):
+    end = wire_offset(sni_end(REAL_MSG), size)
+    for i in range(end):
         assert sniff(wire[:i]) is NEED_MORE, i
-    assert sniff(wire).host == "pbs.twimg.com"
+    assert sniff(wire[:end]).host == sniff(wire).host == "pbs.twimg.com"
 
 
 def test_tls12_hello_and_case_and_idn() -> None:
@@ -148,22 +173,47 @@ def test_large_multi_segment_hello_like_post_quantum_key_share() -> None:
     big = with_extension(REAL_MSG, 0x4A4A, bytes(8000))  # GREASE type
     wire = records(big, 1400)
     assert len(wire) > 8000 and server_accepts(wire)
-    for cut in range(0, len(wire), 97):
+    end = wire_offset(sni_end(big), 1400)
+    for cut in range(0, end, 7):
         assert sniff(wire[:cut]) is NEED_MORE
+    assert sniff(wire[:end]).host == sniff(wire).host == "pbs.twimg.com"
+
+
+def test_a_large_extension_after_the_sni_cannot_hide_it() -> None:
+    """The evasion: a legal 17 KB extension after the SNI (an unknown GREASE type, which
+    servers ignore; a real TLS server accepts the hello) made the ClientHello longer than
+    the sniff window. The SNI in its first bytes decides, before the rest arrives."""
+    msg = with_extension(REAL_MSG, 0x4A4A, bytes(17_000))
+    wire = records(msg, 16384)
+    assert server_accepts(wire)
+    assert sniff(wire[:REAL_SNI_END]).host == "pbs.twimg.com"
     assert sniff(wire).host == "pbs.twimg.com"
 
 
-def test_hello_larger_than_max_sniff_is_unknown_early() -> None:
-    huge = with_extension(REAL_MSG, 0x4A4A, bytes(MAX_SNIFF))
-    wire = records(huge, 16384)
-    got = sniff(wire[:9])  # the handshake header alone shows it cannot fit
+def test_more_than_the_window_after_the_sni_is_ignored() -> None:
+    msg = with_extension(REAL_MSG, 0x5A5A, bytes(65_000))  # the extensions block's maximum
+    wire = records(msg, 512)
+    assert len(wire) > MAX_SNIFF
+    assert sniff(wire).host == "pbs.twimg.com"
+
+
+def test_sni_beyond_the_window_is_unknown_at_the_window() -> None:
+    pad = struct.pack("!HH", 0x0015, 60_000) + bytes(60_000)
+    msg = synthetic_hello(pad + sni_ext(b"t.co"))
+    assert sniff(records(msg, 16384)).host == "t.co"  # 60 KB in: inside the window
+    # the fixed fields can be large too: 30,000 cipher suites, then the extensions
+    small_pad = struct.pack("!HH", 0x0015, 8000) + bytes(8000)
+    far = synthetic_hello(small_pad + sni_ext(b"t.co"), suites=b"\x13\x01" * 30_000)
+    wire = records(far, 16384)
+    assert sniff(wire[: MAX_SNIFF - 1]) is NEED_MORE
+    got = sniff(wire)
     assert got is not None and got.protocol is Protocol.UNKNOWN
     assert str(MAX_SNIFF) in got.detail
 
 
 def test_hello_whose_records_overflow_max_sniff_is_decided_at_max_sniff() -> None:
-    msg = with_extension(REAL_MSG, 0x4A4A, bytes(3000))
-    wire = records(msg, 1)  # 6 wire bytes per message byte: far above MAX_SNIFF
+    msg = synthetic_hello(struct.pack("!HH", 0x0015, 12_000) + bytes(12_000) + sni_ext(b"t.co"))
+    wire = records(msg, 1)  # 6 wire bytes per message byte: the SNI lies past MAX_SNIFF
     assert sniff(wire[: MAX_SNIFF - 1]) is NEED_MORE
     got = sniff(wire[:MAX_SNIFF])
     assert got is not None and got.protocol is Protocol.UNKNOWN
@@ -239,7 +289,7 @@ def test_synthetic_hellos(message: bytes, host: str | None, detail: str) -> None
 @pytest.mark.parametrize(
     ("message", "detail"),
     [
-        (synthetic_hello(sni_ext(b"t.co") + sni_ext(b"x.example")), "duplicate extension"),
+        (synthetic_hello(b"\x00\x2b\x00\x00" * 2 + sni_ext(b"t.co")), "duplicate extension"),
         (synthetic_hello(b"\x00\x00\xff\xff"), "runs past the end"),
         (synthetic_hello(b"\x00\x00\x00\x05\x00\x09\x00\x00\x01"), "runs past the end"),
         (synthetic_hello(b"\x00\x2b"), "runs past the end"),
@@ -400,6 +450,53 @@ def test_fuzz_huge_buffers_always_decided(tile: bytes, extra: int) -> None:
     assert _check(b"GET / HTTP/1.1\r\n" + buf) is not None
     assert sniff(buf) is not None
     assert sniff(b"\x16\x03\x01\x00\x01\x01" + buf) is not None
+
+
+def _verdict(got: Sniffed | None) -> tuple[object, ...] | None:
+    return None if got is None else (got.protocol, got.host, got.names)
+
+
+INCREMENTAL_BASES = [
+    REAL,
+    records(REAL_MSG, 300),
+    records(with_extension(REAL_MSG, 0x4A4A, bytes(3000)), 700),
+    records(synthetic_hello(b"\x00\x2b\x00\x00" * 2 + sni_ext(b"t.co")), 9),
+    b"GET http://t.co/x HTTP/1.1\r\nHost: example.org\r\nX-A: b\r\n\r\n",
+]
+
+
+@FUZZ
+@given(st.data())
+def test_fuzz_feeding_segments_agrees_with_one_shot(data: st.DataObject) -> None:
+    """A Sniffer fed a flow segment by segment reaches the verdict one call over the same
+    bytes reaches; for TLS at the same byte."""
+    base = bytearray(data.draw(st.sampled_from(INCREMENTAL_BASES)))
+    for _ in range(data.draw(st.integers(0, 2))):
+        base[data.draw(st.integers(0, len(base) - 1))] = data.draw(st.integers(0, 255))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(base)), max_size=30)))
+    sniffer, buf, first = Sniffer(), bytearray(), None
+    for cut in [*cuts, len(base)]:
+        buf += base[len(buf) : cut]
+        got = sniffer.feed(buf)
+        if got is not None and first is None:
+            first = got
+            assert _verdict(got) == _verdict(sniff(bytes(buf)))  # decided on these bytes
+        if base[0] == 22:  # TLS: never later than one call over the same bytes
+            assert _verdict(got) == _verdict(sniff(bytes(buf)))
+        assert got is first or got == first  # once decided, for good
+    if base[0] == 22 or first is not None:
+        assert _verdict(first) == _verdict(sniff(bytes(base)))
+
+
+def test_a_dripped_hello_is_decided_at_its_sni() -> None:
+    wire = records(with_extension(REAL_MSG, 0x4A4A, bytes(17_000)), 16384)
+    sniffer, buf = Sniffer(), bytearray()
+    for i in range(REAL_SNI_END - 1):
+        buf.append(wire[i])
+        assert sniffer.feed(buf) is NEED_MORE, i
+    buf.append(wire[REAL_SNI_END - 1])
+    got = sniffer.feed(buf)
+    assert got is not None and got.host == "pbs.twimg.com"
 
 
 def test_public_sniff_never_raises_on_odd_types() -> None:

@@ -1,10 +1,12 @@
 """Sans-IO flow classification from the first bytes a client sends.
 
-``sniff(buf)`` takes every byte the client has sent so far (the caller accumulates
-segments) and answers ``NEED_MORE`` (None) until it can decide, then a ``Sniffed``:
+A ``Sniffer`` is fed every byte the client has sent so far (the caller accumulates
+segments) and answers ``NEED_MORE`` (None) until it can decide, then a ``Sniffed``;
+``sniff(buf)`` is the same in one call:
 
 - TLS: the ClientHello is reassembled from handshake records (a ClientHello may span
-  several records and TCP segments) and its server_name extension read;
+  several records and TCP segments) and its server_name extension read as soon as it has
+  arrived, whatever follows it;
 - HTTP/1.x: the request line and headers up to the blank line; the absolute-form
   request target, else the Host header, names the host;
 - anything else: UNKNOWN, with ``detail`` saying why.
@@ -46,7 +48,10 @@ class Sniffed:
 
 
 NEED_MORE: Final = None
-MAX_SNIFF: Final = 16 * 1024
+# Past this many bytes without a verdict a flow is decided by its address alone. A
+# ClientHello is legally larger than one record (post-quantum key shares, padding); the
+# server_name is read wherever it lies within this window.
+MAX_SNIFF: Final = 64 * 1024
 
 _HANDSHAKE: Final = 22
 _CLIENT_HELLO: Final = 1
@@ -64,22 +69,64 @@ _TOKEN_CHARS: Final = frozenset(
 )
 
 
-def sniff(buf: bytes) -> Sniffed | None:
-    """Classify the client's first bytes; None while more bytes are needed."""
-    try:
-        return _sniff(bytes(buf[:MAX_SNIFF]))
-    except Exception as exc:  # the datapath must never crash on bad input
-        return _unknown(f"sniffer error: {type(exc).__name__}")
+class Sniffer:
+    """One flow's classification, fed the client's bytes as they arrive.
+
+    ``feed(buf)`` takes everything received so far (the caller's growing buffer, at most
+    ``limit`` bytes are looked at) and answers NEED_MORE (None) or the verdict, which then
+    never changes. Work done on earlier segments is kept, so a ClientHello dripped a byte
+    at a time costs about what one segment costs. Never raises.
+    """
+
+    __slots__ = ("_http_scanned", "_limit", "_tls", "verdict")
+
+    def __init__(self, limit: int = MAX_SNIFF) -> None:
+        self._limit = limit
+        self._tls: _TlsHello | None = None
+        self._http_scanned = -1  # bytes an HTTP head was last parsed at (-1: never)
+        self.verdict: Sniffed | None = None
+
+    def feed(self, buf: bytes | bytearray | memoryview) -> Sniffed | None:
+        """Classify ``buf`` (all bytes so far); None while more bytes are needed."""
+        if self.verdict is not None:
+            return self.verdict
+        if len(buf) > self._limit:
+            buf = buf[: self._limit]
+        try:
+            verdict = self._step(buf)
+        except Exception as exc:  # the datapath must never crash on bad input
+            verdict = _unknown(f"sniffer error: {type(exc).__name__}")
+        if verdict is None and len(buf) >= self._limit:
+            verdict = _unknown(f"no verdict in the first {self._limit} bytes")
+        self.verdict = verdict
+        return verdict
+
+    def _step(self, buf: bytes | bytearray | memoryview) -> Sniffed | None:
+        if not buf:
+            return NEED_MORE
+        if buf[0] == _HANDSHAKE:
+            if self._tls is None:
+                self._tls = _TlsHello()
+            return self._tls.feed(buf)
+        if not bytes(buf[:1]).isalpha():
+            return _unknown("not TLS or HTTP/1.x")
+        # Only a line end can complete the head: skip segments without one (a slow drip
+        # of one long header costs one parse, not one per segment).
+        scanned = self._http_scanned
+        if scanned >= 0 and len(buf) < self._limit and b"\n" not in buf[scanned:]:
+            return NEED_MORE
+        self._http_scanned = len(buf)
+        return _sniff_http(bytes(buf))
+
+
+def sniff(buf: bytes | bytearray | memoryview) -> Sniffed | None:
+    """Classify the client's first bytes in one go; None while more bytes are needed."""
+    return Sniffer().feed(buf)
 
 
 def _sniff(buf: bytes) -> Sniffed | None:
-    if not buf:
-        return NEED_MORE
-    if buf[0] == _HANDSHAKE:
-        return _sniff_tls(buf)
-    if buf[:1].isalpha():
-        return _sniff_http(buf)
-    return _unknown("not TLS or HTTP/1.x")
+    """``sniff`` without its safety net (tests: an exception here is a bug)."""
+    return Sniffer()._step(buf[:MAX_SNIFF])
 
 
 def _unknown(detail: str) -> Sniffed:
@@ -89,55 +136,154 @@ def _unknown(detail: str) -> Sniffed:
 # --- TLS -------------------------------------------------------------------------------
 
 
-def _sniff_tls(buf: bytes) -> Sniffed | None:
-    """Reassemble the first handshake message from records; parse it once complete."""
-    message = bytearray()
-    pos = 0
-    need: int | None = None  # total handshake message length once its header is seen
-    while need is None or len(message) < need:
-        if pos + _RECORD_HEADER > len(buf):
-            return _more_or_too_long(buf)
-        ctype, major, minor = buf[pos], buf[pos + 1], buf[pos + 2]
-        length = int.from_bytes(buf[pos + 3 : pos + 5], "big")
-        if ctype != _HANDSHAKE:
-            return _unknown(f"TLS record of type {ctype} before the ClientHello ended")
-        if major != 3 or minor > 4:
-            return _unknown(f"not a TLS record version: {major}.{minor}")
-        if length == 0:
-            return _unknown("empty TLS handshake record")
-        if length > _MAX_RECORD:
-            return _unknown(f"TLS record length {length} too large")
-        body_start = pos + _RECORD_HEADER
-        fragment = buf[body_start : body_start + length]
-        message += fragment
-        if need is None and len(message) >= 4:
-            if message[0] != _CLIENT_HELLO:
-                return _unknown(f"TLS handshake type {message[0]} is not a ClientHello")
-            need = 4 + int.from_bytes(message[1:4], "big")
-            # A lower bound of the wire bytes the message needs: one header per record.
-            if body_start + need - (len(message) - len(fragment)) > MAX_SNIFF:
-                return _unknown(f"ClientHello of {need} bytes exceeds {MAX_SNIFF}")
-        if len(fragment) < length:
-            if need is not None and len(message) >= need:
-                break
-            return _more_or_too_long(buf)
-        pos = body_start + length
-    assert need is not None
-    return _parse_client_hello(memoryview(bytes(message[4:need])))
-
-
-def _more_or_too_long(buf: bytes) -> Sniffed | None:
-    if len(buf) >= MAX_SNIFF:
-        return _unknown(f"no complete ClientHello in the first {MAX_SNIFF} bytes")
-    return NEED_MORE
-
-
 class _Malformed(Exception):
     pass
 
 
+class _TlsHello:
+    """Incremental ClientHello reader: wire bytes in, a verdict as soon as it is known.
+
+    Records are reassembled into the handshake message as they arrive (a ClientHello may
+    span many records and TCP segments), and the message is walked field by field with a
+    cursor that never goes back, so feeding a byte at a time costs no more than one feed
+    of the whole. The walk stops at the first server_name extension: whatever follows it
+    (a padding extension of any size, a post-quantum key share, garbage) cannot delay or
+    change the verdict. Each step is O(bytes fed).
+    """
+
+    __slots__ = (
+        "_cursor",
+        "_ext_end",
+        "_fixed_end",
+        "_frag_left",
+        "_msg",
+        "_need",
+        "_pos",
+        "_seen",
+    )
+
+    def __init__(self) -> None:
+        self._pos = 0  # wire offset of the next record header
+        self._frag_left = 0  # bytes of the current record's fragment still to come
+        self._msg = bytearray()  # the handshake message so far (header included)
+        self._need: int | None = None  # its total length once the header is read
+        self._fixed_end: int | None = None  # offset where the extensions block starts
+        self._ext_end: int | None = None
+        self._cursor = 0  # next extension's offset
+        self._seen: set[int] = set()
+
+    def feed(self, wire: bytes) -> Sniffed | None:
+        """``wire`` is every byte received so far (a longer copy of the last call's)."""
+        problem = self._reassemble(wire)
+        if problem is not None:
+            return _unknown(problem)
+        try:
+            return self._walk()
+        except _Malformed as exc:
+            return _unknown(f"malformed ClientHello: {exc}")
+
+    def _reassemble(self, wire: bytes) -> str | None:
+        while self._need is None or len(self._msg) < self._need:
+            if self._frag_left:
+                chunk = wire[self._pos : self._pos + self._frag_left]
+                if not chunk:
+                    return None
+                self._msg += chunk
+                self._pos += len(chunk)
+                self._frag_left -= len(chunk)
+            else:
+                if self._pos + _RECORD_HEADER > len(wire):
+                    return None
+                ctype, major, minor = wire[self._pos], wire[self._pos + 1], wire[self._pos + 2]
+                length = int.from_bytes(wire[self._pos + 3 : self._pos + 5], "big")
+                if ctype != _HANDSHAKE:
+                    return f"TLS record of type {ctype} before the ClientHello ended"
+                if major != 3 or minor > 4:
+                    return f"not a TLS record version: {major}.{minor}"
+                if length == 0:
+                    return "empty TLS handshake record"
+                if length > _MAX_RECORD:
+                    return f"TLS record length {length} too large"
+                self._pos += _RECORD_HEADER
+                self._frag_left = length
+            if self._need is None and len(self._msg) >= 4:
+                if self._msg[0] != _CLIENT_HELLO:
+                    return f"TLS handshake type {self._msg[0]} is not a ClientHello"
+                self._need = 4 + int.from_bytes(self._msg[1:4], "big")
+        return None
+
+    def _walk(self) -> Sniffed | None:
+        if self._need is None:
+            return NEED_MORE
+        have = min(len(self._msg), self._need)
+        if self._fixed_end is None:
+            fixed = _fixed_part(memoryview(self._msg)[4:have], complete=have == self._need)
+            if fixed is None:
+                return NEED_MORE
+            self._fixed_end = 4 + fixed
+            if self._fixed_end == self._need:
+                return Sniffed(Protocol.TLS, None, "no extensions")
+            if self._fixed_end + 2 > self._need:
+                raise _Malformed("extensions length runs past the end")
+        if self._ext_end is None:
+            if self._fixed_end + 2 > have:
+                return NEED_MORE
+            length = int.from_bytes(self._msg[self._fixed_end : self._fixed_end + 2], "big")
+            self._ext_end = self._fixed_end + 2 + length
+            if self._ext_end > self._need:
+                raise _Malformed("extensions runs past the end")
+            if self._ext_end < self._need:
+                raise _Malformed("bytes after the extensions")
+            self._cursor = self._fixed_end + 2
+        msg = self._msg
+        while self._cursor < self._ext_end:
+            if self._cursor + 4 > self._ext_end:
+                raise _Malformed("extension type runs past the end")
+            if self._cursor + 4 > have:
+                return NEED_MORE
+            etype = int.from_bytes(msg[self._cursor : self._cursor + 2], "big")
+            size = int.from_bytes(msg[self._cursor + 2 : self._cursor + 4], "big")
+            data_end = self._cursor + 4 + size
+            if data_end > self._ext_end:
+                raise _Malformed(f"extension {etype} runs past the end")
+            if etype in self._seen:
+                raise _Malformed(f"duplicate extension {etype}")
+            if etype == _EXT_SERVER_NAME:
+                if data_end > have:
+                    return NEED_MORE
+                return _server_name(_Reader(memoryview(bytes(msg[self._cursor + 4 : data_end]))))
+            self._seen.add(etype)
+            # skip the data without waiting for it: only the extension headers matter
+            self._cursor = data_end
+        return Sniffed(Protocol.TLS, None, "no server_name extension")
+
+
+def _fixed_part(body: memoryview, *, complete: bool) -> int | None:
+    """Length of the ClientHello's fields before the extensions; None until they arrived."""
+    r = _Reader(body)
+    try:
+        r.take(2, "legacy_version")
+        r.take(32, "random")
+        if len(r.vector(1, "session_id")) > 32:
+            raise _Malformed("session_id longer than 32 bytes")
+        suites = r.vector(2, "cipher_suites")
+        if not suites or len(suites) % 2:
+            raise _Malformed("cipher_suites length is zero or odd")
+        if not r.vector(1, "compression_methods"):
+            raise _Malformed("no compression_methods")
+    except _Short:
+        if complete:
+            raise _Malformed("the fixed fields run past the end") from None
+        return None
+    return r.pos
+
+
+class _Short(_Malformed):
+    """A read past the bytes received so far (more may come)."""
+
+
 class _Reader:
-    """Bounds-checked reads over a ClientHello; raises _Malformed past the end."""
+    """Bounds-checked reads; raises _Short past the end of the data it holds."""
 
     def __init__(self, data: memoryview) -> None:
         self.data = data
@@ -148,7 +294,7 @@ class _Reader:
 
     def take(self, n: int, what: str) -> memoryview:
         if n > self.left():
-            raise _Malformed(f"{what} runs past the end")
+            raise _Short(f"{what} runs past the end")
         chunk = self.data[self.pos : self.pos + n]
         self.pos += n
         return chunk
@@ -158,43 +304,6 @@ class _Reader:
 
     def vector(self, size: int, what: str) -> memoryview:
         return self.take(self.uint(size, f"{what} length"), what)
-
-
-def _parse_client_hello(body: memoryview) -> Sniffed:
-    try:
-        return _client_hello(_Reader(body))
-    except _Malformed as exc:
-        return _unknown(f"malformed ClientHello: {exc}")
-
-
-def _client_hello(r: _Reader) -> Sniffed:
-    r.take(2, "legacy_version")
-    r.take(32, "random")
-    if len(r.vector(1, "session_id")) > 32:
-        raise _Malformed("session_id longer than 32 bytes")
-    suites = r.vector(2, "cipher_suites")
-    if not suites or len(suites) % 2:
-        raise _Malformed("cipher_suites length is zero or odd")
-    if not r.vector(1, "compression_methods"):
-        raise _Malformed("no compression_methods")
-    if r.left() == 0:
-        return Sniffed(Protocol.TLS, None, "no extensions")
-    ext = _Reader(r.vector(2, "extensions"))
-    if r.left():
-        raise _Malformed("bytes after the extensions")
-    seen: set[int] = set()
-    server_name: memoryview | None = None
-    while ext.left():
-        etype = ext.uint(2, "extension type")
-        data = ext.vector(2, f"extension {etype}")
-        if etype in seen:
-            raise _Malformed(f"duplicate extension {etype}")
-        seen.add(etype)
-        if etype == _EXT_SERVER_NAME:
-            server_name = data
-    if server_name is None:
-        return Sniffed(Protocol.TLS, None, "no server_name extension")
-    return _server_name(_Reader(server_name))
 
 
 def _server_name(r: _Reader) -> Sniffed:
