@@ -259,3 +259,69 @@ def test_fast_ipv4_check_agrees_with_ipaddress(text):
     except InputError:
         got = False
     assert got == expected
+
+
+# --- one validation: what loads accepts, every enforcement point compiles ---------------
+
+_any_prefix = st.one_of(
+    st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 32)).map(
+        lambda t: str(ipaddress.ip_network((t[0] >> (32 - t[1]) << (32 - t[1]), t[1])))
+    ),
+    st.tuples(st.integers(0, 2**128 - 1), st.integers(0, 128)).map(
+        lambda t: str(ipaddress.ip_network((t[0] >> (128 - t[1]) << (128 - t[1]), t[1])))
+    ),
+)
+_any_pattern = st.one_of(_pattern_chars, st.tuples(_pattern_chars, _suffixy).map(".".join))
+
+
+def _one_rule_set(*, pattern: str | None = None, ip: str | None = None) -> bytes:
+    doc = {
+        "schema_version": 1,
+        "sequence": 1,
+        "generated_at": "2021-03-10T00:00:00Z",
+        "directives": [
+            {
+                "id": "d1",
+                "action": "block",
+                "scope": {"*": 100.0},
+                "expires": "2021-05-15T00:00:00Z",
+                **({"hosts": [{"pattern": pattern}]} if pattern is not None else {}),
+                **({"ip_ranges": [ip]} if ip is not None else {}),
+            }
+        ],
+    }
+    return json.dumps(doc).encode()
+
+
+@given(
+    st.one_of(_any_prefix.map(lambda ip: {"ip": ip}), _any_pattern.map(lambda p: {"pattern": p}))
+)
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+def test_a_set_that_loads_always_compiles_at_the_enforcement_point(rule):
+    from takedown.enforce.decide import compile_index
+
+    try:
+        ds = loads(_one_rule_set(**rule))
+    except InputError:
+        return
+    compile_index(ds)  # raises PatternError if the point would refuse the set
+
+
+@pytest.mark.parametrize(
+    ("ip", "ok"),
+    [
+        ("10.0.0.0/7", False),  # the attack: published, then refused by every point
+        ("10.0.0.0/8", True),
+        ("2001:db8::/31", False),
+        ("2001:db8::/32", True),
+        ("::ffff:10.0.0.0/103", False),  # an IPv4 /7 in IPv6 clothing
+    ],
+)
+def test_prefixes_broader_than_the_matcher_takes_do_not_load(ip, ok):
+    if ok:
+        assert loads(_one_rule_set(ip=ip)).directives[0].ip_ranges == (ip,)
+    else:
+        with pytest.raises(InputError) as info:
+            loads(_one_rule_set(ip=ip))
+        assert info.value.where == "directives[0].ip_ranges[0]"
+        assert "broader than" in info.value.message

@@ -30,6 +30,7 @@ from typing_extensions import TypedDict
 
 from takedown.clock import as_utc
 from takedown.errors import InputError, PatternError
+from takedown.match.matcher import parse_ip_rule
 from takedown.model import Directive, DirectiveSet, HostRule, MeasureAction
 from takedown.names import MAX_NAME, is_public_suffix, split_pattern
 
@@ -185,8 +186,17 @@ _CANONICAL_IPV4 = re.compile(rf"(?:{_IPV4_OCTET}\.){{3}}{_IPV4_OCTET}")
 
 
 def _check_ip(text: str, where: str) -> str:
+    """``text`` if it is a canonical address or prefix the matcher accepts, else InputError.
+
+    The matcher's own parser decides, with its limits, so a set that loads is a set every
+    enforcement point compiles (a /7 is refused here, never at the point).
+    """
     if _CANONICAL_IPV4.fullmatch(text):  # the common case, without building an object
         return text
+    try:
+        parse_ip_rule(text)
+    except PatternError as exc:
+        raise InputError(exc.message, where=where) from None
     try:
         if "/" in text:
             canon = str(ipaddress.ip_network(text, strict=True))
