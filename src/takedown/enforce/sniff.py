@@ -175,12 +175,13 @@ class _TlsHello:
     def feed(self, wire: bytes) -> Sniffed | None:
         """``wire`` is every byte received so far (a longer copy of the last call's)."""
         problem = self._reassemble(wire)
-        if problem is not None:
-            return _unknown(problem)
         try:
-            return self._walk()
+            verdict = self._walk()  # what arrived intact before a bad record still counts
         except _Malformed as exc:
             return _unknown(f"malformed ClientHello: {exc}")
+        if verdict is NEED_MORE and problem is not None:
+            return _unknown(problem)
+        return verdict
 
     def _reassemble(self, wire: bytes) -> str | None:
         while self._need is None or len(self._msg) < self._need:
