@@ -2,12 +2,11 @@
 
 State rule (``items.state`` projection, written by ``ledger.projection.apply_response``): a
 ``removed`` or ``restricted`` response moves an ``open`` item to ``claimed`` in the same
-transaction as the response row. Only the
-verification helper moves an item from ``claimed`` to ``removed`` / ``restricted`` (when its
-checks confirm the claim) or back to ``open`` (when they refute it). ``rejected`` and
-``needs_info`` leave the state as it is; the item stays open and is re-noticed after its
-deadline. Responses for an item that is already removed, restricted or delisted are
-recorded as facts and change nothing else.
+transaction as the response row. Only the verification helper moves an item from
+``claimed`` to ``removed`` / ``restricted`` (when its checks confirm the claim) or back to
+``open`` (when they refute it). ``rejected`` and ``needs_info`` leave the state as it is;
+the item stays open and is re-noticed after its deadline. Responses for an item that is
+already removed, restricted or delisted are recorded as facts and change nothing else.
 
 Idempotency: a response with a client key (per-response ``key``, or ``<Idempotency-Key>#<n>``
 for the n-th response of a batch sent with that header) is stored once per platform; a

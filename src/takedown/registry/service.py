@@ -74,7 +74,7 @@ class _PlatformIds:
         return self._ids[slug]
 
 
-_OPEN = projection.NEW_ITEM_STATE.value
+_NEW_STATE = projection.NEW_ITEM_STATE.value
 
 
 def _same(value: datetime) -> object:
@@ -103,7 +103,7 @@ def _row(
         now if record.listed_at is None else bind(record.listed_at),
         record.source,
         ",".join(flags) if flags else "",
-        _OPEN,
+        _NEW_STATE,
         now,
     )
 
