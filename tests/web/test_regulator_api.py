@@ -43,7 +43,7 @@ class Api:
 def api(db: Database) -> Iterator[Api]:
     load_2021(db, NOW, scale=10)  # platform "twitter" with the 2021 course of removals
     with db.session() as s:  # the facts went in directly: bring the projection up to date
-        ledger.rebuild_projection(s, NOW)
+        ledger.rebuild(s, NOW)
     token = _platform_token(db)
     staff = regulator_api.issue_token(db, "alice", role="analyst", now=NOW, actor="root")
     with (

@@ -15,6 +15,7 @@ from takedown.cli import common
 from takedown.cli import demo as demo_cli
 from takedown.cli import enforce as enforce_cli
 from takedown.cli import feed as feed_cli
+from takedown.cli import ledger as ledger_cli
 from takedown.cli import measure as measure_cli
 from takedown.cli import notices as notices_cli
 from takedown.cli import platform as platform_cli
@@ -22,6 +23,7 @@ from takedown.cli import policy as policy_cli
 from takedown.cli import registry as registry_cli
 from takedown.cli import rules as rules_cli
 from takedown.cli import sim as sim_cli
+from takedown.cli import status as status_cli
 from takedown.cli import system as system_cli
 from takedown.cli import verify as verify_cli
 
@@ -53,6 +55,8 @@ platform_cli.register(app)
 api_tokens_cli.register(app)
 notices_cli.register(app)
 verify_cli.register(app)
+app.command("status")(status_cli.status)
+app.add_typer(ledger_cli.app, name="ledger")
 policy_cli.register(app)
 feed_cli.register(app)
 enforce_cli.register(app)

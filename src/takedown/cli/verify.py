@@ -1,15 +1,12 @@
-"""`takedown verify`, `takedown vantage …`, `takedown status`, `takedown ledger rebuild`."""
+"""`takedown verify`, `takedown vantage …`."""
 
 from __future__ import annotations
-
-from datetime import datetime
 
 import typer
 
 from takedown.cli import common
 
 vantage_app = typer.Typer(help="Vantage points probes run from.", no_args_is_help=True)
-ledger_app = typer.Typer(help="The compliance ledger.", no_args_is_help=True)
 
 
 def verify(
@@ -138,117 +135,7 @@ def vantage_list(json_out: bool = typer.Option(False, "--json", help="Machine ou
     common.console.print(table)
 
 
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.1f}%"
-
-
-def _hours(x: float | None) -> str:
-    return "–" if x is None else f"{x:.1f} h"
-
-
-def status(
-    platform: str = typer.Option(None, "--platform", help="One platform (default: each)."),
-    at: str = typer.Option(None, "--at", help="As of this ISO 8601 time (default: now)."),
-    json_out: bool = typer.Option(False, "--json", help="Machine output."),
-    statement_out: bool = typer.Option(False, "--statement", help="Plain-language statement."),
-    by_category: bool = typer.Option(False, "--by-category", help="One row per category."),
-) -> None:
-    """Compliance figures per platform. Example: takedown status --platform twitter --json"""
-    from rich.table import Table
-    from sqlalchemy import select
-
-    from takedown import ledger
-    from takedown.clock import parse_time
-    from takedown.errors import InputError
-    from takedown.store.schema import Platform
-
-    if at is not None:
-        try:
-            now: datetime = parse_time(at)
-        except ValueError:
-            raise InputError(f"not an ISO 8601 time: {at!r}", where="--at") from None
-    else:
-        now = common.now()
-    db = common.database()
-    with db.reading() as session:
-        slugs = (
-            [platform]
-            if platform
-            else list(session.scalars(select(Platform.slug).order_by(Platform.slug)).all())
-        )
-        rows = []
-        for slug in slugs:
-            if at is None:
-                rows += ledger.status_fast(session, slug, now, by_category=by_category)
-            else:
-                rows += ledger.status_from_facts(session, slug, now, by_category=by_category)
-    if json_out:
-        out = [ledger.figures_json(f) for f in rows]
-        common.print_json(out[0] if platform and not by_category and len(out) == 1 else out)
-        return
-    if statement_out:
-        for f in rows:
-            common.console.print(ledger.statement(f), highlight=False, soft_wrap=True)
-        return
-    table = Table(
-        "platform",
-        *(["category"] if by_category else []),
-        "flagged",
-        "removed",
-        "withheld",
-        "claimed",
-        "remaining",
-        "overdue",
-        "removed %",
-        "on time %",
-        "TTR median",
-        "TTR p90",
-        title=f"as of {now.isoformat()}",
-    )
-    for f in rows:
-        table.add_row(
-            f.platform,
-            *([f.category or ""] if by_category else []),
-            f"{f.flagged:,}",
-            f"{f.removed:,}",
-            f"{f.restricted:,}",
-            f"{f.claimed:,}",
-            f"{f.remaining:,}",
-            f"{f.overdue:,}",
-            _pct(f.removed_share),
-            _pct(f.on_time_share),
-            _hours(f.ttr_median_h),
-            _hours(f.ttr_p90_h),
-        )
-    common.console.print(table)
-
-
-@ledger_app.command("rebuild")
-def ledger_rebuild(json_out: bool = typer.Option(False, "--json", help="Machine output.")) -> None:
-    """Recompute the item-state projection from the facts (notices, responses, checks)."""
-    from takedown import ledger
-    from takedown.store import audit
-
-    db = common.database()
-    now = common.now()
-    with db.session() as session:
-        changed = ledger.rebuild_projection(session, now)
-        audit.record(
-            session,
-            at=now,
-            actor=common.actor(),
-            type="ledger.rebuilt",
-            payload={"changed": changed},
-        )
-    if json_out:
-        common.print_json({"changed": changed})
-    else:
-        common.console.print(f"projection rebuilt: {changed} items changed")
-
-
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
     app.command("verify")(verify)
-    app.command("status")(status)
     app.add_typer(vantage_app, name="vantage")
-    app.add_typer(ledger_app, name="ledger")

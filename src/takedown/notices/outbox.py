@@ -13,8 +13,9 @@ Rules (``plan``, pure):
   by its first notice (the legal deadline); repeat notices do not move it.
 - Large groups are split into notices of at most ``max_items`` items.
 
-``send`` writes the notices, their items, the items' deadline projection and one
-``notice.issued`` event per notice in one transaction; the delivery worker picks them up.
+``send`` writes the notices, their items, the items' deadline projection (through
+``ledger.projection.set_deadline``) and one ``notice.issued`` event per notice in one
+transaction; the delivery worker picks them up.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import exists, insert, select
 
 from takedown import config as config_mod
 from takedown.config import Profile
 from takedown.errors import NotFound
+from takedown.ledger import projection
 from takedown.model import DeliveryState, ItemState, NoticeKind
 from takedown.notices.deadlines import item_deadline, notice_deadline
 from takedown.store import audit
@@ -160,19 +162,10 @@ def _write(
     ids = [d.id for d in planned.items]
     session.execute(insert(NoticeItem), [{"notice_id": notice.id, "item_id": i} for i in ids])
     if planned.kind is NoticeKind.INITIAL:
-        for category in sorted({d.category for d in planned.items}):
-            session.execute(
-                update(Item)
-                .where(
-                    Item.id.in_(
-                        select(NoticeItem.item_id).where(NoticeItem.notice_id == notice.id)
-                    ),
-                    Item.category == category,
-                    Item.deadline_at.is_(None),
-                )
-                .values(deadline_at=item_deadline(profile, category, now))
-                .execution_options(synchronize_session=False)
-            )
+        categories = {d.category for d in planned.items}
+        projection.set_deadline(
+            session, notice.id, {c: item_deadline(profile, c, now) for c in categories}
+        )
     audit.record(
         session,
         at=now,

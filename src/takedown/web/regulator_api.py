@@ -30,11 +30,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from takedown import ledger
 from takedown.errors import AuthError, Conflict, InputError, NotFound
-from takedown.model import Figures, MeasureState
+from takedown.model import MeasureState
 from takedown.store import audit
 from takedown.store.db import Database
-from takedown.store.schema import ApiToken, Platform
+from takedown.store.schema import ApiToken
 from takedown.web.deps import bearer_token
 
 ROLES = ("regulator", "analyst", "approver", "auditor")
@@ -154,22 +155,7 @@ def status_doc(
     db: Database, now: datetime, platform: str | None, at: datetime | None
 ) -> dict[str, Any] | list[dict[str, Any]]:
     """What ``takedown status --json [--platform P] [--at T]`` prints."""
-    from takedown import ledger
-
-    with db.reading() as session:
-        slugs = (
-            [platform]
-            if platform
-            else list(session.scalars(select(Platform.slug).order_by(Platform.slug)))
-        )
-        rows: list[Figures] = []
-        for slug in slugs:
-            if at is None:
-                rows += ledger.status_fast(session, slug, now)
-            else:
-                rows += ledger.status_from_facts(session, slug, at)
-    out = [ledger.figures_json(f) for f in rows]
-    return out[0] if platform and len(out) == 1 else out
+    return ledger.status(db, now, platform=platform, at=at).as_json()
 
 
 def item_doc(db: Database, item_id: int) -> dict[str, Any]:
