@@ -16,6 +16,7 @@ from takedown.cli import demo as demo_cli
 from takedown.cli import enforce as enforce_cli
 from takedown.cli import feed as feed_cli
 from takedown.cli import measure as measure_cli
+from takedown.cli import measures as measures_cli
 from takedown.cli import notices as notices_cli
 from takedown.cli import platform as platform_cli
 from takedown.cli import policy as policy_cli
@@ -54,6 +55,7 @@ api_tokens_cli.register(app)
 notices_cli.register(app)
 verify_cli.register(app)
 policy_cli.register(app)
+measures_cli.register(app)
 feed_cli.register(app)
 enforce_cli.register(app)
 measure_cli.register(app)
