@@ -230,7 +230,7 @@ class Demo:
         self.services = Services(self.out / "logs", env=env)
         h, feed_dir = self.opts.host, self.out / "feed"
         serve = ["--feed-dir", str(feed_dir), "--poll", "0.05"]
-        self._start("serve", "api", ["serve"], serve, f"{self.urls['api']}/openapi.json")
+        self._start("serve", "api", ["serve"], serve, "/openapi.json")
         behaviour = self.opts.behaviour or shipped("behaviours/twitter-2021-demo.toml")
         api = ["--api", self.urls["api"], "--token", self.token, "--secret", self.secret]
         self._start_platform("platform", "sim", behaviour, api)
@@ -266,14 +266,16 @@ class Demo:
     def _start_platform(self, name: str, port: str, behaviour: Path, extra: list[str]) -> None:
         """A simulated platform (``takedown sim platform``) that ticks only when told."""
         args = ["--behavior", str(behaviour), *extra, "--tick-every", "0"]
-        ready = f"{self.urls[port]}/_sim/stats"
-        self._start(name, port, ["sim", "platform"], args, ready)
+        self._start(name, port, ["sim", "platform"], args, "/_sim/stats")
 
     def _start(self, name: str, port: str, command: list[str], args: list[str], ready: str) -> None:
-        """Start a ``takedown`` command on this run's host and port; up when ``ready`` answers."""
+        """Start a ``takedown`` command on this run's host and port; up when path ``ready``
+        answers there."""
         assert self.services is not None
-        where = ["--host", self.opts.host, "--port", str(self.ports[port])]
-        self.services.start(name, [*command, *where, *args], ready=http_ready(ready))
+        host, number = self.opts.host, self.ports[port]
+        where = ["--host", host, "--port", str(number)]
+        up = http_ready(f"http://{host}:{number}{ready}")
+        self.services.start(name, [*command, *where, *args], ready=up)
 
     # ------------------------------------------------------------------ steps
     def publish(self, now: datetime) -> None:
