@@ -162,7 +162,7 @@ def test_measures_list_filter_and_explain(api: Api) -> None:
     assert api.client.get("/api/measures", params={"state": "lifted"}, headers=h).json() == []
     assert api.client.get("/api/measures", params={"state": "bogus"}, headers=h).status_code == 422
     doc = api.client.get(f"/api/measures/{mid}", headers=h).json()
-    expected = measures.explain(api.db, mid)
+    expected = measures.explain(api.db, mid).as_json()
     assert doc["legal_basis"] == json.loads(json.dumps(expected["legal_basis"], default=str))
     assert doc["decision_ref"] == "RKN-2021-03-10" and doc["figures"]["fired"].startswith("decis")
     assert api.client.get("/api/measures/99999", headers=h).status_code == 404

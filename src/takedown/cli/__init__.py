@@ -17,6 +17,7 @@ from takedown.cli import enforce as enforce_cli
 from takedown.cli import feed as feed_cli
 from takedown.cli import ledger as ledger_cli
 from takedown.cli import measure as measure_cli
+from takedown.cli import measures as measures_cli
 from takedown.cli import notices as notices_cli
 from takedown.cli import platform as platform_cli
 from takedown.cli import policy as policy_cli
@@ -58,6 +59,7 @@ verify_cli.register(app)
 app.command("status")(status_cli.status)
 app.add_typer(ledger_cli.app, name="ledger")
 policy_cli.register(app)
+measures_cli.register(app)
 feed_cli.register(app)
 enforce_cli.register(app)
 measure_cli.register(app)

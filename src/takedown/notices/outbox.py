@@ -31,7 +31,7 @@ from takedown import config as config_mod
 from takedown.config import Profile
 from takedown.errors import NotFound
 from takedown.ledger import projection
-from takedown.model import DeliveryState, ItemState, NoticeKind
+from takedown.model import DeliveryState, ItemState, NoticeKind, NoticeRecord
 from takedown.notices.deadlines import item_deadline, notice_deadline
 from takedown.store import audit
 from takedown.store.db import Database
@@ -253,40 +253,6 @@ def encode(document: dict[str, object]) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-@dataclass(frozen=True)
-class NoticeRow:
-    id: int
-    platform: str
-    kind: str
-    issued_at: datetime
-    deadline_at: datetime
-    delivery_state: str
-    attempts: int
-    delivered_at: datetime | None
-    acknowledged_at: datetime | None
-    items: int
-    open_items: int
-
-    def overdue(self, now: datetime) -> bool:
-        return self.open_items > 0 and now >= self.deadline_at
-
-    def as_json(self, now: datetime) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "platform": self.platform,
-            "kind": self.kind,
-            "issued_at": _iso(self.issued_at),
-            "deadline_at": _iso(self.deadline_at),
-            "delivery_state": self.delivery_state,
-            "attempts": self.attempts,
-            "delivered_at": _iso(self.delivered_at),
-            "acknowledged_at": _iso(self.acknowledged_at),
-            "items": self.items,
-            "open_items": self.open_items,
-            "overdue": self.overdue(now),
-        }
-
-
 def list_notices(
     db: Database,
     *,
@@ -294,7 +260,7 @@ def list_notices(
     platform: str | None = None,
     overdue: bool = False,
     limit: int | None = None,
-) -> list[NoticeRow]:
+) -> list[NoticeRecord]:
     """Notices with item counts; ``overdue``: past deadline with items still open."""
     from sqlalchemy import case, func
 
@@ -322,7 +288,7 @@ def list_notices(
         out = []
         for n, slug, count, open_n in session.execute(query).all():
             out.append(
-                NoticeRow(
+                NoticeRecord(
                     n.id,
                     slug,
                     n.kind,

@@ -108,7 +108,7 @@ def measure_doc(
             if not classes or h.content_class in classes
         ]
         state = _state_now(m, now)
-    doc = explain(db, measure_id)
+    doc = explain(db, measure_id).as_json()
     figures = doc.get("figures") or {}
     basis = doc.get("legal_basis") or {}
     return {

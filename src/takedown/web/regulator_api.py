@@ -229,17 +229,18 @@ def make_router(*, public_url: str | None = None) -> APIRouter:
         if state is not None and state not in MEASURE_STATES:
             raise InputError(f"unknown state {state!r}", where="state")
         now = request.app.state.clock.now()
-        rows = await run_in_threadpool(
+        records = await run_in_threadpool(
             list_measures, request.app.state.db, at=now, platform=platform
         )
-        return [r for r in rows if state is None or r["state"] == state]
+        return [m.as_json() for m in records if state is None or m.state == state]
 
     @router.get("/measures/{measure_id}")
     async def measure(request: Request, measure_id: int) -> dict[str, Any]:
         """A measure and the chain to the facts and decisions behind it (``explain``)."""
         from takedown.policy.measures import explain
 
-        return await run_in_threadpool(explain, request.app.state.db, measure_id)
+        explanation = await run_in_threadpool(explain, request.app.state.db, measure_id)
+        return explanation.as_json()
 
     @router.get("/items/{item_id}")
     async def item(request: Request, item_id: int) -> dict[str, Any]:
