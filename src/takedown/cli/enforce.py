@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from takedown.errors import UsageError
+from takedown.errors import InputError, UsageError
 
 if TYPE_CHECKING:
     from takedown.enforce.process import EnforceOptions
@@ -20,17 +20,6 @@ def _host_port(text: str, option: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise UsageError(f"expected HOST:PORT, not {text!r}", where=option)
     return host, int(port)
-
-
-def _resolve_map(items: list[str]) -> dict[str, str]:
-    """``--resolve HOST:IP`` options as a name -> address map (names lower-cased)."""
-    mapping: dict[str, str] = {}
-    for item in items:
-        name, sep, ip = item.rpartition(":") if item.count(":") == 1 else item.partition(":")
-        if not sep or not name or not ip:
-            raise UsageError(f"expected HOST:IP, not {item!r}", where="--resolve")
-        mapping[name.lower()] = ip
-    return mapping
 
 
 def _options(
@@ -53,7 +42,12 @@ def _options(
     """The command line as EnforceOptions; UsageError on a bad value."""
     from takedown.enforce.process import EnforceOptions
     from takedown.enforce.server import Mode, ServerConfig, ThrottleScope
+    from takedown.names import parse_resolve
 
+    try:
+        resolved = parse_resolve(resolve)
+    except InputError as exc:  # a bad option value is a usage error here (exit 2)
+        raise UsageError(exc.message, where=exc.where) from None
     try:
         mode_value = Mode(mode)
     except ValueError:
@@ -77,7 +71,7 @@ def _options(
         config=ServerConfig(
             mode=mode_value,
             sniff_timeout=sniff_timeout,
-            resolve=_resolve_map(resolve),
+            resolve=resolved,
             operator_url=operator_url,
             use_splice=not no_splice,
             throttle_scope=scope_value,
