@@ -32,6 +32,7 @@ from takedown.ledger.figures import (
     statement,
 )
 from takedown.model import Figures, ItemState, NoticeKind, Verdict
+from takedown.notices.deadlines import item_deadline
 from takedown.store.db import Database
 from takedown.store.schema import (
     Check,
@@ -85,7 +86,7 @@ def load_facts(
         # notices and the notice's own, earliest-category deadline do not move it)
         deadline = None
         if noticed is not None:
-            deadline = noticed + cfg.profile(profile or "ru-2021").deadline_for(cat)
+            deadline = item_deadline(cfg.profile(profile or "ru-2021"), cat, noticed)
         items.append(ItemFact(iid, slug, cat, listed, delisted, noticed, deadline))
     wanted = {i.id for i in items}
 
