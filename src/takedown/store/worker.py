@@ -126,11 +126,15 @@ class Backlog(Generic[R]):
             self.pace.linger > 0 and self.ahead > 0 and len(self.outcomes) < self.pace.concurrency
         )
 
+    def ready(self, finishing: bool) -> bool:
+        """Are there outcomes to record now?"""
+        if not self.outcomes:
+            return False
+        return finishing or self.ahead == 0 or len(self.outcomes) >= self.pace.record_min
+
     def take(self, finishing: bool) -> list[R]:
         """The outcomes to record now (empty: not yet)."""
-        if not self.outcomes:
-            return []
-        if len(self.outcomes) < self.pace.record_min and self.ahead > 0 and not finishing:
+        if not self.ready(finishing):
             return []
         batch, self.outcomes = self.outcomes, []
         return batch
@@ -188,7 +192,8 @@ class _Pump(Generic[K, W, R]):
             self.errors.append(exc)
         finally:
             self.backlog.sent(outcome)
-            self.have_outcomes.set()
+            if self.backlog.ready(self.finishing) or self.backlog.settled():
+                self.have_outcomes.set()  # wake the recorder only when it has work or is done
             self.sent_one.set()
 
     async def recorder(self) -> None:
