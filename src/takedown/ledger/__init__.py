@@ -54,8 +54,6 @@ from takedown.ledger.queries import (
 )
 
 # The former name, still called by verify/runner.py (being restructured in parallel);
-# drop it once that call site says ``apply_checks``.
-project_checks = apply_checks
 
 __all__ = [
     "ALL",
@@ -82,7 +80,6 @@ __all__ = [
     "make_figures",
     "on_check",
     "on_response",
-    "project_checks",
     "quantile",
     "rebuild",
     "reopened_count",

@@ -5,7 +5,7 @@ A round is the set of items to check from one vantage point. Its tasks live in
 one writer at a time under ``BEGIN IMMEDIATE``) with a lease, probes it, and writes each
 check in the same transaction that marks its task done (only if the task is still its
 own and not done), so a task yields at most one check. The items projection changes in
-that same transaction (``ledger.project_checks``).
+that same transaction (``ledger.apply_checks``).
 
 An interrupted run leaves tasks unfinished: a run started later resumes the open round
 of its vantage point. Claims of a process that is gone (same host, dead pid) are released
@@ -239,7 +239,7 @@ def record(
         if not rows:
             return 0, []
         session.execute(insert(Check), rows)
-        transitions = ledger.project_checks(
+        transitions = ledger.apply_checks(
             session,
             [(r["item_id"], r["verdict"], r["at"]) for r in rows],
             in_country=vantage.in_country,
