@@ -372,21 +372,6 @@ def measures_lift(
     common.console.print(f"measure {measure_id} lifted", highlight=False)
 
 
-def platform_obligation(
-    slug: str = typer.Argument(..., metavar="SLUG"),
-    kind: str = typer.Argument(..., metavar="KIND", help="e.g. data-localisation"),
-    state: str = typer.Option(..., "--state", help="compliant or violating"),
-    decision: str = typer.Option(..., "--decision", help="The decision establishing it."),
-) -> None:
-    """Record a platform's obligation state (e.g. data-localisation violating)."""
-    from takedown.policy import measures
-
-    measures.set_obligation(
-        common.database(), slug, kind, state, decision, common.now(), common.actor()
-    )
-    common.console.print(f"{slug}: {kind} {state} (decision {decision})", highlight=False)
-
-
 def register(app: typer.Typer) -> None:
     """Add the `policy` and `measures` groups to the main app."""
     app.add_typer(policy_app, name="policy")

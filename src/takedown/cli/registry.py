@@ -236,8 +236,3 @@ def delist(
     db = common.database()
     do_delist(db, item_id, decision, now=common.now(), actor=common.actor())
     common.console.print(f"item {item_id} delisted under {decision}")
-
-
-def register(root: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
-    root.add_typer(app, name="registry")

@@ -60,8 +60,3 @@ def check(
         )
     if report.collateral:
         raise typer.Exit(1)
-
-
-def register(root: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
-    root.add_typer(app, name="rules")
