@@ -12,11 +12,9 @@ app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 @app.command("verify")
 def verify(json_out: bool = typer.Option(False, "--json", help="Machine output.")) -> None:
     """Walk the event chain and report the first broken link."""
-    from takedown.store.audit import verify_chain
+    from takedown.store.audit import verify_db
 
-    db = common.database()
-    with db.reading() as session:
-        report = verify_chain(session)
+    report = verify_db(common.database())
     if json_out:
         common.print_json(
             {
@@ -40,27 +38,10 @@ def list_(
 ) -> None:
     """Show recent events."""
     from rich.table import Table
-    from sqlalchemy import select
 
-    from takedown.store.schema import Event
+    from takedown.store.audit import recent_events
 
-    db = common.database()
-    with db.reading() as session:
-        query = select(Event).order_by(Event.seq.desc()).limit(limit)
-        if type_:
-            query = query.where(Event.type == type_)
-        events = list(reversed(session.scalars(query).all()))
-    rows = [
-        {
-            "seq": e.seq,
-            "at": e.at.isoformat(),
-            "actor": e.actor,
-            "type": e.type,
-            "payload": e.payload,
-            "hash": e.hash,
-        }
-        for e in events
-    ]
+    rows = recent_events(common.database(), limit=limit, type_=type_)
     if json_out:
         common.print_json(rows)
         return
