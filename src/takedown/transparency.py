@@ -72,8 +72,20 @@ def _state_now(m: MeasureRecord, now: datetime) -> str:
     return (m.state_at(now) or MeasureState.PROPOSED).value
 
 
-def _scope(m: MeasureRecord) -> dict[str, float]:
-    return dict(sorted(m.scope.items()))
+def _measure_head(m: MeasureRecord, platform_name: str | None, base: str) -> dict[str, Any]:
+    """What every public account of a measure starts with: what, where, since when, link."""
+    return {
+        "id": m.id,
+        "platform": {"slug": m.platform, "name": platform_name},
+        "action": m.action.value,
+        "rate_kbps": m.rate_kbps,
+        "describe": m.describe(),
+        "content_classes": sorted(m.classes) or ["*"],
+        "scope_percent": dict(sorted(m.scope.items())),
+        "since": _iso(m.starts_at),
+        "review_at": _iso(m.review_at),
+        "url": f"{base}/public/measures/{m.id}",
+    }
 
 
 # --- measures -------------------------------------------------------------------------------
@@ -117,18 +129,10 @@ def measure_doc(
     figures = doc.get("figures") or {}
     state = _state_now(m, now)
     return {
-        "id": m.id,
-        "platform": {"slug": m.platform, "name": platform_name},
-        "action": m.action.value,
-        "rate_kbps": m.rate_kbps,
-        "describe": m.describe(),
-        "content_classes": sorted(m.classes) or ["*"],
+        **_measure_head(m, platform_name, base),
         "hosts": hosts,
-        "scope_percent": _scope(m),
         "state": state,
         "in_force": state == MeasureState.ACTIVE.value,
-        "since": _iso(m.starts_at),
-        "review_at": _iso(m.review_at),
         "expires_at": _iso(m.expires_at),
         "lifted_at": _iso(m.lifted_at),
         "lift_decision": m.lift_decision,
@@ -154,7 +158,6 @@ def measure_doc(
         "supersedes": [c["id"] for c in doc.get("supersedes", [])],
         "superseded_by": doc.get("superseded_by"),
         "appeal": {"text": settings.appeal_text, "url": settings.appeal_url},
-        "url": f"{base}/public/measures/{m.id}",
     }
 
 
@@ -200,20 +203,7 @@ def index_doc(db: Database, now: datetime, base: str) -> dict[str, Any]:
     return {
         "as_of": now.isoformat(),
         "measures_in_force": [
-            {
-                "id": m.id,
-                "platform": {"slug": m.platform, "name": name},
-                "action": m.action.value,
-                "rate_kbps": m.rate_kbps,
-                "describe": m.describe(),
-                "content_classes": sorted(m.classes) or ["*"],
-                "scope_percent": _scope(m),
-                "since": _iso(m.starts_at),
-                "review_at": _iso(m.review_at),
-                "rule": m.rule,
-                "decision": m.decision_ref,
-                "url": f"{base}/public/measures/{m.id}",
-            }
+            {**_measure_head(m, name, base), "rule": m.rule, "decision": m.decision_ref}
             for m, name in in_force
         ],
         "register_decisions": int(decisions or 0),
@@ -374,7 +364,8 @@ def decision_hits(compiled: PublicIndex, decision: str) -> Hits:
 
 def winning_ids(found: list[Directive], now: datetime) -> set[str]:
     """The ids of the directives the network applies among ``found`` (all matching one
-    host): the strictest in force, by the enforcement point's own ranking."""
+    host): the strictest in force, by the enforcement point's own ranking (to the
+    subscribers within each directive's share; the public page names no subscriber)."""
     return {d.id for d in strictest(d for d in found if d.in_force(now))}
 
 
