@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,6 +28,7 @@ from fastapi.responses import JSONResponse
 from takedown.clock import Clock
 from takedown.errors import AuthError, TakedownError
 from takedown.store.db import Database
+from takedown.transparency import DEFAULT_APPEAL, PublicSettings
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class AppSettings:
     db: Database
     clock: Clock
     public_url: str | None = None
-    appeal_text: str | None = None  # None: the public pages' default wording
+    appeal_text: str = DEFAULT_APPEAL
     appeal_url: str | None = None
     feed_dir: str | Path | None = None
     delivery: DeliverySettings | None = None
@@ -71,11 +71,11 @@ def build(settings: AppSettings) -> Any:
 
         d = settings.delivery
         worker = DeliveryWorker(db, clock, poll_interval=d.poll, lease=d.lease, timeout=d.timeout)
-    public_settings = public.PublicSettings(
-        public_url=settings.public_url, appeal_url=settings.appeal_url
+    public_settings = PublicSettings(
+        public_url=settings.public_url,
+        appeal_text=settings.appeal_text,
+        appeal_url=settings.appeal_url,
     )
-    if settings.appeal_text is not None:
-        public_settings = dataclasses.replace(public_settings, appeal_text=settings.appeal_text)
     metrics = Metrics(db, clock)
     app = create_app(
         db,
