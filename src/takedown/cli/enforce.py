@@ -145,8 +145,3 @@ def enforce(
     code = run(opts)
     if code:
         raise typer.Exit(code)
-
-
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
-    app.command("enforce")(enforce)

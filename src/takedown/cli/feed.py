@@ -253,8 +253,3 @@ def pull(
             f"{state}: sequence {ds.sequence}, {len(ds.directives)} directives, targets "
             f"v{client.version}, feed expires {data['timestamp_expires']} → {data['file']}"
         )
-
-
-def register(main: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
-    main.add_typer(app, name="feed")

@@ -162,8 +162,3 @@ def measures_lift(
 
     measures.lift(common.database(), measure_id, decision, common.now(), common.actor())
     common.console.print(f"measure {measure_id} lifted", highlight=False)
-
-
-def register(main: typer.Typer) -> None:
-    """Add the `measures` group to the main app."""
-    main.add_typer(app, name="measures")

@@ -203,23 +203,3 @@ def policy_simulate(
         return
     props = [p for steps in results.values() for r in steps for p in r.proposals]
     common.console.print(_proposals_table(props, f"what-if: {ladder.label}"))
-
-
-def platform_obligation(
-    slug: str = typer.Argument(..., metavar="SLUG"),
-    kind: str = typer.Argument(..., metavar="KIND", help="e.g. data-localisation"),
-    state: str = typer.Option(..., "--state", help="compliant or violating"),
-    decision: str = typer.Option(..., "--decision", help="The decision establishing it."),
-) -> None:
-    """Record a platform's obligation state (e.g. data-localisation violating)."""
-    from takedown.policy import measures
-
-    measures.set_obligation(
-        common.database(), slug, kind, state, decision, common.now(), common.actor()
-    )
-    common.console.print(f"{slug}: {kind} {state} (decision {decision})", highlight=False)
-
-
-def register(main: typer.Typer) -> None:
-    """Add the `policy` group to the main app."""
-    main.add_typer(app, name="policy")

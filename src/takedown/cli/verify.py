@@ -1,12 +1,10 @@
-"""`takedown verify`, `takedown vantage …`."""
+"""`takedown verify`."""
 
 from __future__ import annotations
 
 import typer
 
 from takedown.cli import common
-
-vantage_app = typer.Typer(help="Vantage points probes run from.", no_args_is_help=True)
 
 
 def verify(
@@ -80,62 +78,3 @@ def verify(
         f"{summary.checked} checks from {opts.vantage.name} ({verdicts}); "
         f"{summary.reopened} reopened; {'finished' if summary.finished else 'not finished'}"
     )
-
-
-@vantage_app.command("add")
-def vantage_add(
-    name: str = typer.Argument(..., help="Name of the vantage point."),
-    country: str = typer.Option(None, "--country", help="Two-letter country code."),
-    in_country: bool = typer.Option(
-        True, "--in-country/--abroad", help="Do its checks decide item state?"
-    ),
-    source: str = typer.Option(None, "--source", help="Source IP address to probe from."),
-    proxy: str = typer.Option(None, "--proxy", help="http(s)://HOST:PORT proxy to probe through."),
-    json_out: bool = typer.Option(False, "--json", help="Machine output."),
-) -> None:
-    """Add a vantage point. Example: takedown vantage add msk-1 --country RU --in-country"""
-    from dataclasses import asdict
-
-    from takedown.verify.vantage import Vantage, add_vantage
-
-    v = add_vantage(
-        common.database(),
-        Vantage(name, country, in_country, source, proxy),
-        now=common.now(),
-        actor=common.actor(),
-    )
-    if json_out:
-        common.print_json(asdict(v))
-    else:
-        common.console.print(f"vantage point {v.name} ({v.id}) added")
-
-
-@vantage_app.command("list")
-def vantage_list(json_out: bool = typer.Option(False, "--json", help="Machine output.")) -> None:
-    """List vantage points."""
-    from dataclasses import asdict
-
-    from rich.table import Table
-
-    from takedown.verify.vantage import list_vantages
-
-    rows = list_vantages(common.database())
-    if json_out:
-        common.print_json([asdict(v) for v in rows])
-        return
-    table = Table("name", "country", "in country", "source", "proxy")
-    for v in rows:
-        table.add_row(
-            v.name,
-            v.country or "",
-            "yes" if v.in_country else "no",
-            v.source_address or "",
-            v.proxy or "",
-        )
-    common.console.print(table)
-
-
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
-    app.command("verify")(verify)
-    app.add_typer(vantage_app, name="vantage")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -394,6 +395,20 @@ def iter_entries(
             yield to_entry(item, slugs.get(item.platform_id))
         last = rows[-1].id
         session.expunge_all()
+
+
+def read_entries(
+    db: Database,
+    *,
+    category: str | None = None,
+    platform: str | None = None,
+    limit: int | None = None,
+) -> Iterator[RegisterEntry]:
+    """``iter_entries`` in a read transaction of its own, at most ``limit`` (None: all)."""
+    with db.reading() as session:
+        yield from itertools.islice(
+            iter_entries(session, category=category, platform=platform), limit
+        )
 
 
 def export(
