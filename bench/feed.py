@@ -27,6 +27,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TypeVar
 
+from takedown.clock import SystemClock
 from takedown.feed import FeedClient, init_repository
 from takedown.feed.directives import dumps, loads, to_dict
 from takedown.feed.repository import Repository
@@ -135,7 +136,7 @@ def main(argv: list[str]) -> int:
             source = f"http://127.0.0.1:{server.server_address[1]}/feed/"
         try:
             root = (base / "repo" / "metadata" / "1.root.json").read_bytes()
-            client = FeedClient(source, base / "state", root=root)
+            client = FeedClient(source, base / "state", root=root, clock=SystemClock())
             got = timed("client refresh: TUF verify + download + loads", client.refresh, rows)
             assert got is not None and len(got.directives) == n
             del got

@@ -1,10 +1,21 @@
-"""The one wording of an action, for people."""
+"""The records that cross stages: one wording of an action, states as of a moment."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from takedown.model import Directive, MeasureAction, describe_action
+from takedown.model import (
+    Directive,
+    MeasureAction,
+    MeasureRecord,
+    MeasureState,
+    NoticeRecord,
+    describe_action,
+    describe_scope,
+)
 
 
 @pytest.mark.parametrize(
@@ -30,3 +41,41 @@ def test_directive_describes_itself() -> None:
     assert (
         Directive("m1", MeasureAction.THROTTLE, rate_kbps=128).describe() == "throttle 128 kbit/s"
     )
+
+
+def test_describe_scope_orders_classes_and_trims_zeros() -> None:
+    assert describe_scope({"mobile": 100.0, "fixed": 50.0}) == "fixed 50%, mobile 100%"
+    assert describe_scope({}) == ""
+
+
+def test_measure_record_as_of_a_moment() -> None:
+    t0 = datetime(2021, 3, 10, tzinfo=UTC)
+    m = MeasureRecord(
+        id=1,
+        platform="twitter",
+        action=MeasureAction.THROTTLE,
+        state=MeasureState.LIFTED,
+        proposed_at=t0,
+        reason="r",
+        created_by="a",
+        rate_kbps=128,
+        starts_at=t0,
+        lifted_at=t0 + timedelta(days=10),
+    )
+    assert m.describe() == "throttle 128 kbit/s"
+    assert m.state_at(t0 - timedelta(seconds=1)) is None
+    assert m.state_at(t0) == MeasureState.ACTIVE
+    assert m.state_at(t0 + timedelta(days=10)) == MeasureState.LIFTED
+    doc = m.as_json()
+    assert (doc["action"], doc["state"], doc["platform"]) == ("throttle", "lifted", "twitter")
+    assert type(doc["action"]) is str and type(doc["state"]) is str
+
+
+def test_notice_record_is_overdue_only_with_open_items() -> None:
+    t0 = datetime(2021, 3, 10, tzinfo=UTC)
+    n = NoticeRecord(
+        1, "twitter", "initial", t0, t0 + timedelta(days=1), "delivered", 1, t0, None, 3, 1
+    )
+    assert not n.overdue(t0) and n.overdue(t0 + timedelta(days=1))
+    assert n.as_json(t0)["deadline_at"] == "2021-03-11T00:00:00+00:00"
+    assert not replace(n, open_items=0).overdue(t0 + timedelta(days=2))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 class TargetKind(StrEnum):
@@ -151,6 +152,11 @@ def describe_action(action: MeasureAction | str, rate_kbps: int | None) -> str:
     return action.value
 
 
+def describe_scope(scope: dict[str, float]) -> str:
+    """A scope as people read it: ``fixed 50%, mobile 100%`` (classes in name order)."""
+    return ", ".join(f"{k} {v:g}%" for k, v in sorted(scope.items()))
+
+
 @dataclass(frozen=True, slots=True)
 class MeasureRecord:
     """A stored measure as the stages after policy see it (feed, web, reports): plain data."""
@@ -194,6 +200,158 @@ class MeasureRecord:
         if self.state == MeasureState.LIFTED and self.lifted_at is None:  # pragma: no cover
             return self.state
         return MeasureState.PROPOSED
+
+    def as_json(self) -> dict[str, Any]:
+        """The measure as ``measures list --json`` and ``GET /api/measures`` show it."""
+        return {
+            "id": self.id,
+            "platform": self.platform,
+            "action": self.action.value,
+            "rate_kbps": self.rate_kbps,
+            "classes": list(self.classes),
+            "scope": dict(self.scope),
+            "state": self.state.value,
+            "proposed_at": self.proposed_at,
+            "starts_at": self.starts_at,
+            "review_at": self.review_at,
+            "expires_at": self.expires_at,
+            "lifted_at": self.lifted_at,
+            "rule": self.rule,
+            "ladder": self.ladder,
+            "reason": self.reason,
+            "decision_ref": self.decision_ref,
+            "lift_decision": self.lift_decision,
+            "needs_approval": self.needs_approval,
+            "created_by": self.created_by,
+            "supersedes_id": self.supersedes_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionBasis:
+    """One legal decision behind a measure's platform: how many live items it covers."""
+
+    decision: str
+    authority: str | None
+    date: str | None
+    items: int
+    by_category: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class LegalBasis:
+    """The register items live on the platform when a measure was proposed, by decision."""
+
+    items: int
+    by_category: dict[str, int]
+    decisions_total: int
+    decisions: tuple[DecisionBasis, ...]  # the largest first, at most the asked number
+
+
+@dataclass(frozen=True, slots=True)
+class ObligationRecord:
+    kind: str
+    state: str
+    decision: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRecord:
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One audit-log event as read back."""
+
+    seq: int
+    at: datetime
+    actor: str
+    type: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class MeasureExplanation:
+    """The chain from a measure to the facts and legal decisions behind it."""
+
+    measure: MeasureRecord
+    legal_basis: LegalBasis
+    obligations: tuple[ObligationRecord, ...]  # recorded by the time it was proposed
+    approvals: tuple[ApprovalRecord, ...]
+    supersedes: tuple[MeasureRecord, ...]  # the measures it replaced, nearest first
+    superseded_by: int | None
+    events: tuple[AuditRecord, ...]  # of this measure and those it replaced
+
+    def as_json(self) -> dict[str, Any]:
+        """As ``measures explain --json`` and ``GET /api/measures/{id}`` show it."""
+        basis = self.legal_basis
+        return {
+            **self.measure.as_json(),
+            "figures": self.measure.figures,
+            "legal_basis": {
+                "items": basis.items,
+                "by_category": dict(basis.by_category),
+                "decisions_total": basis.decisions_total,
+                "decisions": [asdict(d) for d in basis.decisions],
+            },
+            "obligations": [asdict(o) for o in self.obligations],
+            "approvals": [asdict(a) for a in self.approvals],
+            "supersedes": [
+                {
+                    "id": m.id,
+                    "scope": dict(m.scope),
+                    "proposed_at": m.proposed_at,
+                    "lifted_at": m.lifted_at,
+                    "reason": m.reason,
+                }
+                for m in self.supersedes
+            ],
+            "superseded_by": self.superseded_by,
+            "events": [asdict(e) for e in self.events],
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeRecord:
+    """A stored notice with its item counts, as listings show it."""
+
+    id: int
+    platform: str
+    kind: str
+    issued_at: datetime
+    deadline_at: datetime
+    delivery_state: str
+    attempts: int
+    delivered_at: datetime | None
+    acknowledged_at: datetime | None
+    items: int
+    open_items: int
+
+    def overdue(self, now: datetime) -> bool:
+        return self.open_items > 0 and now >= self.deadline_at
+
+    def as_json(self, now: datetime) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "platform": self.platform,
+            "kind": self.kind,
+            "issued_at": _iso(self.issued_at),
+            "deadline_at": _iso(self.deadline_at),
+            "delivery_state": self.delivery_state,
+            "attempts": self.attempts,
+            "delivered_at": _iso(self.delivered_at),
+            "acknowledged_at": _iso(self.acknowledged_at),
+            "items": self.items,
+            "open_items": self.open_items,
+            "overdue": self.overdue(now),
+        }
 
 
 @dataclass(frozen=True, slots=True)

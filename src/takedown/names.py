@@ -9,11 +9,12 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+from collections.abc import Sequence
 
 import idna
 from publicsuffixlist import PublicSuffixList
 
-from takedown.errors import PatternError
+from takedown.errors import InputError, PatternError
 
 MAX_NAME = 253
 
@@ -200,3 +201,25 @@ def split_pattern(pattern: str) -> tuple[str, bool]:
     if "." not in host or is_public_suffix(host):
         raise PatternError(f"{pattern!r} is at or above a public suffix; refusing so broad a rule")
     return host, wildcard
+
+
+def parse_resolve(items: Sequence[str], *, where: str = "--resolve") -> dict[str, str]:
+    """``HOST:IP`` items (curl's --resolve without the port) as a name -> address map.
+
+    HOST is a host name, normalised as every name is here, or ``*`` for any name; IP is
+    an IPv4 or IPv6 address, brackets optional (``t.co:[::1]``, ``t.co:::1``). The one
+    parser for every command that takes ``--resolve``. InputError names the item.
+    """
+    out: dict[str, str] = {}
+    for i, item in enumerate(items):
+        host, colon, addr = item.partition(":")
+        addr = addr.strip().removeprefix("[").removesuffix("]")
+        try:
+            if not colon or not host:
+                raise ValueError
+            out[host if host == "*" else normalise_host(host)] = str(ipaddress.ip_address(addr))
+        except (ValueError, PatternError):
+            raise InputError(
+                f"expected HOST:IP (or *:IP), got {item!r}", where=f"{where}[{i}]"
+            ) from None
+    return out

@@ -7,8 +7,6 @@ usable to sign, so it is stored as is and only ever printed when it is created.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from takedown import config as config_mod
+from takedown.accounts import digest_matches, hash_token, presented_digest
 from takedown.errors import AuthError, Conflict, InputError, NotFound
 from takedown.names import split_pattern
 from takedown.notices.signing import new_secret
@@ -76,10 +75,6 @@ def check_notice_url(url: str, *, where: str = "--notice-url") -> str:
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise InputError(f"notice URL must be http(s)://host/...: {url!r}", where=where)
     return url
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def _get(session: Session, slug: str) -> Platform:
@@ -219,17 +214,20 @@ def rotate_key(db: Database, slug: str, *, now: datetime, actor: str) -> str:
 
 def authenticate(session: Session, token: str | None) -> int:
     """The platform id a bearer token belongs to; AuthError if missing, unknown or revoked."""
-    if not token:
-        raise AuthError("missing bearer token", where="Authorization")
-    digest = hash_token(token)
+    digest = presented_digest(token)
     row = session.execute(
         select(PlatformToken.platform_id, PlatformToken.token_hash).where(
             PlatformToken.token_hash == digest, PlatformToken.revoked_at.is_(None)
         )
     ).first()
     # The lookup is by hash (an unknown token learns nothing about stored ones); the
-    # final comparison is constant-time all the same.
-    stored = row[1] if row else "0" * 64
-    if not hmac.compare_digest(stored, digest) or row is None:
+    # final comparison is constant-time all the same (takedown.accounts).
+    if not digest_matches(row[1] if row else None, digest) or row is None:
         raise AuthError("invalid token", where="Authorization")
     return int(row[0])
+
+
+def platform_for_token(db: Database, token: str) -> int:
+    """``authenticate`` in a read transaction of its own (for the web layer)."""
+    with db.reading() as session:
+        return authenticate(session, token)

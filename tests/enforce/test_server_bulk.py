@@ -50,7 +50,7 @@ def the_flow(server: EnforcementServer):  # type: ignore[no-untyped-def]
 def down_piped(server: EnforcementServer) -> bool:
     """The flow relays and its server-to-client direction holds bytes in its own pipe."""
     down = the_flow(server).down
-    return down is not None and down.kpipe is not None and down.inpipe > 0
+    return down is not None and down.kernel_pipe is not None and down.kernel_bytes > 0
 
 
 async def test_64mib_both_ways_identical_with_half_close(origin: Origin) -> None:
@@ -61,7 +61,7 @@ async def test_64mib_both_ways_identical_with_half_close(origin: Origin) -> None
         # the client does not read yet: the echo's answer backs up in the relay, which must
         # move it into a pipe of the flow's own (no copy into Python, shared pipe left empty)
         assert await until(lambda: down_piped(server))
-        assert server.pipes_open >= 1
+        assert server.pipes.open >= 1
         got = await asyncio.wait_for(read_to_eof(reader), 120)  # EOF: both FINs went through
         await sending
         assert len(got) == len(payload), (len(got), len(payload))
@@ -69,7 +69,7 @@ async def test_64mib_both_ways_identical_with_half_close(origin: Origin) -> None
         assert await until(lambda: not server.flows)  # both half-closes ended the flow
         writer.close()
         # the pipes went back to the pool, empty, for the next bulk flow
-        assert server.pipes_open >= 1 and len(server._pipe_pool) == server.pipes_open
+        assert server.pipes.open >= 1 and len(server.pipes.idle) == server.pipes.open
 
 
 async def test_swap_to_throttle_mid_transfer_keeps_every_byte_in_order(origin: Origin) -> None:
@@ -79,11 +79,11 @@ async def test_swap_to_throttle_mid_transfer_keeps_every_byte_in_order(origin: O
         sending = asyncio.ensure_future(send_all(writer, payload))
         assert await until(lambda: down_piped(server))
         flow = the_flow(server)
-        assert flow.decision.action == "pass"
+        assert flow.verdict.action == "pass"
         # throttled while bytes wait in its pipe: they must go out first, then the rest
         server.swap(directive_set(twitter_media_throttle(1_000_000), sequence=2))
-        assert flow.decision.action == "throttle"
-        assert flow.down.kpipe is None and flow.down.inpipe == 0
+        assert flow.verdict.action == "throttle"
+        assert flow.down.kernel_pipe is None and flow.down.kernel_bytes == 0
         assert flow.down.bucket is not None and flow.up.bucket is not None
         got = await asyncio.wait_for(read_to_eof(reader), 120)
         await sending
@@ -106,10 +106,10 @@ async def test_without_private_pipes_the_copy_fallback_is_identical(origin: Orig
             return flow is not None and flow.down is not None and flow.down.pending is not None
 
         assert await until(congested)
-        assert flow is not None and flow.down.kpipe is None
+        assert flow is not None and flow.down.kernel_pipe is None
         got = await asyncio.wait_for(read_to_eof(reader), 120)
         await sending
         assert len(got) == len(payload), (len(got), len(payload))
         assert got == payload, f"first difference at byte {first_difference(got, payload)}"
-        assert server.pipes_open == 0
+        assert server.pipes.open == 0
         writer.close()

@@ -20,7 +20,8 @@ from test_server_support import (
     until,
 )
 
-from takedown.enforce.server import BULK_AFTER, EnforcementServer, Mode
+from takedown.enforce.relay import BULK_AFTER
+from takedown.enforce.server import EnforcementServer, Mode
 from takedown.model import Directive, MeasureAction
 
 
@@ -32,7 +33,7 @@ def counted(server: EnforcementServer, action: str, direction: str) -> float:
 
 
 def no_pipe_leaked(server: EnforcementServer) -> bool:
-    return server.pipes_open == len(server._pipe_pool)
+    return server.pipes.open == len(server.pipes.idle)
 
 
 async def test_both_directions_go_bulk_count_every_byte_and_half_close(origin: Origin) -> None:
@@ -44,7 +45,7 @@ async def test_both_directions_go_bulk_count_every_byte_and_half_close(origin: O
         # the client pauses: 64 MiB cannot all be buffered, so the flow is still running
         flow = the_flow(server)
         assert flow.up.nbytes > BULK_AFTER and flow.down.nbytes > BULK_AFTER
-        assert flow.up.kpipe is not None and flow.down.kpipe is not None
+        assert flow.up.kernel_pipe is not None and flow.down.kernel_pipe is not None
         got = head + await asyncio.wait_for(read_to_eof(reader), 120)
         await sending
         assert got == payload
@@ -60,11 +61,11 @@ async def test_bulk_flow_is_throttled_at_once_by_a_swap(origin: Origin) -> None:
         reader, writer = await start_download(server, origin, "video.twimg.com")
         await reader.readexactly(4 * BULK_AFTER)
         flow = the_flow(server)
-        assert flow.down.kpipe is not None
+        assert flow.down.kernel_pipe is not None
         draining = asyncio.ensure_future(read_all(reader, BIG))
         server.swap(directive_set(twitter_media_throttle(128), sequence=2))
         # what the private pipe held is now pending, sent through the bucket like the rest
-        assert flow.down.kpipe is None and flow.down.bucket is not None
+        assert flow.down.kernel_pipe is None and flow.down.bucket is not None
         bucket = flow.down.bucket
         before = flow.down.nbytes
         loop = asyncio.get_running_loop()
@@ -85,7 +86,7 @@ async def test_bulk_flow_is_reset_at_once_by_a_swap_to_block(origin: Origin) -> 
     async with running_proxy(Mode.CONNECT, directive_set()) as server:
         reader, writer = await start_download(server, origin, "video.twimg.com")
         await reader.readexactly(4 * BULK_AFTER)
-        assert the_flow(server).down.kpipe is not None
+        assert the_flow(server).down.kernel_pipe is not None
         block = Directive(id="b", action=MeasureAction.BLOCK, ip_ranges=("127.0.0.1",))
         server.swap(directive_set(block, sequence=2))
         assert not server.flows

@@ -16,13 +16,14 @@ from securesystemslib.signer import CryptoSigner, SSlibKey
 from tuf.api.metadata import Metadata, Root, Timestamp
 from tuf.api.serialization.json import JSONSerializer
 
+from takedown.clock import SystemClock
 from takedown.feed import FeedClient, FeedError, dumps
 from takedown.feed.directives import TARGET_NAME
 from takedown.feed.repository import Repository, default_keys_dir, publish
 
 
 def _client(feed, state: Path) -> FeedClient:
-    return FeedClient(feed.source, state, root=feed.root_bytes())
+    return FeedClient(feed.source, state, root=feed.root_bytes(), clock=SystemClock())
 
 
 def _good(feed, make_set, tmp_path: Path, sequence: int = 1) -> FeedClient:
@@ -65,7 +66,7 @@ def test_honest_updates_flow(feed, make_set, tmp_path):
     ds = client.refresh()
     assert ds is not None and ds.sequence == 2
     assert client.version == Repository(feed.repo).info().versions["targets"]
-    assert client.expires is not None and not client.stale()
+    assert client.expires is not None and not client.stale(SystemClock().now())
     assert client.refusals == {}
 
 
@@ -253,6 +254,9 @@ def test_root_of_another_repository_is_not_trusted(feed, make_set, tmp_path):
     feed.sync()
     other = init_repository(tmp_path / "other")
     client = FeedClient(
-        feed.source, tmp_path / "state", root=(other.path / "metadata" / "root.json")
+        feed.source,
+        tmp_path / "state",
+        root=(other.path / "metadata" / "root.json"),
+        clock=SystemClock(),
     )
     _refused(client, "UnsignedMetadataError", None)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from tuf.api.metadata import Metadata
 
+from takedown.clock import SystemClock
 from takedown.errors import AuthError, Conflict, InputError, NotFound
 from takedown.feed import FeedClient, dumps, init_repository, publish
 from takedown.feed.directives import TARGET_NAME
@@ -113,7 +114,9 @@ def test_renew_keeps_the_set(tmp_path, make_set):
     after = Repository(tmp_path / "r").renew()
     assert after.versions["timestamp"] == before.versions["timestamp"] + 1
     assert after.target_sha256 == before.target_sha256 and after.sequence == 4
-    client = FeedClient(tmp_path / "r", tmp_path / "state")  # local dir: TOFU root
+    client = FeedClient(
+        tmp_path / "r", tmp_path / "state", clock=SystemClock()
+    )  # local dir: TOFU root
     assert client.refresh().sequence == 4
     Repository(tmp_path / "r").renew()
     assert client.refresh() is None  # a renewal is not a new set
@@ -123,7 +126,7 @@ def test_client_needs_a_root_for_urls(tmp_path):
     from takedown.feed import FeedError
 
     with pytest.raises(FeedError) as info:
-        FeedClient("http://127.0.0.1:9/feed/", tmp_path / "state")
+        FeedClient("http://127.0.0.1:9/feed/", tmp_path / "state", clock=SystemClock())
     assert info.value.reason == "NoTrustedRoot"
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from takedown.clock import SystemClock
 from takedown.errors import Conflict
 from takedown.feed.compile import compile_directives
 from takedown.feed.directives import dumps, loads
@@ -155,7 +156,7 @@ def test_publish_sequences_and_client_loads(twitter: Database, tmp_path: Path) -
     first = publish(twitter, repo, now=NOW, actor="a")
     second = publish(twitter, repo, now=NOW + timedelta(hours=1), actor="a")
     assert (first.sequence, second.sequence) == (1, 2)
-    client = FeedClient(str(repo), tmp_path / "state")
+    client = FeedClient(str(repo), tmp_path / "state", clock=SystemClock())
     ds = client.refresh()
     assert ds is not None and ds.sequence == 2 and ds.directives[0].rate_kbps == 128
 

@@ -200,7 +200,7 @@ def check_round(
     ]
     with db.session() as s:
         s.execute(insert(Check), [{"item_id": i, "verdict": v, "at": a} for i, v, a in batch])
-        ledger.project_checks(s, batch, in_country=True)
+        ledger.apply_checks(s, batch, in_country=True)
         rows = [
             {"item_id": i, "verdict": "available", "at": at, "vantage_id": abroad} for i in ids[:50]
         ]
@@ -250,13 +250,13 @@ def test_fast_path_and_facts_agree_and_rebuild_restores(db: Database) -> None:
         before = dict(s.execute(select(Item.id, Item.state)).all())
         s.execute(update(Item).values(state="open", verified_at=None, ttr_s=None))
     with db.session() as s:
-        changed = ledger.rebuild_projection(s, now)
+        changed = ledger.rebuild(s, now)
     with db.reading() as s:
         assert dict(s.execute(select(Item.id, Item.state)).all()) == before
         assert _comparable(ledger.status_fast(s, "twitter", now)[0]) == _comparable(tw)
     assert changed > 100
     with db.session() as s:  # a rebuild of a correct projection changes nothing
-        assert ledger.rebuild_projection(s, now) == 0
+        assert ledger.rebuild(s, now) == 0
 
 
 def test_fast_path_takes_off_items_outside_the_register(db: Database) -> None:
@@ -271,7 +271,7 @@ def test_fast_path_takes_off_items_outside_the_register(db: Database) -> None:
         batch = [(i, "removed", T0 + 2 * (k + 1) * H) for k, i in enumerate(ids[:19])]
         batch += [(i, "restricted", T0 + 3 * H) for i in other[:3]]
         s.execute(insert(Check), [{"item_id": i, "verdict": v, "at": a} for i, v, a in batch])
-        ledger.project_checks(s, batch, in_country=True)
+        ledger.apply_checks(s, batch, in_country=True)
     for k, i in enumerate(ids[20:30]):  # claims at 20h … 29h: the late ones stay overdue
         add_response(db, i, "removed", T0 + (20 + k) * H)
     now = T0 + 50 * H

@@ -401,14 +401,18 @@ def test_compare_bad_threshold(threshold: float) -> None:
 
 
 def test_parse_resolve() -> None:
-    assert parse_resolve(["PBS.twimg.com:127.0.0.1", "t.co:[::1]", "x.example:::1"]) == {
+    items = ["PBS.twimg.com.:127.0.0.1", "t.co:[::1]", "x.example:::1", "*:127.0.0.2"]
+    assert parse_resolve(items) == {
         "pbs.twimg.com": "127.0.0.1",
         "t.co": "::1",
         "x.example": "::1",
+        "*": "127.0.0.2",
     }
-    for bad in ["pbs.twimg.com", "pbs.twimg.com:localhost", ":127.0.0.1"]:
-        with pytest.raises(InputError):
-            parse_resolve([bad])
+    assert parse_resolve(["bücher.example:::1"]) == {"xn--bcher-kva.example": "::1"}
+    for bad in ["pbs.twimg.com", "pbs.twimg.com:localhost", ":127.0.0.1", "a..b:127.0.0.1"]:
+        with pytest.raises(InputError) as info:
+            parse_resolve(["t.co:127.0.0.1", bad])
+        assert info.value.where == "--resolve[1]"
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import typer
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from takedown.cli.policy import platform_obligation
+from takedown.cli.platform import obligation as platform_obligation
 from takedown.store.db import Database
 from takedown.store.schema import Event, Measure, Obligation
 from tests.policy.dbdata import add_platform, load_stubborn
@@ -160,7 +160,7 @@ def test_platform_obligation_command(tmp_path: Path, db_url: str, monkeypatch) -
     db = Database(db_url)
     add_platform(db, "linkedin")
     app = typer.Typer()
-    app.command()(platform_obligation)
+    app.command("platform-obligation")(platform_obligation)
     app.command("noop")(lambda: None)  # a second command keeps the name as a subcommand
     monkeypatch.setattr(common.STATE, "db", db_url)
     clock = tmp_path / "clock"

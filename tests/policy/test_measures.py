@@ -61,9 +61,9 @@ def test_2021_timeline_on_the_database(db: Database) -> None:
         (d(6, 3), "measure.lifted"),
     ]
     # in force by date
-    at = {x["id"]: x["state"] for x in measures.list_measures(db, at=d(5, 1))}
+    at = {x.id: x.state for x in measures.list_measures(db, at=d(5, 1))}
     assert at == {first.id: "active"}
-    at = {x["id"]: x["state"] for x in measures.list_measures(db, at=d(5, 20))}
+    at = {x.id: x.state for x in measures.list_measures(db, at=d(5, 20))}
     assert at == {first.id: "lifted", second.id: "active"}
     # the simulator, over the same facts, gives the same course without writing anything
     sim = measures.simulate(db, ladder, d(3, 1), end)["twitter"]
@@ -84,19 +84,19 @@ def test_explain_shows_rule_figures_decisions_and_events(db: Database) -> None:
     measures.run(db, ladder, d(3, 10), "ladder-bot", apply=True)
     (m,) = rows(db)
     info = measures.explain(db, m.id)
-    assert info["rule"] == "slowdown" and info["figures"]["read"]["overdue"] == 3168
-    basis = info["legal_basis"]
-    assert basis["items"] == 6200
-    assert basis["by_category"] == {
+    assert info.measure.rule == "slowdown" and info.measure.figures["read"]["overdue"] == 3168
+    basis = info.legal_basis
+    assert basis.items == 6200
+    assert basis.by_category == {
         "csam": 1550,
         "drugs": 1550,
         "minors-protest": 1550,
         "suicide": 1550,
     }
-    refs = {x["decision"] for x in basis["decisions"]}
+    refs = {x.decision for x in basis.decisions}
     assert "RKN-backlog-0" in refs and "RKN-early-6" in refs
-    assert sum(x["items"] for x in basis["decisions"]) == 6200
-    assert [e["type"] for e in info["events"]] == ["measure.active"]
+    assert sum(x.items for x in basis.decisions) == 6200
+    assert [e.type for e in info.events] == ["measure.active"]
 
 
 def test_never_complying_block_waits_for_a_second_person(db: Database) -> None:
@@ -114,7 +114,7 @@ def test_never_complying_block_waits_for_a_second_person(db: Database) -> None:
     with pytest.raises(Conflict, match="second person"):
         measures.approve(db, b.id, "alice", d(4, 21))
     approved = measures.approve(db, b.id, "bob", d(4, 21))
-    assert approved["state"] == "active"
+    assert (approved.state, approved.platform) == ("active", "stubborn")
     measures.run(db, ladder, d(4, 22), "alice", apply=True)
     states = {m.rule: m.state for m in rows(db)}
     assert states == {"slowdown": "lifted", "block": "active"}
@@ -122,7 +122,7 @@ def test_never_complying_block_waits_for_a_second_person(db: Database) -> None:
         assert [(a.by, a.at) for a in s.scalars(select(Approval))] == [("bob", d(4, 21))]
     with pytest.raises(Conflict, match="not awaiting approval"):
         measures.approve(db, b.id, "carol", d(4, 22))
-    assert measures.explain(db, b.id)["approvals"] == [{"by": "bob", "at": d(4, 21)}]
+    assert measures.explain(db, b.id).as_json()["approvals"] == [{"by": "bob", "at": d(4, 21)}]
 
 
 def test_linkedin_obligation_block(db: Database) -> None:
@@ -145,7 +145,7 @@ def test_linkedin_obligation_block(db: Database) -> None:
     assert (m.state, m.classes, m.scope) == ("proposed", [], {"mobile": 100.0, "fixed": 100.0})
     measures.approve(db, m.id, "bob", now + timedelta(hours=2))
     info = measures.explain(db, m.id)
-    assert info["obligations"] == [
+    assert info.as_json()["obligations"] == [
         {
             "kind": "data-localisation",
             "state": "violating",
@@ -198,8 +198,8 @@ def test_measures_by_decision(db: Database) -> None:
     ladder = spec.load(RU_2021)
     assert measures.run(db, ladder, d(5, 18), "x", apply=True) == ([], [])
     info = measures.explain(db, tid)
-    assert [e["type"] for e in info["events"]] == ["measure.active", "measure.lifted"]
-    assert info["decision_ref"] == "RKN-2021-03-10"
+    assert [e.type for e in info.events] == ["measure.active", "measure.lifted"]
+    assert info.measure.decision_ref == "RKN-2021-03-10"
 
 
 @pytest.mark.parametrize(

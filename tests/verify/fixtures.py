@@ -79,13 +79,10 @@ def add_notice(
         s.flush()
         s.execute(insert(NoticeItem), [{"notice_id": n.id, "item_id": i} for i in item_ids])
         # the notices module keeps items.deadline_at as the first notice's deadline
-        from sqlalchemy import update
+        from takedown import ledger
 
-        s.execute(
-            update(Item)
-            .where(Item.id.in_(item_ids), Item.deadline_at.is_(None))
-            .values(deadline_at=issued_at + deadline)
-        )
+        categories = s.scalars(select(Item.category).where(Item.id.in_(item_ids)).distinct())
+        ledger.set_deadline(s, n.id, {c: issued_at + deadline for c in categories})
         return n.id
 
 
@@ -99,4 +96,4 @@ def add_response(
     with db.session() as s:
         s.add(Response(item_id=item_id, platform_id=pid, action=action, at=at))
         s.flush()
-        ledger.project_response(s, item_id, action, at)
+        ledger.apply_response(s, item_id, action, at)

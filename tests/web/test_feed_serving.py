@@ -14,7 +14,7 @@ from notices.support import ServerThread
 from takedown.clock import SimClock
 from takedown.feed.repository import init_repository
 from takedown.store.db import Database
-from takedown.web.app import create_app
+from takedown.web.app import AppSettings, build
 
 
 def raw_get(port: int, target: str) -> bytes:
@@ -32,7 +32,8 @@ def test_feed_serves_public_files_only(sqlite_db: Database, tmp_path: Path) -> N
     init_repository(repo)
     (repo / "keys").mkdir()  # a key left inside by hand is still never served
     (repo / "keys" / "timestamp.pem").write_bytes(b"-----BEGIN PRIVATE KEY-----")
-    app = create_app(sqlite_db, clock=SimClock(datetime(2021, 3, 1, tzinfo=UTC)), feed_dir=repo)
+    clock = SimClock(datetime(2021, 3, 1, tzinfo=UTC))
+    app = build(AppSettings(db=sqlite_db, clock=clock, feed_dir=repo))
     with ServerThread(app) as server, httpx.Client(base_url=server.url) as client:
         assert client.get("/feed/metadata/1.root.json").status_code == 200
         assert client.get("/feed/metadata/timestamp.json").json()["signed"]["_type"] == "timestamp"

@@ -14,13 +14,12 @@ from notices.support import START, ServerThread, add_items, free_port, make_plat
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
-from takedown import ledger
+from takedown import accounts, ledger
 from takedown.clock import SimClock
 from takedown.notices import outbox
 from takedown.policy import measures
 from takedown.store.db import Database
 from takedown.store.schema import FeedPublication, Item
-from takedown.web import regulator_api
 from tests.web.webapp import full_app
 
 NOW = START + timedelta(days=2)
@@ -60,7 +59,7 @@ def setup(db: Database) -> list[int]:
                 sequence=7, generated_at=START, published_at=START, digest="0" * 64, directives=1
             )
         )
-    regulator_api.issue_token(db, "alice", role="regulator", now=START, actor="root")
+    accounts.issue_token(db, "alice", role="regulator", now=START, actor="root")
     return ids
 
 
@@ -87,7 +86,7 @@ def test_gauges_follow_the_database(db: Database) -> None:
         assert m[("takedown_feed_last_published_timestamp_seconds", ())] == START.timestamp()
         assert m[("takedown_api_tokens_active", ())] == 1
         # a change is seen at the next scrape (nothing cached)
-        regulator_api.revoke_token(db, "alice", now=NOW, actor="root")
+        accounts.revoke_token(db, "alice", now=NOW, actor="root")
         assert scrape(c)[("takedown_api_tokens_active", ())] == 0
 
 

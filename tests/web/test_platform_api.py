@@ -14,7 +14,7 @@ from takedown.clock import SimClock
 from takedown.notices import outbox
 from takedown.store.db import Database
 from takedown.store.schema import Event, Item, Notice, Response
-from takedown.web.app import create_app
+from takedown.web.app import AppSettings, build
 
 
 @dataclass
@@ -40,7 +40,7 @@ def api(db: Database) -> Iterator[Api]:
     other_items = add_items(db, oid, 2, prefix="v")
     results = {r.platform: r.notices[0] for r in outbox.send(db, now=START, actor="t")}
     with (
-        ServerThread(create_app(db, clock=SimClock(START))) as server,
+        ServerThread(build(AppSettings(db=db, clock=SimClock(START)))) as server,
         httpx.Client(base_url=server.url) as client,
     ):
         yield Api(db, client, token, other, items, other_items, results["twitter"], results["vk"])
@@ -85,7 +85,7 @@ def test_pagination_cursor(db: Database) -> None:
     add_items(db, pid, 5)
     [res] = outbox.send(db, now=START, actor="t", max_items=1)
     with (
-        ServerThread(create_app(db, clock=SimClock(START))) as server,
+        ServerThread(build(AppSettings(db=db, clock=SimClock(START)))) as server,
         httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as c,
     ):
         seen, after = [], 0
@@ -234,7 +234,7 @@ def test_batch_of_1500_in_one_request(db: Database) -> None:
     pid, _s, token = make_platform(db)
     ids = add_items(db, pid, 1500)
     with (
-        ServerThread(create_app(db, clock=SimClock(START))) as server,
+        ServerThread(build(AppSettings(db=db, clock=SimClock(START)))) as server,
         httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as c,
     ):
         body = {"responses": [{"item_id": i, "action": "removed", "key": f"k{i}"} for i in ids]}

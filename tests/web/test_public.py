@@ -121,7 +121,7 @@ def test_measure_page_shows_rule_figures_decisions_and_appeal(site: Site) -> Non
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert "default-src 'none'" in r.headers["content-security-policy"]
     page = r.text
-    assert "throttled to 128 kbit/s" in page and "stubborn.example" in page
+    assert "throttle 128 kbit/s" in page and "stubborn.example" in page
     assert "<th>Ladder rule</th><td>slowdown</td>" in page
     assert "<th>overdue</th><td>50</td>" in page  # the figure that fired the rule
     for k in range(7):
@@ -164,6 +164,7 @@ def test_lookup_follows_label_boundaries(site: Site) -> None:
         {"rule": "t.co", "content_class": "links"}
     ]
     assert d["why"]["reason"] == HOSTILE and d["url"].endswith(f"/public/measures/{site.block}")
+    assert d["applies"] is True  # the one directive matching, and in force
     for host in (
         "microsoft.com",
         "reddit.com",
@@ -181,6 +182,8 @@ def test_lookup_follows_label_boundaries(site: Site) -> None:
     assert lookup(site, "PBS.TWIMG.COM.")["query"]["normalised"] == "pbs.twimg.com"
     page = site.client.get("/public/lookup", params={"host": "microsoft.com"}).text
     assert "microsoft.com is not restricted" in page
+    page = site.client.get("/public/lookup", params={"host": "t.co"}).text
+    assert "<th>Applies</th><td>yes: the network applies it now</td>" in page
 
 
 def test_lookup_register_block_and_decision(site: Site) -> None:

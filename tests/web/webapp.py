@@ -10,27 +10,19 @@ from typing import Any
 
 from takedown.clock import Clock
 from takedown.store.db import Database
-from takedown.web import public, regulator_api
-from takedown.web.app import create_app
-from takedown.web.metrics import Metrics
+from takedown.web.app import AppSettings, build
 
 APPEAL = "Write to the regulator's appeals office within 30 days."
 APPEAL_URL = "https://appeals.regulator.example/form"
 
 
 def full_app(db: Database, clock: Clock, *, public_url: str | None = None) -> Any:
-    """What ``takedown serve`` runs: all routers, /metrics, the request counter."""
-    metrics = Metrics(db, clock)
-    settings = public.PublicSettings(
-        public_url=public_url, appeal_text=APPEAL, appeal_url=APPEAL_URL
+    """What ``takedown serve`` runs (``web.app.build``), without the delivery worker."""
+    return build(
+        AppSettings(
+            db=db, clock=clock, public_url=public_url, appeal_text=APPEAL, appeal_url=APPEAL_URL
+        )
     )
-    app = create_app(
-        db,
-        clock=clock,
-        routers=[regulator_api.make_router(public_url=public_url), public.make_router(settings)],
-        metrics=metrics.app,
-    )
-    return metrics.middleware(app)
 
 
 def takedown(

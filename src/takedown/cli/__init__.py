@@ -10,20 +10,28 @@ import sys
 
 import typer
 
-from takedown.cli import api_tokens as api_tokens_cli
-from takedown.cli import common
-from takedown.cli import demo as demo_cli
-from takedown.cli import enforce as enforce_cli
-from takedown.cli import feed as feed_cli
-from takedown.cli import measure as measure_cli
-from takedown.cli import notices as notices_cli
-from takedown.cli import platform as platform_cli
-from takedown.cli import policy as policy_cli
-from takedown.cli import registry as registry_cli
-from takedown.cli import rules as rules_cli
-from takedown.cli import sim as sim_cli
-from takedown.cli import system as system_cli
-from takedown.cli import verify as verify_cli
+from takedown.cli import (
+    api_token,
+    audit,
+    common,
+    demo,
+    enforce,
+    feed,
+    ledger,
+    measure,
+    measures,
+    notices,
+    platform,
+    policy,
+    registry,
+    rules,
+    serve,
+    sim,
+    status,
+    system,
+    vantage,
+    verify,
+)
 
 app = typer.Typer(
     name="takedown",
@@ -46,19 +54,26 @@ def root(
     common.STATE.db = db
 
 
-demo_cli.register(app)
-registry_cli.register(app)
-rules_cli.register(app)
-platform_cli.register(app)
-api_tokens_cli.register(app)
-notices_cli.register(app)
-verify_cli.register(app)
-policy_cli.register(app)
-feed_cli.register(app)
-enforce_cli.register(app)
-measure_cli.register(app)
-sim_cli.register(app)
-system_cli.register(app)
+app.command("demo")(demo.demo)
+app.add_typer(registry.app, name="registry")
+app.add_typer(rules.app, name="rules")
+app.add_typer(platform.app, name="platform")
+app.add_typer(api_token.app, name="api-token")
+app.add_typer(notices.app, name="notices")
+app.command("serve")(serve.serve)
+app.command("verify")(verify.verify)
+app.add_typer(vantage.app, name="vantage")
+app.command("status")(status.status)
+app.add_typer(ledger.app, name="ledger")
+app.add_typer(policy.app, name="policy")
+app.add_typer(measures.app, name="measures")
+app.add_typer(feed.app, name="feed")
+app.command("enforce")(enforce.enforce)
+app.command("measure")(measure.measure)
+app.add_typer(sim.app, name="sim")
+app.command("init")(system.init)
+app.add_typer(audit.app, name="audit")
+app.command("bench", context_settings={"allow_extra_args": True})(system.bench)
 
 
 def main() -> None:

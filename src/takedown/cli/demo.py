@@ -3,10 +3,42 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+from rich.table import Table
 
 from takedown.cli import common
+
+if TYPE_CHECKING:
+    from takedown.sim.scenario import Progress
+
+
+def _progress_table(p: Progress) -> Table:
+    """The live view of a running demo."""
+    table = Table(title=f"takedown demo — step {p.step}/{p.steps}", show_header=False)
+    table.add_row("simulated date", f"{p.now:%a %d %b %Y %H:%M} UTC")
+    share = "–" if p.removed_share is None else f"{100 * p.removed_share:.1f}%"
+    table.add_row("items left", f"{p.remaining:,} (removed or withheld: {share})")
+    table.add_row("measures in force", "; ".join(p.measures) or "none")
+    rates = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(p.last_rates.items()))
+    table.add_row("last measured kbit/s", rates or "–")
+    return table
+
+
+def _print_services(urls: dict[str, str], sim_port: int) -> None:
+    """Where the services left running are, and a transfer to try through the proxy."""
+    for name, url in urls.items():
+        common.console.print(f"{name:>9}: {url}")
+    common.console.print(
+        "try: curl -p -x " + urls["enforce"] + " --connect-to "
+        f"pbs.twimg.com:80:127.0.0.1:{sim_port} "
+        "http://pbs.twimg.com/_sim/stream/100000 -o /dev/null "
+        "-w '%{speed_download} bytes/s\\n'",
+        soft_wrap=True,
+        highlight=False,
+    )
+    common.console.print("services are running; Ctrl-C stops them")
 
 
 def demo(
@@ -29,15 +61,8 @@ def demo(
     Example: takedown demo --out demo-out && xdg-open demo-out/report.html
     """
     from rich.live import Live
-    from rich.table import Table
 
-    from takedown.sim.scenario import (
-        Demo,
-        DemoOptions,
-        Progress,
-        install_signal_handlers,
-        wait_forever,
-    )
+    from takedown.sim.scenario import Demo, DemoOptions, install_signal_handlers, wait_forever
 
     opts = DemoOptions(
         out=out,
@@ -50,16 +75,6 @@ def demo(
         measure_seconds=measure_seconds,
     )
 
-    def view(p: Progress) -> Table:
-        table = Table(title=f"takedown demo — step {p.step}/{p.steps}", show_header=False)
-        table.add_row("simulated date", f"{p.now:%a %d %b %Y %H:%M} UTC")
-        share = "–" if p.removed_share is None else f"{100 * p.removed_share:.1f}%"
-        table.add_row("items left", f"{p.remaining:,} (removed or withheld: {share})")
-        table.add_row("measures in force", "; ".join(p.measures) or "none")
-        rates = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(p.last_rates.items()))
-        table.add_row("last measured kbit/s", rates or "–")
-        return table
-
     restore = install_signal_handlers()
     show = not json_out and common.err_console.is_terminal
     try:
@@ -68,7 +83,7 @@ def demo(
             Live(console=common.err_console, auto_refresh=False, transient=False) as live,
         ):
             if show:
-                run.on_progress = lambda p: live.update(view(p), refresh=True)
+                run.on_progress = lambda p: live.update(_progress_table(p), refresh=True)
             result = run.run()
             live.stop()
             if json_out:
@@ -84,24 +99,9 @@ def demo(
                 common.console.print(result.statement, highlight=False)
                 common.console.print(f"report: {result.report}")
             if keep_running:
-                for name, url in result.urls.items():
-                    common.console.print(f"{name:>9}: {url}")
-                common.console.print(
-                    "try: curl -p -x " + result.urls["enforce"] + " --connect-to "
-                    f"pbs.twimg.com:80:127.0.0.1:{run.ports['sim']} "
-                    "http://pbs.twimg.com/_sim/stream/100000 -o /dev/null "
-                    "-w '%{speed_download} bytes/s\\n'",
-                    soft_wrap=True,
-                    highlight=False,
-                )
-                common.console.print("services are running; Ctrl-C stops them")
+                _print_services(result.urls, run.ports["sim"])
                 wait_forever()
     except KeyboardInterrupt:
         raise common.fail("interrupted; every service was stopped", 130) from None
     finally:
         restore()
-
-
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
-    app.command("demo")(demo)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from takedown.errors import UsageError
+from takedown.errors import InputError, UsageError
+
+if TYPE_CHECKING:
+    from takedown.enforce.process import EnforceOptions
 
 
 def _host_port(text: str, option: str) -> tuple[str, int]:
@@ -18,98 +22,126 @@ def _host_port(text: str, option: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
+def _options(
+    *,
+    feed: str | None,
+    listen: str,
+    mode: str,
+    subscribers: Path | None,
+    metrics: str | None,
+    workers: int,
+    state: Path,
+    root: Path | None,
+    refresh: float,
+    sniff_timeout: float,
+    resolve: list[str],
+    operator_url: str | None,
+    throttle_scope: str,
+    no_splice: bool,
+) -> EnforceOptions:
+    """The command line as EnforceOptions; UsageError on a bad value."""
+    from takedown.enforce.process import EnforceOptions
+    from takedown.enforce.server import Mode, ServerConfig, ThrottleScope
+    from takedown.names import parse_resolve
 
-    @app.command("enforce")
-    def enforce(
-        feed: str = typer.Option(
-            None,
-            "--feed",
-            help="Directive feed: TUF repository URL or directory, or a plain "
-            "directives.json file / directory (trusted local path, unsigned).",
+    try:
+        resolved = parse_resolve(resolve)
+    except InputError as exc:  # a bad option value is a usage error here (exit 2)
+        raise UsageError(exc.message, where=exc.where) from None
+    try:
+        mode_value = Mode(mode)
+    except ValueError:
+        raise UsageError(f"unknown mode {mode!r}", where="--mode") from None
+    try:
+        scope_value = ThrottleScope(throttle_scope)
+    except ValueError:
+        raise UsageError(
+            f"unknown throttle scope {throttle_scope!r} (expected flow or subscriber)",
+            where="--throttle-scope",
+        ) from None
+    return EnforceOptions(
+        listen=_host_port(listen, "--listen"),
+        feed=feed,
+        state_dir=str(state),
+        root=str(root) if root else None,
+        refresh=refresh,
+        subscribers=str(subscribers) if subscribers else None,
+        metrics=_host_port(metrics, "--metrics") if metrics else None,
+        workers=workers,
+        config=ServerConfig(
+            mode=mode_value,
+            sniff_timeout=sniff_timeout,
+            resolve=resolved,
+            operator_url=operator_url,
+            use_splice=not no_splice,
+            throttle_scope=scope_value,
         ),
-        listen: str = typer.Option("127.0.0.1:3128", "--listen", help="HOST:PORT to accept on."),
-        mode: str = typer.Option("connect", "--mode", help="connect | socks5 | transparent"),
-        subscribers: Path = typer.Option(None, "--subscribers", help="Subscriber classes (TOML)."),
-        metrics: str = typer.Option(None, "--metrics", help="HOST:PORT for Prometheus /metrics."),
-        workers: int = typer.Option(1, "--workers", min=1, help="Processes sharing the port."),
-        state: Path = typer.Option(
-            Path(".takedown-enforce"), "--state", help="Feed client state (trusted metadata)."
-        ),
-        root: Path = typer.Option(None, "--root", help="Trusted 1.root.json of the feed."),
-        refresh: float = typer.Option(2.0, "--refresh", help="Seconds between feed polls."),
-        sniff_timeout: float = typer.Option(
-            2.0, "--sniff-timeout", help="Seconds to wait for a client's first bytes."
-        ),
-        resolve: list[str] = typer.Option(
-            [], "--resolve", help="HOST:IP for upstream connections ('*:IP' maps every name)."
-        ),
-        operator_url: str = typer.Option(
-            None, "--operator-url", help='Link rel="blocked-by" target of 451 answers.'
-        ),
-        throttle_scope: str = typer.Option(
-            "flow",
-            "--throttle-scope",
-            help="flow: each throttled flow gets the directive's rate in each direction; "
-            "subscriber: a subscriber address's throttled flows under the same directive "
-            "share one bucket per direction, so together they get the directive's rate.",
-        ),
-        no_splice: bool = typer.Option(False, "--no-splice", help="Relay without os.splice."),
-        log_level: str = typer.Option("info", "--log-level"),
-    ) -> None:
-        """Apply the directive feed to live flows: pass, throttle or block.
+    )
 
-        Example: takedown enforce --feed https://feed.example/ --root 1.root.json
-        --listen 0.0.0.0:3128 --mode socks5 --subscribers subs.toml --metrics 127.0.0.1:9108
-        """
-        from takedown.enforce.server import (
-            EnforceOptions,
-            Mode,
-            ServerConfig,
-            ThrottleScope,
-            run,
-        )
 
-        try:
-            mode_value = Mode(mode)
-        except ValueError:
-            raise UsageError(f"unknown mode {mode!r}", where="--mode") from None
-        try:
-            scope_value = ThrottleScope(throttle_scope)
-        except ValueError:
-            raise UsageError(
-                f"unknown throttle scope {throttle_scope!r} (expected flow or subscriber)",
-                where="--throttle-scope",
-            ) from None
-        mapping: dict[str, str] = {}
-        for item in resolve:
-            name, sep, ip = item.rpartition(":") if item.count(":") == 1 else item.partition(":")
-            if not sep or not name or not ip:
-                raise UsageError(f"expected HOST:IP, not {item!r}", where="--resolve")
-            mapping[name.lower()] = ip
-        logging.basicConfig(
-            level=getattr(logging, log_level.upper(), logging.INFO),
-            format="%(asctime)s %(process)d %(levelname)s %(message)s",
-        )
-        opts = EnforceOptions(
-            listen=_host_port(listen, "--listen"),
-            feed=feed,
-            state_dir=str(state),
-            root=str(root) if root else None,
-            refresh=refresh,
-            subscribers=str(subscribers) if subscribers else None,
-            metrics=_host_port(metrics, "--metrics") if metrics else None,
-            workers=workers,
-            config=ServerConfig(
-                mode=mode_value,
-                sniff_timeout=sniff_timeout,
-                resolve=mapping,
-                operator_url=operator_url,
-                use_splice=not no_splice,
-                throttle_scope=scope_value,
-            ),
-        )
-        code = run(opts)
-        if code:
-            raise typer.Exit(code)
+def enforce(
+    feed: str = typer.Option(
+        None,
+        "--feed",
+        help="Directive feed: TUF repository URL or directory, or a plain "
+        "directives.json file / directory (trusted local path, unsigned).",
+    ),
+    listen: str = typer.Option("127.0.0.1:3128", "--listen", help="HOST:PORT to accept on."),
+    mode: str = typer.Option("connect", "--mode", help="connect | socks5 | transparent"),
+    subscribers: Path = typer.Option(None, "--subscribers", help="Subscriber classes (TOML)."),
+    metrics: str = typer.Option(None, "--metrics", help="HOST:PORT for Prometheus /metrics."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes sharing the port."),
+    state: Path = typer.Option(
+        Path(".takedown-enforce"), "--state", help="Feed client state (trusted metadata)."
+    ),
+    root: Path = typer.Option(None, "--root", help="Trusted 1.root.json of the feed."),
+    refresh: float = typer.Option(2.0, "--refresh", help="Seconds between feed polls."),
+    sniff_timeout: float = typer.Option(
+        2.0, "--sniff-timeout", help="Seconds to wait for a client's first bytes."
+    ),
+    resolve: list[str] = typer.Option(
+        [], "--resolve", help="HOST:IP for upstream connections ('*:IP' maps every name)."
+    ),
+    operator_url: str = typer.Option(
+        None, "--operator-url", help='Link rel="blocked-by" target of 451 answers.'
+    ),
+    throttle_scope: str = typer.Option(
+        "flow",
+        "--throttle-scope",
+        help="flow: each throttled flow gets the directive's rate in each direction; "
+        "subscriber: a subscriber address's throttled flows under the same directive "
+        "share one bucket per direction, so together they get the directive's rate.",
+    ),
+    no_splice: bool = typer.Option(False, "--no-splice", help="Relay without os.splice."),
+    log_level: str = typer.Option("info", "--log-level"),
+) -> None:
+    """Apply the directive feed to live flows: pass, throttle or block.
+
+    Example: takedown enforce --feed https://feed.example/ --root 1.root.json
+    --listen 0.0.0.0:3128 --mode socks5 --subscribers subs.toml --metrics 127.0.0.1:9108
+    """
+    from takedown.enforce.process import run
+
+    opts = _options(
+        feed=feed,
+        listen=listen,
+        mode=mode,
+        subscribers=subscribers,
+        metrics=metrics,
+        workers=workers,
+        state=state,
+        root=root,
+        refresh=refresh,
+        sniff_timeout=sniff_timeout,
+        resolve=resolve,
+        operator_url=operator_url,
+        throttle_scope=throttle_scope,
+        no_splice=no_splice,
+    )
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        format="%(asctime)s %(process)d %(levelname)s %(message)s",
+    )
+    code = run(opts)
+    if code:
+        raise typer.Exit(code)

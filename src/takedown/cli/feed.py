@@ -270,12 +270,13 @@ def pull(
 
     Trusted metadata is kept in DIR/.tuf/, so rollbacks are refused on later pulls.
     """
+    from takedown.clock import SystemClock
     from takedown.feed.client import FeedClient
     from takedown.feed.directives import TARGET_NAME, format_time
     from takedown.feed.repository import write_atomic
 
     directory.mkdir(parents=True, exist_ok=True)
-    client = FeedClient(url, directory / ".tuf", root=root)
+    client = FeedClient(url, directory / ".tuf", root=root, clock=SystemClock())
     new = client.refresh()
     ds = client.last_good
     if ds is not None:
@@ -299,8 +300,3 @@ def pull(
             f"{state}: sequence {ds.sequence}, {len(ds.directives)} directives, targets "
             f"v{client.version}, feed expires {data['timestamp_expires']} → {data['file']}"
         )
-
-
-def register(main: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
-    main.add_typer(app, name="feed")

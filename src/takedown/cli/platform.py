@@ -6,99 +6,111 @@ import typer
 from rich.table import Table
 
 from takedown.cli import common
-from takedown.cli.policy import platform_obligation
+
+app = typer.Typer(help="Platforms: host patterns, notice endpoint, tokens, signing keys.")
 
 
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
-    group = typer.Typer(help="Platforms: host patterns, notice endpoint, tokens, signing keys.")
-    app.add_typer(group, name="platform")
-    group.command("obligation")(platform_obligation)
+@app.command("add")
+def add(
+    slug: str = typer.Argument(..., help="Short name, e.g. twitter."),
+    name: str = typer.Option(..., "--name", help="Display name."),
+    notice_url: str = typer.Option(None, "--notice-url", help="Webhook URL for notices."),
+    host: list[str] = typer.Option(
+        [], "--host", help="PATTERN=CLASS, e.g. '*.twimg.com=media' (repeatable)."
+    ),
+    profile: str = typer.Option("ru-2021", "--profile", help="Jurisdiction profile."),
+    as_json: bool = typer.Option(False, "--json", help="Machine output."),
+) -> None:
+    """Add a platform; prints its webhook signing secret once.
 
-    @group.command("add")
-    def add(
-        slug: str = typer.Argument(..., help="Short name, e.g. twitter."),
-        name: str = typer.Option(..., "--name", help="Display name."),
-        notice_url: str = typer.Option(None, "--notice-url", help="Webhook URL for notices."),
-        host: list[str] = typer.Option(
-            [], "--host", help="PATTERN=CLASS, e.g. '*.twimg.com=media' (repeatable)."
-        ),
-        profile: str = typer.Option("ru-2021", "--profile", help="Jurisdiction profile."),
-        as_json: bool = typer.Option(False, "--json", help="Machine output."),
-    ) -> None:
-        """Add a platform; prints its webhook signing secret once.
+    Example: takedown platform add twitter --name Twitter
+    --notice-url http://127.0.0.1:9000/notices --host twitter.com=text
+    --host '*.twimg.com=media' --host t.co=links
+    """
+    from takedown import platforms
 
-        Example: takedown platform add twitter --name Twitter
-        --notice-url http://127.0.0.1:9000/notices --host twitter.com=text
-        --host '*.twimg.com=media' --host t.co=links
-        """
-        from takedown import platforms
+    hosts = [platforms.parse_host_spec(h) for h in host]
+    info, secret = platforms.add_platform(
+        common.database(),
+        slug,
+        name=name,
+        notice_url=notice_url,
+        hosts=hosts,
+        profile=profile,
+        now=common.now(),
+        actor=common.actor(),
+    )
+    if as_json:
+        common.print_json({**info.as_json(), "webhook_secret": secret})
+        return
+    common.console.print(f"added platform [bold]{slug}[/bold] (id {info.id})")
+    common.console.print(f"webhook secret (shown once): {secret}", highlight=False)
 
-        hosts = [platforms.parse_host_spec(h) for h in host]
-        info, secret = platforms.add_platform(
-            common.database(),
-            slug,
-            name=name,
-            notice_url=notice_url,
-            hosts=hosts,
-            profile=profile,
-            now=common.now(),
-            actor=common.actor(),
-        )
-        if as_json:
-            common.print_json({**info.as_json(), "webhook_secret": secret})
-            return
-        common.console.print(f"added platform [bold]{slug}[/bold] (id {info.id})")
-        common.console.print(f"webhook secret (shown once): {secret}", highlight=False)
 
-    @group.command("list")
-    def list_(as_json: bool = typer.Option(False, "--json", help="Machine output.")) -> None:
-        """List platforms with their hosts and notice endpoints."""
-        from takedown import platforms
+@app.command("list")
+def list_(as_json: bool = typer.Option(False, "--json", help="Machine output.")) -> None:
+    """List platforms with their hosts and notice endpoints."""
+    from takedown import platforms
 
-        infos = platforms.list_platforms(common.database())
-        if as_json:
-            common.print_json([i.as_json() for i in infos])
-            return
-        table = Table("slug", "name", "profile", "notice URL", "hosts", "tokens")
-        for i in infos:
-            hosts = ", ".join(f"{h.pattern}={h.content_class}" for h in i.hosts)
-            table.add_row(i.slug, i.name, i.profile, i.notice_url or "-", hosts, str(i.tokens))
-        common.console.print(table)
+    infos = platforms.list_platforms(common.database())
+    if as_json:
+        common.print_json([i.as_json() for i in infos])
+        return
+    table = Table("slug", "name", "profile", "notice URL", "hosts", "tokens")
+    for i in infos:
+        hosts = ", ".join(f"{h.pattern}={h.content_class}" for h in i.hosts)
+        table.add_row(i.slug, i.name, i.profile, i.notice_url or "-", hosts, str(i.tokens))
+    common.console.print(table)
 
-    @group.command("token")
-    def token(
-        slug: str = typer.Argument(...),
-        revoke_others: bool = typer.Option(False, "--revoke-others", help="Revoke older tokens."),
-        as_json: bool = typer.Option(False, "--json", help="Machine output."),
-    ) -> None:
-        """Issue an API token for the platform (shown once, stored hashed)."""
-        from takedown import platforms
 
-        value = platforms.issue_token(
-            common.database(),
-            slug,
-            now=common.now(),
-            actor=common.actor(),
-            revoke_others=revoke_others,
-        )
-        if as_json:
-            common.print_json({"platform": slug, "token": value})
-        else:
-            common.console.print(f"API token for {slug} (shown once): {value}", highlight=False)
+@app.command("token")
+def token(
+    slug: str = typer.Argument(...),
+    revoke_others: bool = typer.Option(False, "--revoke-others", help="Revoke older tokens."),
+    as_json: bool = typer.Option(False, "--json", help="Machine output."),
+) -> None:
+    """Issue an API token for the platform (shown once, stored hashed)."""
+    from takedown import platforms
 
-    @group.command("rotate-key")
-    def rotate_key(
-        slug: str = typer.Argument(...),
-        as_json: bool = typer.Option(False, "--json", help="Machine output."),
-    ) -> None:
-        """Replace the platform's webhook signing secret; prints the new one once."""
-        from takedown import platforms
+    value = platforms.issue_token(
+        common.database(),
+        slug,
+        now=common.now(),
+        actor=common.actor(),
+        revoke_others=revoke_others,
+    )
+    if as_json:
+        common.print_json({"platform": slug, "token": value})
+    else:
+        common.console.print(f"API token for {slug} (shown once): {value}", highlight=False)
 
-        secret = platforms.rotate_key(
-            common.database(), slug, now=common.now(), actor=common.actor()
-        )
-        if as_json:
-            common.print_json({"platform": slug, "webhook_secret": secret})
-        else:
-            common.console.print(f"new webhook secret for {slug}: {secret}", highlight=False)
+
+@app.command("rotate-key")
+def rotate_key(
+    slug: str = typer.Argument(...),
+    as_json: bool = typer.Option(False, "--json", help="Machine output."),
+) -> None:
+    """Replace the platform's webhook signing secret; prints the new one once."""
+    from takedown import platforms
+
+    secret = platforms.rotate_key(common.database(), slug, now=common.now(), actor=common.actor())
+    if as_json:
+        common.print_json({"platform": slug, "webhook_secret": secret})
+    else:
+        common.console.print(f"new webhook secret for {slug}: {secret}", highlight=False)
+
+
+@app.command("obligation")
+def obligation(
+    slug: str = typer.Argument(..., metavar="SLUG"),
+    kind: str = typer.Argument(..., metavar="KIND", help="e.g. data-localisation"),
+    state: str = typer.Option(..., "--state", help="compliant or violating"),
+    decision: str = typer.Option(..., "--decision", help="The decision establishing it."),
+) -> None:
+    """Record a platform's obligation state (e.g. data-localisation violating)."""
+    from takedown.policy import measures
+
+    measures.set_obligation(
+        common.database(), slug, kind, state, decision, common.now(), common.actor()
+    )
+    common.console.print(f"{slug}: {kind} {state} (decision {decision})", highlight=False)

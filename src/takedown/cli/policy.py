@@ -1,4 +1,4 @@
-"""`takedown policy ...` (ladder check, eval, simulate) and `takedown measures ...`."""
+"""`takedown policy ...`: check a ladder, evaluate it over the ledger, simulate it."""
 
 from __future__ import annotations
 
@@ -10,16 +10,13 @@ import typer
 from rich.table import Table
 
 from takedown.cli import common
+from takedown.model import describe_action
 
-policy_app = typer.Typer(
-    help="The enforcement ladder: check, evaluate, simulate.", no_args_is_help=True
-)
-measures_app = typer.Typer(
-    help="Measures: list, explain, approve, impose and lift by decision.", no_args_is_help=True
-)
+app = typer.Typer(help="The enforcement ladder: check, evaluate, simulate.", no_args_is_help=True)
 
 
-def _time(value: str | None, where: str) -> datetime:
+def at_time(value: str | None, where: str) -> datetime:
+    """The ISO 8601 time of option ``where`` (None: now)."""
     from takedown.clock import parse_time
     from takedown.errors import InputError
 
@@ -41,14 +38,15 @@ def _ladder(path: str | None):  # type: ignore[no-untyped-def]
     return spec.load(path)
 
 
-def _fmt(value: Any) -> str:
+def fmt(value: Any) -> str:
+    """A value as a table cell: short times, short floats, scopes as ``mobile 100%``."""
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M")
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, dict):
         return ", ".join(
-            f"{k} {_fmt(v)}%" if k in ("mobile", "fixed") else f"{k}={_fmt(v)}"
+            f"{k} {fmt(v)}%" if k in ("mobile", "fixed") else f"{k}={fmt(v)}"
             for k, v in value.items()
         )
     if isinstance(value, list | tuple):
@@ -72,23 +70,22 @@ def _proposals_table(proposals: list[Any], title: str) -> Table:
     ):
         table.add_column(col)
     for p in proposals:
-        what = p.action.value + (f" {p.rate_kbps} kbit/s" if p.rate_kbps else "")
         table.add_row(
-            _fmt(p.at),
+            fmt(p.at),
             p.platform,
             p.kind.value,
             p.rule,
-            what,
-            _fmt(p.classes),
-            _fmt(p.scope),
-            _fmt(p.review_at),
+            describe_action(p.action, p.rate_kbps),
+            fmt(p.classes),
+            fmt(p.scope),
+            fmt(p.review_at),
             "needed" if p.needs_approval else "",
-            "; ".join(f"{k}={_fmt(v)}" for k, v in p.figures.items()),
+            "; ".join(f"{k}={fmt(v)}" for k, v in p.figures.items()),
         )
     return table
 
 
-@policy_app.command("check")
+@app.command("check")
 def policy_check(
     file: str = typer.Argument(..., help="Ladder TOML file."),
     json_out: bool = typer.Option(False, "--json", help="Machine output."),
@@ -116,7 +113,7 @@ def policy_check(
     )
 
 
-@policy_app.command("eval")
+@app.command("eval")
 def policy_eval(
     at: str = typer.Option(None, "--at", help="Evaluate as of this ISO 8601 time (default: now)."),
     apply: bool = typer.Option(False, "--apply", help="Write the proposals as measures."),
@@ -128,7 +125,7 @@ def policy_eval(
     from takedown.policy import measures
 
     ladder = _ladder(ladder_file)
-    now = _time(at, "--at")
+    now = at_time(at, "--at")
     db = common.database()
     proposals, ids = measures.run(db, ladder, now, common.actor(), apply=apply, platform=platform)
     if json_out:
@@ -143,16 +140,16 @@ def policy_eval(
         )
         return
     if not proposals:
-        common.console.print(f"{ladder.label}: nothing to propose at {_fmt(now)}", highlight=False)
+        common.console.print(f"{ladder.label}: nothing to propose at {fmt(now)}", highlight=False)
         return
-    common.console.print(_proposals_table(proposals, f"{ladder.label} at {_fmt(now)}"))
+    common.console.print(_proposals_table(proposals, f"{ladder.label} at {fmt(now)}"))
     if apply:
         common.console.print(f"applied: measures {', '.join(map(str, ids))}", highlight=False)
     else:
         common.console.print("proposals only; --apply writes them", highlight=False)
 
 
-@policy_app.command("simulate")
+@app.command("simulate")
 def policy_simulate(
     file: str = typer.Argument(..., help="Ladder TOML file."),
     start: str = typer.Option(..., "--from", help="First moment (ISO 8601)."),
@@ -169,8 +166,8 @@ def policy_simulate(
     results = measures.simulate(
         common.database(),
         ladder,
-        _time(start, "--from"),
-        _time(end, "--to"),
+        at_time(start, "--from"),
+        at_time(end, "--to"),
         step=spec.parse_duration(step, "--step"),
         platform=platform,
         approve=approve,
@@ -206,188 +203,3 @@ def policy_simulate(
         return
     props = [p for steps in results.values() for r in steps for p in r.proposals]
     common.console.print(_proposals_table(props, f"what-if: {ladder.label}"))
-
-
-@measures_app.command("list")
-def measures_list(
-    json_out: bool = typer.Option(False, "--json", help="Machine output."),
-    at: str = typer.Option(None, "--at", help="As of this ISO 8601 time."),
-    platform: str = typer.Option(None, "--platform", help="Only this platform."),
-) -> None:
-    """List measures with their state (as of --at if given)."""
-    from takedown.policy import measures
-
-    rows = measures.list_measures(
-        common.database(), at=_time(at, "--at") if at else common.now(), platform=platform
-    )
-    if json_out:
-        common.print_json(rows)
-        return
-    table = Table(title="measures")
-    for col in (
-        "id",
-        "platform",
-        "state",
-        "action",
-        "classes",
-        "scope",
-        "since",
-        "review",
-        "rule / decision",
-    ):
-        table.add_column(col)
-    for m in rows:
-        what = m["action"] + (f" {m['rate_kbps']} kbit/s" if m["rate_kbps"] else "")
-        table.add_row(
-            str(m["id"]),
-            m["platform"],
-            m["state"],
-            what,
-            _fmt(m["classes"]),
-            _fmt(m["scope"]),
-            _fmt(m["starts_at"] or m["proposed_at"]),
-            _fmt(m["review_at"]),
-            m["rule"] or m["decision_ref"] or "",
-        )
-    common.console.print(table)
-
-
-@measures_app.command("explain")
-def measures_explain(
-    measure_id: int = typer.Argument(..., metavar="ID"),
-    json_out: bool = typer.Option(False, "--json", help="Machine output."),
-) -> None:
-    """The rule, the figures, the legal decisions behind the items, the approvals."""
-    from takedown.policy import measures
-
-    info = measures.explain(common.database(), measure_id)
-    if json_out:
-        common.print_json(info)
-        return
-    out = common.console
-    what = info["action"] + (f" {info['rate_kbps']} kbit/s" if info["rate_kbps"] else "")
-    out.print(
-        f"measure {info['id']}: {what} on {info['platform']} "
-        f"[{_fmt(info['classes'])}] {_fmt(info['scope'])} — {info['state']}",
-        highlight=False,
-    )
-    out.print(
-        f"  proposed {_fmt(info['proposed_at'])}, active {_fmt(info['starts_at'])}, "
-        f"review {_fmt(info['review_at'])}, lifted {_fmt(info['lifted_at'])}",
-        highlight=False,
-    )
-    if info["rule"]:
-        out.print(
-            f"  ladder {info['ladder']}, rule {info['rule']} "
-            f"(fired: {info['figures'].get('fired')})",
-            highlight=False,
-        )
-    if info["decision_ref"]:
-        out.print(f"  decision {info['decision_ref']}", highlight=False)
-    out.print(f"  reason: {info['reason']}", highlight=False)
-    read = info["figures"].get("read", {})
-    if read:
-        out.print(
-            "  figures read: " + "; ".join(f"{k}={_fmt(v)}" for k, v in read.items()),
-            highlight=False,
-        )
-    basis = info["legal_basis"]
-    out.print(
-        f"  legal basis: {basis['items']} items under {basis['decisions_total']} "
-        f"decision(s): " + ", ".join(f"{k} {v}" for k, v in basis["by_category"].items()),
-        highlight=False,
-    )
-    for d in basis["decisions"][:20]:
-        cats = ", ".join(f"{k} {v}" for k, v in d["by_category"].items())
-        out.print(
-            f"    {d['decision']} ({d['authority'] or '?'}, {d['date'] or '?'}): "
-            f"{d['items']} items: {cats}",
-            highlight=False,
-        )
-    for o in info["obligations"]:
-        out.print(
-            f"  obligation {o['kind']}: {o['state']} (decision {o['decision']}, {_fmt(o['at'])})",
-            highlight=False,
-        )
-    for a in info["approvals"]:
-        out.print(f"  approved by {a['by']} at {_fmt(a['at'])}", highlight=False)
-    for e in info["events"]:
-        out.print(
-            f"  event {e['seq']} {_fmt(e['at'])} {e['type']} by {e['actor']}", highlight=False
-        )
-
-
-@measures_app.command("approve")
-def measures_approve(
-    measure_id: int = typer.Argument(..., metavar="ID"),
-    by: str = typer.Option(..., "--by", help="The approver (not the one who applied it)."),
-) -> None:
-    """Approve a proposed measure; it becomes active now."""
-    from takedown.policy import measures
-
-    m = measures.approve(common.database(), measure_id, by, common.now())
-    common.console.print(f"measure {m['id']} approved by {by}: {m['state']}", highlight=False)
-
-
-@measures_app.command("add")
-def measures_add(
-    slug: str = typer.Argument(..., metavar="SLUG"),
-    action: str = typer.Option(..., "--action", help="throttle or block."),
-    rate_kbps: int = typer.Option(None, "--rate-kbps", help="Throttle rate, kbit/s."),
-    classes: str = typer.Option("*", "--classes", help="Content classes, e.g. media,links."),
-    mobile: float = typer.Option(100.0, "--mobile", help="Percent of mobile subscribers."),
-    fixed: float = typer.Option(100.0, "--fixed", help="Percent of fixed subscribers."),
-    expires: str = typer.Option(None, "--expires", help="Expiry (ISO 8601)."),
-    decision: str = typer.Option(..., "--decision", help="The decision imposing it."),
-    reason: str = typer.Option(..., "--reason", help="Why."),
-) -> None:
-    """Impose a measure by decision, outside any ladder (a block awaits approval)."""
-    from takedown.policy import measures
-
-    mid = measures.add(
-        common.database(),
-        slug,
-        action=action,
-        decision=decision,
-        reason=reason,
-        now=common.now(),
-        actor=common.actor(),
-        rate_kbps=rate_kbps,
-        classes=[c.strip() for c in classes.split(",") if c.strip()],
-        scope={"mobile": mobile, "fixed": fixed},
-        expires=_time(expires, "--expires") if expires else None,
-    )
-    common.console.print(f"measure {mid} recorded", highlight=False)
-
-
-@measures_app.command("lift")
-def measures_lift(
-    measure_id: int = typer.Argument(..., metavar="ID"),
-    decision: str = typer.Option(..., "--decision", help="The decision lifting it."),
-) -> None:
-    """Lift a measure by decision."""
-    from takedown.policy import measures
-
-    measures.lift(common.database(), measure_id, decision, common.now(), common.actor())
-    common.console.print(f"measure {measure_id} lifted", highlight=False)
-
-
-def platform_obligation(
-    slug: str = typer.Argument(..., metavar="SLUG"),
-    kind: str = typer.Argument(..., metavar="KIND", help="e.g. data-localisation"),
-    state: str = typer.Option(..., "--state", help="compliant or violating"),
-    decision: str = typer.Option(..., "--decision", help="The decision establishing it."),
-) -> None:
-    """Record a platform's obligation state (e.g. data-localisation violating)."""
-    from takedown.policy import measures
-
-    measures.set_obligation(
-        common.database(), slug, kind, state, decision, common.now(), common.actor()
-    )
-    common.console.print(f"{slug}: {kind} {state} (decision {decision})", highlight=False)
-
-
-def register(app: typer.Typer) -> None:
-    """Add the `policy` and `measures` groups to the main app."""
-    app.add_typer(policy_app, name="policy")
-    app.add_typer(measures_app, name="measures")

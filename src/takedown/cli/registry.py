@@ -175,32 +175,28 @@ def list_(
     json_out: bool = typer.Option(False, "--json", help="Machine output (JSON Lines)."),
 ) -> None:
     """List register items."""
-    import itertools
-
     from takedown.registry.formats._base import entry_fields as entry_to_dict
-    from takedown.registry.service import iter_entries
+    from takedown.registry.service import read_entries
 
-    db = common.database()
-    with db.reading() as session:
-        entries = iter_entries(session, category=category, platform=platform)
-        if limit:
-            entries = itertools.islice(entries, limit)
-        if json_out:
-            for entry in entries:
-                common.print_json(entry_to_dict(entry))
-            return
-        table = Table("id", "target", "category", "platform", "decision", "state")
-        for e in entries:
-            r = e.record
-            table.add_row(
-                str(e.id),
-                r.target.value,
-                r.category,
-                r.platform or "",
-                r.decision.reference,
-                e.state.value,
-            )
-        common.console.print(table)
+    entries = read_entries(
+        common.database(), category=category, platform=platform, limit=limit or None
+    )
+    if json_out:
+        for entry in entries:
+            common.print_json(entry_to_dict(entry))
+        return
+    table = Table("id", "target", "category", "platform", "decision", "state")
+    for e in entries:
+        r = e.record
+        table.add_row(
+            str(e.id),
+            r.target.value,
+            r.category,
+            r.platform or "",
+            r.decision.reference,
+            e.state.value,
+        )
+    common.console.print(table)
 
 
 @app.command("show")
@@ -236,8 +232,3 @@ def delist(
     db = common.database()
     do_delist(db, item_id, decision, now=common.now(), actor=common.actor())
     common.console.print(f"item {item_id} delisted under {decision}")
-
-
-def register(root: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
-    root.add_typer(app, name="registry")

@@ -44,7 +44,7 @@ def check(
         for d in compiled.directives.directives:
             table.add_row(
                 d.id,
-                d.action.value + (f" {d.rate_kbps} kbit/s" if d.rate_kbps else ""),
+                d.describe(),
                 ", ".join(h.pattern for h in d.hosts),
                 ", ".join(d.ip_ranges),
                 ", ".join(f"{k} {v:g}%" for k, v in sorted(d.scope.items())),
@@ -60,8 +60,3 @@ def check(
         )
     if report.collateral:
         raise typer.Exit(1)
-
-
-def register(root: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
-    root.add_typer(app, name="rules")

@@ -31,8 +31,8 @@ class Action(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
-    """What to do with one flow, and why."""
+class Verdict:
+    """What to do with one flow, and why (not a legal decision: see ``model.Decision``)."""
 
     action: Action
     rate_kbps: int | None = None
@@ -132,7 +132,7 @@ def decide(
     subscriber_addr: str | None,
     now: datetime,
     subscribers: Subscribers | None = None,
-) -> Decision:
+) -> Verdict:
     """The most restrictive directive in force that matches a revealed name or the address.
 
     A directive applies when one of its host rules matches any of ``names`` (or one of its
@@ -157,7 +157,7 @@ def decide(
         hits.extend((key, dest_ip) for key in index.matcher.match_ip(dest_ip))
 
     if not hits:
-        return Decision(Action.PASS, subscriber_class=sub_class, reason="no rule matches")
+        return Verdict(Action.PASS, subscriber_class=sub_class, reason="no rule matches")
 
     applicable: list[Directive] = []
     first_hit: dict[str, tuple[_Key, str]] = {}  # directive id -> its first matching rule
@@ -182,7 +182,7 @@ def decide(
         why = "no directive in force matches"
         if out_of_scope:
             why = f"subscriber outside the share of {', '.join(sorted(set(out_of_scope)))}"
-        return Decision(
+        return Verdict(
             Action.PASS, content_class=matched_class, subscriber_class=sub_class, reason=why
         )
 
@@ -195,7 +195,7 @@ def decide(
         decisions.extend(d for d in directive.decisions if d not in decisions)
         if directive.reference_url and directive.reference_url not in urls:
             urls.append(directive.reference_url)
-    return Decision(
+    return Verdict(
         action=action,
         rate_kbps=first.rate_kbps if action == Action.THROTTLE else None,
         directives=tuple(d.id for d in best),

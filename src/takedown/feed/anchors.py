@@ -21,7 +21,8 @@ from tuf.api.metadata import Metadata, Root, Targets
 from takedown.errors import InputError, NotFound
 from takedown.feed.directives import TARGET_NAME
 from takedown.feed.repository import AUDIT_HEAD_FIELD
-from takedown.store.audit import ChainHead
+from takedown.store.audit import AnchorReport, ChainHead, ChainReport, verify_anchors, verify_chain
+from takedown.store.db import Database
 
 MAX_ROOTS = 1000  # a root chain longer than this is not ours
 _VERSIONED = re.compile(r"^(\d+)\.targets\.json$")
@@ -127,3 +128,21 @@ def published_heads(source: str, *, timeout: float = 10.0) -> tuple[list[ChainHe
     else:
         roots, targets = _from_directory(Path(source))
     return heads_from(roots, targets)
+
+
+def verify_against(
+    db: Database, sources: Iterable[str]
+) -> tuple[ChainReport, AnchorReport | None, list[str]]:
+    """The chain's own check, then every head the feeds at ``sources`` published checked
+    against it (None without sources), and notes on feed files that were passed over."""
+    heads: list[ChainHead] = []
+    notes: list[str] = []
+    sources = list(sources)
+    for source in sources:
+        found, skipped = published_heads(source)
+        heads.extend(found)
+        notes.extend(skipped)
+    with db.reading() as session:
+        chain = verify_chain(session)
+        anchors = verify_anchors(session, heads) if sources else None
+    return chain, anchors, notes

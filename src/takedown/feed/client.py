@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -26,6 +26,7 @@ from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import Metadata
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig, Urllib3Fetcher
 
+from takedown.clock import Clock
 from takedown.errors import InputError, TakedownError
 from takedown.feed.directives import TARGET_NAME, loads
 from takedown.model import DirectiveSet
@@ -102,8 +103,9 @@ class FeedClient:
     Attributes after ``refresh``: ``last_good`` (the last set that verified and loaded,
     kept through refusals), ``version`` (targets metadata version of ``last_good``'s
     metadata state), ``expires`` (timestamp metadata expiry, real time: past it the feed is
-    stale), ``fetched_at`` (real time of the last successful refresh), ``refusals``
-    (reason → count, for metrics), ``last_error``.
+    stale), ``fetched_at`` (``clock`` time of the last successful refresh), ``refusals``
+    (reason → count, for metrics), ``last_error``. ``clock`` is the caller's real-time
+    clock (TUF expiries run on real time, not on a scenario's simulated one).
     """
 
     def __init__(
@@ -113,8 +115,10 @@ class FeedClient:
         *,
         root: bytes | Path | None = None,
         fetcher: FetcherInterface | None = None,
+        clock: Clock,
     ) -> None:
         self.source = str(source)
+        self.clock = clock
         self.state_dir = Path(state_dir)
         self._metadata_dir = self.state_dir / "metadata"
         self._targets_dir = self.state_dir / "targets"
@@ -254,7 +258,7 @@ class FeedClient:
     def _mark(self, expires: datetime, version: int) -> None:
         self.expires = expires
         self.version = version
-        self.fetched_at = datetime.now(UTC)
+        self.fetched_at = self.clock.now()
         self.last_error = None
 
     def _remember(self, sha: str, version: int) -> None:
@@ -263,10 +267,10 @@ class FeedClient:
         tmp.write_bytes(record)
         os.replace(tmp, self.state_dir / "last_good.json")
 
-    def stale(self, now: datetime | None = None) -> bool:
-        """True if no timestamp was ever verified or the verified one has expired (real time)."""
-        when = now or datetime.now(UTC)
-        return self.expires is None or when >= self.expires
+    def stale(self, now: datetime) -> bool:
+        """True if no timestamp was ever verified or the verified one has expired at ``now``
+        (real time)."""
+        return self.expires is None or now >= self.expires
 
 
 def _describe(exc: BaseException) -> str:

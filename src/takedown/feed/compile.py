@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import quote
@@ -24,10 +25,12 @@ from takedown.model import (
     DirectiveSet,
     HostRule,
     MeasureAction,
+    MeasureRecord,
     MeasureState,
     TargetKind,
 )
 from takedown.names import split_pattern
+from takedown.policy.records import measure_record
 from takedown.store.schema import FeedPublication, Item, Measure, Platform, PlatformHost
 
 SCHEMA_VERSION = 1
@@ -46,16 +49,13 @@ class Compiled:
 
 
 def _measure_directive(
-    m: Measure, hosts: list[PlatformHost], now: datetime, public_url: str
+    m: MeasureRecord, hosts: Sequence[HostRule], now: datetime, public_url: str
 ) -> Directive:
-    classes = set(m.classes or [])
+    """The directive of an active measure over its platform's hosts of its content classes."""
+    classes = set(m.classes)
     rules = tuple(
         sorted(
-            (
-                HostRule(h.pattern, h.content_class)
-                for h in hosts
-                if not classes or "*" in classes or h.content_class in classes
-            ),
+            (h for h in hosts if not classes or "*" in classes or h.content_class in classes),
             key=lambda r: (r.pattern, r.content_class),
         )
     )
@@ -64,10 +64,10 @@ def _measure_directive(
         decisions.append(f"ladder rule {m.rule}")
     return Directive(
         id=f"m{m.id}",
-        action=MeasureAction(m.action),
+        action=m.action,
         hosts=rules,
         rate_kbps=m.rate_kbps if m.action == MeasureAction.THROTTLE else None,
-        scope={k: float(v) for k, v in sorted((m.scope or {"*": 100}).items())},
+        scope=dict(sorted((m.scope or {"*": 100.0}).items())),
         valid_from=m.starts_at,
         expires=m.expires_at or m.review_at or now + REGISTER_HORIZON,
         measure_id=m.id,
@@ -138,17 +138,18 @@ def compile_directives(
 ) -> Compiled:
     """The directive set in force at ``now``."""
     compiled = Compiled(DirectiveSet(SCHEMA_VERSION, 0, now, ()))
-    platforms = {p.id: p for p in session.scalars(select(Platform))}
-    hosts: dict[int, list[PlatformHost]] = defaultdict(list)
+    slugs = dict(session.execute(select(Platform.id, Platform.slug)).all())
+    hosts: dict[int, list[HostRule]] = defaultdict(list)
     for h in session.scalars(select(PlatformHost).order_by(PlatformHost.pattern)):
-        hosts[h.platform_id].append(h)
-        compiled.owners[h.pattern] = platforms[h.platform_id].slug
+        hosts[h.platform_id].append(HostRule(h.pattern, h.content_class))
+        compiled.owners[h.pattern] = slugs[h.platform_id]
     measures = session.scalars(
         select(Measure).where(Measure.state == MeasureState.ACTIVE.value).order_by(Measure.id)
     ).all()
     directives = []
     for m in measures:
-        directive = _measure_directive(m, hosts[m.platform_id], now, public_url)
+        record = measure_record(m, slugs[m.platform_id])
+        directive = _measure_directive(record, hosts[m.platform_id], now, public_url)
         if directive.in_force(now) or (directive.valid_from and directive.valid_from > now):
             directives.append(directive)
     directives += _register_directives(session, now, public_url, compiled)

@@ -5,7 +5,7 @@ from takedown.measure.transfer import (
     TransferResult,
     compare,
     measure_transfer,
-    parse_resolve,
 )
+from takedown.names import parse_resolve
 
 __all__ = ["Comparison", "TransferResult", "compare", "measure_transfer", "parse_resolve"]

@@ -14,7 +14,7 @@ import ipaddress
 import math
 import ssl
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -93,22 +93,6 @@ def compare(target: TransferResult, control: TransferResult, threshold: float = 
         return Comparison("inconclusive", math.nan, threshold)
     ratio = target.kbps / control.kbps
     return Comparison("throttled" if ratio < threshold else "normal", ratio, threshold)
-
-
-def parse_resolve(items: Sequence[str]) -> dict[str, str]:
-    """``HOST:IP`` items (as curl's --resolve without the port) to a mapping."""
-    out: dict[str, str] = {}
-    for i, item in enumerate(items):
-        host, colon, addr = item.partition(":")
-        addr = addr.strip().strip("[]")
-        try:
-            ipaddress.ip_address(addr)
-        except ValueError:
-            raise InputError(f"expected HOST:IP, got {item!r}", where=f"--resolve[{i}]") from None
-        if not colon or not host:
-            raise InputError(f"expected HOST:IP, got {item!r}", where=f"--resolve[{i}]")
-        out[host.lower().rstrip(".")] = addr
-    return out
 
 
 def measure_transfer(
@@ -278,7 +262,7 @@ class TunnelBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Any = None,
     ) -> httpcore.NetworkStream:
-        target = self.resolve.get(host.lower().rstrip("."), host)
+        target = self.resolve.get(host.lower().rstrip(".")) or self.resolve.get("*", host)
         if self.proxy is None:
             return self._inner.connect_tcp(target, port, timeout, local_address, socket_options)
         stream = self._inner.connect_tcp(

@@ -10,11 +10,13 @@ exactly-once effect.
 Time comes from the clock: ``next_attempt_at`` and leases are clock times, so tests move a
 SimClock instead of sleeping. Only the idle poll between empty rounds is a real wait.
 
-The worker is a pipeline, so database work overlaps with network I/O: it claims and
-prepares the next notices (in a thread) while earlier ones are still being sent, keeps at
-most ``concurrency`` POSTs in flight, and records outcomes as they complete, a few per
-transaction (one recording at a time; outcomes that arrive meanwhile join the next one).
-At most ``batch`` notices are claimed and not yet sent or in flight at any time.
+The worker is a pipeline (:mod:`takedown.store.worker`), so database work overlaps with
+network I/O: it claims and prepares the next notices (in a thread) while earlier ones are
+still being sent, keeps at most ``concurrency`` POSTs in flight, and records outcomes as
+they complete, a few per transaction (one recording at a time; outcomes that arrive
+meanwhile join the next one). At most ``batch`` notices are claimed and not yet sent or
+in flight at any time. This module supplies the steps: ``claim_due``, ``prepare``, the
+signed POST, ``record_outcomes`` and ``release``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from takedown.notices.outbox import encode, notice_documents
 from takedown.store import audit
 from takedown.store.db import Database
 from takedown.store.schema import DeliveryAttempt, Notice, Platform
+from takedown.store.worker import Pace, pump
 
 ACTOR = "delivery-worker"
 CONCURRENCY = 16  # POSTs in flight per worker (the bench's baseline uses the same)
@@ -171,7 +174,6 @@ def record_outcomes(
     if not outcomes:
         return {}
     ids = sorted({nid for nid, _o, _r in outcomes})
-    out: list[str] = []
     with db.session() as session:
         # Notice rows first (locked in id order), the audit head last: the same lock order
         # as every other writer (e.g. an acknowledgement), so PostgreSQL cannot deadlock.
@@ -200,26 +202,7 @@ def record_outcomes(
                 for nid, o, _r in outcomes
             ],
         )
-        changes: list[dict[str, object]] = []
-        events: list[tuple[str, dict[str, object]]] = []
-        for nid, outcome, rnd in outcomes:
-            if nid not in held:  # not ours (or already moved on by an earlier outcome)
-                out.append("lost-claim")
-                continue
-            attempts = held.pop(nid) + 1
-            state, next_at, event = advance(nid, attempts, outcome, now, policy, rnd)
-            out.append(state)
-            changes.append(
-                {
-                    "b_id": nid,
-                    "b_state": state,
-                    "b_attempts": attempts,
-                    "b_next": next_at,
-                    "b_delivered": now if state == DeliveryState.DELIVERED.value else None,
-                }
-            )
-            if event is not None:
-                events.append(event)
+        out, changes, events = _moves(held, outcomes, now, policy)
         if changes:
             t = Notice.__table__
             session.execute(
@@ -241,6 +224,38 @@ def record_outcomes(
         if result.get(nid) in (None, "lost-claim"):
             result[nid] = state
     return result
+
+
+def _moves(
+    held: dict[int, int],
+    outcomes: Sequence[tuple[int, Outcome, float]],
+    now: datetime,
+    policy: RetryPolicy,
+) -> tuple[list[str], list[dict[str, object]], list[tuple[str, dict[str, object]]]]:
+    """For outcomes in order (pure; ``held``: attempts so far of the notices still ours,
+    consumed): each one's state, the row changes, the audit events."""
+    out: list[str] = []
+    changes: list[dict[str, object]] = []
+    events: list[tuple[str, dict[str, object]]] = []
+    for nid, outcome, rnd in outcomes:
+        if nid not in held:  # not ours (or already moved on by an earlier outcome)
+            out.append("lost-claim")
+            continue
+        attempts = held.pop(nid) + 1
+        state, next_at, event = advance(nid, attempts, outcome, now, policy, rnd)
+        out.append(state)
+        changes.append(
+            {
+                "b_id": nid,
+                "b_state": state,
+                "b_attempts": attempts,
+                "b_next": next_at,
+                "b_delivered": now if state == DeliveryState.DELIVERED.value else None,
+            }
+        )
+        if event is not None:
+            events.append(event)
+    return out, changes, events
 
 
 def advance(
@@ -369,166 +384,81 @@ class DeliveryWorker:
         finally:
             await self.aclose()
 
+    def pace(self) -> Pace:
+        """The pipeline's shape: at most ``batch`` claimed and not yet sent; claim more once
+        this few are left to send (always room for one more claim); bodies built
+        ``concurrency`` at a time; a short linger lets a few outcomes share a transaction."""
+        low_water = min(self.batch - 1, max(self.concurrency, self.batch // 2))
+        return Pace(
+            claim=self.batch,
+            ahead=self.batch,
+            refill=low_water,
+            concurrency=self.concurrency,
+            prepare_chunk=self.concurrency,
+            linger=self.record_linger,
+            poll=self.poll_interval,
+        )
+
     async def _pump(
         self, *, claims: int | None, until_idle: bool, stop: asyncio.Event | None
     ) -> int:
-        """The pipeline: claim/prepare ahead, send with bounded concurrency, record in batches.
+        """Claim/prepare ahead, POST with bounded concurrency, record in batches
+        (:func:`takedown.store.worker.pump`); return the number of notices claimed."""
+        steps = _DeliverySteps(self, await self._ensure_client())
+        return await pump(
+            steps,
+            self.pace(),
+            claims=claims,
+            until_idle=until_idle,
+            stop=stop,
+            wake=self._wake,
+            log=logging.getLogger(__name__),
+        )
 
-        Stops after ``claims`` claim queries (None: no limit), when nothing is due and
-        nothing is in flight (``until_idle``), or when ``stop`` is set; then lets the POSTs
-        in flight finish, records them, and releases claims on notices never sent.
-        Returns the number of notices claimed.
-        """
-        client = await self._ensure_client()
-        sem = asyncio.Semaphore(self.concurrency)
-        sent_one = asyncio.Event()  # a POST finished (room to claim more)
-        recorded = asyncio.Event()  # outcomes were recorded (notices may be due again)
-        have_outcomes = asyncio.Event()
-        ahead = 0  # claimed and prepared, not yet POSTed to the end
-        unrecorded = 0  # claimed and prepared, outcome not yet recorded (nor released)
-        buffer: list[tuple[int, Outcome, float]] = []
-        unsent: list[int] = []
-        finished = False  # no more claims: the recorder stops once everything is recorded
-        senders: set[asyncio.Task[None]] = set()
-        errors: list[BaseException] = []
-        log = logging.getLogger(__name__)
 
-        def stopping() -> bool:
-            return stop is not None and stop.is_set()
+class _DeliverySteps:
+    """The delivery worker's steps for :func:`takedown.store.worker.pump`."""
 
-        async def send(p: Prepared) -> None:
-            nonlocal ahead, unrecorded
-            try:
-                async with sem:
-                    if stopping():
-                        unsent.append(p.notice_id)
-                        unrecorded -= 1
-                        return
-                    try:
-                        outcome = await self._post(client, p)
-                    except Exception as exc:  # never lose track of a claimed notice
-                        outcome = Outcome(None, f"{type(exc).__name__}: {exc}", 0.0)
-                buffer.append((p.notice_id, outcome, self.rng.random()))
-                have_outcomes.set()
-            finally:
-                ahead -= 1
-                sent_one.set()
+    def __init__(self, worker: DeliveryWorker, client: httpx.AsyncClient) -> None:
+        self.w = worker
+        self.client = client
 
-        async def recorder() -> None:
-            nonlocal unrecorded
-            while True:
-                if not buffer:
-                    if finished and unrecorded <= 0:
-                        return
-                    have_outcomes.clear()
-                    await have_outcomes.wait()
-                    continue
-                # a short linger lets a few completions share one transaction
-                if len(buffer) < self.concurrency and ahead > 0 and self.record_linger > 0:
-                    await asyncio.sleep(self.record_linger)
-                batch = buffer[:]
-                del buffer[:]
-                try:
-                    states = await asyncio.to_thread(
-                        record_outcomes,
-                        self.db,
-                        self.worker_id,
-                        batch,
-                        self.clock.now(),
-                        self.policy,
-                    )
-                except Exception as exc:  # the claims expire; receivers dedup the resend
-                    log.warning("recording %d delivery outcomes failed: %s", len(batch), exc)
-                    errors.append(exc)
-                    states = {}
-                for nid, outcome, _r in batch:
-                    if states.get(nid) == DeliveryState.DELIVERED.value:
-                        self.delivered += 1
-                    elif not outcome.ok:
-                        self.failed_attempts += 1
-                unrecorded -= len(batch)
-                recorded.set()
+    async def claim(self, limit: int) -> list[int]:
+        w = self.w
+        now = w.clock.now()
+        return await asyncio.to_thread(
+            claim_due, w.db, w.worker_id, now, limit=limit, lease=w.lease
+        )
 
-        async def wait(event: asyncio.Event, idle: bool = False) -> None:
-            """Wait for ``event`` or ``stop``; when ``idle``, also a wake-up or the poll."""
-            event.clear()
-            waiters = [asyncio.ensure_future(event.wait())]
-            if stop is not None:
-                waiters.append(asyncio.ensure_future(stop.wait()))
-            if idle:
-                waiters.append(asyncio.ensure_future(self._wake.wait()))
-            try:
-                await asyncio.wait(
-                    waiters,
-                    timeout=self.poll_interval if idle else None,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-            finally:
-                for w in waiters:
-                    w.cancel()
+    async def prepare(self, ids: Sequence[int]) -> list[Prepared]:
+        return await asyncio.to_thread(prepare, self.w.db, ids)
 
-        record_task = asyncio.create_task(recorder())
-        total = 0
-        n_claims = 0
-        # claim more once this few are left to send (always room for one more claim)
-        low_water = min(self.batch - 1, max(self.concurrency, self.batch // 2))
+    def key(self, work: Prepared) -> int:
+        return work.notice_id
+
+    async def send(self, p: Prepared) -> tuple[int, Outcome, float]:
         try:
-            while not stopping() and not (until_idle and errors):
-                if claims is not None and n_claims >= claims:
-                    break
-                if ahead > low_water:
-                    await wait(sent_one)
-                    continue
-                self._wake.clear()
-                try:
-                    ids = await asyncio.to_thread(
-                        claim_due,
-                        self.db,
-                        self.worker_id,
-                        self.clock.now(),
-                        limit=self.batch - ahead,
-                        lease=self.lease,
-                    )
-                    n_claims += 1
-                    total += len(ids)
-                    # build bodies a few at a time, so the first POSTs need not wait for all
-                    for k in range(0, len(ids), self.concurrency):
-                        if stopping():
-                            unsent.extend(ids[k:])
-                            break
-                        chunk = ids[k : k + self.concurrency]
-                        prepared = await asyncio.to_thread(prepare, self.db, chunk)
-                        ahead += len(prepared)
-                        unrecorded += len(prepared)
-                        for p in prepared:
-                            task = asyncio.create_task(send(p))
-                            senders.add(task)
-                            task.add_done_callback(senders.discard)
-                except Exception as exc:  # keep serving; a DB hiccup must not kill the loop
-                    if until_idle:
-                        raise
-                    log.warning("delivery round failed: %s", exc)
-                    await wait(recorded, idle=True)
-                    continue
-                if ids:
-                    continue
-                if unrecorded > 0:  # what is in flight may be due again once recorded
-                    await wait(recorded, idle=not until_idle)
-                elif until_idle:
-                    break
-                else:
-                    await wait(recorded, idle=True)
-        finally:
-            finished = True
-            if senders:
-                await asyncio.gather(*list(senders), return_exceptions=True)
-            have_outcomes.set()
-            await record_task
-            if unsent:
-                try:
-                    await asyncio.to_thread(release, self.db, self.worker_id, unsent)
-                except Exception as exc:  # the leases expire anyway
-                    log.warning("releasing %d claims failed: %s", len(unsent), exc)
-        if errors and until_idle:
-            raise errors[0]
-        return total
+            outcome = await self.w._post(self.client, p)
+        except Exception as exc:  # never lose track of a claimed notice
+            outcome = Outcome(None, f"{type(exc).__name__}: {exc}", 0.0)
+        return p.notice_id, outcome, self.w.rng.random()
+
+    async def record(self, batch: list[tuple[int, Outcome, float]]) -> None:
+        w = self.w
+        states: dict[int, str] = {}
+        try:
+            states = await asyncio.to_thread(
+                record_outcomes, w.db, w.worker_id, batch, w.clock.now(), w.policy
+            )
+        finally:  # a failed recording still counts the failed attempts
+            for nid, outcome, _r in batch:
+                if states.get(nid) == DeliveryState.DELIVERED.value:
+                    w.delivered += 1
+                elif not outcome.ok:
+                    w.failed_attempts += 1
+
+    async def release(self, ids: list[int]) -> None:
+        await asyncio.to_thread(release, self.w.db, self.w.worker_id, ids)
+
+    async def drained(self) -> bool:
+        return True

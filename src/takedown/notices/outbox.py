@@ -13,8 +13,9 @@ Rules (``plan``, pure):
   by its first notice (the legal deadline); repeat notices do not move it.
 - Large groups are split into notices of at most ``max_items`` items.
 
-``send`` writes the notices, their items, the items' deadline projection and one
-``notice.issued`` event per notice in one transaction; the delivery worker picks them up.
+``send`` writes the notices, their items, the items' deadline projection (through
+``ledger.projection.set_deadline``) and one ``notice.issued`` event per notice in one
+transaction; the delivery worker picks them up.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import exists, insert, select
 
 from takedown import config as config_mod
 from takedown.config import Profile
 from takedown.errors import NotFound
-from takedown.model import DeliveryState, ItemState, NoticeKind
+from takedown.ledger import projection
+from takedown.model import DeliveryState, ItemState, NoticeKind, NoticeRecord
 from takedown.notices.deadlines import item_deadline, notice_deadline
 from takedown.store import audit
 from takedown.store.db import Database
@@ -160,19 +162,10 @@ def _write(
     ids = [d.id for d in planned.items]
     session.execute(insert(NoticeItem), [{"notice_id": notice.id, "item_id": i} for i in ids])
     if planned.kind is NoticeKind.INITIAL:
-        for category in sorted({d.category for d in planned.items}):
-            session.execute(
-                update(Item)
-                .where(
-                    Item.id.in_(
-                        select(NoticeItem.item_id).where(NoticeItem.notice_id == notice.id)
-                    ),
-                    Item.category == category,
-                    Item.deadline_at.is_(None),
-                )
-                .values(deadline_at=item_deadline(profile, category, now))
-                .execution_options(synchronize_session=False)
-            )
+        categories = {d.category for d in planned.items}
+        projection.set_deadline(
+            session, notice.id, {c: item_deadline(profile, c, now) for c in categories}
+        )
     audit.record(
         session,
         at=now,
@@ -260,40 +253,6 @@ def encode(document: dict[str, object]) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-@dataclass(frozen=True)
-class NoticeRow:
-    id: int
-    platform: str
-    kind: str
-    issued_at: datetime
-    deadline_at: datetime
-    delivery_state: str
-    attempts: int
-    delivered_at: datetime | None
-    acknowledged_at: datetime | None
-    items: int
-    open_items: int
-
-    def overdue(self, now: datetime) -> bool:
-        return self.open_items > 0 and now >= self.deadline_at
-
-    def as_json(self, now: datetime) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "platform": self.platform,
-            "kind": self.kind,
-            "issued_at": _iso(self.issued_at),
-            "deadline_at": _iso(self.deadline_at),
-            "delivery_state": self.delivery_state,
-            "attempts": self.attempts,
-            "delivered_at": _iso(self.delivered_at),
-            "acknowledged_at": _iso(self.acknowledged_at),
-            "items": self.items,
-            "open_items": self.open_items,
-            "overdue": self.overdue(now),
-        }
-
-
 def list_notices(
     db: Database,
     *,
@@ -301,7 +260,7 @@ def list_notices(
     platform: str | None = None,
     overdue: bool = False,
     limit: int | None = None,
-) -> list[NoticeRow]:
+) -> list[NoticeRecord]:
     """Notices with item counts; ``overdue``: past deadline with items still open."""
     from sqlalchemy import case, func
 
@@ -329,7 +288,7 @@ def list_notices(
         out = []
         for n, slug, count, open_n in session.execute(query).all():
             out.append(
-                NoticeRow(
+                NoticeRecord(
                     n.id,
                     slug,
                     n.kind,

@@ -1,12 +1,12 @@
 """What platforms tell us: acknowledgements and responses (the platform API's core).
 
-State rule (``items.state`` projection): a ``removed`` or ``restricted`` response moves an
-``open`` item to ``claimed`` in the same transaction as the response row. Only the
-verification helper moves an item from ``claimed`` to ``removed`` / ``restricted`` (when its
-checks confirm the claim) or back to ``open`` (when they refute it). ``rejected`` and
-``needs_info`` leave the state as it is; the item stays open and is re-noticed after its
-deadline. Responses for an item that is already removed, restricted or delisted are
-recorded as facts and change nothing else.
+State rule (``items.state`` projection, written by ``ledger.projection.apply_response``): a
+``removed`` or ``restricted`` response moves an ``open`` item to ``claimed`` in the same
+transaction as the response row. Only the verification helper moves an item from
+``claimed`` to ``removed`` / ``restricted`` (when its checks confirm the claim) or back to
+``open`` (when they refute it). ``rejected`` and ``needs_info`` leave the state as it is;
+the item stays open and is re-noticed after its deadline. Responses for an item that is
+already removed, restricted or delisted are recorded as facts and change nothing else.
 
 Idempotency: a response with a client key (per-response ``key``, or ``<Idempotency-Key>#<n>``
 for the n-th response of a batch sent with that header) is stored once per platform; a
@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, exists, func, select
+from sqlalchemy.orm import Session
 
 from takedown.errors import Conflict, InputError, NotFound
+from takedown.ledger import projection
 from takedown.model import ItemState, ResponseAction
 from takedown.store import audit
 from takedown.store.db import Database
@@ -97,8 +99,81 @@ def parse_response(data: object, *, where: str, key: str | None = None) -> Respo
     return ResponseIn(item_id, action, fields["reason"], fields["policy"], resp_key)
 
 
-def _slug(session, platform_id: int) -> str:  # type: ignore[no-untyped-def]
+def _slug(session: Session, platform_id: int) -> str:
     return session.scalar(select(Platform.slug).where(Platform.id == platform_id)) or "?"
+
+
+def _load_items(
+    session: Session, platform_id: int, responses: Sequence[ResponseIn]
+) -> dict[int, Item]:
+    """The platform's items the responses name; another platform's item is NotFound."""
+    ids = sorted({r.item_id for r in responses})
+    items: dict[int, Item] = {}
+    for start in range(0, len(ids), 900):
+        chunk = ids[start : start + 900]
+        for item in session.scalars(
+            select(Item).where(Item.id.in_(chunk), Item.platform_id == platform_id)
+        ):
+            items[item.id] = item
+    for n, r in enumerate(responses):
+        if r.item_id not in items:
+            # another platform's item looks exactly like a missing one
+            raise NotFound(f"no item {r.item_id}", where=f"responses[{n}].item_id")
+    return items
+
+
+def _stored_by_key(session: Session, platform_id: int, keys: list[str]) -> dict[str, Response]:
+    """The platform's responses already stored under these client keys."""
+    existing: dict[str, Response] = {}
+    for start in range(0, len(keys), 900):
+        chunk = keys[start : start + 900]
+        for row in session.scalars(
+            select(Response).where(
+                Response.platform_id == platform_id, Response.client_key.in_(chunk)
+            )
+        ):
+            existing[row.client_key or ""] = row
+    return existing
+
+
+def _check_repeat(prior: Response, r: ResponseIn, n: int) -> None:
+    """A repeated key must carry the same response (else Conflict)."""
+    same = (prior.item_id, prior.action, prior.reason, prior.policy) == (
+        r.item_id,
+        r.action.value,
+        r.reason,
+        r.policy,
+    )
+    if not same:
+        raise Conflict(
+            f"key {r.key!r} was used before for a different response",
+            where=f"responses[{n}].key",
+        )
+
+
+def _audit_received(
+    session: Session, platform_id: int, rows: list[Response], now: datetime
+) -> None:
+    audit.record(
+        session,
+        at=now,
+        actor=f"platform:{_slug(session, platform_id)}",
+        type="response.received",
+        payload={
+            "platform_id": platform_id,
+            "responses": [
+                {
+                    "id": row.id,
+                    "item": row.item_id,
+                    "action": row.action,
+                    "reason": row.reason,
+                    "policy": row.policy,
+                    "key": row.client_key,
+                }
+                for row in rows
+            ],
+        },
+    )
 
 
 def record_responses(
@@ -111,44 +186,15 @@ def record_responses(
     if len(set(keys)) != len(keys):
         raise InputError("a key is used twice in one request", where="responses")
     with db.session() as session:
-        ids = sorted({r.item_id for r in responses})
-        items: dict[int, Item] = {}
-        for start in range(0, len(ids), 900):
-            chunk = ids[start : start + 900]
-            for item in session.scalars(
-                select(Item).where(Item.id.in_(chunk), Item.platform_id == platform_id)
-            ):
-                items[item.id] = item
-        for n, r in enumerate(responses):
-            if r.item_id not in items:
-                # another platform's item looks exactly like a missing one
-                raise NotFound(f"no item {r.item_id}", where=f"responses[{n}].item_id")
-        existing: dict[str, Response] = {}
-        for start in range(0, len(keys), 900):
-            chunk = keys[start : start + 900]
-            for row in session.scalars(
-                select(Response).where(
-                    Response.platform_id == platform_id, Response.client_key.in_(chunk)
-                )
-            ):
-                existing[row.client_key or ""] = row
+        items = _load_items(session, platform_id, responses)
+        existing = _stored_by_key(session, platform_id, keys)
         out: list[ResponseOut] = []
         new_rows: list[Response] = []
         for n, r in enumerate(responses):
             item = items[r.item_id]
             prior = existing.get(r.key) if r.key is not None else None
             if prior is not None:
-                same = (prior.item_id, prior.action, prior.reason, prior.policy) == (
-                    r.item_id,
-                    r.action.value,
-                    r.reason,
-                    r.policy,
-                )
-                if not same:
-                    raise Conflict(
-                        f"key {r.key!r} was used before for a different response",
-                        where=f"responses[{n}].key",
-                    )
+                _check_repeat(prior, r, n)
                 out.append(ResponseOut(prior.id, r.item_id, prior.action, item.state, True, r.key))
                 continue
             row = Response(
@@ -162,13 +208,7 @@ def record_responses(
             )
             session.add(row)
             new_rows.append(row)
-            if (
-                r.action in (ResponseAction.REMOVED, ResponseAction.RESTRICTED)
-                and item.state == ItemState.OPEN.value
-                and item.delisted_at is None
-            ):
-                item.state = ItemState.CLAIMED.value
-                item.state_at = now
+            projection.apply_response(session, r.item_id, r.action.value, now)
             out.append(ResponseOut(0, r.item_id, r.action.value, item.state, False, r.key))
         session.flush()
         fresh = iter(new_rows)
@@ -179,26 +219,7 @@ def record_responses(
             for o in out
         ]
         if new_rows:
-            audit.record(
-                session,
-                at=now,
-                actor=f"platform:{_slug(session, platform_id)}",
-                type="response.received",
-                payload={
-                    "platform_id": platform_id,
-                    "responses": [
-                        {
-                            "id": row.id,
-                            "item": row.item_id,
-                            "action": row.action,
-                            "reason": row.reason,
-                            "policy": row.policy,
-                            "key": row.client_key,
-                        }
-                        for row in new_rows
-                    ],
-                },
-            )
+            _audit_received(session, platform_id, new_rows, now)
         return out
 
 

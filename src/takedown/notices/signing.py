@@ -5,14 +5,15 @@ key. Receivers refuse a bad signature, and a ``t`` more than 300 s away from the
 (a replayed request). ``Idempotency-Key: <notice id>`` names the notice; a receiver acts
 on each key once (delivery is at-least-once, so the effect is exactly-once).
 
-A platform can verify a notice with a few lines of its own code (standard library only)::
+A platform can verify a notice with a few lines of its own code (standard library only;
+``now`` is the receiver's clock in unix seconds, e.g. ``time.time()``, passed in)::
 
-    import hashlib, hmac, time
+    import hashlib, hmac
 
-    def verify(secret: str, raw_body: bytes, header: str, now: float | None = None) -> bool:
+    def verify(secret: str, raw_body: bytes, header: str, now: float) -> bool:
         parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
         t, sig = parts.get("t", ""), parts.get("v1", "")
-        if not t.isdigit() or abs((now or time.time()) - int(t)) > 300:
+        if not t.isdigit() or abs(now - int(t)) > 300:
             return False
         mac = hmac.new(secret.encode(), t.encode() + b"." + raw_body, hashlib.sha256)
         return hmac.compare_digest(mac.hexdigest(), sig)

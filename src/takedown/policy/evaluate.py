@@ -188,9 +188,47 @@ def evaluate(
     return out
 
 
+@dataclass(frozen=True)
+class _Proposer:
+    """Makes one rule's proposals at ``now``, with the figures read so far."""
+
+    rule: Rule
+    platform: str
+    now: datetime
+    reads: dict[str, Any]
+
+    def __call__(
+        self,
+        kind: ProposalKind,
+        fired: str,
+        scope: Mapping[str, float],
+        reason: str,
+        review_at: datetime | None,
+        measure_id: int | None = None,
+    ) -> Proposal:
+        rule = self.rule
+        return Proposal(
+            kind=kind,
+            platform=self.platform,
+            rule=fired,
+            measure_rule=rule.name,
+            action=rule.measure_action,
+            scope=dict(scope),
+            at=self.now,
+            reason=reason,
+            figures=dict(self.reads),
+            rate_kbps=rule.rate_kbps,
+            classes=rule.classes,
+            review_at=review_at,
+            needs_approval=rule.needs_approval,
+            measure_id=measure_id,
+        )
+
+
 def _evaluate_rule(
     ladder: Ladder, rule: Rule, rules: Sequence[Rule], ctx: _Context, platform: str, now: datetime
 ) -> Proposal | None:
+    """What one measure rule proposes now: start, lift, change, renew or nothing."""
     mine = [m for m in ctx.measures if m.rule == rule.name]
     current = max((m for m in mine if m.in_force(now)), key=lambda m: m.since, default=None)
     last_change = max(
@@ -200,13 +238,12 @@ def _evaluate_rule(
     period = rule.min_change_period or ladder.min_change_period
     settled = last_change is None or now - last_change >= period
 
-    reads: dict[str, Any] = {}
-    lifted: set[str] = set()
+    propose = _Proposer(rule, platform, now, {})
     lifters: list[tuple[str, set[str]]] = []
     for lift in rules:
-        if lift.lifts == rule.name and ctx.holds(lift.when, reads):
-            lifted.update(lift.scope)
+        if lift.lifts == rule.name and ctx.holds(lift.when, propose.reads):
             lifters.append((lift.name, set(lift.scope)))
+    lifted = {c for _name, classes in lifters for c in classes}
     replaced_by = [
         r.name
         for r in rules
@@ -217,33 +254,8 @@ def _evaluate_rule(
         )
     ]
 
-    def propose(
-        kind: ProposalKind,
-        fired: str,
-        scope: Mapping[str, float],
-        reason: str,
-        review_at: datetime | None,
-        measure_id: int | None = None,
-    ) -> Proposal:
-        return Proposal(
-            kind=kind,
-            platform=platform,
-            rule=fired,
-            measure_rule=rule.name,
-            action=rule.measure_action,
-            scope=dict(scope),
-            at=now,
-            reason=reason,
-            figures=dict(reads),
-            rate_kbps=rule.rate_kbps,
-            classes=rule.classes,
-            review_at=review_at,
-            needs_approval=rule.needs_approval,
-            measure_id=measure_id,
-        )
-
     if current is None:
-        if replaced_by or not ctx.holds(rule.when, reads):
+        if replaced_by or not ctx.holds(rule.when, propose.reads):
             return None
         scope = {c: p for c, p in rule.scope.items() if c not in lifted}
         if not scope or not settled:
@@ -255,7 +267,6 @@ def _evaluate_rule(
             f"{rule.name}: {rule.when_text}",
             now + rule.review,
         )
-
     if replaced_by:
         return propose(
             ProposalKind.LIFT,
@@ -265,6 +276,20 @@ def _evaluate_rule(
             current.review_at,
             current.id,
         )
+    return _evaluate_current(ladder, rule, ctx, current, propose, lifters, settled)
+
+
+def _evaluate_current(
+    ladder: Ladder,
+    rule: Rule,
+    ctx: _Context,
+    current: MeasureView,
+    propose: _Proposer,
+    lifters: Sequence[tuple[str, set[str]]],
+    settled: bool,
+) -> Proposal | None:
+    """A rule whose measure is in force: withdraw, narrow or lift, renew, or nothing."""
+    now, reads = propose.now, propose.reads
     if current.state == MeasureState.PROPOSED and not ctx.holds(rule.when, reads):
         if not settled:
             return None
@@ -276,6 +301,7 @@ def _evaluate_rule(
             current.review_at,
             current.id,
         )
+    lifted = {c for _name, classes in lifters for c in classes}
     scope = {c: p for c, p in current.scope.items() if c not in lifted}
     if scope != dict(current.scope):
         if not settled:

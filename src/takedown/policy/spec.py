@@ -40,14 +40,14 @@ import hashlib
 import math
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from takedown.errors import InputError
-from takedown.model import MeasureAction
+from takedown.model import MeasureAction, describe_action
 from takedown.policy import expr
 from takedown.policy.expr import ExprError, Node
 
@@ -281,6 +281,7 @@ def _rule_list(raw: Any, source: str, path: str) -> tuple[Rule, ...]:
 
 
 def _rule(t: Mapping[str, Any], source: str, known: frozenset[str]) -> Rule:
+    """One ``[[rules]]`` table: what every rule has, then a lift's or a measure's own fields."""
     name = t["name"]
     where = f"{source}: rule {name!r}"
     _unknown(t, _RULE_KEYS, where)
@@ -306,37 +307,48 @@ def _rule(t: Mapping[str, Any], source: str, known: frozenset[str]) -> Rule:
     min_period = None
     if "min_change_period" in t:
         min_period = parse_duration(t["min_change_period"], field_where("min_change_period"))
-    desc = str(t.get("description", ""))
-
+    common: dict[str, Any] = {
+        "name": name,
+        "when": when,
+        "when_text": when_text,
+        "min_change_period": min_period,
+        "description": str(t.get("description", "")),
+    }
     if action == LIFT:
-        for f in ("rate_kbps", "classes", "review", "renew", "needs_approval", "replaces"):
-            if f in t:
-                raise InputError("not allowed on a lift rule", where=field_where(f))
-        lifts = t.get("lifts")
-        if not isinstance(lifts, str):
-            raise InputError("a lift rule names the rule it lifts", where=field_where("lifts"))
-        raw_scope = t.get("scope", list(SUBSCRIBER_CLASSES))
-        if not isinstance(raw_scope, list) or not raw_scope:
-            raise InputError(
-                "a lift rule's scope is a list of subscriber classes", where=field_where("scope")
-            )
-        for cls in raw_scope:
-            if cls not in SUBSCRIBER_CLASSES:
-                raise InputError(
-                    f"unknown subscriber class {cls!r} ({', '.join(SUBSCRIBER_CLASSES)})",
-                    where=field_where("scope"),
-                )
-        return Rule(
-            name=name,
-            when=when,
-            when_text=when_text,
-            action=LIFT,
-            scope={c: 100.0 for c in raw_scope},
-            lifts=lifts,
-            min_change_period=min_period,
-            description=desc,
-        )
+        return _lift_rule(t, field_where, common)
+    return _measure_rule(t, action, renew_when, field_where, common)
 
+
+def _lift_rule(
+    t: Mapping[str, Any], field_where: Callable[[str], str], common: dict[str, Any]
+) -> Rule:
+    for f in ("rate_kbps", "classes", "review", "renew", "needs_approval", "replaces"):
+        if f in t:
+            raise InputError("not allowed on a lift rule", where=field_where(f))
+    lifts = t.get("lifts")
+    if not isinstance(lifts, str):
+        raise InputError("a lift rule names the rule it lifts", where=field_where("lifts"))
+    raw_scope = t.get("scope", list(SUBSCRIBER_CLASSES))
+    if not isinstance(raw_scope, list) or not raw_scope:
+        raise InputError(
+            "a lift rule's scope is a list of subscriber classes", where=field_where("scope")
+        )
+    for cls in raw_scope:
+        if cls not in SUBSCRIBER_CLASSES:
+            raise InputError(
+                f"unknown subscriber class {cls!r} ({', '.join(SUBSCRIBER_CLASSES)})",
+                where=field_where("scope"),
+            )
+    return Rule(**common, action=LIFT, scope={c: 100.0 for c in raw_scope}, lifts=lifts)
+
+
+def _measure_rule(
+    t: Mapping[str, Any],
+    action: str,
+    renew_when: Node | None,
+    field_where: Callable[[str], str],
+    common: dict[str, Any],
+) -> Rule:
     if "lifts" in t:
         raise InputError("only a lift rule lifts", where=field_where("lifts"))
     rate = t.get("rate_kbps")
@@ -358,27 +370,13 @@ def _rule(t: Mapping[str, Any], source: str, known: frozenset[str]) -> Rule:
             "a block always needs approval: set needs_approval = true",
             where=field_where("needs_approval"),
         )
-    classes_raw = t.get("classes", ["*"])
-    if (
-        not isinstance(classes_raw, list)
-        or not classes_raw
-        or not all(isinstance(c, str) and (c == "*" or _NAME.match(c)) for c in classes_raw)
-    ):
-        raise InputError(
-            'classes is a non-empty list of content classes (e.g. ["media"]) or ["*"]',
-            where=field_where("classes"),
-        )
-    if "*" in classes_raw and len(classes_raw) > 1:
-        raise InputError('"*" (all classes) cannot be combined', where=field_where("classes"))
-    classes = () if classes_raw == ["*"] else tuple(sorted(set(classes_raw)))
+    classes = _content_classes(t.get("classes", ["*"]), field_where("classes"))
     scope = _scope(t.get("scope"), field_where("scope"))
     replaces = t.get("replaces", [])
     if not isinstance(replaces, list) or not all(isinstance(r, str) for r in replaces):
         raise InputError("replaces is a list of rule names", where=field_where("replaces"))
     return Rule(
-        name=name,
-        when=when,
-        when_text=when_text,
+        **common,
         action=action,
         rate_kbps=rate,
         classes=classes,
@@ -388,9 +386,23 @@ def _rule(t: Mapping[str, Any], source: str, known: frozenset[str]) -> Rule:
         renew_when=renew_when,
         needs_approval=needs_approval,
         replaces=tuple(replaces),
-        min_change_period=min_period,
-        description=desc,
     )
+
+
+def _content_classes(raw: Any, where: str) -> tuple[str, ...]:
+    """A rule's content classes; () for all (``["*"]``)."""
+    if (
+        not isinstance(raw, list)
+        or not raw
+        or not all(isinstance(c, str) and (c == "*" or _NAME.match(c)) for c in raw)
+    ):
+        raise InputError(
+            'classes is a non-empty list of content classes (e.g. ["media"]) or ["*"]',
+            where=where,
+        )
+    if "*" in raw and len(raw) > 1:
+        raise InputError('"*" (all classes) cannot be combined', where=where)
+    return () if raw == ["*"] else tuple(sorted(set(raw)))
 
 
 def _scope(raw: Any, where: str) -> dict[str, float]:
@@ -520,8 +532,8 @@ def check_contradictions(rules: Sequence[Rule], source: str, prefix: str | None 
             )
             if not shared or same or disjoint(a.when, b.when):
                 continue
-            what_a = f"{a.action}" + (f" {a.rate_kbps} kbit/s" if a.rate_kbps else "")
-            what_b = f"{b.action}" + (f" {b.rate_kbps} kbit/s" if b.rate_kbps else "")
+            what_a = describe_action(a.action, a.rate_kbps)
+            what_b = describe_action(b.action, b.rate_kbps)
             where = f"{source}: rule {b.name!r} field 'when'"
             if prefix:
                 where = f"{source}: {prefix}: rule {b.name!r} field 'when'"

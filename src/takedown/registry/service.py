@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from takedown import config as config_mod
 from takedown.errors import Conflict, InputError, NotFound
+from takedown.ledger import projection
 from takedown.model import Decision, ItemRecord, ItemState, RegisterEntry, Target, TargetKind
 from takedown.perf import no_cycle_collection
 from takedown.registry.formats import READERS, WRITERS, ReadDefaults, RowError
@@ -73,7 +75,7 @@ class _PlatformIds:
         return self._ids[slug]
 
 
-_OPEN = ItemState.OPEN.value
+_NEW_STATE = projection.NEW_ITEM_STATE.value
 
 
 def _same(value: datetime) -> object:
@@ -102,7 +104,7 @@ def _row(
         now if record.listed_at is None else bind(record.listed_at),
         record.source,
         ",".join(flags) if flags else "",
-        _OPEN,
+        _NEW_STATE,
         now,
     )
 
@@ -254,27 +256,38 @@ def import_file(
         result.duplicates = inserter.duplicates
         result.sha256 = counting.digest.hexdigest()
         if rejected_lines:
-            report = Path(report_path or f"{path}.rejected.txt")
-            report.write_text("\n".join(rejected_lines) + "\n", encoding="utf-8")
-            result.report = str(report)
-        audit.record(
-            session,
-            at=now,
-            actor=actor,
-            type="registry.import",
-            payload={
-                "file": str(path),
-                "sha256": result.sha256,
-                "format": fmt,
-                "platform": platform,
-                "rows": result.rows,
-                "inserted": result.inserted,
-                "duplicates": result.duplicates,
-                "rejected": result.rejected,
-            },
-        )
+            result.report = _write_report(rejected_lines, report_path or f"{path}.rejected.txt")
+        _audit_import(session, result, platform, now=now, actor=actor)
         result.committed = True
     return result
+
+
+def _audit_import(
+    session: Session, result: ImportResult, platform: str | None, *, now: datetime, actor: str
+) -> None:
+    audit.record(
+        session,
+        at=now,
+        actor=actor,
+        type="registry.import",
+        payload={
+            "file": result.path,
+            "sha256": result.sha256,
+            "format": result.format,
+            "platform": platform,
+            "rows": result.rows,
+            "inserted": result.inserted,
+            "duplicates": result.duplicates,
+            "rejected": result.rejected,
+        },
+    )
+
+
+def _write_report(lines: list[str], report_path: str | Path) -> str:
+    """Every rejected row, one per line, for the analyst to fix and re-import."""
+    report = Path(report_path)
+    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(report)
 
 
 def add_item(db: Database, record: ItemRecord, *, now: datetime, actor: str) -> tuple[int, bool]:
@@ -323,15 +336,9 @@ def delist(db: Database, item_id: int, decision: str, *, now: datetime, actor: s
         if item.delisted_at is not None:
             raise Conflict(f"item {item_id} was already delisted on {item.delisted_at:%Y-%m-%d}")
         session.execute(
-            update(Item)
-            .where(Item.id == item_id)
-            .values(
-                delisted_at=now,
-                delist_decision=decision,
-                state=ItemState.DELISTED.value,
-                state_at=now,
-            )
+            update(Item).where(Item.id == item_id).values(delisted_at=now, delist_decision=decision)
         )
+        projection.apply_delist(session, item_id, now)
         audit.record(
             session,
             at=now,
@@ -388,6 +395,20 @@ def iter_entries(
             yield to_entry(item, slugs.get(item.platform_id))
         last = rows[-1].id
         session.expunge_all()
+
+
+def read_entries(
+    db: Database,
+    *,
+    category: str | None = None,
+    platform: str | None = None,
+    limit: int | None = None,
+) -> Iterator[RegisterEntry]:
+    """``iter_entries`` in a read transaction of its own, at most ``limit`` (None: all)."""
+    with db.reading() as session:
+        yield from itertools.islice(
+            iter_entries(session, category=category, platform=platform), limit
+        )
 
 
 def export(

@@ -31,6 +31,7 @@ import hashlib
 import ipaddress
 import itertools
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -162,27 +163,34 @@ def _time(value: Any, where: str) -> datetime:
     raise InputError(f"not a date or time: {value!r}", where=where)
 
 
+# the plain keys: which, their test, and what the error says they must be
+_SCALARS: tuple[tuple[tuple[str, ...], Callable[[Any], bool], str], ...] = (
+    (
+        ("name", "country", "reject_reason", "reject_policy"),
+        lambda v: isinstance(v, str),
+        "a string",
+    ),
+    (
+        ("seed", "media_kib"),
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+        "a non-negative integer",
+    ),
+    (("ack", "respond"), lambda v: isinstance(v, bool), "true or false"),
+)
+
+
 def parse(data: dict[str, Any], where: str = "behaviour") -> Behaviour:
     """Validate behaviour data (a parsed TOML table)."""
     unknown = set(data) - _KEYS
     if unknown:
         raise InputError(f"unknown keys {sorted(unknown)}", where=where)
     kw: dict[str, Any] = {}
-    for key in ("name", "country", "reject_reason", "reject_policy"):
-        if key in data:
-            if not isinstance(data[key], str):
-                raise InputError("must be a string", where=f"{where}: {key}")
-            kw[key] = data[key]
-    for key in ("seed", "media_kib"):
-        if key in data:
-            if not isinstance(data[key], int) or isinstance(data[key], bool) or data[key] < 0:
-                raise InputError("must be a non-negative integer", where=f"{where}: {key}")
-            kw[key] = data[key]
-    for key in ("ack", "respond"):
-        if key in data:
-            if not isinstance(data[key], bool):
-                raise InputError("must be true or false", where=f"{where}: {key}")
-            kw[key] = data[key]
+    for keys, valid, wanted in _SCALARS:
+        for key in keys:
+            if key in data:
+                if not valid(data[key]):
+                    raise InputError(f"must be {wanted}", where=f"{where}: {key}")
+                kw[key] = data[key]
     for key in ("withhold_share", "reject_share"):
         if key in data:
             kw[key] = _share(data[key], f"{where}: {key}")

@@ -19,6 +19,8 @@ matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 
+from takedown.model import describe_action, describe_scope
+
 
 @dataclass(frozen=True)
 class DayFigures:
@@ -44,6 +46,10 @@ class MeasureRow:
     figures: dict[str, object]
     approvals: list[str]
     reason: str
+
+    def describe(self) -> str:
+        """``block`` or ``throttle 128 kbit/s``."""
+        return describe_action(self.action, self.rate_kbps)
 
 
 @dataclass(frozen=True)
@@ -117,8 +123,6 @@ def chart_compliance(data: ReportData, path: Path) -> None:
     for row, m in enumerate(shown):
         stop = m.end.date() if m.end else end
         start = m.start.date()
-        scope = ", ".join(f"{k} {v:g}%" for k, v in sorted(m.scope.items()))
-        rate = f" {m.rate_kbps} kbit/s" if m.rate_kbps else ""
         strip.barh(
             row,
             mdates.date2num(stop) - mdates.date2num(start),
@@ -129,7 +133,7 @@ def chart_compliance(data: ReportData, path: Path) -> None:
         strip.text(
             start,
             row,
-            f" #{m.id} {m.action}{rate} {','.join(m.classes) or 'all'}: {scope}",
+            f" #{m.id} {m.describe()} {','.join(m.classes) or 'all'}: {describe_scope(m.scope)}",
             va="center",
             fontsize=7.5,
         )
@@ -222,9 +226,9 @@ def render(data: ReportData, out_dir: Path) -> Path:
     e = html.escape
     measure_rows = "\n".join(
         "<tr>"
-        f"<td>{m.id}</td><td>{e(m.action)}{f' {m.rate_kbps} kbit/s' if m.rate_kbps else ''}</td>"
+        f"<td>{m.id}</td><td>{e(m.describe())}</td>"
         f"<td>{e(', '.join(m.classes) or 'all')}</td>"
-        f"<td>{e(', '.join(f'{k} {v:g}%' for k, v in sorted(m.scope.items())))}</td>"
+        f"<td>{e(describe_scope(m.scope))}</td>"
         f"<td>{_fmt_time(m.start)}</td><td>{_fmt_time(m.end)}</td><td>{e(m.state)}</td>"
         f"<td>{e(m.rule or 'by decision')}</td>"
         f"<td><code>{e(_fmt_figures(m.figures))}</code></td>"

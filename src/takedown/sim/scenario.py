@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -31,21 +30,24 @@ from sqlalchemy import func, select
 from takedown import ledger
 from takedown.clock import FileClock
 from takedown.enforce.subscribers import Subscribers
-from takedown.errors import InputError, TakedownError
+from takedown.errors import TakedownError
 from takedown.feed.publisher import publish
 from takedown.feed.repository import init_repository
 from takedown.measure import compare, measure_transfer
-from takedown.model import Directive, Figures, MeasureAction
+from takedown.model import Directive, Figures, MeasureAction, describe_scope
 from takedown.notices import outbox
 from takedown.platforms import add_platform, issue_token, parse_host_spec
 from takedown.policy import measures as measures_mod
 from takedown.policy.spec import load as load_ladder
 from takedown.registry.service import import_file
+from takedown.sim import readout
 from takedown.sim import report as report_mod
+from takedown.sim.measuring import expected_restriction
+from takedown.sim.rundir import check_writable, clear_earlier_run, write_register
 from takedown.sim.services import Services, http_ready, port_is_free, tcp_ready
 from takedown.store import migrate
 from takedown.store.db import Database
-from takedown.store.schema import Approval, Event, Item, Measure, Measurement, Notice
+from takedown.store.schema import Item, Measure, Measurement, Notice
 from takedown.verify.probe import Route
 from takedown.verify.runner import RunOptions, run_round
 from takedown.verify.vantage import Vantage, add_vantage
@@ -55,8 +57,6 @@ END = datetime(2021, 6, 1, tzinfo=UTC)
 NOTICE_DAY = datetime(2021, 3, 9, tzinfo=UTC)  # the final removal demand for the backlog
 STATEMENT_DAY = datetime(2021, 5, 17, tzinfo=UTC)  # the figures announced that day
 STEP = timedelta(hours=12)
-# 2021 category mix of the items still online on 10 March (2,569 / 450 / 149 of 3,168).
-CATEGORY_MIX = (("suicide", 2569), ("csam", 450), ("drugs", 149))
 PLATFORM_HOSTS = ("twitter.com=text", "*.twimg.com=media", "t.co=links")
 MEDIA_HOST, TEXT_HOST, CONTROL_HOST = "pbs.twimg.com", "twitter.com", "example.org"
 MOBILE_RANGE, FIXED_RANGE = "127.0.1.0/24", "127.0.2.0/24"
@@ -120,67 +120,6 @@ def shipped(name: str) -> Path:
     return Path(str(resources.files("takedown").joinpath("examples", name)))
 
 
-def _writable_dir(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise InputError(f"cannot write to {out}: {exc.strerror}", where="--out") from None
-
-
-def _fresh(out: Path) -> None:
-    """Remove what an earlier run left (only the files this driver writes)."""
-    for name in (
-        "takedown.db",
-        "takedown.db-wal",
-        "takedown.db-shm",
-        "timeline.jsonl",
-        "report.html",
-        "compliance.png",
-        "rates.png",
-        "register.jsonl",
-        "clock.txt",
-        "subscribers.toml",
-        "control.toml",
-    ):
-        (out / name).unlink(missing_ok=True)
-    for name in ("feed", "enforce-state", "logs"):
-        shutil.rmtree(out / name, ignore_errors=True)
-
-
-def _register_file(path: Path, n: int, rng: random.Random) -> None:
-    """``n`` URL items on the platform in the 2021 category mix, as JSON Lines."""
-    total = sum(w for _, w in CATEGORY_MIX)
-    cats = [c for c, w in CATEGORY_MIX for _ in range(round(n * w / total))]
-    cats += [CATEGORY_MIX[0][0]] * (n - len(cats))
-    cats = cats[:n]
-    rng.shuffle(cats)
-    with path.open("w", encoding="utf-8") as fh:
-        for k, cat in enumerate(cats):
-            host = TEXT_HOST if k % 3 else MEDIA_HOST
-            url = (
-                f"https://{host}/user{k % 997}/status/{1_360_000_000_000_000_000 + k}"
-                if host == TEXT_HOST
-                else f"https://{host}/media/E{k:08d}.jpg"
-            )
-            fh.write(
-                json.dumps(
-                    {
-                        "target": url,
-                        "category": cat,
-                        "basis": "149-FZ art. 15.1, 15.3",
-                        "decision": f"RKN-{2017 + k % 4}-{k // 50:04d}",
-                        "authority": "Roskomnadzor",
-                        "decision_date": f"{2017 + k % 4}-0{1 + k % 9}-1{k % 10}",
-                        "platform": "twitter",
-                    }
-                )
-                + "\n"
-            )
-
-
 class Demo:
     """One run of the scenario; use as a context manager so children always stop."""
 
@@ -227,14 +166,14 @@ class Demo:
     # ------------------------------------------------------------------ set-up
     def prepare(self) -> None:
         """Check the directory and ports, then create the database, platform and register."""
-        _writable_dir(self.out)
+        check_writable(self.out)
         for name, port in self.ports.items():
             if not port_is_free(self.opts.host, port):
                 raise TakedownError(
                     f"port {port} on {self.opts.host} ({name}) is already in use; "
                     "stop what uses it or pass --base-port"
                 )
-        _fresh(self.out)
+        clear_earlier_run(self.out)
         (self.out / "logs").mkdir()
         self.clock = FileClock(self.out / "clock.txt")
         self.clock.write(START)
@@ -260,7 +199,7 @@ class Demo:
             actor="analyst",
         )
         register = self.out / "register.jsonl"
-        _register_file(register, self.opts.items, self.rng)
+        write_register(register, self.opts.items, self.rng, TEXT_HOST, MEDIA_HOST)
         result = import_file(
             self.db, register, "jsonl", now=START - timedelta(days=1), actor="analyst"
         )
@@ -289,61 +228,13 @@ class Demo:
             "TAKEDOWN_ACTOR": "demo",
         }
         self.services = Services(self.out / "logs", env=env)
-        h = self.opts.host
+        h, feed_dir = self.opts.host, self.out / "feed"
+        serve = ["--feed-dir", str(feed_dir), "--poll", "0.05"]
+        self._start("serve", "api", ["serve"], serve, "/openapi.json")
         behaviour = self.opts.behaviour or shipped("behaviours/twitter-2021-demo.toml")
-        self.services.start(
-            "serve",
-            [
-                "serve",
-                "--host",
-                h,
-                "--port",
-                str(self.ports["api"]),
-                "--feed-dir",
-                str(self.out / "feed"),
-                "--poll",
-                "0.05",
-            ],
-            ready=http_ready(f"{self.urls['api']}/openapi.json"),
-        )
-        self.services.start(
-            "platform",
-            [
-                "sim",
-                "platform",
-                "--host",
-                h,
-                "--port",
-                str(self.ports["sim"]),
-                "--behavior",
-                str(behaviour),
-                "--api",
-                self.urls["api"],
-                "--token",
-                self.token,
-                "--secret",
-                self.secret,
-                "--tick-every",
-                "0",
-            ],
-            ready=http_ready(f"{self.urls['platform']}/_sim/stats"),
-        )
-        self.services.start(
-            "control",
-            [
-                "sim",
-                "platform",
-                "--host",
-                h,
-                "--port",
-                str(self.ports["control"]),
-                "--behavior",
-                str(self.out / "control.toml"),
-                "--tick-every",
-                "0",
-            ],
-            ready=http_ready(f"{self.urls['control']}/_sim/stats"),
-        )
+        api = ["--api", self.urls["api"], "--token", self.token, "--secret", self.secret]
+        self._start_platform("platform", "sim", behaviour, api)
+        self._start_platform("control", "control", self.out / "control.toml", [])
         self.publish(START)  # an empty set, so the enforcement point starts from a signed feed
         self.services.start(
             "enforce",
@@ -352,7 +243,7 @@ class Demo:
                 "--feed",
                 self.urls["feed"],
                 "--root",
-                str(self.out / "feed" / "metadata" / "1.root.json"),
+                str(feed_dir / "metadata" / "1.root.json"),
                 "--state",
                 str(self.out / "enforce-state"),
                 "--listen",
@@ -371,6 +262,20 @@ class Demo:
             ready=tcp_ready(h, self.ports["enforce"]),
         )
         self.wait_for_feed(self.published_sequence)
+
+    def _start_platform(self, name: str, port: str, behaviour: Path, extra: list[str]) -> None:
+        """A simulated platform (``takedown sim platform``) that ticks only when told."""
+        args = ["--behavior", str(behaviour), *extra, "--tick-every", "0"]
+        self._start(name, port, ["sim", "platform"], args, "/_sim/stats")
+
+    def _start(self, name: str, port: str, command: list[str], args: list[str], ready: str) -> None:
+        """Start a ``takedown`` command on this run's host and port; up when path ``ready``
+        answers there."""
+        assert self.services is not None
+        host, number = self.opts.host, self.ports[port]
+        where = ["--host", host, "--port", str(number)]
+        up = http_ready(f"http://{host}:{number}{ready}")
+        self.services.start(name, [*command, *where, *args], ready=up)
 
     # ------------------------------------------------------------------ steps
     def publish(self, now: datetime) -> None:
@@ -503,7 +408,9 @@ class Demo:
                         seconds=self.opts.measure_seconds,
                         timeout=30.0,
                     )
-                    action, rate = self._expected(cls, source, content)
+                    action, rate = expected_restriction(
+                        self.in_force, self.clock.now(), self.subscribers, cls, source, content
+                    )
                     if result.error and action != MeasureAction.BLOCK:
                         raise TakedownError(f"measurement {source} → {host}: {result.error}")
                     results[content] = (host, result, action, rate)
@@ -531,28 +438,6 @@ class Demo:
                     )
         with self.db.session() as s:
             s.add_all(rows)
-
-    def _expected(self, cls: str, source: str, content: str) -> tuple[str | None, float | None]:
-        """What the published directives order for this flow: (action, rate) or (None, None).
-
-        For the report's target line only; the enforcement point decides on its own.
-        """
-        assert self.clock is not None
-        subs = self.subscribers
-        now = self.clock.now()
-        found: list[tuple[int, float, str]] = []
-        for d in self.in_force:
-            if not d.in_force(now):
-                continue
-            if not any(h.content_class in (content, "any") for h in d.hosts):
-                continue
-            if subs.in_share(source, d.share_for(cls), salt=d.id):
-                severity = 2 if d.action == MeasureAction.BLOCK else 1
-                found.append((severity, -float(d.rate_kbps or 0), d.action.value))
-        if not found:
-            return None, None
-        severity, neg_rate, action = max(found)
-        return action, (None if severity == 2 else -neg_rate)
 
     # ------------------------------------------------------------------ the run
     def steps(self) -> Iterator[datetime]:
@@ -620,14 +505,11 @@ class Demo:
         return self.finish()
 
     def _in_force_labels(self, now: datetime) -> list[str]:
-        out = []
-        for d in self.in_force:
-            if d.measure_id is None or not d.in_force(now):
-                continue
-            scope = ", ".join(f"{k} {v:g}%" for k, v in sorted(d.scope.items()))
-            rate = f" {d.rate_kbps} kbit/s" if d.rate_kbps else ""
-            out.append(f"{d.action.value}{rate} ({scope})")
-        return out
+        return [
+            f"{d.describe()} ({describe_scope(d.scope)})"
+            for d in self.in_force
+            if d.measure_id is not None and d.in_force(now)
+        ]
 
     # ------------------------------------------------------------------ outputs
     def finish(self) -> DemoResult:
@@ -636,33 +518,15 @@ class Demo:
         assert self.db is not None
         fig = self.figures_17_may or self.figures(STATEMENT_DAY, full=True)
         text = statement(fig)
-        with (
-            self.db.reading() as s,
-            (self.out / "timeline.jsonl").open("w", encoding="utf-8") as fh,
-        ):
-            for ev in s.scalars(select(Event).order_by(Event.seq)):
-                fh.write(
-                    json.dumps(
-                        {
-                            "seq": ev.seq,
-                            "at": ev.at.isoformat(),
-                            "actor": ev.actor,
-                            "type": ev.type,
-                            "payload": ev.payload,
-                            "hash": ev.hash,
-                        },
-                        ensure_ascii=False,
-                        default=str,
-                    )
-                    + "\n"
-                )
+        with self.db.reading() as s:
+            readout.write_timeline(s, self.out / "timeline.jsonl")
             data = report_mod.ReportData(
                 title="takedown: the 2021 case replayed",
                 platform="twitter",
                 days=self.days,
-                measures=self._measure_rows(s),
-                history=self._history_rows(s),
-                rates=self._rate_rows(s),
+                measures=readout.measure_rows(s, "twitter"),
+                history=readout.history_rows(s),
+                rates=readout.rate_rows(s),
                 statement=text,
                 statement_day=STATEMENT_DAY.date(),
                 notes=[
@@ -675,81 +539,6 @@ class Demo:
             )
         page = report_mod.render(data, self.out)
         return DemoResult(self.out, page, fig, text, dict(self.urls))
-
-    def _measure_rows(self, s: Any) -> list[report_mod.MeasureRow]:
-        rows = []
-        for m in s.scalars(select(Measure).order_by(Measure.id)):
-            approvals = [
-                f"{a.by} ({a.at:%d %b})"
-                for a in s.scalars(select(Approval).where(Approval.measure_id == m.id))
-            ]
-            end = m.lifted_at or (m.expires_at if m.state == "expired" else None)
-            rows.append(
-                report_mod.MeasureRow(
-                    id=m.id,
-                    action=m.action,
-                    rate_kbps=m.rate_kbps,
-                    classes=list(m.classes or []),
-                    scope={k: float(v) for k, v in (m.scope or {}).items()},
-                    state=m.state,
-                    start=m.starts_at,
-                    end=end,
-                    rule=m.rule,
-                    figures=dict((m.figures or {}).get("read", {})),
-                    approvals=approvals,
-                    reason=m.reason,
-                )
-            )
-        return rows
-
-    def _history_rows(self, s: Any) -> list[report_mod.HistoryRow]:
-        """Every change to a measure, from the audit log."""
-        rows = []
-        query = select(Event).where(Event.type.like("measure.%")).order_by(Event.seq)
-        for ev in s.scalars(query):
-            p = ev.payload
-            detail = []
-            if p.get("scope"):
-                detail.append(", ".join(f"{k} {v:g}%" for k, v in sorted(p["scope"].items())))
-            if p.get("review_at"):
-                detail.append(f"review {str(p['review_at'])[:10]}")
-            if p.get("supersedes_id"):
-                detail.append(f"replaces #{p['supersedes_id']}")
-            if p.get("by"):
-                detail.append(f"by {p['by']}")
-            rows.append(
-                report_mod.HistoryRow(
-                    ev.at,
-                    p.get("measure_id") or p.get("measure"),
-                    ev.type.split(".", 1)[1],
-                    p.get("rule"),
-                    "; ".join(detail) or ev.actor,
-                )
-            )
-        return rows
-
-    def _rate_rows(self, s: Any) -> list[report_mod.RateRow]:
-        rows = s.scalars(select(Measurement).order_by(Measurement.id)).all()
-        # A fixed subscriber is "in share" if a published throttle ever selected it.
-        in_share = {m.source for m in rows if m.subscriber_class == "fixed" and m.target_kbps}
-        out = []
-        for m in rows:
-            group = m.subscriber_class or ""
-            if group == "fixed":
-                group = "fixed · in share" if m.source in in_share else "fixed · outside share"
-            out.append(
-                report_mod.RateRow(
-                    m.phase or "",
-                    group,
-                    m.source or "",
-                    m.content_class or "",
-                    m.host,
-                    m.kbps,
-                    m.target_kbps,
-                    m.verdict or "",
-                )
-            )
-        return out
 
 
 def install_signal_handlers() -> Callable[[], None]:

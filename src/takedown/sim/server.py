@@ -283,9 +283,43 @@ def create_sim_app(sim: SimPlatform) -> FastAPI:
     async def notices(request: Request) -> Response:
         return await sim.webhook(request)
 
-    @app.post("/_sim/tick")
-    async def tick() -> dict[str, Any]:
-        return await sim.tick()
+    _inspection_routes(app, sim)
+    _control_routes(app, sim)
+
+    @app.get("/_sim/stream/{nbytes}")
+    async def stream(request: Request, nbytes: int) -> Response:
+        """``nbytes`` of media-like bytes under a platform host (for throughput tests)."""
+        host = (request.headers.get("host") or "").rsplit(":", 1)[0].strip("[]").lower()
+        if sim.behaviour.host_class(host) is None:
+            return JSONResponse({"error": f"{host!r} is not a host of this platform"}, 404)
+        if not 0 < nbytes <= STREAM_MAX:
+            return JSONResponse({"error": f"nbytes must be 1..{STREAM_MAX}"}, 400)
+        chunk = (sim._media_block * (STREAM_CHUNK // len(sim._media_block) + 1))[:STREAM_CHUNK]
+
+        async def body() -> AsyncIterator[bytes]:
+            left = nbytes
+            while left > 0:
+                piece = chunk if left >= len(chunk) else chunk[:left]
+                left -= len(piece)
+                yield piece
+
+        return StreamingResponse(
+            body(),
+            media_type="application/octet-stream",
+            headers={"Content-Length": str(nbytes)},
+        )
+
+    @app.api_route("/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
+    async def content(request: Request, path: str) -> Response:
+        if sim.faults.content_delay_ms:
+            await asyncio.sleep(sim.faults.content_delay_ms / 1000)
+        return sim.content(request, path)
+
+    return app
+
+
+def _inspection_routes(app: FastAPI, sim: SimPlatform) -> None:
+    """``/_sim/stats``, ``/_sim/notices``, ``/_sim/items``, ``/_sim/posts``: what it holds."""
 
     @app.get("/_sim/stats")
     async def stats() -> dict[str, Any]:
@@ -327,6 +361,14 @@ def create_sim_app(sim: SimPlatform) -> FastAPI:
     async def posts(offset: int = 0, limit: int = 1000) -> dict[str, Any]:
         return {"total": sim.posts, "posts": sim.post_urls(max(0, offset), min(limit, 100_000))}
 
+
+def _control_routes(app: FastAPI, sim: SimPlatform) -> None:
+    """``/_sim/tick``, ``/_sim/faults``, ``/_sim/reset``, ``/_sim/config``: driving it."""
+
+    @app.post("/_sim/tick")
+    async def tick() -> dict[str, Any]:
+        return await sim.tick()
+
     @app.post("/_sim/faults")
     async def faults(request: Request) -> dict[str, Any]:
         data = await request.json()
@@ -355,34 +397,3 @@ def create_sim_app(sim: SimPlatform) -> FastAPI:
         if "token" in data:
             sim.token = data["token"]
         return {"api": sim.api, "secret": bool(sim.secret), "token": bool(sim.token)}
-
-    @app.get("/_sim/stream/{nbytes}")
-    async def stream(request: Request, nbytes: int) -> Response:
-        """``nbytes`` of media-like bytes under a platform host (for throughput tests)."""
-        host = (request.headers.get("host") or "").rsplit(":", 1)[0].strip("[]").lower()
-        if sim.behaviour.host_class(host) is None:
-            return JSONResponse({"error": f"{host!r} is not a host of this platform"}, 404)
-        if not 0 < nbytes <= STREAM_MAX:
-            return JSONResponse({"error": f"nbytes must be 1..{STREAM_MAX}"}, 400)
-        chunk = (sim._media_block * (STREAM_CHUNK // len(sim._media_block) + 1))[:STREAM_CHUNK]
-
-        async def body() -> AsyncIterator[bytes]:
-            left = nbytes
-            while left > 0:
-                piece = chunk if left >= len(chunk) else chunk[:left]
-                left -= len(piece)
-                yield piece
-
-        return StreamingResponse(
-            body(),
-            media_type="application/octet-stream",
-            headers={"Content-Length": str(nbytes)},
-        )
-
-    @app.api_route("/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
-    async def content(request: Request, path: str) -> Response:
-        if sim.faults.content_delay_ms:
-            await asyncio.sleep(sim.faults.content_delay_ms / 1000)
-        return sim.content(request, path)
-
-    return app

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from takedown.store.db import Database
 from takedown.store.schema import AuditHead, Event
 
 GENESIS = "0" * 64
@@ -170,3 +171,29 @@ def verify_chain(session: Session, *, batch: int = 10_000) -> ChainReport:
     if head is not None and (head.seq != last_seq or head.hash != prev):
         return ChainReport(count, last_seq + 1, "events after the last one were removed")
     return ChainReport(count)
+
+
+def verify_db(db: Database) -> ChainReport:
+    """``verify_chain`` in a read transaction of its own."""
+    with db.reading() as session:
+        return verify_chain(session)
+
+
+def recent_events(db: Database, *, limit: int, type_: str | None = None) -> list[dict[str, Any]]:
+    """The last ``limit`` events (of ``type_`` only, if given), oldest first, as plain data."""
+    with db.reading() as session:
+        query = select(Event).order_by(Event.seq.desc()).limit(limit)
+        if type_:
+            query = query.where(Event.type == type_)
+        events = list(reversed(session.scalars(query).all()))
+        return [
+            {
+                "seq": e.seq,
+                "at": e.at.isoformat(),
+                "actor": e.actor,
+                "type": e.type,
+                "payload": e.payload,
+                "hash": e.hash,
+            }
+            for e in events
+        ]

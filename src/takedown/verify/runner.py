@@ -5,7 +5,7 @@ A round is the set of items to check from one vantage point. Its tasks live in
 one writer at a time under ``BEGIN IMMEDIATE``) with a lease, probes it, and writes each
 check in the same transaction that marks its task done (only if the task is still its
 own and not done), so a task yields at most one check. The items projection changes in
-that same transaction (``ledger.project_checks``).
+that same transaction (``ledger.apply_checks``).
 
 An interrupted run leaves tasks unfinished: a run started later resumes the open round
 of its vantage point. Claims of a process that is gone (same host, dead pid) are released
@@ -23,7 +23,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,9 +36,11 @@ from takedown.model import ItemState, Verdict
 from takedown.store import audit
 from takedown.store.db import Database
 from takedown.store.schema import Check, CheckRound, CheckTask, Item, Platform
+from takedown.store.worker import Pace, pump
 from takedown.verify.probe import Prober, ProbeResult, ProbeSettings, Route
 from takedown.verify.vantage import LOCAL, Vantage
 
+_Task = tuple[int, int, str]  # task id, item id, target URL
 _Result = tuple[int, int, ProbeResult, datetime]  # task id, item id, result, at
 _FAILED = (Verdict.UNREACHABLE, Verdict.ERROR)
 
@@ -237,7 +239,7 @@ def record(
         if not rows:
             return 0, []
         session.execute(insert(Check), rows)
-        transitions = ledger.project_checks(
+        transitions = ledger.apply_checks(
             session,
             [(r["item_id"], r["verdict"], r["at"]) for r in rows],
             in_country=vantage.in_country,
@@ -399,10 +401,8 @@ class Runner:
         summary = RunSummary(rid, resumed, tasks)
         await self._db(release_dead_claims, self.db, rid)
         done_before = tasks - await self._db(undone, self.db, rid)
-        progress = done_before
         if self.on_progress:
-            self.on_progress(progress, tasks)
-        lease = timedelta(seconds=opts.lease_s)
+            self.on_progress(done_before, tasks)
         async with Prober(
             settings=opts.settings,
             source_address=opts.vantage.source_address,
@@ -411,78 +411,87 @@ class Runner:
             only_loopback=opts.only_loopback,
             verify=opts.verify_tls,
         ) as prober:
-
-            async def one(tid: int, iid: int, target: str) -> _Result:
-                res = await prober.probe(target)
-                return tid, iid, res, self.clock.now()
-
-            inflight: set[asyncio.Task[_Result]] = set()
-            buffered: list[_Result] = []
-            low_water = max(opts.settings.concurrency, opts.batch)
-            exhausted = False
-
-            async def flush() -> None:
-                nonlocal progress
-                if not buffered:
-                    return
-                batch = list(buffered)
-                buffered.clear()
-                n, transitions = await self._db(
-                    record, self.db, rid, self.worker, opts.vantage, batch, opts.actor
-                )
-                summary.checked += n
-                for _tid, _iid, res, _at in batch:
-                    summary.verdicts[res.verdict.value] += 1
-                for t in transitions:
-                    summary.transitions[f"{t.old}->{t.new}"] += 1
-                    if t.new == ItemState.OPEN.value:
-                        summary.reopened += 1
-                progress += n
-                if self.on_progress:
-                    self.on_progress(progress, tasks)
-
-            try:
-                while True:
-                    if not exhausted and len(inflight) < low_water:
-                        lease_now = self.lease_clock.now()
-                        batch = await self._db(
-                            claim,
-                            self.db,
-                            rid,
-                            self.worker,
-                            opts.batch,
-                            lease_now,
-                            lease_now + lease,
-                        )
-                        if batch:
-                            for tid, iid, target in batch:
-                                inflight.add(asyncio.create_task(one(tid, iid, target)))
-                            continue
-                        exhausted = True
-                    if not inflight:
-                        await flush()
-                        left = await self._db(undone, self.db, rid)
-                        if left == 0:
-                            break
-                        # Others hold the rest: wait for them, or for a dead one's lease.
-                        await self._db(release_dead_claims, self.db, rid)
-                        await asyncio.sleep(opts.poll_s)
-                        exhausted = False
-                        continue
-                    done, inflight = await asyncio.wait(
-                        inflight, timeout=1.0, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    buffered.extend(t.result() for t in done)
-                    if len(buffered) >= opts.flush_every or (exhausted and not inflight):
-                        await flush()
-            finally:
-                # interrupted (SIGINT) or failed: stop the probes before the client closes
-                for task in inflight:
-                    task.cancel()
-                await asyncio.gather(*inflight, return_exceptions=True)
+            steps = _CheckSteps(self, rid, prober, summary, done_before)
+            # interrupted (SIGINT) or failed: pump cancels the probes before the client closes
+            await pump(steps, self.pace(), until_idle=True)
         summary.finished = await self._db(finish_round, self.db, rid, self.clock.now(), opts.actor)
         summary.elapsed_s = time.perf_counter() - started
         return summary
+
+    def pace(self) -> Pace:
+        """Claim ``batch`` tasks whenever fewer than max(concurrency, batch) are in flight;
+        record every ``flush_every`` checks (and when nothing else is in flight)."""
+        opts = self.opts
+        low_water = max(opts.settings.concurrency, opts.batch)
+        return Pace(
+            claim=opts.batch,
+            ahead=low_water - 1 + opts.batch,
+            refill=low_water - 1,
+            concurrency=low_water - 1 + opts.batch,  # the prober enforces its own limits
+            prepare_chunk=opts.batch,
+            record_min=opts.flush_every,
+            poll=opts.poll_s,
+        )
+
+
+class _CheckSteps:
+    """A check round's steps for :func:`takedown.store.worker.pump`: claim tasks, probe
+    their targets, record checks; drained once no task of the round is left undone."""
+
+    def __init__(
+        self, runner: Runner, round_id: int, prober: Prober, summary: RunSummary, progress: int
+    ) -> None:
+        self.r = runner
+        self.round_id = round_id
+        self.prober = prober
+        self.summary = summary
+        self.progress = progress
+        self.lease = timedelta(seconds=runner.opts.lease_s)
+
+    async def claim(self, limit: int) -> list[tuple[int, int, str]]:
+        r = self.r
+        lease_now = r.lease_clock.now()
+        return await r._db(
+            claim, r.db, self.round_id, r.worker, limit, lease_now, lease_now + self.lease
+        )
+
+    async def prepare(self, tasks: Sequence[_Task]) -> Sequence[_Task]:
+        return tasks
+
+    def key(self, task: _Task) -> _Task:
+        return task
+
+    async def send(self, task: _Task) -> _Result:
+        tid, iid, target = task
+        res = await self.prober.probe(target)
+        return tid, iid, res, self.r.clock.now()
+
+    async def record(self, results: list[_Result]) -> None:
+        r, summary = self.r, self.summary
+        n, transitions = await r._db(
+            record, r.db, self.round_id, r.worker, r.opts.vantage, results, r.opts.actor
+        )
+        summary.checked += n
+        for _tid, _iid, res, _at in results:
+            summary.verdicts[res.verdict.value] += 1
+        for t in transitions:
+            summary.transitions[f"{t.old}->{t.new}"] += 1
+            if t.new == ItemState.OPEN.value:
+                summary.reopened += 1
+        self.progress += n
+        if r.on_progress:
+            r.on_progress(self.progress, summary.tasks)
+
+    async def release(self, tasks: list[_Task]) -> None:
+        pass  # Runner.run gives back every claim of this process on the way out
+
+    async def drained(self) -> bool:
+        r = self.r
+        if await r._db(undone, r.db, self.round_id) == 0:
+            return True
+        # Others hold the rest: wait for them, or for a dead one's lease.
+        await r._db(release_dead_claims, r.db, self.round_id)
+        return False
 
 
 def run_round(

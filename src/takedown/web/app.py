@@ -1,8 +1,14 @@
-"""``create_app``: the one FastAPI app. Other parts add routers with ``app.include_router``.
+"""The one web app. ``build(settings)`` assembles it whole for ``takedown serve``, the demo
+and the tests; ``create_app`` is the frame it builds on (errors, /healthz, platform API).
 
-Hooks for the parts mounted later: ``feed_dir`` (a directory served under ``/feed/``),
-``routers`` (extra APIRouters), ``metrics`` (an ASGI app mounted at ``/metrics``), and a
-delivery ``worker`` run as an asyncio task for the app's lifetime.
+``create_app`` hooks: ``feed_dir`` (a directory served under ``/feed/``), ``routers``
+(extra APIRouters), ``metrics`` (an ASGI app mounted at ``/metrics``), and a delivery
+``worker`` run as an asyncio task for the app's lifetime.
+
+Example::
+
+    app = build(AppSettings(db=db, clock=clock, public_url="https://register.example"))
+    uvicorn.run(app, host="127.0.0.1", port=8470)
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +28,67 @@ from fastapi.responses import JSONResponse
 from takedown.clock import Clock
 from takedown.errors import AuthError, TakedownError
 from takedown.store.db import Database
+from takedown.transparency import DEFAULT_APPEAL, PublicSettings
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """How the notice delivery worker run beside the app behaves."""
+
+    poll: float = 0.5  # seconds between idle outbox polls
+    lease: timedelta = timedelta(seconds=120)  # claim lease, clock time
+    timeout: float = 10.0  # webhook timeout, seconds
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """Everything the whole app is built from.
+
+    ``public_url``: base URL of the public pages and directive references (None: each
+    request's own); ``appeal_text``/``appeal_url``: how the public may appeal; ``feed_dir``:
+    a feed repository served at ``/feed/``; ``delivery``: run the notice delivery worker.
+    """
+
+    db: Database
+    clock: Clock
+    public_url: str | None = None
+    appeal_text: str = DEFAULT_APPEAL
+    appeal_url: str | None = None
+    feed_dir: str | Path | None = None
+    delivery: DeliverySettings | None = None
+
+
+def build(settings: AppSettings) -> Any:
+    """The whole app (platform, regulator and public APIs, /metrics, request counting) as
+    an ASGI app, with the delivery worker when ``settings.delivery`` is set."""
+    from takedown.web import public, regulator_api
+    from takedown.web.metrics import Metrics
+
+    db, clock = settings.db, settings.clock
+    worker = None
+    if settings.delivery is not None:
+        from takedown.notices.delivery import DeliveryWorker
+
+        d = settings.delivery
+        worker = DeliveryWorker(db, clock, poll_interval=d.poll, lease=d.lease, timeout=d.timeout)
+    public_settings = PublicSettings(
+        public_url=settings.public_url,
+        appeal_text=settings.appeal_text,
+        appeal_url=settings.appeal_url,
+    )
+    metrics = Metrics(db, clock)
+    app = create_app(
+        db,
+        clock=clock,
+        worker=worker,
+        feed_dir=settings.feed_dir,
+        routers=[
+            regulator_api.make_router(public_url=settings.public_url),
+            public.make_router(public_settings),
+        ],
+        metrics=metrics.app,
+    )
+    return metrics.middleware(app)
 
 
 def error_body(exc: TakedownError) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from takedown.clock import Clock
 from takedown.errors import AuthError, InputError, TakedownError
-from takedown.platforms import authenticate
+from takedown.platforms import platform_for_token
 from takedown.store.db import Database
 
 MAX_BODY = 8 * 1024 * 1024
@@ -36,14 +36,9 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def _auth(db: Database, token: str) -> int:
-    with db.reading() as session:
-        return authenticate(session, token)
-
-
 async def platform_id(request: Request) -> int:
     """The authenticated platform's id (401 without a valid ``Authorization: Bearer``)."""
-    return await run_in_threadpool(_auth, request.app.state.db, bearer_token(request))
+    return await run_in_threadpool(platform_for_token, request.app.state.db, bearer_token(request))
 
 
 async def json_body(request: Request, limit: int = MAX_BODY) -> Any:

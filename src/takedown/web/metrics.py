@@ -1,7 +1,8 @@
 """``/metrics`` for the app: figures read from the database at scrape time, plus requests.
 
 Everything but the request counter is computed when Prometheus scrapes (a custom
-collector), so the numbers are the database's, whichever process changed it.
+collector over ``takedown.gauges``), so the numbers are the database's, whichever process
+changed it.
 
 Example::
 
@@ -11,19 +12,17 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, make_asgi_app
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import and_, func, or_, select
 
 from takedown.clock import Clock
-from takedown.model import ItemState
+from takedown.gauges import Gauges, read_gauges
 from takedown.store.db import Database
-from takedown.store.schema import ApiToken, FeedPublication, Item, Measure, Notice, Platform
 
-NO_PLATFORM = "-"
 # request paths are counted by area only, so labels stay few whatever clients send
 AREAS = ("/api/platform/", "/api/", "/public/", "/feed/", "/metrics", "/healthz")
 
@@ -52,92 +51,60 @@ class DatabaseCollector(Collector):
         return []  # no registration-time scrape: the database is read only when scraped
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from takedown.policy.measures import state_at
-
         now = self.clock.now()
+        g = read_gauges(self.db, now)
         items = GaugeMetricFamily(
             "takedown_items",
             "Register items listed now, by platform and state",
             labels=["platform", "state"],
         )
+        for platform, state, n in g.items:
+            items.add_metric([platform, state], n)
+        yield items
         overdue = GaugeMetricFamily(
             "takedown_items_overdue",
             "Items past their removal deadline and not removed, by platform",
             labels=["platform"],
         )
+        for platform, n in g.overdue:
+            overdue.add_metric([platform], n)
+        yield overdue
         notices = GaugeMetricFamily(
             "takedown_notices", "Notices by delivery state", labels=["delivery_state"]
         )
-        measures = GaugeMetricFamily("takedown_measures", "Measures by state now", labels=["state"])
-        feed_seq = GaugeMetricFamily(
-            "takedown_feed_last_sequence", "Sequence number of the last feed publication"
-        )
-        feed_time = GaugeMetricFamily(
-            "takedown_feed_last_published_timestamp_seconds",
-            "When the last feed publication was made (Unix seconds)",
-        )
-        feed_age = GaugeMetricFamily(
-            "takedown_feed_age_seconds", "Clock seconds since the last feed publication"
-        )
-        tokens = GaugeMetricFamily("takedown_api_tokens_active", "Active regulator API tokens")
-        live = (Item.listed_at <= now, or_(Item.delisted_at.is_(None), Item.delisted_at > now))
-        due = and_(Item.deadline_at.is_not(None), Item.deadline_at <= now)
-        late = and_(
-            due,
-            or_(
-                Item.state == ItemState.OPEN.value,
-                and_(Item.state == ItemState.CLAIMED.value, Item.state_at > Item.deadline_at),
-            ),
-        )
-        with self.db.reading() as session:
-            slugs = dict(session.execute(select(Platform.id, Platform.slug)).all())
-            for pid, state, n in session.execute(
-                select(Item.platform_id, Item.state, func.count())
-                .where(*live)
-                .group_by(Item.platform_id, Item.state)
-            ):
-                items.add_metric([slugs.get(pid, NO_PLATFORM), state], n)
-            counts = dict(
-                session.execute(
-                    select(Item.platform_id, func.count())
-                    .where(*live, late, Item.platform_id.is_not(None))
-                    .group_by(Item.platform_id)
-                ).all()
-            )
-            for pid, slug in sorted(slugs.items(), key=lambda kv: kv[1]):
-                overdue.add_metric([slug], counts.get(pid, 0))
-            for state, n in session.execute(
-                select(Notice.delivery_state, func.count()).group_by(Notice.delivery_state)
-            ):
-                notices.add_metric([state], n)
-            by_state: dict[str, int] = {}
-            for m in session.scalars(select(Measure)):
-                s = state_at(m, now)
-                if s is not None:
-                    by_state[s] = by_state.get(s, 0) + 1
-            for s in ("proposed", "active", "lifted", "expired"):
-                measures.add_metric([s], by_state.get(s, 0))
-            last = session.execute(
-                select(FeedPublication.sequence, FeedPublication.published_at)
-                .order_by(FeedPublication.sequence.desc())
-                .limit(1)
-            ).first()
-            active_tokens = session.scalar(
-                select(func.count()).select_from(ApiToken).where(ApiToken.revoked_at.is_(None))
-            )
-        yield items
-        yield overdue
+        for state, n in g.notices:
+            notices.add_metric([state], n)
         yield notices
+        measures = GaugeMetricFamily("takedown_measures", "Measures by state now", labels=["state"])
+        for state in ("proposed", "active", "lifted", "expired"):
+            measures.add_metric([state], g.measures.get(state, 0))
         yield measures
-        if last is not None:
-            feed_seq.add_metric([], last[0])
-            feed_time.add_metric([], last[1].timestamp())
-            feed_age.add_metric([], max(0.0, (now - last[1]).total_seconds()))
-            yield feed_seq
-            yield feed_time
-            yield feed_age
-        tokens.add_metric([], active_tokens or 0)
+        yield from _feed_gauges(g, now)
+        tokens = GaugeMetricFamily("takedown_api_tokens_active", "Active regulator API tokens")
+        tokens.add_metric([], g.active_tokens)
         yield tokens
+
+
+def _feed_gauges(g: Gauges, now: datetime) -> Iterator[GaugeMetricFamily]:
+    """The last feed publication's gauges (none before the first publication)."""
+    if g.last_sequence is None or g.last_published_at is None:
+        return
+    feed_seq = GaugeMetricFamily(
+        "takedown_feed_last_sequence", "Sequence number of the last feed publication"
+    )
+    feed_seq.add_metric([], g.last_sequence)
+    yield feed_seq
+    feed_time = GaugeMetricFamily(
+        "takedown_feed_last_published_timestamp_seconds",
+        "When the last feed publication was made (Unix seconds)",
+    )
+    feed_time.add_metric([], g.last_published_at.timestamp())
+    yield feed_time
+    feed_age = GaugeMetricFamily(
+        "takedown_feed_age_seconds", "Clock seconds since the last feed publication"
+    )
+    feed_age.add_metric([], max(0.0, (now - g.last_published_at).total_seconds()))
+    yield feed_age
 
 
 class Metrics:

@@ -4,7 +4,8 @@ No authentication. Each page is HTML, or JSON with ``Accept: application/json`` 
 ``?format=json``. What the public sees is chosen field by field: the measure, its rule and
 the figures that fired it, the legal decisions behind it as references and counts by
 category — never an item's URL or target (child abuse material above all), never a token.
-A measure that has not taken effect (awaiting approval) is not public.
+A measure that has not taken effect (awaiting approval) is not public. The documents are
+built by ``takedown.transparency``; this module has the routes and the HTML.
 
 Examples::
 
@@ -17,30 +18,23 @@ Examples::
 from __future__ import annotations
 
 import html
-import ipaddress
-import threading
-from collections import defaultdict
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from sqlalchemy import func, or_, select
 from starlette.concurrency import run_in_threadpool
 
 from takedown import config as config_mod
-from takedown.errors import InputError, NotFound, PatternError
-from takedown.model import Directive, MeasureState
-from takedown.store.db import Database
-from takedown.store.schema import AuditHead, Item, Measure, Platform, PlatformHost
-
-DEFAULT_APPEAL = (
-    "A platform, an author or a user affected by a measure may ask the regulator to review "
-    "it, and may challenge the decision behind it in court."
+from takedown.errors import InputError
+from takedown.transparency import (
+    DirectiveCache,
+    PublicSettings,
+    index_doc,
+    lookup_doc,
+    measure_doc,
 )
+
 HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'"
@@ -48,333 +42,11 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-CACHE_SLOT = timedelta(seconds=60)
-
-
-@dataclass(frozen=True)
-class PublicSettings:
-    """The public base URL (None: the request's own) and how to appeal."""
-
-    public_url: str | None = None
-    appeal_text: str = DEFAULT_APPEAL
-    appeal_url: str | None = None
 
 
 def esc(value: object) -> str:
     """HTML-escape anything (None as a dash)."""
     return "-" if value is None else html.escape(str(value), quote=True)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _live(now: datetime) -> tuple[Any, ...]:
-    return (Item.listed_at <= now, or_(Item.delisted_at.is_(None), Item.delisted_at > now))
-
-
-# --- documents (plain data; the HTML is rendered from these) -------------------------------
-
-
-def _started(m: Measure, now: datetime) -> bool:
-    return m.starts_at is not None and m.starts_at <= now
-
-
-def _state_now(m: Measure, now: datetime) -> str:
-    from takedown.policy.measures import state_at
-
-    return state_at(m, now) or MeasureState.PROPOSED.value
-
-
-def measure_doc(
-    db: Database, measure_id: int, now: datetime, settings: PublicSettings, base: str
-) -> dict[str, Any]:
-    """The public account of one measure that has taken effect."""
-    from takedown.policy.measures import explain
-
-    with db.reading() as session:
-        m = session.get(Measure, measure_id)
-        if m is None or not _started(m, now):
-            raise NotFound(f"no public measure {measure_id}", where="id")
-        platform = session.get(Platform, m.platform_id)
-        classes = set(m.classes or [])
-        hosts = [
-            {"pattern": h.pattern, "content_class": h.content_class}
-            for h in session.scalars(
-                select(PlatformHost)
-                .where(PlatformHost.platform_id == m.platform_id)
-                .order_by(PlatformHost.pattern)
-            )
-            if not classes or h.content_class in classes
-        ]
-        state = _state_now(m, now)
-    doc = explain(db, measure_id)
-    figures = doc.get("figures") or {}
-    basis = doc.get("legal_basis") or {}
-    return {
-        "id": m.id,
-        "platform": {
-            "slug": platform.slug if platform else None,
-            "name": platform.name if platform else None,
-        },
-        "action": m.action,
-        "rate_kbps": m.rate_kbps,
-        "content_classes": sorted(classes) or ["*"],
-        "hosts": hosts,
-        "scope_percent": {k: float(v) for k, v in sorted((m.scope or {}).items())},
-        "state": state,
-        "in_force": state == MeasureState.ACTIVE.value,
-        "since": _iso(m.starts_at),
-        "review_at": _iso(m.review_at),
-        "expires_at": _iso(m.expires_at),
-        "lifted_at": _iso(m.lifted_at),
-        "lift_decision": m.lift_decision,
-        "why": {
-            "rule": m.rule,
-            "ladder": m.ladder,
-            "fired": figures.get("fired"),
-            "figures_read": figures.get("read") or {},
-            "figures": figures.get("snapshot") or {},
-            "reason": m.reason,
-            "decision": m.decision_ref,
-        },
-        "legal_basis": {
-            "items": basis.get("items", 0),
-            "by_category": basis.get("by_category", {}),
-            "decisions_total": basis.get("decisions_total", 0),
-            "decisions": [
-                {k: d.get(k) for k in ("decision", "authority", "date", "items", "by_category")}
-                for d in basis.get("decisions", [])
-            ],
-        },
-        "obligations": [
-            {"kind": o["kind"], "state": o["state"], "decision": o["decision"], "at": _iso(o["at"])}
-            for o in doc.get("obligations", [])
-        ],
-        "applied_by": {"name": m.created_by, "role": "ladder" if m.rule else "regulator"},
-        "approvals": [
-            {"name": a["by"], "role": "approver", "at": _iso(a["at"])}
-            for a in doc.get("approvals", [])
-        ],
-        "supersedes": [c["id"] for c in doc.get("supersedes", [])],
-        "superseded_by": doc.get("superseded_by"),
-        "appeal": {"text": settings.appeal_text, "url": settings.appeal_url},
-        "url": f"{base}/public/measures/{m.id}",
-    }
-
-
-def index_doc(db: Database, now: datetime, base: str) -> dict[str, Any]:
-    """Measures in force now, and how many register decisions the network blocks."""
-    with db.reading() as session:
-        rows = session.execute(
-            select(Measure, Platform.slug, Platform.name)
-            .join(Platform, Platform.id == Measure.platform_id)
-            .order_by(Measure.id)
-        ).all()
-        decisions = session.scalar(
-            select(func.count(func.distinct(Item.decision_ref))).where(
-                Item.platform_id.is_(None), *_live(now)
-            )
-        )
-    in_force = []
-    for m, slug, name in rows:
-        if _state_now(m, now) != MeasureState.ACTIVE.value or not _started(m, now):
-            continue
-        in_force.append(
-            {
-                "id": m.id,
-                "platform": {"slug": slug, "name": name},
-                "action": m.action,
-                "rate_kbps": m.rate_kbps,
-                "content_classes": sorted(m.classes or []) or ["*"],
-                "scope_percent": {k: float(v) for k, v in sorted((m.scope or {}).items())},
-                "since": _iso(m.starts_at),
-                "review_at": _iso(m.review_at),
-                "rule": m.rule,
-                "decision": m.decision_ref,
-                "url": f"{base}/public/measures/{m.id}",
-            }
-        )
-    return {
-        "as_of": now.isoformat(),
-        "measures_in_force": in_force,
-        "register_decisions": int(decisions or 0),
-    }
-
-
-class _Compiled:
-    """Directives compiled at a moment and a matcher over their rules."""
-
-    def __init__(self, directives: tuple[Directive, ...]) -> None:
-        from takedown.match import Matcher, parse_host_rule, parse_ip_rule
-
-        self.directives = directives
-        hosts: list[tuple[str, tuple[int, str]]] = []
-        ips: list[tuple[str, tuple[int, str]]] = []
-        for i, d in enumerate(directives):
-            for h in d.hosts:
-                try:  # a rule the matcher refuses matches nothing here either
-                    parse_host_rule(h.pattern)
-                except PatternError:
-                    continue
-                hosts.append((h.pattern, (i, h.content_class)))
-            for r in d.ip_ranges:
-                try:
-                    parse_ip_rule(r)
-                except PatternError:
-                    continue
-                ips.append((r, (i, r)))
-        self.matcher = Matcher.compile(hosts, ips)
-
-
-class DirectiveCache:
-    """The directive set compiled at now, recompiled when the audit log moves (every change
-    writes an event) or a minute of clock time passes; lookups are public and frequent."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._key: tuple[Any, ...] | None = None
-        self._value: _Compiled | None = None
-
-    def get(self, db: Database, now: datetime, public_url: str) -> _Compiled:
-        from takedown.feed.compile import compile_directives
-
-        slot = int(now.timestamp() // CACHE_SLOT.total_seconds())
-        with self._lock:
-            with db.reading() as session:
-                seq = session.scalar(select(AuditHead.seq).where(AuditHead.id == 1))
-                key = (seq, slot, public_url)
-                if key != self._key or self._value is None:
-                    compiled = compile_directives(session, now, public_url=public_url)
-                    self._value = _Compiled(compiled.directives.directives)
-                    self._key = key
-            return self._value
-
-
-def _categories_of(db: Database, refs: set[str], now: datetime) -> dict[str, dict[str, int]]:
-    """Live register items per decision and category (counts only)."""
-    out: dict[str, dict[str, int]] = defaultdict(dict)
-    if not refs:
-        return {}
-    with db.reading() as session:
-        for ref, cat, n in session.execute(
-            select(Item.decision_ref, Item.category, func.count())
-            .where(Item.decision_ref.in_(sorted(refs)), *_live(now))
-            .group_by(Item.decision_ref, Item.category)
-        ):
-            out[ref][cat] = int(n)
-    return {k: dict(sorted(v.items())) for k, v in out.items()}
-
-
-def _measure_why(db: Database, ids: set[int]) -> dict[int, dict[str, Any]]:
-    if not ids:
-        return {}
-    with db.reading() as session:
-        rows = session.execute(
-            select(Measure.id, Measure.rule, Measure.reason, Measure.decision_ref, Platform.slug)
-            .join(Platform, Platform.id == Measure.platform_id)
-            .where(Measure.id.in_(sorted(ids)))
-        ).all()
-    return {
-        mid: {"platform": slug, "rule": rule, "reason": reason, "decision": ref}
-        for mid, rule, reason, ref, slug in rows
-    }
-
-
-def _directive_public(d: Directive, now: datetime, base: str) -> dict[str, Any]:
-    return {
-        "id": d.id,
-        "action": str(d.action),
-        "rate_kbps": d.rate_kbps,
-        "scope_percent": dict(d.scope),
-        "in_force": d.in_force(now),
-        "valid_from": _iso(d.valid_from),
-        "expires": _iso(d.expires),
-        "decisions": list(d.decisions),
-        "measure_id": d.measure_id,
-        "url": (
-            f"{base}/public/measures/{d.measure_id}"
-            if d.measure_id is not None
-            else f"{base}/public/lookup?decision={quote(d.decisions[0], safe='')}"
-            if d.decisions
-            else None
-        ),
-    }
-
-
-def lookup_doc(
-    db: Database,
-    cache: DirectiveCache,
-    now: datetime,
-    base: str,
-    *,
-    host: str | None,
-    decision: str | None,
-) -> dict[str, Any]:
-    """Is ``host`` restricted now, by which directives and why; or what ``decision`` does."""
-    from takedown.match.matcher import normalised_query
-
-    if (host is None) == (decision is None):
-        raise InputError("give exactly one of host= or decision=", where="query")
-    compiled = cache.get(db, now, base)
-    hits: dict[int, list[dict[str, str]]] = defaultdict(list)
-    query: dict[str, Any]
-    if host is not None:
-        host = host.strip()
-        try:
-            addr = ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            addr = None
-        if addr is not None:
-            query = {"host": host, "normalised": str(addr)}
-            for rule, (i, _r) in compiled.matcher.explain_ip(str(addr)):
-                hits[i].append({"rule": str(rule)})
-        else:
-            name = normalised_query(host)
-            if name is None:
-                raise InputError(f"not a host name: {host[:200]!r}", where="host")
-            query = {"host": host, "normalised": name}
-            for pattern, (i, cls) in compiled.matcher.explain_host(name):
-                hits[i].append({"rule": pattern, "content_class": cls})
-    else:
-        assert decision is not None
-        decision = decision.strip()
-        query = {"decision": decision}
-        for i, d in enumerate(compiled.directives):
-            if decision in d.decisions:
-                n_host, n_ip = len(d.hosts), len(d.ip_ranges)
-                hits[i].append({"rule": f"{n_host} host rule(s), {n_ip} address rule(s)"})
-    found = [compiled.directives[i] for i in sorted(hits)]
-    refs = {r for d in found for r in d.decisions if not r.startswith("ladder rule ")}
-    if decision is not None:
-        refs.add(decision)
-    why_items = _categories_of(db, refs, now)
-    why_measures = _measure_why(db, {d.measure_id for d in found if d.measure_id is not None})
-    if decision is not None and not found and decision not in why_items:
-        raise NotFound(f"no decision {decision[:200]!r} in force", where="decision")
-    out = []
-    for i in sorted(hits):
-        d = compiled.directives[i]
-        entry = _directive_public(d, now, base)
-        entry["matched"] = hits[i]
-        if d.measure_id is not None:
-            entry["why"] = why_measures.get(d.measure_id, {})
-        else:
-            entry["why"] = {
-                "decisions": [
-                    {"decision": r, "items_by_category": why_items.get(r, {})} for r in d.decisions
-                ]
-            }
-        out.append(entry)
-    doc: dict[str, Any] = {
-        "as_of": now.isoformat(),
-        "query": query,
-        "restricted": any(e["in_force"] for e in out),
-        "directives": out,
-    }
-    if decision is not None:
-        doc["register_items_by_category"] = why_items.get(decision, {})
-    return doc
 
 
 # --- HTML -----------------------------------------------------------------------------------
@@ -410,10 +82,6 @@ def _badge(state: str) -> str:
     return f'<span class="badge {cls}">{esc(label)}</span>'
 
 
-def _what(action: str, rate: int | None) -> str:
-    return f"throttled to {esc(rate)} kbit/s" if action == "throttle" else "blocked"
-
-
 def _scope(scope: dict[str, float]) -> str:
     return ", ".join(f"{esc(f'{v:g}')}% of {esc(k)} subscribers" for k, v in scope.items()) or "-"
 
@@ -444,28 +112,22 @@ def _cats(counts: dict[str, int]) -> str:
     return ", ".join(f"{_cat(c)}: {n}" for c, n in counts.items())
 
 
-def measure_html(doc: dict[str, Any]) -> str:
+def _measure_what(doc: dict[str, Any]) -> list[str]:
     p = doc["platform"]
-    what = _what(doc["action"], doc["rate_kbps"])
-    title = f"Measure {doc['id']}: {p['name'] or p['slug']} {what}"
     hosts = "".join(
         f"<tr><td><code>{esc(h['pattern'])}</code></td><td>{esc(h['content_class'])}</td></tr>"
         for h in doc["hosts"]
     )
-    why = doc["why"]
-    fired = why["figures_read"] or {}
-    snap = why["figures"] or {}
-    parts = [
+    return [
         f"<h1>Measure {esc(doc['id'])} {_badge(doc['state'])}</h1>",
-        f'<p class="lead">{esc(p["name"] or p["slug"])} is {what} '
+        f'<p class="lead">{esc(p["name"] or p["slug"])}: {esc(doc["describe"])} '
         f"({esc(_classes(doc['content_classes']))} content) "
         f"for {_scope(doc['scope_percent'])}.</p>",
         "<h2>What is restricted</h2>",
         _kv_table(
             [
                 ("Platform", f"{p['name']} ({p['slug']})"),
-                ("Action", doc["action"]),
-                ("Rate", f"{doc['rate_kbps']} kbit/s" if doc["rate_kbps"] else None),
+                ("Action", doc["describe"]),
                 ("Content classes", _classes(doc["content_classes"])),
                 ("Scope", ", ".join(f"{k}: {v:g}%" for k, v in doc["scope_percent"].items())),
             ]
@@ -483,6 +145,11 @@ def measure_html(doc: dict[str, Any]) -> str:
                 ("Lifted by decision", doc["lift_decision"]),
             ]
         ),
+    ]
+
+
+def _measure_why(why: dict[str, Any]) -> list[str]:
+    parts = [
         "<h2>Why</h2>",
         f"<p>{esc(why['reason'])}</p>",
         _kv_table(
@@ -494,18 +161,21 @@ def measure_html(doc: dict[str, Any]) -> str:
             ]
         ),
     ]
-    if fired:
+    if why["figures_read"]:
         parts.append("<p>The figures the rule read when it fired:</p>")
-        parts.append(_kv_table([(k, _fmt(v)) for k, v in fired.items()]))
-    if snap:
+        parts.append(_kv_table([(k, _fmt(v)) for k, v in why["figures_read"].items()]))
+    if why["figures"]:
         parts.append("<p>The platform's compliance figures at that moment:</p>")
-        parts.append(_kv_table([(k, _fmt(v)) for k, v in snap.items()]))
-    basis = doc["legal_basis"]
-    parts.append("<h2>Legal decisions behind it</h2>")
-    parts.append(
+        parts.append(_kv_table([(k, _fmt(v)) for k, v in why["figures"].items()]))
+    return parts
+
+
+def _legal_basis(basis: dict[str, Any]) -> list[str]:
+    parts = [
+        "<h2>Legal decisions behind it</h2>",
         f"<p>{esc(basis['items'])} register item(s) under {esc(basis['decisions_total'])} "
-        "decision(s). Individual addresses of unlawful content are not published.</p>"
-    )
+        "decision(s). Individual addresses of unlawful content are not published.</p>",
+    ]
     if basis["by_category"]:
         parts.append(
             "<table><tr><th>category</th><th>items</th></tr>"
@@ -528,6 +198,11 @@ def measure_html(doc: dict[str, Any]) -> str:
             f"<th>by category</th></tr>{rows}</table>"
             + (f'<p class="muted">and {esc(more)} more decision(s)</p>' if more > 0 else "")
         )
+    return parts
+
+
+def _measure_people(doc: dict[str, Any]) -> list[str]:
+    parts = []
     if doc["obligations"]:
         parts.append("<h2>Obligations</h2>")
         parts.append(
@@ -555,6 +230,11 @@ def measure_html(doc: dict[str, Any]) -> str:
         + "".join(people)
         + "</table>"
     )
+    return parts
+
+
+def _measure_links(doc: dict[str, Any]) -> list[str]:
+    parts = []
     links = [f'<a href="/public/measures/{int(i)}">measure {int(i)}</a>' for i in doc["supersedes"]]
     if links:
         parts.append(f"<p>Replaces {', '.join(links)}.</p>")
@@ -567,13 +247,27 @@ def measure_html(doc: dict[str, Any]) -> str:
         parts.append(
             f'<p><a href="{esc(doc["appeal"]["url"])}">{esc(doc["appeal"]["url"])}</a></p>'
         )
+    return parts
+
+
+def measure_html(doc: dict[str, Any]) -> str:
+    """The public page of one measure."""
+    p = doc["platform"]
+    title = f"Measure {doc['id']}: {p['name'] or p['slug']}, {doc['describe']}"
+    parts = [
+        *_measure_what(doc),
+        *_measure_why(doc["why"]),
+        *_legal_basis(doc["legal_basis"]),
+        *_measure_people(doc),
+        *_measure_links(doc),
+    ]
     return _page(title, "".join(parts))
 
 
 def index_html(doc: dict[str, Any], settings: PublicSettings) -> str:
     rows = "".join(
         f'<tr><td><a href="/public/measures/{int(m["id"])}">{int(m["id"])}</a></td>'
-        f"<td>{esc(m['platform']['name'])}</td><td>{_what(m['action'], m['rate_kbps'])}</td>"
+        f"<td>{esc(m['platform']['name'])}</td><td>{esc(m['describe'])}</td>"
         f"<td>{esc(_classes(m['content_classes']))}</td><td>{_scope(m['scope_percent'])}</td>"
         f"<td>{esc(m['since'])}</td><td>{esc(m['review_at'])}</td></tr>"
         for m in doc["measures_in_force"]
@@ -608,6 +302,14 @@ def _lookup_form(value: str) -> str:
     )
 
 
+def _applies(d: dict[str, Any]) -> str:
+    if d["applies"]:
+        return "yes: the network applies it now"
+    if not d["in_force"]:
+        return "no: not in force now"
+    return "no: a stricter directive applies"
+
+
 def lookup_html(doc: dict[str, Any]) -> str:
     q = doc["query"]
     subject = q.get("normalised") or q.get("decision")
@@ -636,8 +338,8 @@ def lookup_html(doc: dict[str, Any]) -> str:
         )
         parts.append(f"<h2>Directive {esc(d['id'])} {_badge(state)}</h2>")
         rows: list[tuple[str, object]] = [
-            ("Action", "throttle" if d["action"] == "throttle" else "block"),
-            ("Rate", f"{d['rate_kbps']} kbit/s" if d["rate_kbps"] else None),
+            ("Action", d["describe"]),
+            ("Applies", _applies(d)),
             ("Scope", ", ".join(f"{k}: {v:g}%" for k, v in d["scope_percent"].items())),
             ("Matched by", matched),
             ("Valid from", d["valid_from"]),

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from takedown.enforce.decide import Action, Decision
-from takedown.enforce.server import (
+from takedown.enforce.decide import Action, Verdict
+from takedown.enforce.handshake import (
     SocksError,
     block_response,
     parse_connect,
@@ -128,7 +128,7 @@ def test_original_dst_decoding() -> None:
 
 
 def test_451_response() -> None:
-    d = Decision(
+    d = Verdict(
         Action.BLOCK,
         directives=("d-block",),
         decisions=("Court 33",),

@@ -1,0 +1,32 @@
+"""`takedown ledger …`: maintenance of the compliance ledger."""
+
+from __future__ import annotations
+
+import typer
+
+from takedown.cli import common
+
+app = typer.Typer(help="The compliance ledger.", no_args_is_help=True)
+
+
+@app.command("rebuild")
+def rebuild(json_out: bool = typer.Option(False, "--json", help="Machine output.")) -> None:
+    """Recompute the item-state projection from the facts (notices, responses, checks)."""
+    from takedown import ledger
+    from takedown.store import audit
+
+    db = common.database()
+    now = common.now()
+    with db.session() as session:
+        changed = ledger.rebuild(session, now)
+        audit.record(
+            session,
+            at=now,
+            actor=common.actor(),
+            type="ledger.rebuilt",
+            payload={"changed": changed},
+        )
+    if json_out:
+        common.print_json({"changed": changed})
+    else:
+        common.console.print(f"projection rebuilt: {changed} items changed")

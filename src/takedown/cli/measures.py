@@ -1,0 +1,164 @@
+"""`takedown measures ...`: list, explain, approve, impose and lift measures by decision."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from takedown.cli import common
+from takedown.cli.policy import at_time, fmt
+from takedown.model import MeasureExplanation
+
+app = typer.Typer(
+    help="Measures: list, explain, approve, impose and lift by decision.", no_args_is_help=True
+)
+
+
+@app.command("list")
+def measures_list(
+    json_out: bool = typer.Option(False, "--json", help="Machine output."),
+    at: str = typer.Option(None, "--at", help="As of this ISO 8601 time."),
+    platform: str = typer.Option(None, "--platform", help="Only this platform."),
+) -> None:
+    """List measures with their state (as of --at if given)."""
+    from takedown.policy import measures
+
+    records = measures.list_measures(
+        common.database(), at=at_time(at, "--at") if at else common.now(), platform=platform
+    )
+    if json_out:
+        common.print_json([m.as_json() for m in records])
+        return
+    table = Table(title="measures")
+    for col in (
+        "id",
+        "platform",
+        "state",
+        "action",
+        "classes",
+        "scope",
+        "since",
+        "review",
+        "rule / decision",
+    ):
+        table.add_column(col)
+    for m in records:
+        table.add_row(
+            str(m.id),
+            m.platform,
+            m.state.value,
+            m.describe(),
+            fmt(m.classes),
+            fmt(m.scope),
+            fmt(m.starts_at or m.proposed_at),
+            fmt(m.review_at),
+            m.rule or m.decision_ref or "",
+        )
+    common.console.print(table)
+
+
+@app.command("explain")
+def measures_explain(
+    measure_id: int = typer.Argument(..., metavar="ID"),
+    json_out: bool = typer.Option(False, "--json", help="Machine output."),
+) -> None:
+    """The rule, the figures, the legal decisions behind the items, the approvals."""
+    from takedown.policy import measures
+
+    info = measures.explain(common.database(), measure_id)
+    if json_out:
+        common.print_json(info.as_json())
+        return
+    for line in explanation_lines(info):
+        common.console.print(line, highlight=False)
+
+
+def explanation_lines(info: MeasureExplanation) -> list[str]:
+    """``measures explain`` as lines of text."""
+    m = info.measure
+    lines = [
+        f"measure {m.id}: {m.describe()} on {m.platform} "
+        f"[{fmt(m.classes)}] {fmt(m.scope)} — {m.state.value}",
+        f"  proposed {fmt(m.proposed_at)}, active {fmt(m.starts_at)}, "
+        f"review {fmt(m.review_at)}, lifted {fmt(m.lifted_at)}",
+    ]
+    if m.rule:
+        lines.append(f"  ladder {m.ladder}, rule {m.rule} (fired: {m.figures.get('fired')})")
+    if m.decision_ref:
+        lines.append(f"  decision {m.decision_ref}")
+    lines.append(f"  reason: {m.reason}")
+    read = m.figures.get("read", {})
+    if read:
+        lines.append("  figures read: " + "; ".join(f"{k}={fmt(v)}" for k, v in read.items()))
+    basis = info.legal_basis
+    lines.append(
+        f"  legal basis: {basis.items} items under {basis.decisions_total} "
+        f"decision(s): " + ", ".join(f"{k} {v}" for k, v in basis.by_category.items())
+    )
+    for d in basis.decisions[:20]:
+        cats = ", ".join(f"{k} {v}" for k, v in d.by_category.items())
+        lines.append(
+            f"    {d.decision} ({d.authority or '?'}, {d.date or '?'}): {d.items} items: {cats}"
+        )
+    lines += [
+        f"  obligation {o.kind}: {o.state} (decision {o.decision}, {fmt(o.at)})"
+        for o in info.obligations
+    ]
+    lines += [f"  approved by {a.by} at {fmt(a.at)}" for a in info.approvals]
+    lines += [f"  event {e.seq} {fmt(e.at)} {e.type} by {e.actor}" for e in info.events]
+    return lines
+
+
+@app.command("approve")
+def measures_approve(
+    measure_id: int = typer.Argument(..., metavar="ID"),
+    by: str = typer.Option(..., "--by", help="The approver (not the one who applied it)."),
+) -> None:
+    """Approve a proposed measure; it becomes active now."""
+    from takedown.policy import measures
+
+    m = measures.approve(common.database(), measure_id, by, common.now())
+    common.console.print(f"measure {m.id} approved by {by}: {m.state.value}", highlight=False)
+
+
+@app.command("add")
+def measures_add(
+    slug: str = typer.Argument(..., metavar="SLUG"),
+    action: str = typer.Option(..., "--action", help="throttle or block."),
+    rate_kbps: int = typer.Option(None, "--rate-kbps", help="Throttle rate, kbit/s."),
+    classes: str = typer.Option("*", "--classes", help="Content classes, e.g. media,links."),
+    mobile: float = typer.Option(100.0, "--mobile", help="Percent of mobile subscribers."),
+    fixed: float = typer.Option(100.0, "--fixed", help="Percent of fixed subscribers."),
+    expires: str = typer.Option(None, "--expires", help="Expiry (ISO 8601)."),
+    decision: str = typer.Option(..., "--decision", help="The decision imposing it."),
+    reason: str = typer.Option(..., "--reason", help="Why."),
+) -> None:
+    """Impose a measure by decision, outside any ladder (a block awaits approval)."""
+    from takedown.policy import measures
+
+    mid = measures.add(
+        common.database(),
+        slug,
+        action=action,
+        decision=decision,
+        reason=reason,
+        now=common.now(),
+        actor=common.actor(),
+        rate_kbps=rate_kbps,
+        classes=[c.strip() for c in classes.split(",") if c.strip()],
+        scope={"mobile": mobile, "fixed": fixed},
+        expires=at_time(expires, "--expires") if expires else None,
+    )
+    common.console.print(f"measure {mid} recorded", highlight=False)
+
+
+@app.command("lift")
+def measures_lift(
+    measure_id: int = typer.Argument(..., metavar="ID"),
+    decision: str = typer.Option(..., "--decision", help="The decision lifting it."),
+) -> None:
+    """Lift a measure by decision."""
+    from takedown.policy import measures
+
+    measures.lift(common.database(), measure_id, decision, common.now(), common.actor())
+    common.console.print(f"measure {measure_id} lifted", highlight=False)

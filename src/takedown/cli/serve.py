@@ -1,0 +1,43 @@
+"""`takedown serve`: run the web app (uvicorn); the app itself is ``takedown.web.app.build``."""
+
+from __future__ import annotations
+
+import typer
+
+from takedown.cli import common
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8470, "--port"),
+    no_worker: bool = typer.Option(False, "--no-worker", help="Do not deliver notices."),
+    poll: float = typer.Option(0.5, "--poll", help="Seconds between idle outbox polls."),
+    lease: float = typer.Option(120.0, "--lease", help="Claim lease in clock seconds."),
+    timeout: float = typer.Option(10.0, "--timeout", help="Webhook timeout, seconds."),
+    feed_dir: str = typer.Option(None, "--feed-dir", help="Serve this directory at /feed/."),
+    public_url: str = typer.Option(
+        None, "--public-url", help="Base URL of the public pages (default: the request's)."
+    ),
+    appeal_url: str = typer.Option(None, "--appeal-url", help="Where the public may appeal."),
+) -> None:
+    """Run the HTTP app (platform, regulator and public APIs, /metrics) with the notice
+    delivery worker (uvicorn)."""
+    from datetime import timedelta
+
+    import uvicorn
+
+    from takedown.clock import clock_from_env
+    from takedown.web.app import AppSettings, DeliverySettings, build
+
+    delivery = None
+    if not no_worker:
+        delivery = DeliverySettings(poll=poll, lease=timedelta(seconds=lease), timeout=timeout)
+    settings = AppSettings(
+        db=common.database(),
+        clock=clock_from_env(),
+        public_url=public_url,
+        appeal_url=appeal_url,
+        feed_dir=feed_dir,
+        delivery=delivery,
+    )
+    uvicorn.run(build(settings), host=host, port=port, log_level="warning", access_log=False)

@@ -1,0 +1,86 @@
+"""`takedown status`: the compliance figures per platform, rendered from ``ledger.status``.
+
+Library imports are inside the command, like the other command modules, so that
+``takedown --help`` does not load the database layer.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from takedown.cli import common
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def _hours(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1f} h"
+
+
+def status(
+    platform: str = typer.Option(None, "--platform", help="One platform (default: each)."),
+    at: str = typer.Option(None, "--at", help="As of this ISO 8601 time (default: now)."),
+    json_out: bool = typer.Option(False, "--json", help="Machine output."),
+    statement_out: bool = typer.Option(False, "--statement", help="Plain-language statement."),
+    by_category: bool = typer.Option(False, "--by-category", help="One row per category."),
+) -> None:
+    """Compliance figures per platform. Example: takedown status --platform twitter --json"""
+    from rich.table import Table
+
+    from takedown import ledger
+    from takedown.clock import parse_time
+    from takedown.errors import InputError
+
+    as_of = None
+    if at is not None:
+        try:
+            as_of = parse_time(at)
+        except ValueError:
+            raise InputError(f"not an ISO 8601 time: {at!r}", where="--at") from None
+    result = ledger.status(
+        common.database(),
+        common.now() if as_of is None else as_of,
+        platform=platform,
+        at=as_of,
+        by_category=by_category,
+    )
+    if json_out:
+        common.print_json(result.as_json())
+        return
+    if statement_out:
+        for text in result.statements():
+            common.console.print(text, highlight=False, soft_wrap=True)
+        return
+    table = Table(
+        "platform",
+        *(["category"] if by_category else []),
+        "flagged",
+        "removed",
+        "withheld",
+        "claimed",
+        "remaining",
+        "overdue",
+        "removed %",
+        "on time %",
+        "TTR median",
+        "TTR p90",
+        title=f"as of {result.as_of.isoformat()}",
+    )
+    for f in result.figures:
+        table.add_row(
+            f.platform,
+            *([f.category or ""] if by_category else []),
+            f"{f.flagged:,}",
+            f"{f.removed:,}",
+            f"{f.restricted:,}",
+            f"{f.claimed:,}",
+            f"{f.remaining:,}",
+            f"{f.overdue:,}",
+            _pct(f.removed_share),
+            _pct(f.on_time_share),
+            _hours(f.ttr_median_h),
+            _hours(f.ttr_p90_h),
+        )
+    common.console.print(table)
