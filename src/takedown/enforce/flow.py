@@ -33,7 +33,7 @@ from takedown.enforce.handshake import (
 )
 from takedown.enforce.relay import Direction, SharedKey, ThrottleScope
 from takedown.enforce.shaper import TokenBucket
-from takedown.enforce.sniff import MAX_SNIFF, Protocol, Sniffed, sniff
+from takedown.enforce.sniff import MAX_SNIFF, Protocol, Sniffed, Sniffer
 
 if TYPE_CHECKING:
     from takedown.enforce.server import EnforcementServer
@@ -66,6 +66,7 @@ class Flow:
         "opened",
         "server",
         "sniffed",
+        "sniffer",
         "state",
         "timer",
         "u",
@@ -86,6 +87,7 @@ class Flow:
         self.upstream: Upstream | None = None
         self.dest: tuple[str, int] | None = None
         self.sniffed: Sniffed | None = None
+        self.sniffer: Sniffer | None = None  # made when sniffing starts (most flows never do)
         self.verdict: Verdict | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.up: Direction | None = None
@@ -246,14 +248,17 @@ class Flow:
         self._try_sniff()
 
     def _try_sniff(self) -> bool:
-        result = sniff(bytes(self.buf))
-        if result is None and len(self.buf) < MAX_SNIFF:
-            return False
+        if self.sniffer is None:
+            self.sniffer = Sniffer()
+        result = self.sniffer.feed(self.buf)
         if result is None:
-            result = Sniffed(Protocol.UNKNOWN, None, "no verdict within MAX_SNIFF")
+            return False
         self.sniffed = result
         if result.protocol == Protocol.UNKNOWN:
+            # decided by the destination address (and a CONNECT name) alone: an IP rule
+            # still applies, so unparseable bytes are no way around a block
             self.server.metrics.sniff_failures.labels("unknown").inc()
+            self.server.metrics.unparsed.labels(result.unparsed or "malformed").inc()
         elif result.host is None:
             self.server.metrics.sniff_failures.labels(f"{result.protocol.value}-no-name").inc()
         self.decide_and_relay()

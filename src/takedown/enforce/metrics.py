@@ -46,6 +46,12 @@ class EnforceMetrics:
             ["reason"],
             registry=r,
         )
+        self.unparsed = Counter(
+            p + "unparsed",
+            "Flows whose first bytes gave no name (classified by IP directives only), by why.",
+            ["reason"],
+            registry=r,
+        )
         self.upstream_failures = Counter(
             p + "upstream_failures", "Upstream connections that failed.", ["reason"], registry=r
         )

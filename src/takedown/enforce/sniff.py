@@ -45,6 +45,12 @@ class Sniffed:
     host: str | None
     detail: str = ""
     names: tuple[str, ...] = ()
+    unparsed: str = ""  # for UNKNOWN: one of UNPARSED_REASONS, a metric label
+
+
+# Why a flow's first bytes gave no verdict (the enforcement point counts each): the window
+# ran out, the bytes break TLS or HTTP/1.x, they are some other protocol, or a bug.
+UNPARSED_REASONS: Final = ("window", "malformed", "other-protocol", "error")
 
 
 NEED_MORE: Final = None
@@ -95,9 +101,9 @@ class Sniffer:
         try:
             verdict = self._step(buf)
         except Exception as exc:  # the datapath must never crash on bad input
-            verdict = _unknown(f"sniffer error: {type(exc).__name__}")
+            verdict = _unknown(f"sniffer error: {type(exc).__name__}", "error")
         if verdict is None and len(buf) >= self._limit:
-            verdict = _unknown(f"no verdict in the first {self._limit} bytes")
+            verdict = _unknown(f"no verdict in the first {self._limit} bytes", "window")
         self.verdict = verdict
         return verdict
 
@@ -109,7 +115,7 @@ class Sniffer:
                 self._tls = _TlsHello()
             return self._tls.feed(buf)
         if not bytes(buf[:1]).isalpha():
-            return _unknown("not TLS or HTTP/1.x")
+            return _unknown("not TLS or HTTP/1.x", "other-protocol")
         # Only a line end can complete the head: skip segments without one (a slow drip
         # of one long header costs one parse, not one per segment).
         scanned = self._http_scanned
@@ -129,8 +135,8 @@ def _sniff(buf: bytes) -> Sniffed | None:
     return Sniffer()._step(buf[:MAX_SNIFF])
 
 
-def _unknown(detail: str) -> Sniffed:
-    return Sniffed(Protocol.UNKNOWN, None, detail)
+def _unknown(detail: str, unparsed: str = "malformed") -> Sniffed:
+    return Sniffed(Protocol.UNKNOWN, None, detail, unparsed=unparsed)
 
 
 # --- TLS -------------------------------------------------------------------------------
@@ -354,10 +360,10 @@ def _sniff_http(buf: bytes) -> Sniffed | None:
     if space < 0:
         if len(buf) <= _MAX_METHOD and any(m.startswith(buf) for m in METHODS):
             return NEED_MORE
-        return _unknown("not TLS or HTTP/1.x")
+        return _unknown("not TLS or HTTP/1.x", "other-protocol")
     method = buf[:space]
     if method not in METHODS:
-        return _unknown(f"unknown HTTP method {method[:16]!r}")
+        return _unknown(f"unknown HTTP method {method[:16]!r}", "other-protocol")
     line_end = buf.find(b"\r\n")
     if line_end < 0:
         line = buf[space + 1 :]
@@ -379,7 +385,7 @@ def _sniff_http(buf: bytes) -> Sniffed | None:
 
 def _more_or_too_long_http(buf: bytes) -> Sniffed | None:
     if len(buf) >= MAX_SNIFF:
-        return _unknown(f"no end of HTTP headers in the first {MAX_SNIFF} bytes")
+        return _unknown(f"no end of HTTP headers in the first {MAX_SNIFF} bytes", "window")
     return NEED_MORE
 
 

@@ -173,12 +173,6 @@ def verify_chain(session: Session, *, batch: int = 10_000) -> ChainReport:
     return ChainReport(count)
 
 
-def verify_db(db: Database) -> ChainReport:
-    """``verify_chain`` in a read transaction of its own."""
-    with db.reading() as session:
-        return verify_chain(session)
-
-
 def recent_events(db: Database, *, limit: int, type_: str | None = None) -> list[dict[str, Any]]:
     """The last ``limit`` events (of ``type_`` only, if given), oldest first, as plain data."""
     with db.reading() as session:
