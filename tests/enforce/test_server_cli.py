@@ -180,7 +180,7 @@ async def test_stale_feed_fails_open(tmp_path: Path, ca: CA, origin: Origin) -> 
     )
     try:
         assert await wait_metric(proc, "takedown_enforce_fail_open", 1)
-        assert sample(proc.metrics(), "takedown_enforce_feed_refusals_total") >= 1
+        assert sample(proc.metrics(), "takedown_enforce_feed_rejected_total") >= 1
         rc, out, _ = await run(
             curl,
             "-sS",

@@ -130,7 +130,7 @@ async def test_feed_loop_uses_last_good_then_fresh_sets_and_fails_open_when_stal
     assert server.fail_open[1] == (False, "feed fresh")
     assert (
         server.metrics.value(
-            "takedown_enforce_feed_refusals_total", {"reason": "ExpiredMetadataError"}
+            "takedown_enforce_feed_rejected_total", {"reason": "ExpiredMetadataError"}
         )
         == 1
     )

@@ -147,6 +147,31 @@ def test_broad_ip_rule_is_caught_and_blocks_publication(db: Database, tmp_path: 
         assert verify_chain(s).ok
 
 
+def test_an_item_the_points_would_refuse_is_left_out_with_its_reason(
+    db: Database, tmp_path: Path
+) -> None:
+    """The freeze: a 10.0.0.0/7 item was published and every enforcement point refused the
+    set. The compiler now applies the check loads applies, so the set is publishable and
+    every point compiles it; the item is reported, not silently dropped."""
+    from takedown.enforce.decide import compile_index
+
+    for target, decision in [("10.0.0.0/7", "D-WIDE"), ("blocked.example", "D-1")]:
+        add_item(
+            db,
+            ItemRecord(parse_target(target), "extremism", "149-FZ", Decision(decision)),
+            now=NOW,
+            actor="a",
+        )
+    compiled, _ = check(db, NOW)
+    assert [d.decisions for d in compiled.directives.directives] == [("D-1",)]
+    assert any("10.0.0.0/7" in r and "broader than /8" in r for r in compiled.refused)
+    repo = tmp_path / "feed"
+    init_repository(repo)
+    published = publish(db, repo, now=NOW, actor="analyst")
+    assert published.directives == 1
+    compile_index(loads(dumps(published.directive_set)))  # what every point does
+
+
 def test_publish_sequences_and_client_loads(twitter: Database, tmp_path: Path) -> None:
     from takedown.feed.client import FeedClient
 

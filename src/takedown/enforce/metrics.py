@@ -81,8 +81,11 @@ class EnforceMetrics:
             multiprocess_mode="livemax",
         )
         self.feed_updates = Counter(p + "feed_updates", "Directive sets applied.", registry=r)
-        self.feed_refusals = Counter(
-            p + "feed_refusals", "Feed updates refused, by reason.", ["reason"], registry=r
+        self.feed_rejected = Counter(
+            p + "feed_rejected",
+            "Feed updates not applied (refused by the feed, by validation, or failed), by why.",
+            ["reason"],
+            registry=r,
         )
         self.fail_open = Gauge(
             p + "fail_open",

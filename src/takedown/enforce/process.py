@@ -13,9 +13,11 @@ import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from takedown.clock import Clock, SystemClock, clock_from_env
 from takedown.enforce import metrics as metrics_mod
+from takedown.enforce.feed_guard import FeedGuard
 from takedown.enforce.metrics import EnforceMetrics
 from takedown.enforce.server import EnforcementServer, ServerConfig
 from takedown.enforce.subscribers import Subscribers
@@ -30,32 +32,72 @@ async def feed_loop(
 ) -> None:
     """Poll the feed; swap in new sets; fail open while the feed is stale past its expiry.
 
+    No failure ends this task: a set that cannot be applied (refused by the feed or by the
+    matcher, memory, a bug) leaves the last good one in force until the feed's promise for
+    it runs out, then the point fails open (``FeedGuard``). Each distinct cause is logged
+    at ERROR once and counted in ``takedown_enforce_feed_rejected_total{reason}``.
     ``clock`` is the real-time clock the feed's expiry is judged on (the server's own clock
     may be a scenario's simulated one, which directive validity runs on).
     """
     loop = asyncio.get_running_loop()
+    guard = FeedGuard()
     first = True
     while True:
         try:
-            ds = await loop.run_in_executor(None, feed.refresh)
-        except TakedownError as exc:
-            reason = getattr(exc, "reason", type(exc).__name__)
-            server.metrics.feed_refusals.labels(reason).inc()
-            log.warning("enforce: feed update refused (%s): %s", reason, exc)
-            ds = None
-        if ds is None and first:
-            ds = feed.last_good  # a set verified by an earlier run
-        if ds is not None:
-            server.swap(ds)
+            await _feed_step(server, feed, guard, loop, first=first, now=clock.now())
+        except Exception as exc:  # the loop itself must outlive any bug
+            _rejected(server, guard, "error", exc)
         first = False
-        if feed.stale(clock.now()):
-            expires = feed.expires
-            server.set_fail_open(
-                True, f"feed stale: timestamp expired at {expires}" if expires else "no fresh feed"
-            )
-        else:
-            server.set_fail_open(False, "feed fresh")
         await asyncio.sleep(interval)
+
+
+async def _feed_step(
+    server: EnforcementServer,
+    feed: FeedSource,
+    guard: FeedGuard,
+    loop: asyncio.AbstractEventLoop,
+    *,
+    first: bool,
+    now: datetime,
+) -> None:
+    """One poll: fetch, apply, then decide whether to fail open."""
+    ds = None
+    try:
+        ds = await loop.run_in_executor(None, feed.refresh)
+    except Exception as exc:
+        reason = getattr(exc, "reason", None) if isinstance(exc, TakedownError) else None
+        _rejected(server, guard, reason or type(exc).__name__, exc)
+    else:
+        guard.confirmed(feed.expires)
+    if ds is None and first:
+        ds = feed.last_good  # a set verified by an earlier run
+    if ds is not None:
+        try:
+            server.swap(ds)
+        except Exception as exc:
+            _rejected(server, guard, "apply:" + type(exc).__name__, exc)
+        else:
+            guard.applied(ds.sequence, feed.expires)
+    try:
+        stale = feed.stale(now)
+    except Exception as exc:
+        _rejected(server, guard, "stale:" + type(exc).__name__, exc)
+        stale = True
+    answer = guard.fail_open(
+        now,
+        source_stale=stale,
+        source_has_set=feed.last_good is not None,
+        source_expires=feed.expires,
+    )
+    server.set_fail_open(answer.on, answer.reason)
+
+
+def _rejected(server: EnforcementServer, guard: FeedGuard, reason: str, exc: BaseException) -> None:
+    server.metrics.feed_rejected.labels(reason).inc()
+    if guard.rejected(reason, str(exc)):
+        log.error("enforce: feed update not applied (%s): %s", reason, exc)
+    else:
+        log.debug("enforce: feed update not applied again (%s): %s", reason, exc)
 
 
 @dataclass

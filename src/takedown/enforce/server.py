@@ -275,10 +275,10 @@ class EnforcementServer:
     def swap(self, new: Index | DirectiveSet | Iterable[Directive]) -> None:
         """Replace the directives atomically and re-decide every live flow now."""
         index = new if isinstance(new, Index) else compile_index(new)
-        self.index = index
+        in_force = index.in_force_ids(self.clock.now())
+        self.index, self._in_force = index, in_force  # both or neither: compile may raise
         self.metrics.feed_updates.inc()
-        self._publish_index()
-        self._in_force = index.in_force_ids(self.clock.now())
+        self._publish_index()  # after _in_force: the gauge shows this set, not the last
         log.info(
             "enforce: directive set %s applied (%d directives, %d in force)",
             index.sequence,

@@ -19,7 +19,7 @@ from urllib.parse import quote
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from takedown.errors import PatternError
+from takedown.feed.directives import host_pattern_problem, ip_range_problem
 from takedown.model import (
     Directive,
     DirectiveSet,
@@ -29,7 +29,6 @@ from takedown.model import (
     MeasureState,
     TargetKind,
 )
-from takedown.names import split_pattern
 from takedown.policy.records import measure_record
 from takedown.store.schema import FeedPublication, Item, Measure, Platform, PlatformHost
 
@@ -90,16 +89,13 @@ def _register_directives(
     )
     for item_id, target, kind, decision in session.execute(query):
         hosts, ips = by_decision[decision]
-        if kind in (TargetKind.IP, TargetKind.CIDR):
-            ips.add(target)
-            compiled.owners[target] = f"item {item_id}"
+        is_ip = kind in (TargetKind.IP, TargetKind.CIDR)
+        problem = ip_range_problem(target) if is_ip else host_pattern_problem(target)
+        if problem is not None:  # the check loads applies: a set never carries what points refuse
+            compiled.refused.append(f"item {item_id}: {problem}")
             continue
-        try:
-            split_pattern(target)
-        except PatternError as exc:
-            compiled.refused.append(f"item {item_id}: {exc}")
-            continue
-        hosts.add(target)
+        (ips if is_ip else hosts).add(target)
+        compiled.owners[target] = f"item {item_id}"
         compiled.owners[target] = f"item {item_id}"
     out = []
     for decision, (hosts, ips) in sorted(by_decision.items()):

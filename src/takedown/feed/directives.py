@@ -185,28 +185,34 @@ _IPV4_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _CANONICAL_IPV4 = re.compile(rf"(?:{_IPV4_OCTET}\.){{3}}{_IPV4_OCTET}")
 
 
-def _check_ip(text: str, where: str) -> str:
-    """``text`` if it is a canonical address or prefix the matcher accepts, else InputError.
+def ip_range_problem(text: str) -> str | None:
+    """None if ``text`` is a canonical address or prefix that every enforcement point
+    compiles (the matcher's own parser and limits decide), else what is wrong with it.
 
-    The matcher's own parser decides, with its limits, so a set that loads is a set every
-    enforcement point compiles (a /7 is refused here, never at the point).
+    The one check of an IP rule: ``loads`` (publish, pull, the enforcement point) and the
+    compiler (``rules check``, ``feed publish``) both use it, so a /7 is left out of a set
+    with a reason instead of freezing the points that would refuse it.
     """
     if _CANONICAL_IPV4.fullmatch(text):  # the common case, without building an object
-        return text
+        return None
     try:
         parse_ip_rule(text)
-    except PatternError as exc:
-        raise InputError(exc.message, where=where) from None
-    try:
         if "/" in text:
             canon = str(ipaddress.ip_network(text, strict=True))
         else:
             canon = str(ipaddress.ip_address(text))
+    except PatternError as exc:
+        return exc.message
     except ValueError as exc:
-        raise InputError(f"invalid IP address or prefix {text!r}: {exc}", where=where) from None
+        return f"invalid IP address or prefix {text!r}: {exc}"
     if canon != text:
-        raise InputError(f"IP range {text!r} is not canonical (expected {canon!r})", where=where)
-    return text
+        return f"IP range {text!r} is not canonical (expected {canon!r})"
+    return None
+
+
+def host_pattern_problem(pattern: str) -> str | None:
+    """None if ``pattern`` is a canonical host pattern every point compiles, else why not."""
+    return _pattern_problem(pattern)
 
 
 def loads(data: bytes | str) -> DirectiveSet:
@@ -259,7 +265,9 @@ def loads(data: bytes | str) -> DirectiveSet:
                 raise InputError(problem, where=f"directives[{i}].hosts[{j}].pattern")
             hosts.append(HostRule(pattern, h.get("content_class", "any")))
         for k, r in enumerate(ip_docs):
-            _check_ip(r, f"directives[{i}].ip_ranges[{k}]")
+            ip_problem = ip_range_problem(r)
+            if ip_problem is not None:
+                raise InputError(ip_problem, where=f"directives[{i}].ip_ranges[{k}]")
         expires = _cached_time(times, d["expires"], f"directives[{i}].expires")
         valid_from = d.get("valid_from")
         if valid_from is not None:
