@@ -13,19 +13,8 @@ app = typer.Typer(help="The compliance ledger.", no_args_is_help=True)
 def rebuild(json_out: bool = typer.Option(False, "--json", help="Machine output.")) -> None:
     """Recompute the item-state projection from the facts (notices, responses, checks)."""
     from takedown import ledger
-    from takedown.store import audit
 
-    db = common.database()
-    now = common.now()
-    with db.session() as session:
-        changed = ledger.rebuild(session, now)
-        audit.record(
-            session,
-            at=now,
-            actor=common.actor(),
-            type="ledger.rebuilt",
-            payload={"changed": changed},
-        )
+    changed = ledger.rebuild_db(common.database(), common.now(), common.actor())
     if json_out:
         common.print_json({"changed": changed})
     else:

@@ -30,6 +30,7 @@ from takedown.model import (
     TargetKind,
 )
 from takedown.policy.records import measure_record
+from takedown.store.db import Database
 from takedown.store.schema import FeedPublication, Item, Measure, Platform, PlatformHost
 
 SCHEMA_VERSION = 1
@@ -154,3 +155,10 @@ def compile_directives(
         SCHEMA_VERSION, seq, now, tuple(sorted(directives, key=lambda d: d.id))
     )
     return compiled
+
+
+def directives_in_force(db: Database, now: datetime, *, public_url: str) -> Compiled:
+    """``compile_directives`` in a read transaction of its own (the API's and the public
+    pages' view of what the next publication would carry)."""
+    with db.reading() as session:
+        return compile_directives(session, now, public_url=public_url)

@@ -43,6 +43,7 @@ from takedown.ledger.projection import (
     apply_delist,
     apply_response,
     rebuild,
+    rebuild_db,
     set_deadline,
 )
 from takedown.ledger.queries import (
@@ -82,6 +83,7 @@ __all__ = [
     "on_response",
     "quantile",
     "rebuild",
+    "rebuild_db",
     "reopened_count",
     "set_deadline",
     "statement",

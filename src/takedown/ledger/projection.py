@@ -28,6 +28,8 @@ from takedown.ledger.figures import (
 )
 from takedown.ledger.queries import first_notices, load_facts
 from takedown.model import ItemState
+from takedown.store import audit
+from takedown.store.db import Database
 from takedown.store.schema import Item, NoticeItem
 
 # The state a newly listed item is inserted with (the register's bulk insert uses it).
@@ -199,3 +201,13 @@ def _flush_rebuild(session: Session, pending: list[dict[str, object]]) -> None:
     )
     session.connection().execute(stmt, pending)
     pending.clear()
+
+
+def rebuild_db(db: Database, now: datetime, actor: str) -> int:
+    """``rebuild`` in a transaction of its own, audited as ``ledger.rebuilt``."""
+    with db.session() as session:
+        changed = rebuild(session, now)
+        audit.record(
+            session, at=now, actor=actor, type="ledger.rebuilt", payload={"changed": changed}
+        )
+    return changed

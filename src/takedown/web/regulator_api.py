@@ -66,11 +66,10 @@ def item_doc(db: Database, item_id: int) -> dict[str, Any]:
 
 
 def directives_doc(db: Database, now: datetime, public_url: str) -> dict[str, Any]:
-    from takedown.feed.compile import compile_directives
+    from takedown.feed.compile import directives_in_force
     from takedown.feed.directives import to_dict
 
-    with db.reading() as session:
-        compiled = compile_directives(session, now, public_url=public_url)
+    compiled = directives_in_force(db, now, public_url=public_url)
     doc = to_dict(compiled.directives)
     doc["refused"] = list(compiled.refused)
     return doc
