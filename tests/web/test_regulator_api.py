@@ -232,3 +232,23 @@ def test_cli_issue_list_revoke(db: Database, db_url: str, tmp_path: Path) -> Non
     assert bad.returncode == 1 and "--role" in bad.stderr
     plain = takedown(db_url, "api-token", "issue", "carol", clock_file=clock)
     assert plain.returncode == 0 and plain.stdout.strip().startswith("tdr_")
+
+
+@pytest.mark.parametrize("bad", [2**31, 2**63, 2**64, 10**30, 0, -1])
+def test_ids_out_of_range_are_422_not_500(api: Api, bad: int) -> None:
+    """An id past a 64-bit integer overflowed in the query (HTTP 500)."""
+    staff, platform = api.auth(), api.auth(api.platform_token)
+    for path, headers, method in [
+        (f"/api/measures/{bad}", staff, "GET"),
+        (f"/api/items/{bad}", staff, "GET"),
+        (f"/api/platform/notices/{bad}", platform, "GET"),
+        (f"/api/platform/notices/{bad}/ack", platform, "POST"),
+        (f"/api/platform/items/{bad}/response", platform, "POST"),
+        (f"/public/measures/{bad}", {}, "GET"),
+    ]:
+        r = api.client.request(method, path, headers=headers, json={"action": "removed"})
+        assert r.status_code == 422, (path, r.status_code, r.text)
+        assert r.json()["where"]  # names the field
+    largest = 2**31 - 1  # the largest id an INTEGER column holds: simply not there
+    assert api.client.get(f"/api/measures/{largest}", headers=staff).status_code == 404
+    assert api.client.get(f"/public/measures/{largest}").status_code == 404

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Path, Request
 from starlette.concurrency import run_in_threadpool
 
 from takedown.clock import Clock
@@ -14,6 +14,12 @@ from takedown.platforms import platform_for_token
 from takedown.store.db import Database
 
 MAX_BODY = 8 * 1024 * 1024
+
+# A stored row's id as a path parameter. Ids are INTEGER columns (32-bit on PostgreSQL), so
+# anything outside 1..2^31-1 is refused (422) before it reaches a query: it used to
+# overflow there (HTTP 500).
+MAX_ROW_ID = 2**31 - 1
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="a stored row's id")]
 
 
 class PayloadTooLarge(TakedownError):

@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from takedown.errors import InputError
 from takedown.model import ResponseAction
 from takedown.notices import responses as svc
-from takedown.web.deps import json_body, platform_id
+from takedown.web.deps import RowId, json_body, platform_id
 
 MAX_BATCH = 5000
 
@@ -81,13 +81,13 @@ async def list_notices(
 
 
 @router.get("/notices/{notice_id}")
-async def get_notice(request: Request, notice_id: int, pid: int = Depends(platform_id)) -> Any:
+async def get_notice(request: Request, notice_id: RowId, pid: int = Depends(platform_id)) -> Any:
     """One of the platform's notices with its items and their states."""
     return await run_in_threadpool(svc.platform_notice, request.app.state.db, pid, notice_id)
 
 
 @router.post("/notices/{notice_id}/ack")
-async def ack_notice(request: Request, notice_id: int, pid: int = Depends(platform_id)) -> Any:
+async def ack_notice(request: Request, notice_id: RowId, pid: int = Depends(platform_id)) -> Any:
     """Acknowledge receipt of a notice (idempotent)."""
     now = request.app.state.clock.now()
     at = await run_in_threadpool(svc.acknowledge, request.app.state.db, pid, notice_id, now=now)
@@ -102,7 +102,7 @@ def _request_key(request: Request) -> str | None:
 
 
 @router.post("/items/{item_id}/response", openapi_extra=_openapi_one)
-async def respond_item(request: Request, item_id: int, pid: int = Depends(platform_id)) -> Any:
+async def respond_item(request: Request, item_id: RowId, pid: int = Depends(platform_id)) -> Any:
     """Answer for one item: removed, restricted (withheld in the country), rejected (with
     reason and policy) or needs_info. Idempotent on ``Idempotency-Key`` or ``key``."""
     data = await json_body(request)

@@ -34,6 +34,7 @@ from takedown.transparency import (
     lookup_doc,
     measure_doc,
 )
+from takedown.web.deps import RowId
 
 HEADERS = {
     "Content-Security-Policy": (
@@ -407,7 +408,7 @@ def make_router(settings: PublicSettings | None = None) -> APIRouter:
 
     @router.get("/measures/{measure_id}", response_class=HTMLResponse)
     async def measure(
-        request: Request, measure_id: int, format: str | None = Query(None)
+        request: Request, measure_id: RowId, format: str | None = Query(None)
     ) -> Response:
         """What a measure restricts, since and until when, why, on what decisions; appeal."""
         now = request.app.state.clock.now()

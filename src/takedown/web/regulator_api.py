@@ -28,7 +28,7 @@ from takedown.accounts import Staff, staff_for
 from takedown.errors import InputError
 from takedown.model import MeasureState
 from takedown.store.db import Database
-from takedown.web.deps import bearer_token
+from takedown.web.deps import RowId, bearer_token
 
 MEASURE_STATES = tuple(s.value for s in MeasureState)
 
@@ -127,7 +127,7 @@ def make_router(*, public_url: str | None = None) -> APIRouter:
         return [m.as_json() for m in records if state is None or m.state == state]
 
     @router.get("/measures/{measure_id}")
-    async def measure(request: Request, measure_id: int) -> dict[str, Any]:
+    async def measure(request: Request, measure_id: RowId) -> dict[str, Any]:
         """A measure and the chain to the facts and decisions behind it (``explain``)."""
         from takedown.policy.measures import explain
 
@@ -135,7 +135,7 @@ def make_router(*, public_url: str | None = None) -> APIRouter:
         return explanation.as_json()
 
     @router.get("/items/{item_id}")
-    async def item(request: Request, item_id: int) -> dict[str, Any]:
+    async def item(request: Request, item_id: RowId) -> dict[str, Any]:
         """One register item with its legal basis, provenance and state."""
         return await run_in_threadpool(item_doc, request.app.state.db, item_id)
 
