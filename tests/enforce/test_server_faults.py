@@ -335,3 +335,34 @@ async def test_unparsed_bytes_are_classified_by_ip_rules(
         assert await _nothing_more(reader) == b""  # the echo origin never saw the bytes
         assert server.metrics.value("takedown_enforce_unparsed_total", {"reason": reason}) == 1
         writer.close()
+
+
+@pytest.mark.parametrize(
+    ("mode", "sent"),
+    [
+        (Mode.CONNECT, b""),
+        (Mode.CONNECT, b"CONNECT 127.0.0.1:1"),  # no end of the request
+        (Mode.SOCKS5, b"\x05\x02\x00"),  # offers two methods, names one
+    ],
+)
+async def test_a_client_too_slow_to_ask_is_a_client_timeout_not_a_502(
+    mode: Mode, sent: bytes
+) -> None:
+    """It was counted as an upstream failure and answered 502."""
+    async with running_proxy(mode, DIRECTIVES, handshake_timeout=0.2) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port(server))
+        writer.write(sent)
+        await writer.drain()
+        assert await _nothing_more(reader) == b""  # closed without an answer
+        assert (
+            server.metrics.value("takedown_enforce_client_timeouts_total", {"stage": "handshake"})
+            == 1
+        )
+        upstream = [
+            s
+            for m in server.metrics.registry.collect()
+            for s in m.samples
+            if s.name == "takedown_enforce_upstream_failures_total" and s.value
+        ]
+        assert upstream == []
+        writer.close()

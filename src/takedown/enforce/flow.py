@@ -135,7 +135,11 @@ class Flow:
         if self.state == FlowState.SNIFFING:
             self.server.metrics.sniff_failures.labels("silent").inc()
             self.decide_and_relay()
-        elif self.state in (FlowState.HANDSHAKE, FlowState.CONNECTING):
+        elif self.state == FlowState.HANDSHAKE:
+            # the client never finished asking: its fault, not the upstream's (no 502)
+            self.server.metrics.client_timeouts.labels("handshake").inc()
+            self.close("client handshake timed out")
+        elif self.state == FlowState.CONNECTING:
             self.fail_upstream(errno.ETIMEDOUT, "timed out")
 
     def on_handshake(self) -> None:

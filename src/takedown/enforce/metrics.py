@@ -52,6 +52,12 @@ class EnforceMetrics:
             ["reason"],
             registry=r,
         )
+        self.client_timeouts = Counter(
+            p + "client_timeouts",
+            "Flows closed because the client was too slow, by stage.",
+            ["stage"],
+            registry=r,
+        )
         self.upstream_failures = Counter(
             p + "upstream_failures", "Upstream connections that failed.", ["reason"], registry=r
         )
