@@ -40,4 +40,40 @@ def serve(
         feed_dir=feed_dir,
         delivery=delivery,
     )
-    uvicorn.run(build(settings), host=host, port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        build(settings),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SECONDS,
+    )
+    uvicorn.Server(config).run()
+    _exit_if_threads_linger(LINGER_SECONDS)
+
+
+# On SIGTERM: requests in flight get GRACEFUL_SECONDS to finish, then worker threads still
+# blocked (in a query waiting on a lock, say) get LINGER_SECONDS before the process exits
+# without them: well inside 5 s. Their transactions were never committed, so the database
+# rolls them back: nothing is half-written.
+GRACEFUL_SECONDS = 3
+LINGER_SECONDS = 1.0
+
+
+def _exit_if_threads_linger(seconds: float) -> None:
+    import os
+    import sys
+    import threading
+    import time
+
+    end = time.monotonic() + seconds
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(max(0.0, end - time.monotonic()))
+    if any(
+        t.is_alive() and not t.daemon and t is not threading.main_thread()
+        for t in threading.enumerate()
+    ):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
