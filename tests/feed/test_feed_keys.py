@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from takedown.clock import SystemClock
 from takedown.errors import InputError, NotFound
 from takedown.feed import FeedClient
 from takedown.feed.repository import Repository, default_keys_dir, init_repository, publish
@@ -62,7 +63,9 @@ def test_offline_root_key_and_sign_root(tmp_path: Path, make_set) -> None:
     init_repository(repo, keys=keys, root_key=offline)
     assert offline.is_file() and not (keys / "root.pem").exists()
     publish(repo, make_set(1), keys=keys)  # no root key needed
-    client = FeedClient(str(repo), tmp_path / "client", root=repo / "metadata" / "1.root.json")
+    client = FeedClient(
+        str(repo), tmp_path / "client", root=repo / "metadata" / "1.root.json", clock=SystemClock()
+    )
     assert client.refresh() is not None
     with pytest.raises(NotFound):  # root signing needs the offline key
         Repository(repo, keys).sign_root()
@@ -106,3 +109,21 @@ def test_cli_init_keys_option_and_sign_root(tmp_path: Path) -> None:
     signed = run("feed", "sign-root", str(repo), "--keys", str(keys), "--json")
     assert signed.returncode == 0, signed.stderr
     assert '"root": 2' in signed.stdout
+
+
+def test_serve_refuses_a_feed_directory_holding_keys(tmp_path: Path) -> None:
+    repo = tmp_path / "feed"
+    init_repository(repo)
+    os.replace(default_keys_dir(repo), repo / "keys")
+    env = {**os.environ, "TAKEDOWN_DB": str(tmp_path / "t.db")}
+    subprocess.run([TAKEDOWN, "init"], env=env, check=True, capture_output=True, timeout=60)
+    result = subprocess.run(
+        [TAKEDOWN, "serve", "--port", "1", "--feed-dir", str(repo)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 1
+    assert "inside the published repository" in result.stderr and "mv " in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1  # one clear line

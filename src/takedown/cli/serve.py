@@ -29,6 +29,12 @@ def serve(
     from takedown.clock import clock_from_env
     from takedown.web.app import AppSettings, DeliverySettings, build
 
+    if feed_dir is not None:  # never serve a directory that holds signing keys
+        from pathlib import Path
+
+        from takedown.feed.repository import refuse_keys_inside
+
+        refuse_keys_inside(Path(feed_dir))
     delivery = None
     if not no_worker:
         delivery = DeliverySettings(poll=poll, lease=timedelta(seconds=lease), timeout=timeout)

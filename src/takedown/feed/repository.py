@@ -141,7 +141,8 @@ def _outside(keys: Path, repo: Path, where: str) -> Path:
     return keys
 
 
-def _refuse_keys_inside(repo: Path) -> None:
+def refuse_keys_inside(repo: Path) -> None:
+    """InputError (with the command that fixes it) if private keys sit inside ``repo``."""
     old = repo / OLD_KEYS_NAME
     if old.exists():
         raise InputError(
@@ -217,7 +218,7 @@ class Repository:
         self.targets_dir = self.path / "targets"
         if not (self.metadata_dir / "root.json").is_file():
             raise NotFound("not a feed repository (no metadata/root.json)", where=str(self.path))
-        _refuse_keys_inside(self.path)
+        refuse_keys_inside(self.path)
         self.keys_dir = _outside(
             Path(keys) if keys is not None else default_keys_dir(self.path), self.path, "keys"
         )
