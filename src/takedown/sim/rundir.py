@@ -40,7 +40,7 @@ def clear_earlier_run(out: Path) -> None:
         "control.toml",
     ):
         (out / name).unlink(missing_ok=True)
-    for name in ("feed", "enforce-state", "logs"):
+    for name in ("feed", "feed.keys", "enforce-state", "logs"):
         shutil.rmtree(out / name, ignore_errors=True)
 
 
