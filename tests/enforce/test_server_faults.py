@@ -21,6 +21,7 @@ from test_server_support import (
     twitter_media_throttle,
     until,
 )
+from test_sniff import handshake_message, records, sni_ext, synthetic_hello, with_extension
 
 from takedown.enforce.metrics import EnforceMetrics
 from takedown.enforce.server import EnforcementServer, Mode, ServerConfig
@@ -252,36 +253,10 @@ async def test_two_thousand_concurrent_flows(origin: Origin) -> None:
         assert await until(lambda: len(server.flows) == 0, timeout=30)
 
 
-def _with_extension(wire: bytes, ext_type: int, data: bytes) -> bytes:
-    """A one-record ClientHello with one more extension appended, re-split into records
-    of at most 16 KiB (legal TLS fragmentation)."""
-    message = wire[5:]
-    body = message[4:]
-    pos = 2 + 32
-    pos += 1 + body[pos]
-    pos += 2 + struct.unpack("!H", body[pos : pos + 2])[0]
-    pos += 1 + body[pos]
-    (ext_len,) = struct.unpack("!H", body[pos : pos + 2])
-    exts = body[pos + 2 : pos + 2 + ext_len] + struct.pack("!HH", ext_type, len(data)) + data
-    new_body = body[:pos] + struct.pack("!H", len(exts)) + exts
-    new = b"\x01" + len(new_body).to_bytes(3, "big") + new_body
-    return b"".join(
-        b"\x16\x03\x01" + struct.pack("!H", len(new[i : i + 16384])) + new[i : i + 16384]
-        for i in range(0, len(new), 16384)
-    )
-
-
 def _sni_past_the_window() -> bytes:
     """A well-formed ClientHello whose SNI lies past 64 KiB (30,000 cipher suites first)."""
-    sni = b"\x00\x00\x00\x09\x00\x07\x00\x00\x04t.co"
-    exts = struct.pack("!HH", 0x4A4A, 8000) + bytes(8000) + sni
-    body = b"\x03\x03" + bytes(32) + b"\x00" + struct.pack("!H", 60_000) + b"\x13\x01" * 30_000
-    body += b"\x01\x00" + struct.pack("!H", len(exts)) + exts
-    message = b"\x01" + len(body).to_bytes(3, "big") + body
-    return b"".join(
-        b"\x16\x03\x01" + struct.pack("!H", len(message[i : i + 16384])) + message[i : i + 16384]
-        for i in range(0, len(message), 16384)
-    )
+    exts = struct.pack("!HH", 0x4A4A, 8000) + bytes(8000) + sni_ext(b"t.co")
+    return records(synthetic_hello(exts, suites=b"\x13\x01" * 30_000), 16384)
 
 
 async def _nothing_more(reader: asyncio.StreamReader) -> bytes:
@@ -295,7 +270,10 @@ async def _nothing_more(reader: asyncio.StreamReader) -> bytes:
 async def test_a_large_extension_after_the_sni_does_not_evade_a_block(origin: Origin) -> None:
     """The evasion: 17 KB of legal extension after the SNI made the ClientHello longer than
     the sniff window, and the flow passed. The SNI in the first bytes now decides."""
-    hello = _with_extension(client_hello("www.linkedin.com"), 0x4A4A, bytes(17_000))
+    message = with_extension(
+        handshake_message(client_hello("www.linkedin.com")), 0x4A4A, bytes(17_000)
+    )
+    hello = records(message, 16384)
     assert len(hello) > 17_000
     async with running_proxy(Mode.CONNECT, DIRECTIVES) as server:
         reader, writer = await tunnel(proxy_port(server), "127.0.0.1", origin.tls_port)

@@ -210,6 +210,13 @@ def ip_range_problem(text: str) -> str | None:
     return None
 
 
+def _check_ips(ranges: list[str], i: int) -> None:
+    for k, text in enumerate(ranges):
+        problem = ip_range_problem(text)
+        if problem is not None:
+            raise InputError(problem, where=f"directives[{i}].ip_ranges[{k}]")
+
+
 def host_pattern_problem(pattern: str) -> str | None:
     """None if ``pattern`` is a canonical host pattern every point compiles, else why not."""
     return _pattern_problem(pattern)
@@ -264,10 +271,7 @@ def loads(data: bytes | str) -> DirectiveSet:
             if problem is not None:
                 raise InputError(problem, where=f"directives[{i}].hosts[{j}].pattern")
             hosts.append(HostRule(pattern, h.get("content_class", "any")))
-        for k, r in enumerate(ip_docs):
-            ip_problem = ip_range_problem(r)
-            if ip_problem is not None:
-                raise InputError(ip_problem, where=f"directives[{i}].ip_ranges[{k}]")
+        _check_ips(ip_docs, i)
         expires = _cached_time(times, d["expires"], f"directives[{i}].expires")
         valid_from = d.get("valid_from")
         if valid_from is not None:

@@ -499,12 +499,7 @@ def init_repository(
     root_path = _outside(Path(root_key), base, "root_key") if root_key is not None else None
     if (base / "metadata" / "root.json").exists() or (base / OLD_KEYS_NAME).exists():
         raise Conflict("a feed repository already exists here", where=str(base))
-    existing = [keys_dir / f"{r}.pem" for r in ("root", *ONLINE_ROLES)]
-    if root_path is not None:
-        existing.append(root_path)
-    for pem in existing:
-        if pem.exists():
-            raise Conflict("a private key already exists here", where=str(pem))
+    _refuse_existing_keys([keys_dir / f"{r}.pem" for r in ("root", *ONLINE_ROLES)], root_path)
     when = _now(now)
     expiry = {
         "root": root_expiry,
@@ -557,6 +552,12 @@ def init_repository(
         write_atomic(repo_md / f"{role}.json", data)
     write_atomic(repo_md / "timestamp.json", mds["timestamp"].to_bytes(_SERIALIZER))
     return Repository(base, keys_dir).info()
+
+
+def _refuse_existing_keys(pems: list[Path], root_path: Path | None) -> None:
+    for pem in [*pems, *([root_path] if root_path is not None else [])]:
+        if pem.exists():
+            raise Conflict("a private key already exists here", where=str(pem))
 
 
 def _sign_bytes(md: Metadata[Any], signer: Signer) -> bytes:
