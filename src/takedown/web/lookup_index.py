@@ -1,0 +1,135 @@
+"""The public lookup's index: one per version of the directive set, built off the request path.
+
+A request only reads the index in force (``LookupIndex.current``); nothing it sends (its
+Host header above all) selects or rebuilds one. A background task started with the app
+(``LookupIndex.run``) checks every ``poll`` seconds a cheap fingerprint of what the
+compiler reads (``feed.compile.inputs_version``) and compiles a new index only when that
+changed or clock time passed a moment at which the set changes by time alone (an item
+listed or delisted, a measure starting or expiring). Reference URLs are not in the index:
+the public documents put the configured (or request's) base in front when they render.
+
+Before the first index exists, one request thread builds it while the others wait up to
+``first_wait`` seconds and then get 503 with ``Retry-After``.
+
+Example::
+
+    index = LookupIndex(db, clock, poll=1.0)
+    task = asyncio.create_task(index.run(stop))  # the app does this in its lifespan
+    compiled = index.current()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+
+from takedown.clock import Clock
+from takedown.errors import TakedownError
+from takedown.feed.compile import InputsVersion, compile_directives, inputs_version
+from takedown.store.db import Database
+from takedown.transparency import PublicIndex, public_index
+
+log = logging.getLogger(__name__)
+
+# The base the compiler writes into reference URLs; the public documents never show it.
+PLACEHOLDER_BASE = "http://public.invalid"
+
+
+class IndexUnavailable(TakedownError):
+    """No lookup index yet (the first is being built): try again shortly."""
+
+    http_status = 503
+    retry_after = 5
+
+
+@dataclass(frozen=True)
+class Built:
+    """An index and the version of the inputs it was compiled from, at ``built_at``."""
+
+    version: InputsVersion
+    built_at: datetime
+    index: PublicIndex
+
+
+class LookupIndex:
+    """The current lookup index, replaced whole (never edited) when the inputs change."""
+
+    def __init__(
+        self, db: Database, clock: Clock, *, poll: float = 1.0, first_wait: float = 5.0
+    ) -> None:
+        self.db, self.clock = db, clock
+        self.poll, self.first_wait = poll, first_wait
+        self.builds = 0  # indexes compiled so far
+        self.checks = 0  # fingerprints taken so far
+        self._built: Built | None = None
+        self._building = threading.Lock()
+        self._changed = threading.Condition()
+        self._last_error: str | None = None
+
+    @property
+    def built(self) -> Built | None:
+        return self._built
+
+    def current(self) -> PublicIndex:
+        """The index in force; the first ever is built here by one thread at most."""
+        built = self._built
+        if built is not None:
+            return built.index
+        if not self._building.acquire(timeout=self.first_wait):
+            raise IndexUnavailable("the lookup index is being built", where="lookup")
+        try:
+            if self._built is None:
+                self._refresh_locked()
+        finally:
+            self._building.release()
+        assert self._built is not None
+        return self._built.index
+
+    def refresh(self) -> bool:
+        """Check the inputs once; compile a new index if they changed. True if it did."""
+        with self._building:
+            return self._refresh_locked()
+
+    def _refresh_locked(self) -> bool:
+        now = self.clock.now()
+        with self.db.reading() as session:
+            version = inputs_version(session, now)
+            self.checks += 1
+            old = self._built
+            same = old is not None and old.version.fingerprint == version.fingerprint
+            if same and old is not None and now < old.version.changes_at:
+                return False
+            compiled = compile_directives(session, now, sequence=0, public_url=PLACEHOLDER_BASE)
+        index = public_index(compiled.directives.directives)
+        with self._changed:
+            self._built = Built(version, now, index)
+            self.builds += 1
+            self._changed.notify_all()
+        return True
+
+    def wait_for_builds(self, n: int, timeout: float) -> bool:
+        """Block until at least ``n`` indexes have been built (tests, the bench)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.builds >= n, timeout=timeout)
+
+    def _check(self) -> None:
+        try:
+            self.refresh()
+            self._last_error = None
+        except Exception as exc:  # keep the last good index, keep polling
+            cause = f"{type(exc).__name__}: {exc}"
+            if cause != self._last_error:
+                log.error("public lookup index not rebuilt: %s", cause, exc_info=exc)
+            self._last_error = cause
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Check the inputs every ``poll`` seconds until ``stop`` is set (in a thread of
+        the loop's own executor: never one of the request threads)."""
+        while not stop.is_set():
+            await asyncio.to_thread(self._check)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.poll)
