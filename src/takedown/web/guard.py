@@ -4,8 +4,8 @@ Two limits, both checked on the event loop before a public request takes a threa
 
 - at most ``concurrency`` public requests in flight; one more gets 503 at once;
 - per client address (IPv6 by /64) a token bucket of ``burst`` requests refilled at
-  ``rate`` per second; an empty bucket gets 429. The table of buckets is bounded
-  (``max_clients``, least recently seen dropped first).
+  ``rate`` per second; an empty bucket gets 429 (``rate`` 0: no per-client limit). The
+  table of buckets is bounded (``max_clients``, least recently seen dropped first).
 
 Both answers carry ``Retry-After`` (whole seconds) and the project's error body
 ``{"error": ..., "where": "public"}``. Other paths pass untouched. ``TokenBuckets`` is the
@@ -59,7 +59,7 @@ class TokenBuckets:
         if tokens >= 1.0:
             tokens -= 1.0
         else:
-            wait = (1.0 - tokens) / self.rate if self.rate > 0 else math.inf
+            wait = (1.0 - tokens) / self.rate
         self._buckets[key] = (tokens, now)
         while len(self._buckets) > self.max_clients:
             self._buckets.popitem(last=False)
@@ -80,7 +80,7 @@ def client_key(scope: dict[str, Any]) -> str:
 
 
 def _refuse(status: int, message: str, retry_after: float) -> tuple[dict[str, Any], ...]:
-    seconds = max(1, math.ceil(retry_after)) if math.isfinite(retry_after) else 3600
+    seconds = max(1, math.ceil(retry_after))
     body = json.dumps({"error": message, "where": "public"}).encode()
     headers = [
         (b"content-type", b"application/json"),
@@ -107,7 +107,9 @@ class PublicGuard:
         if scope.get("type") != "http" or not (path == PREFIX or path.startswith(PREFIX + "/")):
             await self.app(scope, receive, send)
             return
-        wait = self.buckets.take(client_key(scope), self.limits.monotonic())
+        wait = 0.0
+        if self.limits.rate > 0:
+            wait = self.buckets.take(client_key(scope), self.limits.monotonic())
         if wait > 0:
             self.refused["rate"] += 1
             for message in _refuse(429, "too many requests from this address", wait):
