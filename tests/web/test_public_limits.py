@@ -48,8 +48,9 @@ def add_domain(db: Database, target: str, decision: str, listed_at: datetime = N
         "flags": "",
         "state": "open",
     }
-    with db.session() as s:
+    with db.session() as s:  # as the register does it: the row and its audit event
         s.execute(insert(Item), [row])
+        audit.record(s, at=NOW, actor="analyst", type="test.item", payload={"target": target})
 
 
 class FakeMonotonic:
@@ -100,8 +101,10 @@ def test_audit_events_alone_do_not_rebuild_a_change_does(db: Database) -> None:
         for i in range(5):
             audit.record(s, at=NOW, actor="analyst", type="test.event", payload={"i": i})
     assert index.refresh() is False and index.builds == 1
+    checks = index.checks
+    assert index.refresh_if_due() is False and index.checks == checks  # nothing moved
     add_domain(db, "later.example", "RKN-2", listed_at=NOW + timedelta(hours=1))
-    assert index.refresh() is True and index.builds == 2  # a new row: a new version
+    assert index.refresh_if_due() is True and index.builds == 2  # a new row: a new version
     assert index.refresh() is False
     clock.advance(timedelta(hours=2))  # the item's listing time passes: the set changes
     assert index.refresh() is True and index.builds == 3

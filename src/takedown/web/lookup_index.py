@@ -2,11 +2,14 @@
 
 A request only reads the index in force (``LookupIndex.current``); nothing it sends (its
 Host header above all) selects or rebuilds one. A background task started with the app
-(``LookupIndex.run``) checks every ``poll`` seconds a cheap fingerprint of what the
-compiler reads (``feed.compile.inputs_version``) and compiles a new index only when that
-changed or clock time passed a moment at which the set changes by time alone (an item
-listed or delisted, a measure starting or expiring). Reference URLs are not in the index:
-the public documents put the configured (or request's) base in front when they render.
+(``LookupIndex.run``) looks every ``poll`` seconds at the audit head (one row): when it
+moved (every change is audited), when clock time reached the moment the set changes by
+time alone (an item listed or delisted, a measure starting or expiring), or at least every
+``recheck`` seconds (writes that bypass the audit log), it takes the fingerprint of what
+the compiler reads (``feed.compile.inputs_version``, an index scan), and compiles a new
+index only when that changed or the time came. An audit event alone never rebuilds.
+Reference URLs are not in the index: the public documents put the configured (or the
+request's) base in front when they render.
 
 Before the first index exists, one request thread builds it while the others wait up to
 ``first_wait`` seconds and then get 503 with ``Retry-After``.
@@ -24,12 +27,14 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
 from takedown.clock import Clock
 from takedown.errors import TakedownError
 from takedown.feed.compile import InputsVersion, compile_directives, inputs_version
+from takedown.store.audit import current_head
 from takedown.store.db import Database
 from takedown.transparency import PublicIndex, public_index
 
@@ -59,10 +64,17 @@ class LookupIndex:
     """The current lookup index, replaced whole (never edited) when the inputs change."""
 
     def __init__(
-        self, db: Database, clock: Clock, *, poll: float = 1.0, first_wait: float = 5.0
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        poll: float = 1.0,
+        recheck: float = 30.0,
+        first_wait: float = 5.0,
     ) -> None:
         self.db, self.clock = db, clock
-        self.poll, self.first_wait = poll, first_wait
+        self.poll, self.recheck, self.first_wait = poll, recheck, first_wait
+        self._seen: tuple[int, float] = (-1, -float("inf"))  # audit seq, monotonic at check
         self.builds = 0  # indexes compiled so far
         self.checks = 0  # fingerprints taken so far
         self._built: Built | None = None
@@ -94,9 +106,26 @@ class LookupIndex:
         with self._building:
             return self._refresh_locked()
 
+    def _due(self) -> bool:
+        """Whether the fingerprint is worth taking: the audit head moved, the set's time
+        came, or ``recheck`` seconds passed since the last one."""
+        built = self._built
+        if built is None or self.clock.now() >= built.version.changes_at:
+            return True
+        with self.db.reading() as session:
+            seq = current_head(session).seq
+        seen_seq, seen_at = self._seen
+        return seq != seen_seq or time.monotonic() - seen_at >= self.recheck
+
+    def refresh_if_due(self) -> bool:
+        """``refresh`` when ``_due`` says so (what the background task calls)."""
+        with self._building:
+            return self._due() and self._refresh_locked()
+
     def _refresh_locked(self) -> bool:
         now = self.clock.now()
         with self.db.reading() as session:
+            self._seen = (current_head(session).seq, time.monotonic())
             version = inputs_version(session, now)
             self.checks += 1
             old = self._built
@@ -118,7 +147,7 @@ class LookupIndex:
 
     def _check(self) -> None:
         try:
-            self.refresh()
+            self.refresh_if_due()
             self._last_error = None
         except Exception as exc:  # keep the last good index, keep polling
             cause = f"{type(exc).__name__}: {exc}"
