@@ -237,3 +237,20 @@ def test_ipv6_clients_are_keyed_by_their_64() -> None:
     assert one == client_key({"client": ("2001:db8:1:2:ffff::9", 2)}) == "2001:db8:1:2::/64"
     assert client_key({"client": ("192.0.2.7", 3)}) == "192.0.2.7"
     assert client_key({}) == "?"
+
+
+def test_before_the_first_index_a_lookup_waits_then_gets_503(db: Database) -> None:
+    index = LookupIndex(db, SimClock(NOW), poll=3600, first_wait=0.2)
+    index._building.acquire()  # another thread is building the first index
+    try:
+        with serve(db, index, PublicLimits()) as server, httpx.Client(base_url=server.url) as c:
+            r = lookup(c, "t.co")
+            assert r.status_code == 503 and r.headers["retry-after"] == "5"
+            assert r.json() == {"error": "the lookup index is being built", "where": "lookup"}
+            assert c.get("/healthz").status_code == 200
+            index._building.release()
+            assert index.wait_for_builds(1, WAIT)
+            assert lookup(c, "t.co").status_code == 200
+    finally:
+        if index._building.locked() and index.builds == 0:
+            index._building.release()
