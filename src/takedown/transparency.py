@@ -190,26 +190,40 @@ def _measures_in_force(session: Session, now: datetime) -> list[tuple[MeasureRec
     ]
 
 
-def index_doc(
-    db: Database, now: datetime, base: str, audit_head: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Measures in force now, how many register decisions the network blocks, and the
-    audit chain head signed into the latest feed publication (``{"seq", "hash"}``, None
-    when the app serves no feed or it carries no head)."""
-    with db.reading() as session:
-        in_force = _measures_in_force(session, now)
-        decisions = session.scalar(
+def register_decisions(session: Session, now: datetime) -> int:
+    """How many register decisions list live items no platform answers for."""
+    return int(
+        session.scalar(
             select(func.count(func.distinct(Item.decision_ref))).where(
                 Item.platform_id.is_(None), *_live(now)
             )
         )
+        or 0
+    )
+
+
+def index_doc(
+    db: Database,
+    now: datetime,
+    base: str,
+    audit_head: dict[str, Any] | None = None,
+    decisions: int | None = None,
+) -> dict[str, Any]:
+    """Measures in force now, how many register decisions the network blocks (``decisions``
+    when the caller has it: the lookup index counts them once per version), and the
+    audit chain head signed into the latest feed publication (``{"seq", "hash"}``, None
+    when the app serves no feed or it carries no head)."""
+    with db.reading() as session:
+        in_force = _measures_in_force(session, now)
+        if decisions is None:
+            decisions = register_decisions(session, now)
     return {
         "as_of": now.isoformat(),
         "measures_in_force": [
             {**_measure_head(m, name, base), "rule": m.rule, "decision": m.decision_ref}
             for m, name in in_force
         ],
-        "register_decisions": int(decisions or 0),
+        "register_decisions": decisions,
         "audit_head": audit_head,
     }
 

@@ -36,7 +36,7 @@ from takedown.errors import TakedownError
 from takedown.feed.compile import InputsVersion, compile_directives, inputs_version
 from takedown.store.audit import current_head
 from takedown.store.db import Database
-from takedown.transparency import PublicIndex, public_index
+from takedown.transparency import PublicIndex, public_index, register_decisions
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,13 @@ class IndexUnavailable(TakedownError):
 
 @dataclass(frozen=True)
 class Built:
-    """An index and the version of the inputs it was compiled from, at ``built_at``."""
+    """An index and the version of the inputs it was compiled from, at ``built_at``, with
+    the count of register decisions in force (the same inputs decide it)."""
 
     version: InputsVersion
     built_at: datetime
     index: PublicIndex
+    register_decisions: int
 
 
 class LookupIndex:
@@ -101,6 +103,11 @@ class LookupIndex:
         assert self._built is not None
         return self._built.index
 
+    def register_decisions(self) -> int | None:
+        """The register decisions in force as of the current index (None before one)."""
+        built = self._built
+        return built.register_decisions if built is not None else None
+
     def refresh(self) -> bool:
         """Check the inputs once; compile a new index if they changed. True if it did."""
         with self._building:
@@ -133,9 +140,10 @@ class LookupIndex:
             if same and old is not None and now < old.version.changes_at:
                 return False
             compiled = compile_directives(session, now, sequence=0, public_url=PLACEHOLDER_BASE)
+            decisions = register_decisions(session, now)
         index = public_index(compiled.directives.directives)
         with self._changed:
-            self._built = Built(version, now, index)
+            self._built = Built(version, now, index, decisions)
             self.builds += 1
             self._changed.notify_all()
         return True

@@ -450,7 +450,13 @@ def make_router(
         """Measures in force now, with links."""
         now = request.app.state.clock.now()
         doc = await run_in_threadpool(
-            lambda: index_doc(request.app.state.db, now, base(request), anchor.get())
+            lambda: index_doc(
+                request.app.state.db,
+                now,
+                base(request),
+                anchor.get(),
+                lookups.register_decisions(),
+            )
         )
         return _respond(request, format, doc, lambda d: index_html(d, settings))
 
