@@ -1,6 +1,7 @@
 """Public lookups must not starve the platform API (issue 15, attack 4).
 
 python -m bench public_load [--items N] [--clients C] [--seconds S] [--src DIR]
+                            [--concurrency N]
 
 A real `takedown serve` (uvicorn, no delivery worker) on loopback over a SQLite register of
 N items (200,000) no platform answers for — whole domains under N/10 decisions, generated
@@ -194,11 +195,13 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--clients", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--src", help="run the server from this source tree (before/after)")
+    ap.add_argument("--concurrency", type=int, help="pass --public-concurrency N to serve")
     args = ap.parse_args(argv)
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    phases = [("default public limits", [])]
+    common = ["--public-concurrency", str(args.concurrency)] if args.concurrency else []
+    phases = [("default public limits", common)]
     if not args.src:
-        phases.append(("no per-client limit (--public-rate 0)", ["--public-rate", "0"]))
+        phases.append(("no per-client limit (--public-rate 0)", [*common, "--public-rate", "0"]))
     with tempfile.TemporaryDirectory(prefix="bench-public-") as tmp:
         t0 = time.monotonic()
         db_url, token = make_register(Path(tmp) / "register.db", args.items)
