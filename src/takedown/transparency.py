@@ -13,7 +13,8 @@ so the public answer is by construction what the network does.
 
 Example::
 
-    doc = lookup_doc(db, DirectiveCache(), now, "https://register.example", host="t.co")
+    compiled = public_index(directives)  # the app keeps one per version (web.lookup_index)
+    doc = lookup_doc(db, compiled, now, "https://register.example", host="t.co", decision=None)
     [winner] = [d for d in doc["directives"] if d["applies"]]
 """
 
@@ -21,10 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import threading
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -37,13 +37,12 @@ from takedown.match import parse_host_rule, parse_ip_rule
 from takedown.match.matcher import normalised_query
 from takedown.model import Directive, MeasureRecord, MeasureState
 from takedown.store.db import Database
-from takedown.store.schema import AuditHead, Item, Measure, Platform, PlatformHost
+from takedown.store.schema import Item, Measure, Platform, PlatformHost
 
 DEFAULT_APPEAL = (
     "A platform, an author or a user affected by a measure may ask the regulator to review "
     "it, and may challenge the decision behind it in court."
 )
-CACHE_SLOT = timedelta(seconds=60)
 LADDER_REF = "ladder rule "  # prefix of the pseudo-decision a ladder measure's directive carries
 
 
@@ -191,22 +190,41 @@ def _measures_in_force(session: Session, now: datetime) -> list[tuple[MeasureRec
     ]
 
 
-def index_doc(db: Database, now: datetime, base: str) -> dict[str, Any]:
-    """Measures in force now, and how many register decisions the network blocks."""
-    with db.reading() as session:
-        in_force = _measures_in_force(session, now)
-        decisions = session.scalar(
+def register_decisions(session: Session, now: datetime) -> int:
+    """How many register decisions list live items no platform answers for."""
+    return int(
+        session.scalar(
             select(func.count(func.distinct(Item.decision_ref))).where(
                 Item.platform_id.is_(None), *_live(now)
             )
         )
+        or 0
+    )
+
+
+def index_doc(
+    db: Database,
+    now: datetime,
+    base: str,
+    audit_head: dict[str, Any] | None = None,
+    decisions: int | None = None,
+) -> dict[str, Any]:
+    """Measures in force now, how many register decisions the network blocks (``decisions``
+    when the caller has it: the lookup index counts them once per version), and the
+    audit chain head signed into the latest feed publication (``{"seq", "hash"}``, None
+    when the app serves no feed or it carries no head)."""
+    with db.reading() as session:
+        in_force = _measures_in_force(session, now)
+        if decisions is None:
+            decisions = register_decisions(session, now)
     return {
         "as_of": now.isoformat(),
         "measures_in_force": [
             {**_measure_head(m, name, base), "rule": m.rule, "decision": m.decision_ref}
             for m, name in in_force
         ],
-        "register_decisions": int(decisions or 0),
+        "register_decisions": decisions,
+        "audit_head": audit_head,
     }
 
 
@@ -250,30 +268,6 @@ class PublicIndex:
 def public_index(directives: tuple[Directive, ...]) -> PublicIndex:
     """Compile ``directives`` for lookups as the enforcement point does, dropping bad rules."""
     return PublicIndex(directives, compile_index(_matchable(d) for d in directives))
-
-
-class DirectiveCache:
-    """The directive set compiled at now, recompiled when the audit log moves (every change
-    writes an event) or a minute of clock time passes; lookups are public and frequent."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._key: tuple[Any, ...] | None = None
-        self._value: PublicIndex | None = None
-
-    def get(self, db: Database, now: datetime, public_url: str) -> PublicIndex:
-        from takedown.feed.compile import compile_directives
-
-        slot = int(now.timestamp() // CACHE_SLOT.total_seconds())
-        with self._lock:
-            with db.reading() as session:
-                seq = session.scalar(select(AuditHead.seq).where(AuditHead.id == 1))
-                key = (seq, slot, public_url)
-                if key != self._key or self._value is None:
-                    compiled = compile_directives(session, now, public_url=public_url)
-                    self._value = public_index(compiled.directives.directives)
-                    self._key = key
-            return self._value
 
 
 def _categories_of(db: Database, refs: set[str], now: datetime) -> dict[str, dict[str, int]]:
@@ -371,7 +365,7 @@ def winning_ids(found: list[Directive], now: datetime) -> set[str]:
 
 def lookup_doc(
     db: Database,
-    cache: DirectiveCache,
+    compiled: PublicIndex,
     now: datetime,
     base: str,
     *,
@@ -380,12 +374,14 @@ def lookup_doc(
 ) -> dict[str, Any]:
     """Is ``host`` restricted now, by which directives and why; or what ``decision`` does.
 
+    ``compiled`` is the directive set's lookup index (``web.lookup_index``); ``base``
+    prefixes every link (the configured public URL, never read from the index).
+
     For a host, ``applies`` marks the directive(s) the network applies (``winning_ids``);
     for a decision, each directive in force applies to its own rules.
     """
     if (host is None) == (decision is None):
         raise InputError("give exactly one of host= or decision=", where="query")
-    compiled = cache.get(db, now, base)
     query: dict[str, Any]
     if host is not None:
         query, hits = host_hits(compiled, host)

@@ -19,6 +19,18 @@ def serve(
         None, "--public-url", help="Base URL of the public pages (default: the request's)."
     ),
     appeal_url: str = typer.Option(None, "--appeal-url", help="Where the public may appeal."),
+    public_concurrency: int = typer.Option(
+        8, "--public-concurrency", min=1, help="Public requests in flight at most (then 503)."
+    ),
+    public_rate: float = typer.Option(
+        5.0,
+        "--public-rate",
+        min=0.0,
+        help="Public requests per second per client, then 429 (0: no limit).",
+    ),
+    public_burst: int = typer.Option(
+        20, "--public-burst", min=1, help="Public requests a client may make at once."
+    ),
 ) -> None:
     """Run the HTTP app (platform, regulator and public APIs, /metrics) with the notice
     delivery worker (uvicorn)."""
@@ -28,6 +40,7 @@ def serve(
 
     from takedown.clock import clock_from_env
     from takedown.web.app import AppSettings, DeliverySettings, build
+    from takedown.web.guard import PublicLimits
 
     if feed_dir is not None:  # never serve a directory that holds signing keys
         from pathlib import Path
@@ -45,6 +58,9 @@ def serve(
         appeal_url=appeal_url,
         feed_dir=feed_dir,
         delivery=delivery,
+        public_limits=PublicLimits(
+            concurrency=public_concurrency, rate=public_rate, burst=public_burst
+        ),
     )
     config = uvicorn.Config(
         build(settings),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from takedown.feed.directives import host_pattern_problem, ip_range_problem
@@ -162,3 +162,73 @@ def directives_in_force(db: Database, now: datetime, *, public_url: str) -> Comp
     pages' view of what the next publication would carry)."""
     with db.reading() as session:
         return compile_directives(session, now, public_url=public_url)
+
+
+@dataclass(frozen=True)
+class InputsVersion:
+    """A cheap fingerprint of what ``compile_directives`` reads, and the first clock time
+    after ``now`` at which its output may change by time alone (an item listed or delisted,
+    a measure starting, due for review or expiring). Two equal fingerprints compile to the
+    same set until ``changes_at``."""
+
+    fingerprint: str
+    changes_at: datetime
+
+
+def inputs_version(session: Session, now: datetime) -> InputsVersion:
+    """The version of the compiler's inputs at ``now``: platforms, host patterns and
+    measures row by row (small tables), and the register items no platform answers for as
+    aggregates over one index (``ix_items_platform_listing``), never item by item."""
+    h = hashlib.sha256()
+    h.update(
+        repr(
+            session.execute(select(Platform.id, Platform.slug).order_by(Platform.id)).all()
+        ).encode()
+    )
+    h.update(
+        repr(
+            session.execute(
+                select(
+                    PlatformHost.id,
+                    PlatformHost.platform_id,
+                    PlatformHost.pattern,
+                    PlatformHost.content_class,
+                ).order_by(PlatformHost.id)
+            ).all()
+        ).encode()
+    )
+    times: list[datetime] = [now + REGISTER_HORIZON / 2]
+    for row in session.execute(
+        select(
+            Measure.id,
+            Measure.platform_id,
+            Measure.action,
+            Measure.rate_kbps,
+            Measure.classes,
+            Measure.scope,
+            Measure.state,
+            Measure.starts_at,
+            Measure.review_at,
+            Measure.expires_at,
+            Measure.rule,
+            Measure.decision_ref,
+        ).order_by(Measure.id)
+    ):
+        h.update(repr(tuple(row)).encode())
+        times += [t for t in (row.starts_at, row.review_at, row.expires_at) if t and t > now]
+    unowned = (Item.platform_id.is_(None),)
+    agg = session.execute(
+        select(
+            func.count(),
+            func.max(Item.id),
+            func.count(Item.delisted_at),
+            func.max(Item.delisted_at),
+            func.max(Item.listed_at),
+        ).where(*unowned)
+    ).one()
+    h.update(repr(tuple(agg)).encode())
+    for column in (Item.listed_at, Item.delisted_at):
+        nxt = session.scalar(select(func.min(column)).where(*unowned, column > now))
+        if nxt is not None:
+            times.append(nxt)
+    return InputsVersion(h.hexdigest(), min(times))

@@ -138,6 +138,8 @@ class Item(Base):
         Index("ix_items_platform_listing", "platform_id", "delisted_at", "listed_at"),
         # … TTR quantiles by index walk
         Index("ix_items_platform_ttr", "platform_id", "ttr_s", "listed_at", "delisted_at"),
+        # the public lookup's "why": live items per decision and category, by index seek
+        Index("ix_items_decision", "decision_ref", "category", "listed_at", "delisted_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -3,7 +3,8 @@ and the tests; ``create_app`` is the frame it builds on (errors, /healthz, platf
 
 ``create_app`` hooks: ``feed_dir`` (a directory served under ``/feed/``), ``routers``
 (extra APIRouters), ``metrics`` (an ASGI app mounted at ``/metrics``), and a delivery
-``worker`` run as an asyncio task for the app's lifetime.
+``worker`` and ``background`` tasks (anything with ``async run(stop)``, such as the public
+lookup index) run as asyncio tasks for the app's lifetime.
 
 Example::
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from takedown.clock import Clock
 from takedown.errors import AuthError, TakedownError
 from takedown.store.db import Database
 from takedown.transparency import DEFAULT_APPEAL, PublicSettings
+from takedown.web.guard import PublicGuard, PublicLimits
+from takedown.web.lookup_index import IndexUnavailable, LookupIndex
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,10 @@ class AppSettings:
 
     ``public_url``: base URL of the public pages and directive references (None: each
     request's own); ``appeal_text``/``appeal_url``: how the public may appeal; ``feed_dir``:
-    a feed repository served at ``/feed/``; ``delivery``: run the notice delivery worker.
+    a feed repository served at ``/feed/`` (its latest audit head shown on ``/public/``);
+    ``delivery``: run the notice delivery worker; ``public_limits``: what the public pages
+    may take (``web.guard``); ``lookup_index``: the public lookup index to use (None: the
+    app makes its own; tests and the bench pass one to watch its builds).
     """
 
     db: Database
@@ -56,6 +62,8 @@ class AppSettings:
     appeal_url: str | None = None
     feed_dir: str | Path | None = None
     delivery: DeliverySettings | None = None
+    public_limits: PublicLimits = field(default_factory=PublicLimits)
+    lookup_index: LookupIndex | None = None
 
 
 def build(settings: AppSettings) -> Any:
@@ -76,19 +84,22 @@ def build(settings: AppSettings) -> Any:
         appeal_text=settings.appeal_text,
         appeal_url=settings.appeal_url,
     )
+    limits = settings.public_limits
+    index = settings.lookup_index or LookupIndex(db, clock, poll=limits.index_poll)
     metrics = Metrics(db, clock)
     app = create_app(
         db,
         clock=clock,
         worker=worker,
+        background=[index],
         feed_dir=settings.feed_dir,
         routers=[
             regulator_api.make_router(public_url=settings.public_url),
-            public.make_router(public_settings),
+            public.make_router(public_settings, index, feed_dir=settings.feed_dir),
         ],
         metrics=metrics.app,
     )
-    return metrics.middleware(app)
+    return metrics.middleware(PublicGuard(app, limits))
 
 
 def error_body(exc: TakedownError) -> dict[str, Any]:
@@ -100,17 +111,20 @@ def create_app(
     *,
     clock: Clock,
     worker: Any | None = None,
+    background: Sequence[Any] = (),
     feed_dir: str | Path | None = None,
     routers: Sequence[APIRouter] = (),
     metrics: Callable[..., Any] | None = None,
     title: str = "takedown",
 ) -> FastAPI:
-    """Build the app over ``db`` and ``clock``; start ``worker.run(stop)`` while serving."""
+    """Build the app over ``db`` and ``clock``; start ``worker.run(stop)`` and each of
+    ``background``'s ``run(stop)`` while serving."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop)) if worker is not None else None
+        others = [asyncio.create_task(b.run(stop)) for b in background]
         app.state.worker_stop = stop
         try:
             yield
@@ -119,6 +133,9 @@ def create_app(
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait_for(task, timeout=10)
+            for other in others:
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await asyncio.wait_for(other, timeout=5)
 
     app = FastAPI(title=title, version="1", lifespan=lifespan)
     app.state.db = db
@@ -128,6 +145,8 @@ def create_app(
     @app.exception_handler(TakedownError)
     async def _takedown_error(_request: Request, exc: TakedownError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthError) else None
+        if isinstance(exc, IndexUnavailable):
+            headers = {"Retry-After": str(exc.retry_after)}
         return JSONResponse(error_body(exc), status_code=exc.http_status, headers=headers)
 
     @app.exception_handler(RequestValidationError)

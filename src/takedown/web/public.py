@@ -18,6 +18,9 @@ Examples::
 from __future__ import annotations
 
 import html
+import logging
+import os
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -26,15 +29,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from takedown import config as config_mod
-from takedown.errors import InputError
-from takedown.transparency import (
-    DirectiveCache,
-    PublicSettings,
-    index_doc,
-    lookup_doc,
-    measure_doc,
-)
+from takedown.errors import InputError, TakedownError
+from takedown.transparency import PublicSettings, index_doc, lookup_doc, measure_doc
 from takedown.web.deps import RowId
+from takedown.web.lookup_index import LookupIndex
+
+log = logging.getLogger(__name__)
 
 HEADERS = {
     "Content-Security-Policy": (
@@ -283,6 +283,7 @@ def index_html(doc: dict[str, Any], settings: PublicSettings) -> str:
         f"<h1>Network measures in force</h1><p class=muted>as of {esc(doc['as_of'])}</p>{table}"
         f"<p>Besides these, network operators block whole names or addresses listed under "
         f"{esc(doc['register_decisions'])} register decision(s).</p>"
+        + _anchor_html(doc.get("audit_head"))
         + _lookup_form("")
         + f"<h2>How to appeal</h2><p>{esc(settings.appeal_text)}</p>"
         + (
@@ -292,6 +293,16 @@ def index_html(doc: dict[str, Any], settings: PublicSettings) -> str:
         )
     )
     return _page("Network measures in force", body)
+
+
+def _anchor_html(head: dict[str, Any] | None) -> str:
+    if not head:
+        return ""
+    return (
+        f"<p class=muted>Audit log anchored at event {esc(head['seq'])}, hash "
+        f"<code>{esc(head['hash'])}</code> (signed into the latest directive feed "
+        "publication).</p>"
+    )
 
 
 def _lookup_form(value: str) -> str:
@@ -390,10 +401,46 @@ def _respond(request: Request, fmt: str | None, doc: dict[str, Any], render: Any
     return HTMLResponse(render(doc), headers=HEADERS)
 
 
-def make_router(settings: PublicSettings | None = None) -> APIRouter:
-    """The ``/public`` router (no authentication)."""
+class PublishedHead:
+    """The audit chain head signed into the feed's latest publication, re-read only when
+    the targets metadata file changes (None: no feed, no head, or unreadable)."""
+
+    def __init__(self, feed_dir: str | Path | None) -> None:
+        self.feed_dir = Path(feed_dir) if feed_dir is not None else None
+        self._seen: tuple[int, int] | None = None
+        self._head: dict[str, Any] | None = None
+
+    def get(self) -> dict[str, Any] | None:
+        if self.feed_dir is None:
+            return None
+        from takedown.feed.repository import Repository
+
+        try:
+            st = os.stat(self.feed_dir / "metadata" / "targets.json")
+        except OSError:
+            return None
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp != self._seen:
+            try:
+                head = Repository(self.feed_dir).info().audit_head
+            except (TakedownError, OSError, ValueError) as exc:
+                log.warning("feed audit head unreadable: %s", exc)
+                head = None
+            self._head = head.to_json() if head is not None else None
+            self._seen = stamp
+        return self._head
+
+
+def make_router(
+    settings: PublicSettings | None,
+    lookups: LookupIndex,
+    *,
+    feed_dir: str | Path | None = None,
+) -> APIRouter:
+    """The ``/public`` router (no authentication). Lookups read ``lookups``, which the app
+    keeps current (``LookupIndex.run``); ``feed_dir``: where the audit head is published."""
     settings = settings or PublicSettings()
-    cache = DirectiveCache()
+    anchor = PublishedHead(feed_dir)
     router = APIRouter(prefix="/public", tags=["public"])
 
     def base(request: Request) -> str:
@@ -403,7 +450,15 @@ def make_router(settings: PublicSettings | None = None) -> APIRouter:
     async def index(request: Request, format: str | None = Query(None)) -> Response:
         """Measures in force now, with links."""
         now = request.app.state.clock.now()
-        doc = await run_in_threadpool(index_doc, request.app.state.db, now, base(request))
+        doc = await run_in_threadpool(
+            lambda: index_doc(
+                request.app.state.db,
+                now,
+                base(request),
+                anchor.get(),
+                lookups.register_decisions(),
+            )
+        )
         return _respond(request, format, doc, lambda d: index_html(d, settings))
 
     @router.get("/measures/{measure_id}", response_class=HTMLResponse)
@@ -430,7 +485,12 @@ def make_router(settings: PublicSettings | None = None) -> APIRouter:
         now = request.app.state.clock.now()
         doc = await run_in_threadpool(
             lambda: lookup_doc(
-                request.app.state.db, cache, now, base(request), host=host, decision=decision
+                request.app.state.db,
+                lookups.current(),
+                now,
+                base(request),
+                host=host,
+                decision=decision,
             )
         )
         return _respond(request, format, doc, lookup_html)
