@@ -178,3 +178,31 @@ async def test_the_in_force_gauge_shows_the_set_just_applied() -> None:
             server.swap(broad_set(3))
         assert server.index.sequence == 2  # a refused set changes nothing
         assert server.metrics.value("takedown_enforce_directives_in_force") == 2
+
+
+async def test_a_failed_fetch_does_not_shorten_the_life_of_the_set_in_force() -> None:
+    """A passing network error is the feed's staleness, judged by the feed: renewed
+    timestamps afterwards keep the set in force as long as they promise."""
+    clock = SimClock(T0)
+    feed = ScriptedFeed(clock, [directive_set(linkedin_block()), OSError("reset"), None, None])
+    guard = FeedGuard()
+    async with running_proxy(Mode.CONNECT) as server:
+        await step(server, feed, guard, first=True)
+        for _ in range(3):  # the error, then two renewals 50 minutes apart
+            clock.advance(timedelta(minutes=50))
+            await step(server, feed, guard)
+        assert clock.now() > T0 + PROMISE  # past the first promise, within the renewed one
+        assert not server.fail_open and server.index.sequence == 1
+
+
+async def test_a_refused_set_does_not_extend_the_set_in_force() -> None:
+    clock = SimClock(T0)
+    feed = ScriptedFeed(clock, [directive_set(linkedin_block()), broad_set(2), None])
+    guard = FeedGuard()
+    async with running_proxy(Mode.CONNECT) as server:
+        await step(server, feed, guard, first=True)
+        clock.advance(timedelta(minutes=50))
+        await step(server, feed, guard)  # set 2 arrives with a fresh timestamp, refused
+        clock.set(T0 + PROMISE)
+        await step(server, feed, guard)  # the feed still answers, but set 1's promise ended
+        assert server.fail_open and "set 1 expired" in server.fail_open_reason

@@ -32,10 +32,12 @@ class FeedGuard:
     failing: bool = False  # the newest set could not be applied
     _logged: set[tuple[str, str]] = field(default_factory=set)
 
-    def rejected(self, reason: str, message: str) -> bool:
-        """A new set (or the feed) failed; True the first time this cause is seen (log it at
-        ERROR then, and only then)."""
-        self.failing = True
+    def rejected(self, reason: str, message: str, *, set_refused: bool = False) -> bool:
+        """An update failed; True the first time this cause is seen (log it at ERROR then,
+        and only then). ``set_refused``: the feed delivered a set this point cannot apply,
+        so the set in force is outdated (a failed fetch is the feed's staleness instead)."""
+        if set_refused:
+            self.failing = True
         cause = (reason, message)
         if cause in self._logged:
             return False

@@ -68,14 +68,15 @@ async def _feed_step(
         reason = getattr(exc, "reason", None) if isinstance(exc, TakedownError) else None
         _rejected(server, guard, reason or type(exc).__name__, exc)
     else:
-        guard.confirmed(feed.expires)
+        if ds is None:  # unchanged: the feed vouches again for what it had
+            guard.confirmed(feed.expires)
     if ds is None and first:
         ds = feed.last_good  # a set verified by an earlier run
     if ds is not None:
         try:
             server.swap(ds)
         except Exception as exc:
-            _rejected(server, guard, "apply:" + type(exc).__name__, exc)
+            _rejected(server, guard, "apply:" + type(exc).__name__, exc, set_refused=True)
         else:
             guard.applied(ds.sequence, feed.expires)
     try:
@@ -92,9 +93,16 @@ async def _feed_step(
     server.set_fail_open(answer.on, answer.reason)
 
 
-def _rejected(server: EnforcementServer, guard: FeedGuard, reason: str, exc: BaseException) -> None:
+def _rejected(
+    server: EnforcementServer,
+    guard: FeedGuard,
+    reason: str,
+    exc: BaseException,
+    *,
+    set_refused: bool = False,
+) -> None:
     server.metrics.feed_rejected.labels(reason).inc()
-    if guard.rejected(reason, str(exc)):
+    if guard.rejected(reason, str(exc), set_refused=set_refused):
         log.error("enforce: feed update not applied (%s): %s", reason, exc)
     else:
         log.debug("enforce: feed update not applied again (%s): %s", reason, exc)
