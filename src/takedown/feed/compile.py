@@ -97,7 +97,6 @@ def _register_directives(
             continue
         (ips if is_ip else hosts).add(target)
         compiled.owners[target] = f"item {item_id}"
-        compiled.owners[target] = f"item {item_id}"
     out = []
     for decision, (hosts, ips) in sorted(by_decision.items()):
         if not hosts and not ips:

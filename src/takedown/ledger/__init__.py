@@ -54,8 +54,6 @@ from takedown.ledger.queries import (
     status_from_facts,
 )
 
-# The former name, still called by verify/runner.py (being restructured in parallel);
-
 __all__ = [
     "ALL",
     "FAR_FUTURE",

@@ -83,7 +83,6 @@ class ItemStatus:
 
 
 _CLAIMS = {ResponseAction.REMOVED.value, ResponseAction.RESTRICTED.value}
-_DONE = {ItemState.REMOVED, ItemState.RESTRICTED}
 
 
 def on_response(st: ItemStatus, action: str, at: datetime) -> ItemStatus:

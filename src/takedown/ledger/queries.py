@@ -24,6 +24,7 @@ from takedown.ledger.figures import (
     CheckFact,
     ItemFact,
     LedgerFacts,
+    LedgerIndex,
     ResponseFact,
     figures_at,
     figures_by_category,
@@ -376,9 +377,16 @@ def status(
         else list(source.scalars(select(Platform.slug).order_by(Platform.slug)))
     )
     rows: list[Figures] = []
-    for slug in slugs:
-        if at is None:
+    if at is None:
+        for slug in slugs:
             rows += status_fast(source, slug, now, by_category=by_category)
-        else:
-            rows += status_from_facts(source, slug, at, by_category=by_category)
+    else:  # the facts are read once for every platform asked (they are the costly part)
+        facts = load_facts(source, platform, at)
+        facts.items = [i for i in facts.items if i.platform is not None]
+        index = LedgerIndex(facts)
+        for slug in slugs:
+            if by_category:
+                rows += figures_by_category(facts, slug, at)
+            else:
+                rows.append(index.figures(slug, at, None))
     return Status(now if at is None else at, rows, bool(platform) and not by_category)

@@ -276,9 +276,7 @@ class _Pump(Generic[K, W, R]):
                 continue
             if self.backlog.unrecorded > 0:  # what is in flight may be due again once recorded
                 await self.wait(self.recorded, idle=not until_idle)
-            elif not until_idle:
-                await self.wait(self.recorded, idle=True)
-            elif await self.steps.drained():
+            elif until_idle and await self.steps.drained():
                 break
             else:
                 await self.wait(self.recorded, idle=True)
