@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import idna
 from publicsuffixlist import PublicSuffixList
@@ -223,3 +223,8 @@ def parse_resolve(items: Sequence[str], *, where: str = "--resolve") -> dict[str
                 f"expected HOST:IP (or *:IP), got {item!r}", where=f"{where}[{i}]"
             ) from None
     return out
+
+
+def resolve_lookup(mapping: Mapping[str, str], host: str) -> str | None:
+    """The address ``parse_resolve``'s map gives ``host`` (its own entry, else ``*``)."""
+    return mapping.get(host.lower().rstrip(".")) or mapping.get("*")

@@ -270,31 +270,29 @@ def public_index(directives: tuple[Directive, ...]) -> PublicIndex:
     return PublicIndex(directives, compile_index(_matchable(d) for d in directives))
 
 
-def _categories_of(db: Database, refs: set[str], now: datetime) -> dict[str, dict[str, int]]:
+def _categories_of(session: Session, refs: set[str], now: datetime) -> dict[str, dict[str, int]]:
     """Live register items per decision and category (counts only)."""
     out: dict[str, dict[str, int]] = defaultdict(dict)
     if not refs:
         return {}
-    with db.reading() as session:
-        for ref, cat, n in session.execute(
-            select(Item.decision_ref, Item.category, func.count())
-            .where(Item.decision_ref.in_(sorted(refs)), *_live(now))
-            .group_by(Item.decision_ref, Item.category)
-        ):
-            out[ref][cat] = int(n)
+    for ref, cat, n in session.execute(
+        select(Item.decision_ref, Item.category, func.count())
+        .where(Item.decision_ref.in_(sorted(refs)), *_live(now))
+        .group_by(Item.decision_ref, Item.category)
+    ):
+        out[ref][cat] = int(n)
     return {k: dict(sorted(v.items())) for k, v in out.items()}
 
 
-def _measure_why(db: Database, ids: set[int]) -> dict[int, dict[str, Any]]:
+def _measure_why(session: Session, ids: set[int]) -> dict[int, dict[str, Any]]:
     """Why each measure was taken: its platform, ladder rule, reason and decision."""
     if not ids:
         return {}
-    with db.reading() as session:
-        rows = session.execute(
-            select(Measure.id, Measure.rule, Measure.reason, Measure.decision_ref, Platform.slug)
-            .join(Platform, Platform.id == Measure.platform_id)
-            .where(Measure.id.in_(sorted(ids)))
-        ).all()
+    rows = session.execute(
+        select(Measure.id, Measure.rule, Measure.reason, Measure.decision_ref, Platform.slug)
+        .join(Platform, Platform.id == Measure.platform_id)
+        .where(Measure.id.in_(sorted(ids)))
+    ).all()
     return {
         mid: {"platform": slug, "rule": rule, "reason": reason, "decision": ref}
         for mid, rule, reason, ref, slug in rows
@@ -397,8 +395,11 @@ def lookup_doc(
     refs = {r for d in found for r in d.decisions if not r.startswith(LADDER_REF)}
     if decision is not None:
         refs.add(decision)
-    why_items = _categories_of(db, refs, now)
-    why_measures = _measure_why(db, {d.measure_id for d in found if d.measure_id is not None})
+    with db.reading() as session:  # one transaction for both: this is the public hot path
+        why_items = _categories_of(session, refs, now)
+        why_measures = _measure_why(
+            session, {d.measure_id for d in found if d.measure_id is not None}
+        )
     if decision is not None and not found and decision not in why_items:
         raise NotFound(f"no decision {decision[:200]!r} in force", where="decision")
     out = []

@@ -236,6 +236,9 @@ def test_ipv6_clients_are_keyed_by_their_64() -> None:
     one = client_key({"client": ("2001:db8:1:2::1", 1)})
     assert one == client_key({"client": ("2001:db8:1:2:ffff::9", 2)}) == "2001:db8:1:2::/64"
     assert client_key({"client": ("192.0.2.7", 3)}) == "192.0.2.7"
+    # IPv4 clients of a dual-stack listener stay apart (they all fell into ::/64)
+    assert client_key({"client": ("::ffff:192.0.2.7", 4)}) == "192.0.2.7"
+    assert client_key({"client": ("::ffff:198.51.100.1", 5)}) == "198.51.100.1"
     assert client_key({}) == "?"
 
 

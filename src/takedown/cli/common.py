@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import typer
@@ -100,3 +101,16 @@ def database(*, require_schema: bool = True):  # type: ignore[no-untyped-def]
     if require_schema:
         db.require_schema()
     return db
+
+
+def at_time(value: str | None, where: str) -> datetime:
+    """The ISO 8601 time of option ``where`` (None: now)."""
+    from takedown.clock import parse_time
+    from takedown.errors import InputError
+
+    if value is None:
+        return now()
+    try:
+        return parse_time(value)
+    except ValueError:
+        raise InputError(f"not an ISO 8601 time: {value!r}", where=where) from None

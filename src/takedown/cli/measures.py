@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.table import Table
 
 from takedown.cli import common
-from takedown.cli.policy import at_time, fmt
-from takedown.model import MeasureExplanation
+from takedown.cli.policy import fmt
+
+if TYPE_CHECKING:
+    from takedown.model import MeasureExplanation
 
 app = typer.Typer(
     help="Measures: list, explain, approve, impose and lift by decision.", no_args_is_help=True
@@ -24,7 +28,7 @@ def measures_list(
     from takedown.policy import measures
 
     records = measures.list_measures(
-        common.database(), at=at_time(at, "--at") if at else common.now(), platform=platform
+        common.database(), at=common.at_time(at, "--at"), platform=platform
     )
     if json_out:
         common.print_json([m.as_json() for m in records])
@@ -147,7 +151,7 @@ def measures_add(
         rate_kbps=rate_kbps,
         classes=[c.strip() for c in classes.split(",") if c.strip()],
         scope={"mobile": mobile, "fixed": fixed},
-        expires=at_time(expires, "--expires") if expires else None,
+        expires=common.at_time(expires, "--expires") if expires else None,
     )
     common.console.print(f"measure {mid} recorded", highlight=False)
 

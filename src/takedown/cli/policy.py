@@ -10,22 +10,8 @@ import typer
 from rich.table import Table
 
 from takedown.cli import common
-from takedown.model import describe_action
 
 app = typer.Typer(help="The enforcement ladder: check, evaluate, simulate.", no_args_is_help=True)
-
-
-def at_time(value: str | None, where: str) -> datetime:
-    """The ISO 8601 time of option ``where`` (None: now)."""
-    from takedown.clock import parse_time
-    from takedown.errors import InputError
-
-    if value is None:
-        return common.now()
-    try:
-        return parse_time(value)
-    except ValueError:
-        raise InputError(f"not an ISO 8601 time: {value!r}", where=where) from None
 
 
 def _ladder(path: str | None):  # type: ignore[no-untyped-def]
@@ -69,6 +55,8 @@ def _proposals_table(proposals: list[Any], title: str) -> Table:
         "figures",
     ):
         table.add_column(col)
+    from takedown.model import describe_action
+
     for p in proposals:
         table.add_row(
             fmt(p.at),
@@ -125,7 +113,7 @@ def policy_eval(
     from takedown.policy import measures
 
     ladder = _ladder(ladder_file)
-    now = at_time(at, "--at")
+    now = common.at_time(at, "--at")
     db = common.database()
     proposals, ids = measures.run(db, ladder, now, common.actor(), apply=apply, platform=platform)
     if json_out:
@@ -166,8 +154,8 @@ def policy_simulate(
     results = measures.simulate(
         common.database(),
         ladder,
-        at_time(start, "--from"),
-        at_time(end, "--to"),
+        common.at_time(start, "--from"),
+        common.at_time(end, "--to"),
         step=spec.parse_duration(step, "--step"),
         platform=platform,
         approve=approve,

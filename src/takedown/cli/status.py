@@ -30,15 +30,8 @@ def status(
     from rich.table import Table
 
     from takedown import ledger
-    from takedown.clock import parse_time
-    from takedown.errors import InputError
 
-    as_of = None
-    if at is not None:
-        try:
-            as_of = parse_time(at)
-        except ValueError:
-            raise InputError(f"not an ISO 8601 time: {at!r}", where="--at") from None
+    as_of = common.at_time(at, "--at") if at is not None else None
     result = ledger.status(
         common.database(),
         common.now() if as_of is None else as_of,

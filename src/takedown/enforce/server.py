@@ -45,6 +45,7 @@ from takedown.enforce.metrics import EnforceMetrics
 from takedown.enforce.relay import PipePool, SharedBucket, SharedKey, ThrottleScope
 from takedown.enforce.subscribers import Subscribers
 from takedown.model import Directive, DirectiveSet
+from takedown.names import resolve_lookup
 
 __all__ = ["EnforcementServer", "Mode", "ServerConfig", "ThrottleScope"]
 
@@ -208,8 +209,7 @@ class EnforcementServer:
             pass
         else:
             return host
-        resolve = self.config.resolve
-        return resolve.get(host) or resolve.get("*")
+        return resolve_lookup(self.config.resolve, host)
 
     # decisions --------------------------------------------------------------------------
     def decide_flow(self, flow: Flow) -> Verdict:

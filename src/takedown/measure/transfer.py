@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import httpcore
 
 from takedown.errors import InputError
+from takedown.names import resolve_lookup
 
 CHUNK = 64 * 1024
 USER_AGENT = b"takedown-measure/1"
@@ -119,7 +120,7 @@ def measure_transfer(
         raise InputError(f"not an http(s) URL: {url!r}", where="url")
     backend = TunnelBackend(
         proxy=_parse_proxy(proxy) if proxy else None,
-        resolve={k.lower(): v for k, v in (resolve or {}).items()},
+        resolve=dict(resolve or {}),
     )
     with httpcore.ConnectionPool(
         ssl_context=_ssl_context(verify),
@@ -262,7 +263,7 @@ class TunnelBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Any = None,
     ) -> httpcore.NetworkStream:
-        target = self.resolve.get(host.lower().rstrip(".")) or self.resolve.get("*", host)
+        target = resolve_lookup(self.resolve, host) or host
         if self.proxy is None:
             return self._inner.connect_tcp(target, port, timeout, local_address, socket_options)
         stream = self._inner.connect_tcp(

@@ -28,6 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from takedown.enforce.subscribers import canonical_address
+from takedown.errors import InputError
+
 PREFIX = "/public"
 
 
@@ -70,9 +73,9 @@ def client_key(scope: dict[str, Any]) -> str:
     """The client's address as the bucket key; IPv6 addresses by their /64."""
     client = scope.get("client") or ("?", 0)
     host = str(client[0])
-    try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
+    try:  # an IPv4 client of a dual-stack listener arrives as ::ffff:a.b.c.d: key it as IPv4
+        addr = canonical_address(host)
+    except InputError:
         return host
     if addr.version == 6:
         return str(ipaddress.ip_network(f"{addr}/64", strict=False))
@@ -94,13 +97,12 @@ def _refuse(status: int, message: str, retry_after: float) -> tuple[dict[str, An
 
 
 class PublicGuard:
-    """ASGI middleware applying ``PublicLimits`` to ``/public…``; counts what it refuses."""
+    """ASGI middleware applying ``PublicLimits`` to ``/public…``."""
 
     def __init__(self, app: Any, limits: PublicLimits) -> None:
         self.app, self.limits = app, limits
         self.buckets = TokenBuckets(limits.rate, limits.burst, limits.max_clients)
         self.in_flight = 0
-        self.refused = {"rate": 0, "busy": 0}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope.get("path", "")
@@ -111,12 +113,10 @@ class PublicGuard:
         if self.limits.rate > 0:
             wait = self.buckets.take(client_key(scope), self.limits.monotonic())
         if wait > 0:
-            self.refused["rate"] += 1
             for message in _refuse(429, "too many requests from this address", wait):
                 await send(message)
             return
         if self.in_flight >= self.limits.concurrency:
-            self.refused["busy"] += 1
             for message in _refuse(503, "the public pages are busy; try again shortly", 1):
                 await send(message)
             return
