@@ -11,6 +11,7 @@ class TakedownError(Exception):
 
     exit_code = 1
     http_status = 400
+    http_headers: tuple[tuple[str, str], ...] = ()  # (name, value) sent with the HTTP answer
 
     def __init__(self, message: str, *, where: str | None = None) -> None:
         super().__init__(message)
@@ -49,6 +50,7 @@ class AuthError(TakedownError):
     """Missing or wrong credentials, or a bad signature."""
 
     http_status = 401
+    http_headers = (("WWW-Authenticate", "Bearer"),)
 
 
 class PatternError(InputError):

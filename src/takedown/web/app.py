@@ -27,11 +27,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from takedown.clock import Clock
-from takedown.errors import AuthError, TakedownError
+from takedown.errors import TakedownError
 from takedown.store.db import Database
 from takedown.transparency import DEFAULT_APPEAL, PublicSettings
 from takedown.web.guard import PublicGuard, PublicLimits
-from takedown.web.lookup_index import IndexUnavailable, LookupIndex
+from takedown.web.lookup_index import LookupIndex
 
 
 @dataclass(frozen=True)
@@ -144,10 +144,9 @@ def create_app(
 
     @app.exception_handler(TakedownError)
     async def _takedown_error(_request: Request, exc: TakedownError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthError) else None
-        if isinstance(exc, IndexUnavailable):
-            headers = {"Retry-After": str(exc.retry_after)}
-        return JSONResponse(error_body(exc), status_code=exc.http_status, headers=headers)
+        return JSONResponse(
+            error_body(exc), status_code=exc.http_status, headers=dict(exc.http_headers) or None
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -48,7 +48,7 @@ class IndexUnavailable(TakedownError):
     """No lookup index yet (the first is being built): try again shortly."""
 
     http_status = 503
-    retry_after = 5
+    http_headers = (("Retry-After", "5"),)
 
 
 @dataclass(frozen=True)
