@@ -16,6 +16,15 @@ class TargetKind(StrEnum):
     CIDR = "cidr"
 
 
+class BlockType(StrEnum):
+    """What a register entry blocks, decided by what it names (see DESIGN "Register entries")."""
+
+    URL = "url"  # the URLs; its domains and IPs are resolution hints
+    DOMAIN = "domain"  # the domain names, exactly
+    DOMAIN_MASK = "domain-mask"  # *.example.com
+    IP = "ip"  # addresses and prefixes only
+
+
 class ItemState(StrEnum):
     OPEN = "open"
     CLAIMED = "claimed"  # the platform says done, not yet verified
@@ -92,6 +101,52 @@ class ItemRecord:
     listed_at: datetime | None = None
     source: str | None = None  # provenance: file:line
     flags: tuple[str, ...] = ()  # e.g. "malformed-mask"
+
+
+@dataclass(frozen=True, slots=True)
+class EntryCells:
+    """What a register entry lists, as the register wrote it (kept for lossless export)."""
+
+    ips: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()
+    urls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRecord:
+    """One register entry as read (a CSV row, an XML ``<content>``), before it is stored.
+
+    One decision, one block type. ``targets`` are what it blocks, one item each; whatever
+    else ``cells`` lists (a URL entry's domain and IPs) is a resolution hint, never a target.
+    """
+
+    block_type: BlockType
+    targets: tuple[tuple[Target, tuple[str, ...]], ...]  # (target, flags)
+    cells: EntryCells
+    category: str
+    basis: str
+    decision: Decision
+    platform: str | None = None
+    listed_at: datetime | None = None  # the register's include time, if it states one
+    source: str | None = None  # provenance: file:line
+    source_id: str | None = None  # the register's own id (``<content id>``), if any
+    attrs: tuple[tuple[str, str], ...] = ()  # other facts the register states, kept as given
+
+    def items(self) -> list[ItemRecord]:
+        """One ItemRecord per target, sharing the entry's decision and provenance."""
+        return [
+            ItemRecord(
+                target,
+                self.category,
+                self.basis,
+                self.decision,
+                self.platform,
+                self.listed_at,
+                self.source,
+                flags,
+            )
+            for target, flags in self.targets
+        ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 
 from takedown.errors import InputError
 from takedown.model import Decision, ItemRecord, ItemState, RegisterEntry
+from takedown.registry.entries import Reject
 
 _DATE = re.compile(r"\d{4}-\d\d-\d\d\Z")
 
@@ -20,7 +21,18 @@ class ReadDefaults:
     category: str = "other"
     basis: str = ""
     platform: str | None = None
-    decision: str | None = None
+    decision: str | None = None  # where an entry's decision is empty
+    authority: str | None = None  # where an entry's authority is empty
+
+
+@dataclass
+class FileFacts:
+    """What a reader learns about a register file as a whole, filled in as it reads."""
+
+    updated_at: datetime | None = None  # the register's own update time (``Updated:``)
+    format_version: str | None = None
+    # how the file's signature was checked: "verified: <signer>", or None if it was not
+    signature: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,10 +89,6 @@ FIELDS = (
     "source",
     "flags",
 )
-
-
-class Reject(Exception):
-    """A row is bad; the message says why (readers turn it into a RowError)."""
 
 
 def entry_fields(entry: RegisterEntry) -> dict[str, object]:

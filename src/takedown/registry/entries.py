@@ -1,0 +1,184 @@
+"""Register entries: what one row of a register blocks, and how an entry is recognised.
+
+An entry lists URLs, domains and IPs; it blocks exactly one kind of them (its block
+type), and the rest are resolution hints -- what the register says a URL's host resolved
+to. A court order against one video on a shared host must never become a block of the
+host or of a CDN address (DESIGN.md, "Register entries"). Sans-IO: the format readers
+build entries here and the store keeps them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import datetime
+
+from takedown.errors import InputError
+from takedown.model import (
+    BlockType,
+    Decision,
+    EntryCells,
+    EntryRecord,
+    ItemRecord,
+    Target,
+    TargetKind,
+)
+from takedown.registry.targets import parse_target_flags
+
+_IP_KINDS = (TargetKind.IP, TargetKind.CIDR)
+
+
+class Reject(Exception):
+    """A row is bad; the message says why (readers turn it into a RowError)."""
+
+
+_PARSED = tuple[Target, tuple[str, ...]]
+
+
+def _parse(text: str, column: str) -> _PARSED:
+    try:
+        return parse_target_flags(text)
+    except InputError as exc:
+        raise Reject(f"{column}: {exc.message}") from None
+
+
+def _cells(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(v for v in (value.strip() for value in values) if v)
+
+
+def build_entry(
+    *,
+    ips: Iterable[str] = (),
+    domains: Iterable[str] = (),
+    urls: Iterable[str] = (),
+    decision: Decision,
+    category: str,
+    basis: str,
+    platform: str | None = None,
+    source: str | None = None,
+    stated: BlockType | None = None,
+    listed_at: datetime | None = None,
+    source_id: str | None = None,
+    attrs: tuple[tuple[str, str], ...] = (),
+) -> EntryRecord:
+    """The entry listing these cells; raise Reject (the message names the cell) if a cell
+    is malformed or the block type the register ``stated`` does not fit what it lists."""
+    cells = EntryCells(_cells(ips), _cells(domains), _cells(urls))
+    parsed_ips: list[_PARSED] = []
+    for text in cells.ips:
+        target, flags = _parse(text, "ips")
+        if target.kind not in _IP_KINDS:
+            raise Reject(f"ips: {text!r} is a {target.kind}, not an IP address or network")
+        parsed_ips.append((target, flags))
+    parsed_domains: list[_PARSED] = []
+    for text in cells.domains:
+        if "://" in text:
+            raise Reject(f"domains: {text!r} is a URL, not a domain")
+        parsed_domains.append(_parse(text, "domains"))
+    parsed_urls: list[_PARSED] = []
+    for text in cells.urls:
+        if "://" not in text:
+            raise Reject(f"urls: {text!r} is not a URL (no scheme)")
+        target, flags = _parse(text, "urls")
+        if target.kind is not TargetKind.URL:
+            raise Reject(f"urls: {text!r} is not a URL")
+        parsed_urls.append((target, flags))
+    block_type = stated or implied_block_type(parsed_ips, parsed_domains, parsed_urls)
+    targets = {
+        BlockType.URL: parsed_urls,
+        BlockType.DOMAIN: parsed_domains,
+        BlockType.DOMAIN_MASK: parsed_domains,
+        BlockType.IP: parsed_ips,
+    }[block_type]
+    if not targets:
+        column = {BlockType.URL: "url", BlockType.IP: "ip"}.get(block_type, "domain")
+        raise Reject(f"block type {block_type} but the entry lists no {column}")
+    # the same target written twice in one entry (case, trailing dot) is one target
+    unique = tuple({target.value: (target, flags) for target, flags in targets}.values())
+    return EntryRecord(
+        block_type=block_type,
+        targets=unique,
+        cells=cells,
+        category=category,
+        basis=basis,
+        decision=decision,
+        platform=platform,
+        listed_at=listed_at,
+        source=source,
+        source_id=source_id,
+        attrs=attrs,
+    )
+
+
+def implied_block_type(
+    ips: list[_PARSED], domains: list[_PARSED], urls: list[_PARSED]
+) -> BlockType:
+    """The block type a CSV row implies: URLs if it has any, else a mask, domain or IPs."""
+    if urls:
+        return BlockType.URL
+    if any(target.kind is TargetKind.WILDCARD for target, _ in domains):
+        return BlockType.DOMAIN_MASK
+    if domains:
+        return BlockType.DOMAIN
+    if ips:
+        return BlockType.IP
+    raise Reject("row has no targets (ips, domains and urls are all empty)")
+
+
+def entry_of_item(record: ItemRecord) -> EntryRecord:
+    """The one-target entry of an item that came alone (``registry add``, item exports)."""
+    target = record.target
+    kind = target.kind
+    if kind is TargetKind.URL:
+        block_type, cells = BlockType.URL, EntryCells(urls=(target.value,))
+    elif kind in _IP_KINDS:
+        block_type, cells = BlockType.IP, EntryCells(ips=(target.value,))
+    elif kind is TargetKind.WILDCARD:
+        block_type, cells = BlockType.DOMAIN_MASK, EntryCells(domains=(target.value,))
+    else:
+        block_type, cells = BlockType.DOMAIN, EntryCells(domains=(target.value,))
+    return EntryRecord(
+        block_type=block_type,
+        targets=((target, record.flags),),
+        cells=cells,
+        category=record.category,
+        basis=record.basis,
+        decision=record.decision,
+        platform=record.platform,
+        listed_at=record.listed_at,
+        source=record.source,
+    )
+
+
+def entry_key(entry: EntryRecord) -> str:
+    """How a register recognises an entry across snapshots: its own id where it has one,
+    else its decision, block type and targets (so a changed hint or date is an update,
+    and a changed target a new entry)."""
+    if entry.source_id:
+        return f"id:{entry.source_id}"
+    text = "\n".join(
+        [entry.decision.reference, entry.block_type, *sorted(t.value for t, _ in entry.targets)]
+    )
+    return "k:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]
+
+
+def entry_digest(entry: EntryRecord) -> str:
+    """A digest of everything an entry states; equal digests mean nothing changed."""
+    decision = entry.decision
+    content = [
+        entry.block_type,
+        entry.cells.ips,
+        entry.cells.domains,
+        entry.cells.urls,
+        decision.reference,
+        decision.authority,
+        decision.date,
+        entry.category,
+        entry.basis,
+        entry.platform,
+        entry.listed_at.isoformat() if entry.listed_at else None,
+        entry.attrs,
+    ]
+    data = json.dumps(content, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()[:32]
