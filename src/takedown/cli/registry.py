@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
@@ -12,9 +15,14 @@ from rich.table import Table
 
 from takedown.cli import common
 
+if TYPE_CHECKING:
+    from takedown.registry.formats import ReadDefaults
+    from takedown.registry.sync import SyncResult
+
 app = typer.Typer(help="The register of restricted items.", no_args_is_help=True)
 
-IMPORT_FORMATS = "rkn-csv|citizenlab|jsonl|csv"
+IMPORT_FORMATS = "rkn-csv|rkn-xml|citizenlab|jsonl|csv"
+SYNC_FORMATS = "rkn-csv|rkn-xml|citizenlab|jsonl"
 EXPORT_FORMATS = "jsonl|csv|rkn-csv|rpz|nft|hosts"
 
 
@@ -63,77 +71,170 @@ def add(
         common.console.print(f"item {item_id} already lists {record.target.value} under {decision}")
 
 
-@app.command("import")
-def import_(
-    file: Path = typer.Argument(..., help="Register file."),
-    fmt: str = typer.Option(..., "--format", "-f", help=IMPORT_FORMATS),
-    platform: str = typer.Option(None, "--platform", help="Platform slug for every item."),
-    category: str = typer.Option(None, "--category", help="Category where the file has none."),
-    basis: str = typer.Option(None, "--basis", help="Legal basis where the file has none."),
-    skip_invalid: bool = typer.Option(
-        False, "--skip-invalid", help="Import valid rows; write rejected ones to a report file."
-    ),
-    report: Path = typer.Option(None, "--report", help="Where to write rejected rows."),
-    json_out: bool = typer.Option(False, "--json", help="Machine output."),
-) -> None:
-    """Import a register file in one transaction (nothing changes if a row is bad)."""
+def _defaults(
+    category: str | None,
+    basis: str | None,
+    platform: str | None,
+    authority: str | None,
+    decision: str | None,
+) -> ReadDefaults:
     from takedown.registry.formats import ReadDefaults
-    from takedown.registry.service import import_file
 
-    db = common.database()
-    defaults = ReadDefaults(category=category or "other", basis=basis or "", platform=platform)
+    return ReadDefaults(
+        category=category or "other",
+        basis=basis or "",
+        platform=platform,
+        authority=authority,
+        decision=decision,
+    )
+
+
+@contextlib.contextmanager
+def _reading(file: Path, json_out: bool) -> Iterator[Callable[[int], None]]:
+    """A progress bar over the bytes of ``file`` (on a terminal, not with --json)."""
     size = file.stat().st_size if file.exists() else 0
-    show = not json_out and sys.stderr.isatty()
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
         DownloadColumn(),
         TimeRemainingColumn(),
         console=common.err_console,
-        disable=not show,
+        disable=json_out or not sys.stderr.isatty(),
     ) as progress:
-        task = progress.add_task(f"importing {file.name}", total=size)
-        result = import_file(
-            db,
-            file,
-            fmt,
-            now=common.now(),
-            actor=common.actor(),
-            platform=platform,
-            skip_invalid=skip_invalid,
-            defaults=defaults,
-            report_path=report,
-            on_read=lambda n: progress.advance(task, n),
-        )
-    summary = {
-        "file": result.path,
-        "format": result.format,
-        "rows": result.rows,
-        "inserted": result.inserted,
-        "duplicates": result.duplicates,
-        "rejected": result.rejected,
-        "report": result.report,
-        "committed": result.committed,
-        "errors": result.errors,
-    }
+        task = progress.add_task(f"reading {file.name}", total=size)
+        yield lambda n: progress.advance(task, n)
+
+
+def _report(result: SyncResult, json_out: bool, verb: str) -> None:
+    """Print what an import or sync did; fail (non-zero) if it changed nothing by error."""
     if json_out:
-        common.print_json(summary)
-    if not result.committed:
+        common.print_json(result.summary())
+    if result.refused:
+        raise common.fail(f"{result.path}: refused: {result.refused}; nothing changed")
+    if not result.committed and not result.plan:
         if not json_out:
             for line in result.errors:
                 common.err_console.print(line, highlight=False, soft_wrap=True)
         more = result.rejected - len(result.errors)
         extra = f" (and {more} more)" if more > 0 else ""
         raise common.fail(
-            f"{result.rejected} invalid row(s){extra}; nothing imported "
+            f"{result.rejected} invalid row(s){extra}; nothing {verb} "
             "(fix them, or use --skip-invalid)"
         )
-    if not json_out:
-        common.console.print(
-            f"imported {result.inserted} item(s) from {result.path}: {result.rows} read, "
-            f"{result.duplicates} duplicate(s) merged, {result.rejected} rejected"
-            + (f" (see {result.report})" if result.report else "")
+    if json_out:
+        return
+    out = common.console
+    stamp = result.updated_at.isoformat() if result.updated_at else "not stated"
+    signature = result.signature or "signature not checked"
+    out.print(
+        f"{result.path} ({result.format}, register updated {stamp}; {signature})",
+        highlight=False,
+    )
+    what = "would be" if result.plan else "were"
+    out.print(
+        f"read {result.entries} entries ({result.targets} targets); {result.rejected} rejected"
+        + (f" (see {result.report})" if result.report else "")
+        + f", {result.duplicates} repeated in the file",
+        highlight=False,
+    )
+    out.print(
+        f"source {result.source}: {result.added} entries {what} added "
+        f"({result.items_added} items), {result.changed} changed, {result.delisted} delisted, "
+        f"{result.unchanged} already present",
+        highlight=False,
+    )
+    if result.plan:
+        for kind, shown in result.examples.items():
+            for line in shown:
+                out.print(f"  {kind}: {line}", highlight=False, soft_wrap=True)
+        out.print("plan only: nothing changed")
+
+
+@app.command("import")
+def import_(
+    file: Path = typer.Argument(..., help="Register file."),
+    fmt: str = typer.Option(..., "--format", "-f", help=IMPORT_FORMATS),
+    source: str = typer.Option("default", "--source", help="The register it adds to."),
+    platform: str = typer.Option(None, "--platform", help="Platform slug for every item."),
+    category: str = typer.Option(None, "--category", help="Category where the file has none."),
+    basis: str = typer.Option(None, "--basis", help="Legal basis where the file has none."),
+    authority: str = typer.Option(None, "--authority", help="Where an entry names none."),
+    decision: str = typer.Option(None, "--decision", help="Where an entry's decision is empty."),
+    signer_cert: Path = typer.Option(None, "--signer-cert", help="Check the dump's signature."),
+    skip_invalid: bool = typer.Option(
+        False, "--skip-invalid", help="Import valid rows; write rejected ones to a report file."
+    ),
+    report: Path = typer.Option(None, "--report", help="Where to write rejected rows."),
+    json_out: bool = typer.Option(False, "--json", help="Machine output."),
+) -> None:
+    """Add a register file's new entries, in one transaction (nothing changes if a row is bad)."""
+    from takedown.registry.service import import_file
+
+    with _reading(file, json_out) as on_read:
+        result = import_file(
+            common.database(),
+            file,
+            fmt,
+            now=common.now(),
+            actor=common.actor(),
+            source=source,
+            skip_invalid=skip_invalid,
+            defaults=_defaults(category, basis, platform, authority, decision),
+            report_path=report,
+            signer_cert=signer_cert,
+            on_read=on_read,
         )
+    _report(result, json_out, "imported")
+
+
+@app.command("sync")
+def sync(
+    file: Path = typer.Argument(..., help="The whole current register of the source."),
+    fmt: str = typer.Option(..., "--format", "-f", help=SYNC_FORMATS),
+    source: str = typer.Option(..., "--source", help="The register this file is a snapshot of."),
+    plan: bool = typer.Option(False, "--plan", help="Print what would change; change nothing."),
+    allow_older: bool = typer.Option(
+        False, "--allow-older", help="Sync a snapshot older than the last one synced."
+    ),
+    max_delist: float = typer.Option(
+        10.0, "--max-delist", help="Refuse to delist more than PCT% of the live entries."
+    ),
+    platform: str = typer.Option(None, "--platform", help="Platform slug for every item."),
+    category: str = typer.Option(None, "--category", help="Category where the file has none."),
+    basis: str = typer.Option(None, "--basis", help="Legal basis where the file has none."),
+    authority: str = typer.Option(None, "--authority", help="Where an entry names none."),
+    decision: str = typer.Option(None, "--decision", help="Where an entry's decision is empty."),
+    signer_cert: Path = typer.Option(None, "--signer-cert", help="Check the dump's signature."),
+    skip_invalid: bool = typer.Option(
+        False, "--skip-invalid", help="Sync valid rows; write rejected ones to a report file."
+    ),
+    report: Path = typer.Option(None, "--report", help="Where to write rejected rows."),
+    json_out: bool = typer.Option(False, "--json", help="Machine output."),
+) -> None:
+    """Make a source's entries what FILE says: add, update, delist (one transaction)."""
+    from takedown.registry.sync import read_register
+
+    if fmt not in SYNC_FORMATS.split("|"):
+        raise common.fail(f"--format: sync reads {SYNC_FORMATS}, not {fmt!r}", 2)
+    with _reading(file, json_out) as on_read:
+        result = read_register(
+            common.database(),
+            file,
+            fmt,
+            source=source,
+            mode="sync",
+            now=common.now(),
+            actor=common.actor(),
+            plan=plan,
+            allow_older=allow_older,
+            max_delist=max_delist,
+            defaults=_defaults(category, basis, platform, authority, decision),
+            skip_invalid=skip_invalid,
+            report_path=report,
+            signer_cert=signer_cert,
+            on_read=on_read,
+        )
+    _report(result, json_out, "synced")
 
 
 @app.command("export")
@@ -142,29 +243,47 @@ def export(
     output: Path = typer.Option(None, "--output", "-o", help="File (default: stdout)."),
     category: str = typer.Option(None, "--category"),
     platform: str = typer.Option(None, "--platform"),
+    widen_url_hosts: str = typer.Option(
+        None,
+        "--widen-url-hosts",
+        metavar="REASON",
+        help="Also block URL entries' hosts (rpz, hosts) or hint addresses (nft); prints "
+        "who else that hits, and audits REASON.",
+    ),
 ) -> None:
     """Export the register for resolvers, firewalls and other registers."""
     from takedown.registry.service import export as do_export
+    from takedown.registry.service import record_widening, widen
 
     db = common.database()
+    widening = None
+    if widen_url_hosts is not None:
+        widening = widen(db, fmt)
+        for line in widening.report:
+            common.err_console.print(f"widened {line}", highlight=False, soft_wrap=True)
+        record_widening(db, fmt, widening, widen_url_hosts, now=common.now(), actor=common.actor())
+
+    def write(out: BinaryIO) -> int:
+        return do_export(
+            db, fmt, out, now=common.now(), category=category, platform=platform,
+            widening=widening,
+        )  # fmt: skip
+
     if output is None:
-        count = do_export(
-            db, fmt, sys.stdout.buffer, now=common.now(), category=category, platform=platform
-        )
+        count = write(sys.stdout.buffer)
         sys.stdout.buffer.flush()
-    else:
-        tmp = output.with_name(output.name + ".part")
-        try:
-            with tmp.open("wb") as out:
-                count = do_export(
-                    db, fmt, out, now=common.now(), category=category, platform=platform
-                )
-            tmp.replace(output)
-        except OSError as exc:
-            raise common.fail(f"{output}: {exc.strerror}") from None
-        finally:
-            tmp.unlink(missing_ok=True)
-        common.err_console.print(f"wrote {count} item(s) to {output}")
+        return
+    tmp = output.with_name(output.name + ".part")
+    try:
+        with tmp.open("wb") as out:
+            count = write(out)
+        tmp.replace(output)
+    except OSError as exc:
+        raise common.fail(f"{output}: {exc.strerror}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    unit = "entries" if fmt == "rkn-csv" else "item(s)"
+    common.err_console.print(f"wrote {count} {unit} to {output}")
 
 
 @app.command("list")

@@ -125,6 +125,16 @@ def apply_delist(session: Session, item_id: int, at: datetime) -> None:
     )
 
 
+def apply_delist_many(session: Session, item_ids: Sequence[int], at: datetime) -> None:
+    """``apply_delist`` for many items delisted at the same moment (a register sync)."""
+    session.execute(
+        update(Item)
+        .where(Item.id.in_(item_ids))
+        .values(state=ItemState.DELISTED.value, state_at=at)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def set_deadline(session: Session, notice_id: int, deadlines: Mapping[str, datetime]) -> None:
     """Give the items of a first notice their legal deadline (``deadlines``: category →
     deadline). An item that already has one keeps it: repeat notices never move it."""

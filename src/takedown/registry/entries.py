@@ -34,6 +34,7 @@ class Reject(Exception):
 
 
 _PARSED = tuple[Target, tuple[str, ...]]
+KEY_HEX = 16  # keys and digests: 64 bits of SHA-256, as hex
 
 
 def _parse(text: str, column: str) -> _PARSED:
@@ -156,11 +157,11 @@ def entry_key(entry: EntryRecord) -> str:
     else its decision, block type and targets (so a changed hint or date is an update,
     and a changed target a new entry)."""
     if entry.source_id:
-        return f"id:{entry.source_id}"
-    text = "\n".join(
-        [entry.decision.reference, entry.block_type, *sorted(t.value for t, _ in entry.targets)]
-    )
-    return "k:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]
+        text = f"id:{entry.source_id}"
+    else:
+        targets = sorted(t.value for t, _ in entry.targets)
+        text = "\n".join([entry.decision.reference, entry.block_type, *targets])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:KEY_HEX]
 
 
 def entry_digest(entry: EntryRecord) -> str:
@@ -181,4 +182,4 @@ def entry_digest(entry: EntryRecord) -> str:
         entry.attrs,
     ]
     data = json.dumps(content, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(data.encode("utf-8")).hexdigest()[:32]
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()[:KEY_HEX]

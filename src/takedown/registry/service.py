@@ -1,187 +1,50 @@
-"""Register operations over the database; formats live in ``registry.formats``."""
+"""Register operations over the database; formats live in ``registry.formats``, the
+reading of whole register files (import, sync) in ``registry.sync``."""
 
 from __future__ import annotations
 
-import hashlib
-import io
+import dataclasses
+import ipaddress
 import itertools
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from takedown import config as config_mod
 from takedown.errors import Conflict, InputError, NotFound
 from takedown.ledger import projection
-from takedown.model import Decision, ItemRecord, ItemState, RegisterEntry, Target, TargetKind
-from takedown.perf import no_cycle_collection
-from takedown.registry.formats import READERS, WRITERS, ReadDefaults, RowError
+from takedown.model import (
+    BlockType,
+    Decision,
+    EntryCells,
+    ItemRecord,
+    ItemState,
+    RegisterEntry,
+    Target,
+    TargetKind,
+)
+from takedown.registry.entries import entry_digest, entry_key, entry_of_item
+from takedown.registry.formats import WRITERS, ReadDefaults, rkn_csv
+from takedown.registry.sync import (
+    DEFAULT_SOURCE,
+    MANUAL_SOURCE,
+    EntryWriter,
+    PlatformIds,
+    SyncResult,
+    check_entry,
+    read_register,
+    register_row,
+)
+from takedown.registry.targets import parse_target
 from takedown.store import audit
 from takedown.store.db import Database
-from takedown.store.schema import Item, Platform
-
-BATCH = 5000
-MAX_ERRORS_SHOWN = 20
-
-_COLUMNS = (
-    "target",
-    "kind",
-    "host",
-    "platform_id",
-    "category",
-    "basis",
-    "decision_ref",
-    "authority",
-    "decision_date",
-    "listed_at",
-    "source",
-    "flags",
-    "state",
-    "state_at",
-)
-
-
-@dataclass
-class ImportResult:
-    path: str
-    format: str
-    rows: int = 0  # targets read (a file row may carry several)
-    inserted: int = 0
-    duplicates: int = 0  # already present, or repeated in the file
-    rejected: int = 0
-    errors: list[str] = field(default_factory=list)  # first few, as FILE:LINE: message
-    report: str | None = None  # file holding every rejected row
-    committed: bool = False
-    sha256: str = ""
-
-
-class _PlatformIds:
-    """Platform slug → id, looked up once per slug."""
-
-    def __init__(self, session: Session) -> None:
-        self._session = session
-        self._ids: dict[str, int] = {}
-
-    def get(self, slug: str, *, where: str | None = None) -> int:
-        if slug not in self._ids:
-            pid = self._session.scalar(select(Platform.id).where(Platform.slug == slug))
-            if pid is None:
-                raise NotFound(f"unknown platform {slug!r}", where=where)
-            self._ids[slug] = pid
-        return self._ids[slug]
-
-
-_NEW_STATE = projection.NEW_ITEM_STATE.value
-
-
-def _same(value: datetime) -> object:
-    return value
-
-
-def _row(
-    record: ItemRecord,
-    platform_id: int | None,
-    now: object,
-    bind: Callable[[datetime], object] = _same,
-) -> tuple:
-    """The ``_COLUMNS`` values of a new item; ``now`` and ``bind`` give the time columns in
-    the form the caller stores (datetimes for the ORM, driver values for the bulk insert)."""
-    target, d, flags = record.target, record.decision, record.flags
-    return (
-        target.value,
-        target.kind._value_,  # the plain str (the enum's .value is a slow property)
-        target.host,
-        platform_id,
-        record.category,
-        record.basis,
-        d.reference,
-        d.authority,
-        d.date,
-        now if record.listed_at is None else bind(record.listed_at),
-        record.source,
-        ",".join(flags) if flags else "",
-        _NEW_STATE,
-        now,
-    )
-
-
-def _check_record(record: ItemRecord, cfg: config_mod.Config, where: str | None) -> None:
-    cfg.check_category(record.category, where=where)
-    if not record.basis.strip():
-        raise InputError("an item needs a legal basis", where=where)
-    if not record.decision.reference.strip():
-        raise InputError("an item needs a decision reference", where=where)
-
-
-class _Inserter:
-    """Batched INSERT … ON CONFLICT DO NOTHING through the driver, counting duplicates.
-
-    Rows go to the driver as they are, so the datetime columns are bound here, the way
-    SQLAlchemy would bind them (the import's ``now`` once, not once per row).
-    """
-
-    def __init__(self, session: Session, now: datetime) -> None:
-        self.conn = session.connection()
-        dialect = self.conn.dialect
-        mark = "?" if dialect.name == "sqlite" else "%s"
-        cols = ", ".join(_COLUMNS)
-        marks = ", ".join([mark] * len(_COLUMNS))
-        self.sql = (
-            f"INSERT INTO items ({cols}) VALUES ({marks}) "
-            "ON CONFLICT (target, decision_ref) DO NOTHING"
-        )
-        self.pending: dict[tuple[str, str], tuple] = {}
-        self.inserted = 0
-        self.duplicates = 0
-        # the dialect's implementation: UTCDateTime's conversion, then the driver format
-        # (on SQLite the text SQLAlchemy stores, microseconds always written)
-        processor = Item.__table__.c.listed_at.type.dialect_impl(dialect).bind_processor(dialect)
-        self.bind: Callable[[datetime], object] = processor or (lambda value: value)
-        self.now = self.bind(now)
-
-    def add(self, record: ItemRecord, platform_id: int | None) -> None:
-        key = (record.target.value, record.decision.reference)
-        if key in self.pending:
-            self.duplicates += 1
-            return
-        self.pending[key] = _row(record, platform_id, self.now, self.bind)
-        if len(self.pending) >= BATCH:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        rows = list(self.pending.values())
-        self.pending.clear()
-        cursor = self.conn.exec_driver_sql(self.sql, rows)
-        written = cursor.rowcount if cursor.rowcount >= 0 else len(rows)
-        self.inserted += written
-        self.duplicates += len(rows) - written
-
-
-class _CountingReader(io.RawIOBase):
-    """Wraps a binary file and reports the bytes read (for a progress bar)."""
-
-    def __init__(self, raw: BinaryIO, on_read: Callable[[int], None] | None) -> None:
-        self._raw = raw
-        self._on_read = on_read
-        self.digest = hashlib.sha256()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
-        data = self._raw.read(len(buffer))
-        n = len(data)
-        buffer[:n] = data
-        self.digest.update(data)
-        if self._on_read and n:
-            self._on_read(n)
-        return n
+from takedown.store.schema import Entry, Item, Platform, PlatformHost, RegisterSource
 
 
 def import_file(
@@ -191,138 +54,76 @@ def import_file(
     *,
     now: datetime,
     actor: str,
+    source: str = DEFAULT_SOURCE,
     platform: str | None = None,
     skip_invalid: bool = False,
     defaults: ReadDefaults | None = None,
     report_path: str | Path | None = None,
+    signer_cert: Path | None = None,
     on_read: Callable[[int], None] | None = None,
-) -> ImportResult:
-    """Import a register file in one transaction.
+) -> SyncResult:
+    """Import a register file in one transaction: its new entries are added, entries
+    already present are left as they are (``sync`` follows a register that changes).
 
     Without ``skip_invalid`` any bad row aborts the import and nothing changes; with it,
     valid rows go in and rejected rows are written to ``report_path``.
     """
-    if fmt not in READERS:
-        raise InputError(f"unknown format {fmt!r}; known: {', '.join(sorted(READERS))}")
-    path = Path(path)
-    cfg = config_mod.default()
     defaults = defaults or ReadDefaults(platform=platform)
-    result = ImportResult(path=str(path), format=fmt)
-    rejected_lines: list[str] = []
-    try:
-        raw = path.open("rb")
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", where=str(path)) from None
-    with raw, no_cycle_collection(), db.session() as session:
-        counting = _CountingReader(raw, on_read)
-        stream = io.BufferedReader(counting, buffer_size=1 << 20)
-        platforms = _PlatformIds(session)
-        default_pid = platforms.get(platform, where="--platform") if platform else None
-        inserter = _Inserter(session, now)
-        known_categories: set[str] = set()
-        rows = 0
-        for entry in READERS[fmt](stream, source=str(path), defaults=defaults):
-            if isinstance(entry, RowError):
-                message = f"{path}:{entry.line}: {entry.message}"
-            else:
-                rows += 1
-                try:
-                    # _check_record, with the category checked once per distinct value
-                    if entry.category not in known_categories:
-                        cfg.check_category(entry.category, where=entry.source)
-                        known_categories.add(entry.category)
-                    if not entry.basis.strip():
-                        raise InputError("an item needs a legal basis", where=entry.source)
-                    if not entry.decision.reference.strip():
-                        raise InputError("an item needs a decision reference", where=entry.source)
-                    pid = default_pid
-                    if entry.platform and entry.platform != platform:
-                        pid = platforms.get(entry.platform, where=entry.source)
-                    inserter.add(entry, pid)
-                    continue
-                except (InputError, NotFound) as exc:
-                    message = str(exc)
-            result.rejected += 1
-            if len(result.errors) < MAX_ERRORS_SHOWN:
-                result.errors.append(message)
-            if skip_invalid:
-                rejected_lines.append(message)
-        result.rows = rows
-        if result.rejected and not skip_invalid:
-            session.rollback()
-            return result
-        inserter.flush()
-        result.inserted = inserter.inserted
-        result.duplicates = inserter.duplicates
-        result.sha256 = counting.digest.hexdigest()
-        if rejected_lines:
-            result.report = _write_report(rejected_lines, report_path or f"{path}.rejected.txt")
-        _audit_import(session, result, platform, now=now, actor=actor)
-        result.committed = True
-    return result
-
-
-def _audit_import(
-    session: Session, result: ImportResult, platform: str | None, *, now: datetime, actor: str
-) -> None:
-    audit.record(
-        session,
-        at=now,
+    if platform and defaults.platform != platform:
+        defaults = dataclasses.replace(defaults, platform=platform)
+    return read_register(
+        db,
+        path,
+        fmt,
+        source=source,
+        mode="import",
+        now=now,
         actor=actor,
-        type="registry.import",
-        payload={
-            "file": result.path,
-            "sha256": result.sha256,
-            "format": result.format,
-            "platform": platform,
-            "rows": result.rows,
-            "inserted": result.inserted,
-            "duplicates": result.duplicates,
-            "rejected": result.rejected,
-        },
+        defaults=defaults,
+        skip_invalid=skip_invalid,
+        report_path=report_path,
+        signer_cert=signer_cert,
+        on_read=on_read,
     )
 
 
-def _write_report(lines: list[str], report_path: str | Path) -> str:
-    """Every rejected row, one per line, for the analyst to fix and re-import."""
-    report = Path(report_path)
-    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return str(report)
-
-
 def add_item(db: Database, record: ItemRecord, *, now: datetime, actor: str) -> tuple[int, bool]:
-    """Add one item; return (id, created). The same target under the same decision is one item."""
-    _check_record(record, config_mod.default(), None)
+    """Add one item, as an entry of its own in the ``manual`` register; return (id,
+    created). The same live target under the same decision is one item."""
+    cfg = config_mod.default()
+    entry = entry_of_item(record)
+    check_entry(entry, cfg, set())
     with db.session() as session:
-        pid = (
-            _PlatformIds(session).get(record.platform, where="--platform")
-            if record.platform
-            else None
-        )
         existing = session.scalar(
             select(Item.id).where(
-                Item.target == record.target.value, Item.decision_ref == record.decision.reference
+                Item.target == record.target.value,
+                Item.decision_ref == record.decision.reference,
+                Item.delisted_at.is_(None),
             )
         )
         if existing is not None:
             return existing, False
-        item = Item(**dict(zip(_COLUMNS, _row(record, pid, now), strict=True)))
-        session.add(item)
-        session.flush()
+        pid = PlatformIds(session).get(record.platform, "--platform") if record.platform else None
+        writer = EntryWriter(session, register_row(session, MANUAL_SOURCE, "cli").id, now)
+        entry_id = writer.add(entry, entry_key(entry), entry_digest(entry), pid)
+        writer.finish()
+        item_id = session.scalar(select(Item.id).where(Item.entry_id == entry_id))
+        assert item_id is not None
         audit.record(
             session,
             at=now,
             actor=actor,
             type="registry.add",
             payload={
-                "item": item.id,
-                "target": item.target,
-                "category": item.category,
-                "decision": item.decision_ref,
+                "item": item_id,
+                "entry": entry_id,
+                "target": record.target.value,
+                "category": record.category,
+                "decision": record.decision.reference,
                 "platform": record.platform,
             },
         )
-        return item.id, True
+        return item_id, True
 
 
 def delist(db: Database, item_id: int, decision: str, *, now: datetime, actor: str) -> None:
@@ -339,6 +140,14 @@ def delist(db: Database, item_id: int, decision: str, *, now: datetime, actor: s
             update(Item).where(Item.id == item_id).values(delisted_at=now, delist_decision=decision)
         )
         projection.apply_delist(session, item_id, now)
+        if item.entry_id is not None:
+            others = select(Item.id).where(
+                Item.entry_id == item.entry_id, Item.delisted_at.is_(None), Item.id != item_id
+            )
+            if session.scalar(others.limit(1)) is None:  # its entry blocks nothing more
+                session.execute(
+                    update(Entry).where(Entry.id == item.entry_id).values(delisted_at=now)
+                )
         audit.record(
             session,
             at=now,
@@ -349,21 +158,64 @@ def delist(db: Database, item_id: int, decision: str, *, now: datetime, actor: s
 
 
 def to_entry(item: Item, platform_slug: str | None) -> RegisterEntry:
-    record = ItemRecord(
-        target=Target(kind=TargetKind(item.kind), value=item.target, host=item.host),
-        category=item.category,
-        basis=item.basis,
-        decision=Decision(
-            reference=item.decision_ref, authority=item.authority, date=item.decision_date
+    """A stored item as the exporters see it."""
+    return _stored(
+        (
+            item.id,
+            item.target,
+            item.kind,
+            item.host,
+            item.category,
+            item.basis,
+            item.decision_ref,
+            item.authority,
+            item.decision_date,
+            item.platform_id,
+            item.listed_at,
+            item.source,
+            item.flags,
+            item.state,
+            item.delisted_at,
         ),
-        platform=platform_slug,
-        listed_at=item.listed_at,
-        source=item.source,
-        flags=tuple(f for f in item.flags.split(",") if f),
+        {item.platform_id: platform_slug},
     )
-    return RegisterEntry(
-        id=item.id, record=record, state=ItemState(item.state), delisted_at=item.delisted_at
+
+
+_ITEM_FIELDS = (
+    Item.id,
+    Item.target,
+    Item.kind,
+    Item.host,
+    Item.category,
+    Item.basis,
+    Item.decision_ref,
+    Item.authority,
+    Item.decision_date,
+    Item.platform_id,
+    Item.listed_at,
+    Item.source,
+    Item.flags,
+    Item.state,
+    Item.delisted_at,
+)
+_KINDS = {k.value: k for k in TargetKind}
+_STATES = {s.value: s for s in ItemState}
+
+
+def _stored(row: tuple, slugs: dict[int | None, str | None]) -> RegisterEntry:
+    (iid, target, kind, host, category, basis, ref, authority, date, pid, listed, source,
+     flags, state, delisted) = row  # fmt: skip
+    record = ItemRecord(
+        Target(_KINDS[kind], target, host),
+        category,
+        basis,
+        Decision(ref, authority, date),
+        slugs.get(pid),
+        listed,
+        source,
+        tuple(flags.split(",")) if flags else (),
     )
+    return RegisterEntry(iid, record, _STATES[state], delisted)
 
 
 def iter_entries(
@@ -372,11 +224,14 @@ def iter_entries(
     category: str | None = None,
     platform: str | None = None,
     include_delisted: bool = True,
-    batch: int = 10_000,
+    batch: int = 20_000,
 ) -> Iterator[RegisterEntry]:
-    """Stream register entries in id order, a batch at a time."""
-    slugs = dict(session.execute(select(Platform.id, Platform.slug)).all())
-    query = select(Item).order_by(Item.id)
+    """Stream stored items in id order, a batch at a time (rows, not ORM objects: an
+    export of a national register reads millions)."""
+    slugs: dict[int | None, str | None] = dict(
+        session.execute(select(Platform.id, Platform.slug)).tuples().all()
+    )
+    query = select(*_ITEM_FIELDS).order_by(Item.id)
     if category:
         query = query.where(Item.category == category)
     if platform:
@@ -388,13 +243,12 @@ def iter_entries(
         query = query.where(Item.delisted_at.is_(None))
     last = 0
     while True:
-        rows = session.scalars(query.where(Item.id > last).limit(batch)).all()
+        rows = session.execute(query.where(Item.id > last).limit(batch)).tuples().all()
         if not rows:
             return
-        for item in rows:
-            yield to_entry(item, slugs.get(item.platform_id))
-        last = rows[-1].id
-        session.expunge_all()
+        for row in rows:
+            yield _stored(row, slugs)
+        last = rows[-1][0]
 
 
 def read_entries(
@@ -411,6 +265,18 @@ def read_entries(
         )
 
 
+ENTRY_LEVEL = "rkn-csv"  # written per entry; the other formats per item
+EXPORT_FORMATS = (ENTRY_LEVEL, *WRITERS)
+
+
+@dataclass
+class Widening:
+    """The hosts (or hint addresses) of URL entries an export adds, and who else they hit."""
+
+    targets: list[RegisterEntry]
+    report: list[str]  # one line per widened name or address
+
+
 def export(
     db: Database,
     fmt: str,
@@ -419,15 +285,146 @@ def export(
     now: datetime,
     category: str | None = None,
     platform: str | None = None,
+    widening: Widening | None = None,
 ) -> int:
-    """Write the current (not delisted) register in ``fmt``; return the count written."""
-    if fmt not in WRITERS:
-        raise InputError(f"unknown format {fmt!r}; known: {', '.join(sorted(WRITERS))}")
+    """Write the current register in ``fmt``; return the count written (entries for
+    ``rkn-csv``, items otherwise). ``widening`` (see ``widen``) adds URL entries' hosts
+    to a DNS or address export."""
+    if fmt not in EXPORT_FORMATS:
+        known = ", ".join(sorted(EXPORT_FORMATS))
+        raise InputError(f"unknown format {fmt!r}; known: {known}", where="--format")
     with db.reading() as session:
-        entries = iter_entries(
+        if fmt == ENTRY_LEVEL:
+            updated = session.scalar(select(func.max(RegisterSource.updated_at)))
+            rows = _entry_rows(session, category=category, platform=platform)
+            return rkn_csv.write_rows(rows, out, updated_at=updated or now)
+        items: Iterable[RegisterEntry] = iter_entries(
             session, category=category, platform=platform, include_delisted=fmt in {"jsonl", "csv"}
         )
-        return WRITERS[fmt](entries, out, generated_at=now)
+        if widening is not None:
+            items = itertools.chain(items, widening.targets)
+        return WRITERS[fmt](items, out, generated_at=now)
+
+
+def _entry_rows(
+    session: Session, *, category: str | None, platform: str | None, batch: int = 20_000
+) -> Iterator[tuple[EntryCells, Decision]]:
+    query = select(
+        Entry.id, Entry.ips, Entry.domains, Entry.urls, Entry.decision_ref, Entry.authority,
+        Entry.decision_date,
+    ).where(Entry.delisted_at.is_(None)).order_by(Entry.id)  # fmt: skip
+    if category:
+        query = query.where(Entry.category == category)
+    if platform:
+        pid = session.scalar(select(Platform.id).where(Platform.slug == platform))
+        if pid is None:
+            raise NotFound(f"unknown platform {platform!r}", where="--platform")
+        query = query.where(Entry.platform_id == pid)
+    last = 0
+    while True:
+        rows = session.execute(query.where(Entry.id > last).limit(batch)).tuples().all()
+        if not rows:
+            return
+        for _, ips, domains, urls, ref, authority, date in rows:
+            cells = EntryCells(
+                tuple(ips.split("\n")) if ips else (),
+                tuple(domains.split("\n")) if domains else (),
+                tuple(urls.split("\n")) if urls else (),
+            )
+            yield cells, Decision(ref, authority, date)
+        last = rows[-1][0]
+
+
+def widen(db: Database, fmt: str) -> Widening:
+    """What ``--widen-url-hosts`` would add to a ``fmt`` export: the hosts of live URL
+    entries (rpz, hosts) or the addresses they list as hints (nft), each with the other
+    entries and the platforms' reference hosts that a block of it would also hit."""
+    if fmt not in ("rpz", "hosts", "nft"):
+        raise InputError(
+            f"only rpz, hosts and nft exports can be widened, not {fmt}", where="--format"
+        )
+    with db.reading() as session:
+        url_entries = select(Entry.id).where(
+            Entry.block_type == BlockType.URL.value, Entry.delisted_at.is_(None)
+        )
+        sharing: dict[str, set[int]] = defaultdict(set)
+        widened: dict[str, tuple[int, Target]] = {}
+        if fmt == "nft":
+            for entry_id, ips in session.execute(
+                select(Entry.id, Entry.ips).where(Entry.delisted_at.is_(None), Entry.ips != "")
+            ):
+                for text in ips.split("\n"):
+                    sharing[text].add(entry_id)
+            for entry_id, ips in session.execute(
+                select(Entry.id, Entry.ips).where(Entry.id.in_(url_entries), Entry.ips != "")
+            ):
+                for text in ips.split("\n"):
+                    target = parse_target(text)
+                    widened.setdefault(target.value, (entry_id, target))
+        else:
+            for entry_id, host in session.execute(
+                select(Item.entry_id, Item.host).where(
+                    Item.host.is_not(None), Item.delisted_at.is_(None)
+                )
+            ):
+                sharing[host].add(entry_id)
+            for item_id, host in session.execute(
+                select(Item.id, Item.host).where(
+                    Item.entry_id.in_(url_entries),
+                    Item.kind == TargetKind.URL.value,
+                    Item.host.is_not(None),
+                    Item.delisted_at.is_(None),
+                )
+            ):
+                if not _is_address(host):
+                    widened.setdefault(host, (item_id, Target(TargetKind.DOMAIN, host, host)))
+        reference: dict[str, list[str]] = defaultdict(list)
+        for pattern, slug in session.execute(
+            select(PlatformHost.pattern, Platform.slug).join(
+                Platform, Platform.id == PlatformHost.platform_id
+            )
+        ):
+            reference[pattern.removeprefix("*.")].append(f"{pattern} ({slug})")
+    targets, report = [], []
+    for name, (owner, target) in sorted(widened.items()):
+        others = len(sharing.get(name, ())) - 1
+        refs = reference.get(name, [])
+        report.append(
+            f"{name}: {max(others, 0)} other entr{'y' if others == 1 else 'ies'}"
+            + (f", reference hosts {', '.join(refs)}" if refs else "")
+        )
+        record = ItemRecord(target, "other", "widened URL host", Decision("widened"))
+        targets.append(RegisterEntry(owner, record))
+    return Widening(targets, report)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def record_widening(
+    db: Database, fmt: str, widening: Widening, reason: str, *, now: datetime, actor: str
+) -> None:
+    """Audit a widened export: who, why, and what it added."""
+    if not reason.strip():
+        raise InputError("widening an export needs a reason", where="--widen-url-hosts")
+    with db.session() as session:
+        audit.record(
+            session,
+            at=now,
+            actor=actor,
+            type="registry.export.widened",
+            payload={
+                "format": fmt,
+                "reason": reason,
+                "added": len(widening.targets),
+                "report": widening.report[:1000],
+            },
+        )
 
 
 def get_item(db: Database, item_id: int) -> tuple[RegisterEntry, Item]:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -123,12 +124,87 @@ class Obligation(Base):
     at: Mapped[datetime]
 
 
+class RegisterSource(Base):
+    """A register the entries come from (``--source``): what was last read of it."""
+
+    __tablename__ = "register_sources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    format: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[datetime | None]  # the register's own update time (``Updated:``)
+    synced_at: Mapped[datetime | None]  # when it was last read here
+    sha256: Mapped[str | None] = mapped_column(String(64))
+
+
+class Entry(Base):
+    """A register entry (a CSV row, an XML ``<content>``): one decision, one block type.
+
+    Its items are its targets; the cells keep everything it lists as the register wrote
+    it (one per line), hints included, so that an ``rkn-csv`` export gives the row back.
+    """
+
+    __tablename__ = "entries"
+    __table_args__ = (
+        # one live entry per key; an entry listed again after its delisting is a new one
+        Index(
+            "uq_entries_live_register_key",
+            "register_id",
+            "key",
+            unique=True,
+            sqlite_where=text("delisted_at IS NULL"),
+            postgresql_where=text("delisted_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    register_id: Mapped[int] = mapped_column(ForeignKey("register_sources.id"))
+    key: Mapped[str] = mapped_column(String(16))  # registry.entries.entry_key
+    digest: Mapped[str] = mapped_column(String(16))  # registry.entries.entry_digest
+    external_id: Mapped[str | None] = mapped_column(String(64))  # the register's own id
+    block_type: Mapped[str] = mapped_column(String(16))
+    ips: Mapped[str] = mapped_column(Text, default="")
+    domains: Mapped[str] = mapped_column(Text, default="")
+    urls: Mapped[str] = mapped_column(Text, default="")
+    decision_ref: Mapped[str] = mapped_column(String(200))
+    authority: Mapped[str | None] = mapped_column(String(500))
+    decision_date: Mapped[str | None] = mapped_column(String(10))
+    category: Mapped[str] = mapped_column(String(64))
+    basis: Mapped[str] = mapped_column(Text)
+    platform_id: Mapped[int | None] = mapped_column(ForeignKey("platforms.id"))
+    listed_at: Mapped[datetime]
+    delisted_at: Mapped[datetime | None]
+    changed_at: Mapped[datetime | None]
+    source: Mapped[str | None] = mapped_column(String(500))  # provenance: file:line
+    attrs: Mapped[str] = mapped_column(Text, default="")  # JSON: other facts as given
+
+
+class EntryRevision(Base):
+    """What an entry said before a sync changed it (the history of an entry)."""
+
+    __tablename__ = "entry_revisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("entries.id"), index=True)
+    replaced_at: Mapped[datetime]
+    content: Mapped[str] = mapped_column(Text)  # JSON of the entry's columns then
+
+
 class Item(Base):
     """A register entry. ``state`` and ``deadline_at`` are projections of the facts."""
 
     __tablename__ = "items"
     __table_args__ = (
-        UniqueConstraint("target", "decision_ref", name="uq_items_target_decision"),
+        # one live item per target and decision; a target listed again after its
+        # delisting is a new item (the old one keeps its history)
+        Index(
+            "uq_items_live_target_decision",
+            "target",
+            "decision_ref",
+            unique=True,
+            sqlite_where=text("delisted_at IS NULL"),
+            postgresql_where=text("delisted_at IS NULL"),
+        ),
         # ledger fast path (takedown.ledger.status_fast): each figure an index-only range
         # count over the platform's items; counts by state and the overdue ranges …
         Index("ix_items_platform_state", "platform_id", "state", "deadline_at", "state_at"),
@@ -143,6 +219,8 @@ class Item(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # the entry that lists it (None: listed before entries were kept, see migration 0003)
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("entries.id"), index=True)
     target: Mapped[str] = mapped_column(String(4000))
     kind: Mapped[str] = mapped_column(String(16))
     host: Mapped[str | None] = mapped_column(String(300), index=True)

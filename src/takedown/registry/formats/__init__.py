@@ -1,26 +1,31 @@
 """Register formats, one module each; ``READERS`` and ``WRITERS`` by format name.
 
-A reader is ``read(stream, *, source, defaults) -> Iterator[ItemRecord | RowError]``: it
-streams, yields a RowError for a bad row and goes on, and raises InputError (naming the
-file and line) only for a file-level problem -- wrong encoding, wrong format, a missing
-header. A file-level InputError may come after some rows were yielded (the encoding of
-a cp1251 dump is judged at its first non-ASCII line); callers import in one transaction.
+A reader is ``read(stream, *, source, defaults, facts=None) -> Iterator[EntryRecord |
+RowError]``: it streams register entries (``registry.entries``), yields a RowError for a
+bad row and goes on, fills ``facts`` (the register's update time) as it learns them, and
+raises InputError (naming the file and line) only for a file-level problem -- wrong
+encoding, wrong format, a missing header. A file-level InputError may come after some
+rows were yielded (the encoding of a cp1251 dump is judged at its first non-ASCII line);
+callers import in one transaction. A format whose files need more than ``open`` (a zip,
+a signature) has an opener in ``OPENERS``: ``open(path, *, signer_cert, facts)``, a
+context manager giving the stream.
 
-A writer is ``write(entries, out, *, generated_at) -> int``: it streams and returns the
-number of entries it wrote.
+A writer is ``write(items, out, *, generated_at) -> int``: it streams stored items and
+returns how many it wrote. ``rkn-csv`` is written per entry (``rkn_csv.write_rows``).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import BinaryIO
 
-from takedown.model import ItemRecord, RegisterEntry
+from takedown.model import EntryRecord, RegisterEntry
 from takedown.registry.formats import citizenlab, hosts, jsonl, nft, rkn_csv, rpz, table
-from takedown.registry.formats._base import ReadDefaults, RowError
+from takedown.registry.formats._base import FileFacts, ReadDefaults, RowError
 
-Reader = Callable[..., Iterator[ItemRecord | RowError]]
+Reader = Callable[..., Iterator[EntryRecord | RowError]]
 Writer = Callable[..., int]
 
 READERS: dict[str, Reader] = {
@@ -30,8 +35,9 @@ READERS: dict[str, Reader] = {
     "csv": table.read,
 }
 
+OPENERS: dict[str, Callable[..., contextlib.AbstractContextManager[BinaryIO]]] = {}
+
 WRITERS: dict[str, Writer] = {
-    "rkn-csv": rkn_csv.write,
     "jsonl": jsonl.write,
     "csv": table.write,
     "rpz": rpz.write,
@@ -39,12 +45,21 @@ WRITERS: dict[str, Writer] = {
     "hosts": hosts.write,
 }
 
-__all__ = ["READERS", "WRITERS", "ReadDefaults", "RowError", "read", "write"]
+__all__ = [
+    "OPENERS",
+    "READERS",
+    "WRITERS",
+    "FileFacts",
+    "ReadDefaults",
+    "RowError",
+    "read",
+    "write",
+]
 
 
 def read(
     fmt: str, stream: BinaryIO, *, source: str, defaults: ReadDefaults
-) -> Iterator[ItemRecord | RowError]:
+) -> Iterator[EntryRecord | RowError]:
     """Read ``stream`` in format ``fmt`` (a key of READERS)."""
     return READERS[fmt](stream, source=source, defaults=defaults)
 

@@ -4,9 +4,10 @@ UTF-8 CSV, one URL per row. The test lists name sites to *test* for blocking, no
 decisions, so an import needs a category and a decision from the command line to mean
 anything; without them:
 
-- category: only codes that correspond to a takedown category without stretching are
-  mapped -- ``ALDR`` (alcohol & drugs) -> ``drugs``, ``GMB`` -> ``gambling``, ``MILX``
-  (terrorism and militants) -> ``terrorism``; every other code (``HATE``, ``PORN``,
+- category: the list's own code is kept with the entry (``category_code``); only codes
+  that correspond to a takedown category without stretching are mapped -- ``ALDR``
+  (alcohol & drugs) -> ``drugs``, ``GMB`` -> ``gambling``, ``MILX`` (terrorism and
+  militants) -> ``terrorism``; every other code (``HATE``, ``PORN``,
   ``POLR``, ``NEWS``, ...) gets ``defaults.category``. Hate speech is not mapped to
   ``extremism``: the two are different legal categories in every profile we carry.
 - decision: ``defaults.decision`` or ``citizenlab-test-list:<date_added>``, dated
@@ -21,8 +22,8 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from takedown.errors import InputError
-from takedown.model import Decision, ItemRecord, TargetKind
-from takedown.registry.formats._base import ReadDefaults, RowError, valid_date
+from takedown.model import BlockType, Decision, EntryCells, EntryRecord, TargetKind
+from takedown.registry.formats._base import FileFacts, ReadDefaults, RowError, valid_date
 from takedown.registry.targets import parse_target_flags
 
 COLUMNS = ("url", "category_code", "category_description", "date_added", "source", "notes")
@@ -30,9 +31,9 @@ CATEGORY_MAP = {"ALDR": "drugs", "GMB": "gambling", "MILX": "terrorism"}
 
 
 def read(
-    stream: BinaryIO, *, source: str, defaults: ReadDefaults
-) -> Iterator[ItemRecord | RowError]:
-    """Stream the ItemRecords (and RowErrors) of a Citizen Lab test-list CSV."""
+    stream: BinaryIO, *, source: str, defaults: ReadDefaults, facts: FileFacts | None = None
+) -> Iterator[EntryRecord | RowError]:
+    """Stream the entries (one URL each) and RowErrors of a Citizen Lab test-list CSV."""
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     try:
         yield from _read(text, source, defaults)
@@ -44,7 +45,7 @@ def read(
 
 def _read(
     text: io.TextIOWrapper, source: str, defaults: ReadDefaults
-) -> Iterator[ItemRecord | RowError]:
+) -> Iterator[EntryRecord | RowError]:
     rows = csv.reader(text)
     header = next(rows, None)
     if header is None:
@@ -84,12 +85,14 @@ def _read(
         reference = defaults.decision or (
             f"citizenlab-test-list:{added}" if added else "citizenlab-test-list"
         )
-        yield ItemRecord(
-            target=target,
+        yield EntryRecord(
+            block_type=BlockType.URL,
+            targets=((target, flags),),
+            cells=EntryCells(urls=(url,)),
             category=CATEGORY_MAP.get(code.upper(), defaults.category),
             basis=defaults.basis or description or f"Citizen Lab test list ({code})",
-            decision=Decision(reference, None, added or None),
+            decision=Decision(reference, defaults.authority, added or None),
             platform=defaults.platform,
             source=f"{source}:{lineno}",
-            flags=flags,
+            attrs=(("category_code", code),) if code else (),
         )

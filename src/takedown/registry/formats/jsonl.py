@@ -14,8 +14,10 @@ from datetime import datetime
 from typing import BinaryIO
 
 from takedown.errors import InputError
-from takedown.model import ItemRecord, RegisterEntry
+from takedown.model import EntryRecord, RegisterEntry
+from takedown.registry.entries import entry_of_item
 from takedown.registry.formats._base import (
+    FileFacts,
     ReadDefaults,
     Reject,
     RowError,
@@ -26,9 +28,9 @@ from takedown.registry.formats._base import (
 
 
 def read(
-    stream: BinaryIO, *, source: str, defaults: ReadDefaults
-) -> Iterator[ItemRecord | RowError]:
-    """Stream the ItemRecords (and RowErrors) of a JSON Lines export."""
+    stream: BinaryIO, *, source: str, defaults: ReadDefaults, facts: FileFacts | None = None
+) -> Iterator[EntryRecord | RowError]:
+    """Stream the entries (one item each) and RowErrors of a JSON Lines export."""
     for lineno, raw in enumerate(stream, start=1):
         if lineno == 1:
             if raw.startswith(b"Updated:"):
@@ -55,7 +57,7 @@ def read(
             yield RowError(lineno, "expected a JSON object", raw_text(raw, "utf-8"))
             continue
         try:
-            yield record_from_fields(obj, f"{source}:{lineno}", defaults)
+            yield entry_of_item(record_from_fields(obj, f"{source}:{lineno}", defaults))
         except Reject as exc:
             yield RowError(lineno, str(exc), raw_text(raw, "utf-8"))
 

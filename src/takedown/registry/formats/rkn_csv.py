@@ -11,8 +11,11 @@
 Fields: ``ips;domains;urls;authority;decision;date``. Several IPs/CIDRs or domains in a
 cell are separated by ``|`` (spaces optional); several URLs by ``" | "`` exactly, since a
 URL may contain ``|``. Any field may be quoted CSV-style (``"…"``, ``""`` for a quote),
-which is how an authority or a URL holding ``;`` is written. A row yields one ItemRecord
-per target, all sharing the row's decision; the date may be empty (no decision date).
+which is how an authority or a URL holding ``;`` is written. A row is one register entry
+(``registry.entries``): a row with URLs blocks those URLs and its domain and IP cells are
+resolution hints; a row with a domain and no URL blocks the domain (a mask: names under
+it); a row with only IPs blocks them. The date may be empty (no decision date); an empty
+authority or decision takes the import's ``--authority`` / ``--decision``.
 
 Reading is strict per row (a bad cell rejects the whole row as a RowError) and lenient
 about the file (it goes on after a bad row). A file that is UTF-8 -- a byte-order mark, or
@@ -20,33 +23,32 @@ its first line with non-ASCII bytes reads as UTF-8 Cyrillic, which cp1251 text p
 never does (later such lines are RowErrors) -- or that is another format, or lacks the
 ``Updated:`` line, is an InputError.
 
-The writer emits one row per listed entry (delisted ones are skipped), so that export then
-import gives the same targets and decisions back. Hosts are written in Unicode when cp1251
-can hold them (as the real dump does), else as punycode; URLs are already ASCII
-(percent-encoded); other text cp1251 cannot hold becomes ``?``. Category, basis and
-platform are not part of this format: an import takes them from the command line.
+The writer emits one row per live register entry, its cells as the register gave them
+(URLs as written, fragment and case kept), under the register's own ``Updated:`` time,
+so that export, import and export again give the same bytes. Text cp1251 cannot hold
+becomes ``?``. Category, basis and platform are not part of this format: an import takes
+them from the command line.
 """
 
 from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import BinaryIO
 
 from takedown.errors import InputError
-from takedown.model import Decision, ItemRecord, RegisterEntry, Target, TargetKind
-from takedown.names import to_unicode
+from takedown.model import Decision, EntryCells, EntryRecord
+from takedown.registry.entries import Reject, build_entry
 from takedown.registry.formats._base import (
+    FileFacts,
     ReadDefaults,
     RowError,
     as_utc,
-    is_listed,
     raw_text,
     valid_date,
 )
-from takedown.registry.targets import parse_target_flags
 
 ENCODING = "cp1251"
 FIELDS = ("ips", "domains", "urls", "authority", "decision", "date")
@@ -54,19 +56,15 @@ URL_SEPARATOR = " | "
 
 _HEADER = re.compile(r"Updated: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4})\Z")
 _CYRILLIC = re.compile("[\u0401\u0410-\u044f\u0451]")
-_IP_KINDS = (TargetKind.IP, TargetKind.CIDR)
-_NAME_KINDS = (TargetKind.DOMAIN, TargetKind.WILDCARD, TargetKind.IP, TargetKind.CIDR)
-
-
-class _Reject(Exception):
-    """A row is bad; the message says why."""
 
 
 def read(
-    stream: BinaryIO, *, source: str, defaults: ReadDefaults
-) -> Iterator[ItemRecord | RowError]:
-    """Stream the ItemRecords (and RowErrors) of an rkn-csv dump."""
-    _check_header(stream.readline(), source)
+    stream: BinaryIO, *, source: str, defaults: ReadDefaults, facts: FileFacts | None = None
+) -> Iterator[EntryRecord | RowError]:
+    """Stream the entries (and RowErrors) of an rkn-csv dump."""
+    updated = _check_header(stream.readline(), source)
+    if facts is not None:
+        facts.updated_at = updated
     judged_encoding = False
     basis_cache: dict[tuple[str | None, str], str] = {}
     for lineno, raw in enumerate(stream, start=2):
@@ -91,14 +89,13 @@ def read(
             yield RowError(lineno, f"not cp1251 text: {exc.reason}", raw_text(raw, ENCODING))
             continue
         try:
-            records = _row(line, lineno, source, defaults, basis_cache)
-        except _Reject as exc:
+            yield _row(line, lineno, source, defaults, basis_cache)
+        except Reject as exc:
             yield RowError(lineno, str(exc), line)
-            continue
-        yield from records
 
 
-def _check_header(first: bytes, source: str) -> None:
+def _check_header(first: bytes, source: str) -> datetime:
+    """The register's update time from the ``Updated:`` line; InputError if there is none."""
     where = f"{source}:1"
     if first.startswith(codecs.BOM_UTF8):
         raise InputError(
@@ -130,7 +127,7 @@ def _check_header(first: bytes, source: str) -> None:
             where=where,
         )
     try:
-        datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S %z")
+        return datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S %z")
     except ValueError:
         raise InputError(f"invalid date in the 'Updated:' header: {text!r}", where=where) from None
 
@@ -159,73 +156,38 @@ def _row(
     source: str,
     defaults: ReadDefaults,
     basis_cache: dict[tuple[str | None, str], str],
-) -> list[ItemRecord]:
+) -> EntryRecord:
     fields = line.split(";") if '"' not in line else split_row(line)
     if fields is None or len(fields) != 6:
         if not line.strip():
-            raise _Reject("empty row")
+            raise Reject("empty row")
         if fields is None:
-            raise _Reject("malformed quoting (a quoted field must end with '\"' before ';')")
-        raise _Reject(f"expected 6 fields ({';'.join(FIELDS)}), got {len(fields)}")
+            raise Reject("malformed quoting (a quoted field must end with '\"' before ';')")
+        raise Reject(f"expected 6 fields ({';'.join(FIELDS)}), got {len(fields)}")
     ips, domains, urls, authority, reference, date = fields
-    has_ips, has_domains, has_urls = ips.strip(), domains.strip(), urls.strip()
-    if not (has_ips or has_domains or has_urls):
-        raise _Reject("row has no targets (ips, domains and urls are all empty)")
     date = date.strip()
     if date and not valid_date(date):
-        raise _Reject(f"unparseable date {date!r} (expected YYYY-MM-DD)")
+        raise Reject(f"unparseable date {date!r} (expected YYYY-MM-DD)")
     reference = reference.strip() or (defaults.decision or "")
     if not reference:
-        raise _Reject("empty decision reference")
-    authority = authority.strip() or None
-    targets: list[tuple[Target, tuple[str, ...]]] = []
-    parse = parse_target_flags
-    if has_ips:
-        for part in ips.split("|"):
-            text = part.strip()
-            if text:
-                target, flags = _parse(parse, text, "ips")
-                if target.kind not in _IP_KINDS:
-                    raise _Reject(f"ips: {text!r} is a {target.kind}, not an IP address or network")
-                targets.append((target, flags))
-    if has_domains:
-        for part in domains.split("|"):
-            text = part.strip()
-            if text:
-                if "://" in text:
-                    raise _Reject(f"domains: {text!r} is a URL, not a domain")
-                targets.append(_parse(parse, text, "domains"))
-    if has_urls:
-        for part in urls.split(URL_SEPARATOR):
-            text = part.strip()
-            if text:
-                if "://" not in text:
-                    raise _Reject(f"urls: {text!r} is not a URL (no scheme)")
-                targets.append(_parse(parse, text, "urls"))
-    if not targets:
-        raise _Reject("row has no targets (ips, domains and urls are all empty)")
-    decision = Decision(reference, authority, date or None)
+        raise Reject("empty decision reference (give one with --decision)")
+    authority = authority.strip() or defaults.authority or None
     basis = defaults.basis or basis_cache.get((authority, reference))
     if basis is None:
         basis = f"{authority} decision {reference}" if authority else f"decision {reference}"
         if len(basis_cache) > 10000:
             basis_cache.clear()
         basis_cache[(authority, reference)] = basis
-    where = f"{source}:{lineno}"
-    category, platform = defaults.category, defaults.platform
-    return [
-        ItemRecord(target, category, basis, decision, platform, None, where, flags)
-        for target, flags in targets
-    ]
-
-
-def _parse(
-    parse: Callable[[str], tuple[Target, tuple[str, ...]]], text: str, column: str
-) -> tuple[Target, tuple[str, ...]]:
-    try:
-        return parse(text)
-    except InputError as exc:
-        raise _Reject(f"{column}: {exc.message}") from None
+    return build_entry(
+        ips=ips.split("|") if ips else (),
+        domains=domains.split("|") if domains else (),
+        urls=urls.split(URL_SEPARATOR) if urls else (),
+        decision=Decision(reference, authority, date or None),
+        category=defaults.category,
+        basis=basis,
+        platform=defaults.platform,
+        source=f"{source}:{lineno}",
+    )
 
 
 def split_row(line: str) -> list[str] | None:
@@ -269,51 +231,29 @@ def _quote(field: str) -> str:
     return field
 
 
-def _display_host(host: str) -> str:
-    """A host as the dump writes it: Unicode if cp1251 can hold it, else punycode."""
-    if "xn--" not in host:
-        return host
-    shown = to_unicode(host)
-    try:
-        shown.encode(ENCODING)
-    except UnicodeEncodeError:
-        return host
-    return shown
+def format_row(cells: EntryCells, decision: Decision) -> str:
+    """One entry as a dump row (without the line end)."""
+    return (
+        f"{'|'.join(cells.ips)};{_quote('|'.join(cells.domains))};"
+        f"{_quote(URL_SEPARATOR.join(cells.urls))};{_quote(decision.authority or '')};"
+        f"{_quote(decision.reference)};{decision.date or ''}"
+    )
 
 
-def format_target(target: Target) -> tuple[str, str, str]:
-    """The (ips, domains, urls) cells holding one target."""
-    kind = target.kind
-    if kind in _IP_KINDS:
-        return target.value, "", ""
-    if kind is TargetKind.URL:
-        return "", "", target.value
-    if kind is TargetKind.WILDCARD:
-        return "", "*." + _display_host(target.value[2:]), ""
-    if target.host is None:  # a malformed mask, kept literally
-        return "", target.value, ""
-    return "", _display_host(target.value), ""
-
-
-def write(entries: Iterable[RegisterEntry], out: BinaryIO, *, generated_at: datetime) -> int:
-    """Write the listed entries as an rkn-csv dump; return how many rows were written."""
-    stamp = as_utc(generated_at).strftime("%Y-%m-%d %H:%M:%S %z")
+def write_rows(
+    rows: Iterable[tuple[EntryCells, Decision]], out: BinaryIO, *, updated_at: datetime
+) -> int:
+    """Write entries as an rkn-csv dump under the register's ``updated_at``; return how many."""
+    stamp = as_utc(updated_at).strftime("%Y-%m-%d %H:%M:%S %z")
     out.write(f"Updated: {stamp}\n".encode(ENCODING))
     count = 0
     batch: list[str] = []
-    for entry in entries:
-        if not is_listed(entry):
-            continue
-        record = entry.record
-        decision = record.decision
-        ips, domains, urls = format_target(record.target)
-        batch.append(
-            f"{ips};{domains};{_quote(urls)};{_quote(decision.authority or '')};"
-            f"{_quote(decision.reference)};{decision.date or ''}\n"
-        )
+    for cells, decision in rows:
+        batch.append(format_row(cells, decision))
         count += 1
-        if len(batch) >= 4096:
-            out.write("".join(batch).encode(ENCODING, errors="replace"))
+        if len(batch) >= 8192:
+            out.write(("\n".join(batch) + "\n").encode(ENCODING, errors="replace"))
             batch.clear()
-    out.write("".join(batch).encode(ENCODING, errors="replace"))
+    if batch:
+        out.write(("\n".join(batch) + "\n").encode(ENCODING, errors="replace"))
     return count

@@ -14,9 +14,11 @@ from datetime import datetime
 from typing import BinaryIO
 
 from takedown.errors import InputError
-from takedown.model import ItemRecord, RegisterEntry
+from takedown.model import EntryRecord, RegisterEntry
+from takedown.registry.entries import entry_of_item
 from takedown.registry.formats._base import (
     FIELDS,
+    FileFacts,
     ReadDefaults,
     Reject,
     RowError,
@@ -26,9 +28,9 @@ from takedown.registry.formats._base import (
 
 
 def read(
-    stream: BinaryIO, *, source: str, defaults: ReadDefaults
-) -> Iterator[ItemRecord | RowError]:
-    """Stream the ItemRecords (and RowErrors) of a takedown CSV export."""
+    stream: BinaryIO, *, source: str, defaults: ReadDefaults, facts: FileFacts | None = None
+) -> Iterator[EntryRecord | RowError]:
+    """Stream the entries (one item each) and RowErrors of a takedown CSV export."""
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     try:
         rows = csv.reader(text)
@@ -52,7 +54,7 @@ def read(
             try:
                 fields: dict[str, object] = dict(zip(header, row, strict=True))
                 fields["flags"] = [f for f in str(fields.get("flags") or "").split("|") if f]
-                yield record_from_fields(fields, f"{source}:{lineno}", defaults)
+                yield entry_of_item(record_from_fields(fields, f"{source}:{lineno}", defaults))
             except Reject as exc:
                 yield RowError(lineno, str(exc), raw)
     except UnicodeDecodeError as exc:
