@@ -19,17 +19,17 @@ import argparse
 import json
 import os
 import random
-import resource
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.common import run_takedown
+from takedown.model import ItemRecord
 from takedown.registry.formats import ReadDefaults, RowError
 from takedown.registry.formats.rkn_csv import read
+from takedown.store.schema import target_key
 
 WORDS = [
     "news",
@@ -101,9 +101,10 @@ def bare_insert(db_path: Path, rows: list[tuple]) -> tuple[float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     conn.execute("BEGIN IMMEDIATE")
     conn.executemany(
-        "INSERT INTO items (target, kind, host, platform_id, category, basis, decision_ref, "
-        "authority, decision_date, listed_at, source, flags, state, state_at) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (target, decision_ref) DO NOTHING",
+        "INSERT INTO items (target, target_key, kind, host, platform_id, category, basis, "
+        "decision_ref, authority, decision_date, listed_at, source, flags, state, state_at) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+        "ON CONFLICT (target_key, decision_ref) WHERE delisted_at IS NULL DO NOTHING",
         rows,
     )
     conn.execute("COMMIT")
@@ -116,42 +117,32 @@ def preparse(path: Path) -> list[tuple]:
     now = datetime(2021, 3, 10, tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     out = []
     with path.open("rb") as fh:
-        for rec in read(fh, source=str(path), defaults=ReadDefaults(basis="149-FZ")):
-            if isinstance(rec, RowError):
+        for entry in read(fh, source=str(path), defaults=ReadDefaults(basis="149-FZ")):
+            if isinstance(entry, RowError):
                 continue
-            d = rec.decision
-            out.append(
-                (
-                    rec.target.value,
-                    rec.target.kind.value,
-                    rec.target.host,
-                    None,
-                    rec.category,
-                    rec.basis,
-                    d.reference,
-                    d.authority,
-                    d.date,
-                    now,
-                    rec.source,
-                    "",
-                    "open",
-                    now,
-                )
-            )
+            out.extend(_item_row(rec, now) for rec in entry.items())
     return out
 
 
-def _child(args: list[str]) -> tuple[float, float, int, str]:
-    """Run ``takedown ARGS``; return (wall s, CPU s, peak RSS KiB of any child so far, out)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "takedown", *args], capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"takedown {' '.join(args)} failed: {proc.stderr.strip()}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return elapsed, cpu, after.ru_maxrss, proc.stdout.strip()
+def _item_row(rec: ItemRecord, now: str) -> tuple:
+    d = rec.decision
+    return (
+        rec.target.value,
+        target_key(rec.target.value),
+        rec.target.kind.value,
+        rec.target.host,
+        None,
+        rec.category,
+        rec.basis,
+        d.reference,
+        d.authority,
+        d.date,
+        now,
+        rec.source,
+        "",
+        "open",
+        now,
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -171,9 +162,9 @@ def main(argv: list[str]) -> int:
     )
 
     db, bare_db = work / "takedown.db", work / "bare.db"
-    _child(["--db", str(db), "init"])
-    _child(["--db", str(bare_db), "init"])  # the floor writes into the very same schema
-    t_import, cpu_import, rss_kb, out = _child(
+    run_takedown(["--db", str(db), "init"])
+    run_takedown(["--db", str(bare_db), "init"])  # the floor writes into the very same schema
+    t_import, cpu_import, rss_kb, out = run_takedown(
         [
             "--db",
             str(db),
@@ -190,8 +181,9 @@ def main(argv: list[str]) -> int:
     summary = json.loads(out)
     print(
         f"takedown registry import: {t_import:.1f} s (CPU {cpu_import:.1f} s), "
-        f"peak RSS {rss_kb / 1024:.0f} MiB; {summary['inserted']:,} items inserted, "
-        f"{summary['duplicates']:,} duplicates, {summary['rejected']:,} rejected"
+        f"peak RSS {rss_kb / 1024:.0f} MiB; {summary['entries']:,} entries, "
+        f"{summary['items_added']:,} items inserted, {summary['duplicates']:,} duplicates, "
+        f"{summary['rejected']:,} rejected"
     )
 
     t = time.perf_counter()
@@ -207,7 +199,7 @@ def main(argv: list[str]) -> int:
         f"{cpu_import / cpu_bare:.2f}x CPU (goal <= 3x)"
     )
 
-    t_rpz, cpu_rpz, _, _ = _child(
+    t_rpz, cpu_rpz, _, _ = run_takedown(
         ["--db", str(db), "registry", "export", "--format", "rpz", "-o", str(work / "out.rpz")]
     )
     print(

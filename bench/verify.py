@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import resource
-import secrets
 import socket
 import subprocess
 import sys
@@ -31,11 +30,11 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, insert, text
 
+from bench.common import PG, drop_pg, pg_db
 from takedown.store.db import Database
 from takedown.store.migrate import upgrade
 
 T0 = datetime(2021, 3, 10, 9, 0, tzinfo=UTC)
-PG = os.environ.get("TAKEDOWN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 BIN = str(Path(sys.executable).parent / "takedown")
 
 
@@ -209,27 +208,6 @@ def bench_prober(n: int) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
-
-
-def pg_db() -> str | None:
-    name = f"takedown_bench_{secrets.token_hex(3)}"
-    try:
-        eng = create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
-        with eng.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
-        eng.dispose()
-    except Exception as exc:
-        print(f"PostgreSQL not reachable ({exc.__class__.__name__}): skipped")
-        return None
-    return f"{PG}/{name}"
-
-
-def drop_pg(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    eng = create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
-    with eng.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    eng.dispose()
 
 
 def bench_workers(n: int, base: str) -> None:

@@ -8,15 +8,26 @@ from pathlib import Path
 import pytest
 
 from takedown.errors import InputError
-from takedown.model import Decision, ItemRecord, TargetKind
+from takedown.model import BlockType, Decision, EntryCells, EntryRecord, TargetKind
 from takedown.registry.formats import READERS, ReadDefaults, RowError
 
 HEADER = "url,category_code,category_description,date_added,source,notes\n"
 
 
-def read(data: bytes, defaults: ReadDefaults | None = None) -> list[ItemRecord | RowError]:
+def read(data: bytes, defaults: ReadDefaults | None = None) -> list[EntryRecord | RowError]:
     reader = READERS["citizenlab"]
     return list(reader(io.BytesIO(data), source="list.csv", defaults=defaults or ReadDefaults()))
+
+
+def entries(items: list[EntryRecord | RowError]) -> list[EntryRecord]:
+    assert all(isinstance(i, EntryRecord) for i in items), items
+    return [i for i in items if isinstance(i, EntryRecord)]
+
+
+def url(entry: EntryRecord) -> str:
+    (target, _), = entry.targets
+    assert target.kind is TargetKind.URL
+    return target.value
 
 
 @pytest.mark.parametrize("name", ["ru.csv", "global.csv"])
@@ -28,8 +39,11 @@ def test_real_test_lists_import_cleanly(name: str, shared_data: Path) -> None:
     errors = [i for i in items if isinstance(i, RowError)]
     assert errors == []
     assert len(items) == rows  # no quoted field spans lines in these files
-    assert all(i.target.kind is TargetKind.URL for i in items)  # type: ignore[union-attr]
-    assert all(i.source == f"{name}:{n}" for n, i in enumerate(items, start=2))  # type: ignore[union-attr]
+    found = entries(items)
+    assert all(e.block_type is BlockType.URL and len(e.targets) == 1 for e in found)
+    assert all(e.targets[0][0].kind is TargetKind.URL for e in found)
+    assert all(e.source == f"{name}:{n}" for n, e in enumerate(found, start=2))
+    assert all(dict(e.attrs).get("category_code") for e in found)  # every row has a code
 
 
 def test_mapping_and_defaults() -> None:
@@ -41,8 +55,8 @@ def test_mapping_and_defaults() -> None:
         + 'https://hate.example/,HATE,Hate Speech,2014-04-15,citizenlab,"blocked, critical"\n'
         + "https://news.example/,NEWS,News Media,,citizenlab,\n"
     ).encode()
-    items = read(data)
-    assert [(i.target.value, i.category, i.basis, i.decision) for i in items] == [  # type: ignore[union-attr]
+    found = entries(read(data))
+    assert [(url(e), e.category, e.basis, e.decision) for e in found] == [
         (
             "https://jah.example/",
             "drugs",
@@ -74,16 +88,35 @@ def test_mapping_and_defaults() -> None:
             Decision("citizenlab-test-list", None, None),
         ),
     ]
-    given = ReadDefaults(category="extremism", basis="Order 5", platform="p", decision="R-1")
-    items = read(data, given)
-    assert [i.category for i in items] == [
+    # the list's own code is kept with the entry, mapped or not; the URL cell as written
+    assert [e.attrs for e in found] == [
+        (("category_code", code),) for code in ("ALDR", "GMB", "MILX", "HATE", "NEWS")
+    ]
+    assert [e.cells for e in found] == [
+        EntryCells(urls=(u,))
+        for u in (
+            "https://Jah.example/",
+            "https://bet.example:443/x",
+            "http://mil.example/",
+            "https://hate.example/",
+            "https://news.example/",
+        )
+    ]
+    given = ReadDefaults(
+        category="extremism", basis="Order 5", platform="p", decision="R-1", authority="Court"
+    )
+    found = entries(read(data, given))
+    assert [e.category for e in found] == [
         "drugs",
         "gambling",
         "terrorism",
         "extremism",
         "extremism",
-    ]  # type: ignore[union-attr]
-    assert {(i.basis, i.platform, i.decision.reference) for i in items} == {("Order 5", "p", "R-1")}  # type: ignore[union-attr]
+    ]
+    assert {(e.basis, e.platform, e.decision.reference, e.decision.authority) for e in found} == {
+        ("Order 5", "p", "R-1", "Court")
+    }
+    assert [e.attrs[0][1] for e in found] == ["ALDR", "GMB", "MILX", "HATE", "NEWS"]
 
 
 @pytest.mark.parametrize(
@@ -99,7 +132,7 @@ def test_mapping_and_defaults() -> None:
 def test_bad_rows(row: str, message: str) -> None:
     good = "https://ok.example/,NEWS,News,2014-04-15,citizenlab,\n"
     items = read((HEADER + good + row + "\n" + good).encode())
-    assert [type(i) for i in items] == [ItemRecord, RowError, ItemRecord]
+    assert [type(i) for i in items] == [EntryRecord, RowError, EntryRecord]
     assert items[1].line == 3  # type: ignore[union-attr]
     assert message in items[1].message  # type: ignore[union-attr]
 

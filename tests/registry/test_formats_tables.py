@@ -1,4 +1,8 @@
-"""jsonl and csv: every field out, what the writer produced reads back in."""
+"""jsonl and csv: every field out, what the writer produced reads back in.
+
+These are item exports: each line reads back as an entry of its own with one target (its
+block type follows the target's kind), never merged with its neighbours.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from takedown.errors import InputError
-from takedown.model import Decision, ItemRecord, ItemState, RegisterEntry
+from takedown.model import (
+    BlockType,
+    Decision,
+    EntryCells,
+    EntryRecord,
+    ItemRecord,
+    ItemState,
+    RegisterEntry,
+    TargetKind,
+)
 from takedown.registry.formats import READERS, WRITERS, ReadDefaults, RowError
 from takedown.registry.targets import parse_target_flags
 
@@ -44,8 +57,24 @@ def export(fmt: str, entries: list[RegisterEntry]) -> bytes:
 
 def read(
     fmt: str, data: bytes, defaults: ReadDefaults | None = None
-) -> list[ItemRecord | RowError]:
+) -> list[EntryRecord | RowError]:
     return list(READERS[fmt](io.BytesIO(data), source="f", defaults=defaults or ReadDefaults()))
+
+
+def item(entry: EntryRecord | RowError) -> ItemRecord:
+    """The one item of an entry read from an item export."""
+    assert isinstance(entry, EntryRecord)
+    (record,) = entry.items()
+    return record
+
+
+BLOCK_TYPE = {
+    TargetKind.URL: BlockType.URL,
+    TargetKind.DOMAIN: BlockType.DOMAIN,
+    TargetKind.WILDCARD: BlockType.DOMAIN_MASK,
+    TargetKind.IP: BlockType.IP,
+    TargetKind.CIDR: BlockType.IP,
+}
 
 
 def test_jsonl_has_every_field() -> None:
@@ -106,20 +135,27 @@ def test_export_then_import_gives_the_same_records(
         make(t, n, category=c, basis=b, authority=a, platform=None, listed_at=None)
         for n, (t, c, b, a) in enumerate(rows)
     ]
-    items = read(fmt, export(fmt, entries))
-    assert not [i for i in items if isinstance(i, RowError)]
-    assert [i.__class__ for i in items] == [ItemRecord] * len(entries)
+    found = read(fmt, export(fmt, entries))
+    assert not [i for i in found if isinstance(i, RowError)]
+    assert [i.__class__ for i in found] == [EntryRecord] * len(entries)
     strip = lambda r: (r.target, r.category, r.basis, r.decision, r.platform, r.listed_at, r.flags)  # noqa: E731
-    assert [strip(i) for i in items] == [strip(e.record) for e in entries]  # type: ignore[arg-type]
+    assert [strip(item(i)) for i in found] == [strip(e.record) for e in entries]
+    for got, e in zip(found, entries, strict=True):
+        assert isinstance(got, EntryRecord)
+        target = e.record.target
+        assert got.block_type is BLOCK_TYPE[target.kind]
+        column = {BlockType.URL: "urls", BlockType.IP: "ips"}.get(got.block_type, "domains")
+        assert got.cells == EntryCells(**{column: (target.value,)})
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_reader_keeps_listing_time_and_takes_new_provenance(fmt: str) -> None:
-    (item,) = read(fmt, export(fmt, [make("twitter.com")]))
-    assert isinstance(item, ItemRecord)
-    assert item.listed_at == datetime(2021, 3, 2, 8, 30, tzinfo=UTC)
-    assert item.platform == "twitter"
-    assert item.source in {"f:1", "f:2"}
+    (entry,) = read(fmt, export(fmt, [make("twitter.com")]))
+    record = item(entry)
+    assert record.listed_at == datetime(2021, 3, 2, 8, 30, tzinfo=UTC)
+    assert record.platform == "twitter"
+    assert record.source in {"f:1", "f:2"}
+    assert isinstance(entry, EntryRecord) and entry.source == record.source
 
 
 @pytest.mark.parametrize(
@@ -143,7 +179,7 @@ def test_jsonl_bad_rows(obj: dict[str, object], message: str) -> None:
     good = json.dumps({"target": "ok.example", "decision": "D", "basis": "b"})
     data = "\n".join([good, json.dumps(obj), "{not json", "[1]", good]).encode()
     items = read("jsonl", data)
-    assert [type(i) for i in items] == [ItemRecord, RowError, RowError, RowError, ItemRecord]
+    assert [type(i) for i in items] == [EntryRecord, RowError, RowError, RowError, EntryRecord]
     assert items[1].line == 2 and message in items[1].message  # type: ignore[union-attr]
     assert "invalid JSON" in items[2].message  # type: ignore[union-attr]
     assert "JSON object" in items[3].message  # type: ignore[union-attr]
@@ -152,7 +188,7 @@ def test_jsonl_bad_rows(obj: dict[str, object], message: str) -> None:
 def test_csv_bad_rows() -> None:
     data = b"target,decision,basis\nok.example,D,b\nbad..example,D,b\nx,y\nok.example,D,b\n"
     items = read("csv", data)
-    assert [type(i) for i in items] == [ItemRecord, RowError, RowError, ItemRecord]
+    assert [type(i) for i in items] == [EntryRecord, RowError, RowError, EntryRecord]
     assert (items[1].line, items[2].line) == (3, 4)  # type: ignore[union-attr]
     assert "expected 3 fields, got 2" in items[2].message  # type: ignore[union-attr]
 

@@ -10,7 +10,7 @@ build entries here and the store keeps them.
 from __future__ import annotations
 
 import hashlib
-import json
+import re
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -35,6 +35,9 @@ class Reject(Exception):
 
 _PARSED = tuple[Target, tuple[str, ...]]
 KEY_HEX = 16  # keys and digests: 64 bits of SHA-256, as hex
+# A domain hint is kept as the register wrote it, not normalised (it blocks nothing), but
+# it must at least be one word of a host name.
+_HINT_NAME = re.compile(r"[^\s/:@\x00-\x1f\x7f]+\Z")
 
 
 def _parse(text: str, column: str) -> _PARSED:
@@ -66,32 +69,30 @@ def build_entry(
     """The entry listing these cells; raise Reject (the message names the cell) if a cell
     is malformed or the block type the register ``stated`` does not fit what it lists."""
     cells = EntryCells(_cells(ips), _cells(domains), _cells(urls))
-    parsed_ips: list[_PARSED] = []
-    for text in cells.ips:
+    block_type = stated or implied_block_type(cells)
+    targets: list[_PARSED] = []
+    for text in cells.ips:  # parsed even as hints: a widened export blocks them
         target, flags = _parse(text, "ips")
         if target.kind not in _IP_KINDS:
             raise Reject(f"ips: {text!r} is a {target.kind}, not an IP address or network")
-        parsed_ips.append((target, flags))
-    parsed_domains: list[_PARSED] = []
+        if block_type is BlockType.IP:
+            targets.append((target, flags))
+    names = block_type is BlockType.DOMAIN or block_type is BlockType.DOMAIN_MASK
     for text in cells.domains:
         if "://" in text:
             raise Reject(f"domains: {text!r} is a URL, not a domain")
-        parsed_domains.append(_parse(text, "domains"))
-    parsed_urls: list[_PARSED] = []
+        if names:
+            targets.append(_parse(text, "domains"))
+        elif not _HINT_NAME.match(text):
+            raise Reject(f"domains: {text!r} is not a host name")
     for text in cells.urls:
         if "://" not in text:
             raise Reject(f"urls: {text!r} is not a URL (no scheme)")
-        target, flags = _parse(text, "urls")
-        if target.kind is not TargetKind.URL:
-            raise Reject(f"urls: {text!r} is not a URL")
-        parsed_urls.append((target, flags))
-    block_type = stated or implied_block_type(parsed_ips, parsed_domains, parsed_urls)
-    targets = {
-        BlockType.URL: parsed_urls,
-        BlockType.DOMAIN: parsed_domains,
-        BlockType.DOMAIN_MASK: parsed_domains,
-        BlockType.IP: parsed_ips,
-    }[block_type]
+        if block_type is BlockType.URL:
+            target, flags = _parse(text, "urls")
+            if target.kind is not TargetKind.URL:
+                raise Reject(f"urls: {text!r} is not a URL")
+            targets.append((target, flags))
     if not targets:
         column = {BlockType.URL: "url", BlockType.IP: "ip"}.get(block_type, "domain")
         raise Reject(f"block type {block_type} but the entry lists no {column}")
@@ -112,17 +113,15 @@ def build_entry(
     )
 
 
-def implied_block_type(
-    ips: list[_PARSED], domains: list[_PARSED], urls: list[_PARSED]
-) -> BlockType:
+def implied_block_type(cells: EntryCells) -> BlockType:
     """The block type a CSV row implies: URLs if it has any, else a mask, domain or IPs."""
-    if urls:
+    if cells.urls:
         return BlockType.URL
-    if any(target.kind is TargetKind.WILDCARD for target, _ in domains):
-        return BlockType.DOMAIN_MASK
-    if domains:
+    if any(d.startswith("*.") and "*" not in d[2:] for d in cells.domains):
+        return BlockType.DOMAIN_MASK  # what parse_target reads as a wildcard
+    if cells.domains:
         return BlockType.DOMAIN
-    if ips:
+    if cells.ips:
         return BlockType.IP
     raise Reject("row has no targets (ips, domains and urls are all empty)")
 
@@ -166,20 +165,21 @@ def entry_key(entry: EntryRecord) -> str:
 
 def entry_digest(entry: EntryRecord) -> str:
     """A digest of everything an entry states; equal digests mean nothing changed."""
-    decision = entry.decision
-    content = [
+    d, cells = entry.decision, entry.cells
+    listed = entry.listed_at.isoformat() if entry.listed_at else ""
+    fields = (
         entry.block_type,
-        entry.cells.ips,
-        entry.cells.domains,
-        entry.cells.urls,
-        decision.reference,
-        decision.authority,
-        decision.date,
+        "\x1e".join(cells.ips),
+        "\x1e".join(cells.domains),
+        "\x1e".join(cells.urls),
+        d.reference,
+        d.authority or "",
+        d.date or "",
         entry.category,
         entry.basis,
-        entry.platform,
-        entry.listed_at.isoformat() if entry.listed_at else None,
-        entry.attrs,
-    ]
-    data = json.dumps(content, ensure_ascii=False, separators=(",", ":"))
+        entry.platform or "",
+        listed,
+        "\x1e".join(f"{k}={v}" for k, v in entry.attrs),
+    )
+    data = "\x1f".join(fields)
     return hashlib.sha256(data.encode("utf-8")).hexdigest()[:KEY_HEX]

@@ -44,7 +44,14 @@ from takedown.registry.sync import (
 from takedown.registry.targets import parse_target
 from takedown.store import audit
 from takedown.store.db import Database
-from takedown.store.schema import Entry, Item, Platform, PlatformHost, RegisterSource
+from takedown.store.schema import (
+    Entry,
+    Item,
+    Platform,
+    PlatformHost,
+    RegisterSource,
+    target_key,
+)
 
 
 def import_file(
@@ -96,7 +103,7 @@ def add_item(db: Database, record: ItemRecord, *, now: datetime, actor: str) -> 
     with db.session() as session:
         existing = session.scalar(
             select(Item.id).where(
-                Item.target == record.target.value,
+                Item.target_key == target_key(record.target.value),
                 Item.decision_ref == record.decision.reference,
                 Item.delisted_at.is_(None),
             )
@@ -229,7 +236,7 @@ def iter_entries(
     """Stream stored items in id order, a batch at a time (rows, not ORM objects: an
     export of a national register reads millions)."""
     slugs: dict[int | None, str | None] = dict(
-        session.execute(select(Platform.id, Platform.slug)).tuples().all()
+        session.execute(select(Platform.id, Platform.slug)).all()
     )
     query = select(*_ITEM_FIELDS).order_by(Item.id)
     if category:
@@ -243,7 +250,7 @@ def iter_entries(
         query = query.where(Item.delisted_at.is_(None))
     last = 0
     while True:
-        rows = session.execute(query.where(Item.id > last).limit(batch)).tuples().all()
+        rows = session.execute(query.where(Item.id > last).limit(batch)).all()
         if not rows:
             return
         for row in rows:
@@ -322,7 +329,7 @@ def _entry_rows(
         query = query.where(Entry.platform_id == pid)
     last = 0
     while True:
-        rows = session.execute(query.where(Entry.id > last).limit(batch)).tuples().all()
+        rows = session.execute(query.where(Entry.id > last).limit(batch)).all()
         if not rows:
             return
         for _, ips, domains, urls, ref, authority, date in rows:

@@ -39,7 +39,14 @@ from takedown.registry.entries import entry_digest, entry_key
 from takedown.registry.formats import OPENERS, READERS, FileFacts, ReadDefaults, RowError
 from takedown.store import audit
 from takedown.store.db import Database
-from takedown.store.schema import Entry, EntryRevision, Item, Platform, RegisterSource
+from takedown.store.schema import (
+    Entry,
+    EntryRevision,
+    Item,
+    Platform,
+    RegisterSource,
+    target_key,
+)
 
 BATCH = 5000
 MAX_ERRORS_SHOWN = 20
@@ -51,6 +58,7 @@ MANUAL_SOURCE = "manual"  # entries added one by one (registry add)
 _ITEM_COLUMNS = (
     "entry_id",
     "target",
+    "target_key",
     "kind",
     "host",
     "platform_id",
@@ -221,7 +229,7 @@ class EntryWriter:
         self.item_sql = insert(
             "items",
             _ITEM_COLUMNS,
-            " ON CONFLICT (target, decision_ref) WHERE delisted_at IS NULL DO NOTHING",
+            " ON CONFLICT (target_key, decision_ref) WHERE delisted_at IS NULL DO NOTHING",
         )
         processor = Item.__table__.c.listed_at.type.dialect_impl(dialect).bind_processor(dialect)
         self.bind: Callable[[datetime], object] = processor or (lambda value: value)
@@ -276,6 +284,7 @@ class EntryWriter:
                 (
                     entry_id,
                     target.value,
+                    target_key(target.value),
                     target.kind._value_,  # the plain str (the enum's .value is a property)
                     target.host,
                     platform_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -124,6 +125,15 @@ class Obligation(Base):
     at: Mapped[datetime]
 
 
+def target_key(target: str) -> str:
+    """The key of an item's target in the unique index: 128 bits of its SHA-256, as hex."""
+    return hashlib.sha256(target.encode("utf-8")).hexdigest()[:32]
+
+
+def _default_target_key(context: Any) -> str:
+    return target_key(context.get_current_parameters()["target"])
+
+
 class RegisterSource(Base):
     """A register the entries come from (``--source``): what was last read of it."""
 
@@ -199,7 +209,7 @@ class Item(Base):
         # delisting is a new item (the old one keeps its history)
         Index(
             "uq_items_live_target_decision",
-            "target",
+            "target_key",
             "decision_ref",
             unique=True,
             sqlite_where=text("delisted_at IS NULL"),
@@ -221,7 +231,10 @@ class Item(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # the entry that lists it (None: listed before entries were kept, see migration 0003)
     entry_id: Mapped[int | None] = mapped_column(ForeignKey("entries.id"), index=True)
-    target: Mapped[str] = mapped_column(String(4000))
+    target: Mapped[str] = mapped_column(Text)
+    # what the unique index holds instead of the target (a URL may be 8 KiB, more than a
+    # PostgreSQL index row can hold)
+    target_key: Mapped[str] = mapped_column(String(32), default=_default_target_key)
     kind: Mapped[str] = mapped_column(String(16))
     host: Mapped[str | None] = mapped_column(String(300), index=True)
     platform_id: Mapped[int | None] = mapped_column(ForeignKey("platforms.id"), index=True)

@@ -1,0 +1,268 @@
+"""`registry sync`: a file is the whole current register of its source."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from takedown.registry.formats import ReadDefaults
+from takedown.registry.sync import SyncResult, read_register
+from takedown.store.db import Database
+from takedown.store.schema import Entry, EntryRevision, Event, Item, RegisterSource
+
+NOW = datetime(2021, 3, 12, 9, 0, tzinfo=UTC)
+DEFAULTS = ReadDefaults(basis="149-FZ art. 15.1")
+
+BASE_ROWS = [
+    "74.125.196.132;youtube.com;http://youtube.com/watch?v=abc;Суд;2-123/2021;2021-03-01",
+    ";casino-one.example;;Роскомнадзор;D-1;2021-03-01",
+    ";*.pharm.example;;Роскомнадзор;D-2;2021-03-02",
+    "203.0.113.7;;;Роскомнадзор;D-3;2021-03-03",
+    ";;http://forum.example/t/1 | http://forum.example/t/2;Суд;2-200/2021;2021-03-04",
+] + [f";site{i}.example;;Роскомнадзор;D-{10 + i};2021-03-05" for i in range(20)]
+
+
+def dump(path: Path, rows: list[str], updated: str = "2021-03-10 12:00:00 +0300") -> Path:
+    path.write_bytes(("\n".join([f"Updated: {updated}", *rows]) + "\n").encode("cp1251"))
+    return path
+
+
+def sync(db: Database, path: Path, **kw: object) -> SyncResult:
+    return read_register(
+        db,
+        path,
+        "rkn-csv",
+        source="rkn",
+        mode="sync",
+        now=NOW,
+        actor="analyst",
+        defaults=DEFAULTS,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def live(db: Database) -> dict[str, str]:
+    """Live items: target → decision."""
+    with db.reading() as s:
+        rows = s.execute(select(Item.target, Item.decision_ref).where(Item.delisted_at.is_(None)))
+        return dict(rows.all())
+
+
+def snapshot(db: Database) -> tuple:
+    with db.reading() as s:
+        entries = s.execute(select(Entry).order_by(Entry.id)).scalars().all()
+        items = s.execute(select(Item).order_by(Item.id)).scalars().all()
+        return (
+            [(e.id, e.key, e.digest, e.delisted_at, e.urls, e.ips) for e in entries],
+            [(i.id, i.target, i.delisted_at, i.state) for i in items],
+            s.scalar(select(func.count()).select_from(Event)),
+            s.scalar(select(func.count()).select_from(EntryRevision)),
+        )
+
+
+def test_first_sync_adds_every_entry_and_only_targets_become_items(
+    db: Database, tmp_path: Path
+) -> None:
+    result = sync(db, dump(tmp_path / "a.csv", BASE_ROWS))
+    assert result.committed and not result.refused
+    assert (result.entries, result.added, result.delisted, result.changed) == (25, 25, 0, 0)
+    assert result.targets == 26 and result.items_added == 26
+    items = live(db)
+    assert "http://youtube.com/watch?v=abc" in items
+    # the URL entry's domain and IP are hints, not items
+    assert "youtube.com" not in items and "74.125.196.132" not in items
+    assert "203.0.113.7" in items  # an IP entry blocks its IP
+    with db.reading() as s:
+        yt = s.scalars(select(Entry).where(Entry.urls.like("%youtube%"))).one()
+        assert (yt.block_type, yt.ips, yt.domains) == ("url", "74.125.196.132", "youtube.com")
+        source = s.scalars(select(RegisterSource).where(RegisterSource.name == "rkn")).one()
+        assert source.updated_at == datetime(2021, 3, 10, 9, 0, tzinfo=UTC)
+
+
+def test_second_sync_of_the_same_file_changes_nothing(db: Database, tmp_path: Path) -> None:
+    path = dump(tmp_path / "a.csv", BASE_ROWS)
+    sync(db, path)
+    before = snapshot(db)
+    again = sync(db, path)
+    assert (again.added, again.changed, again.delisted, again.unchanged) == (0, 0, 0, 25)
+    after = snapshot(db)
+    assert after[:2] == before[:2] and after[3] == before[3]
+    assert after[2] == before[2] + 1  # only the sync's own audit event
+
+
+def test_sync_adds_delists_and_updates_keeping_history(db: Database, tmp_path: Path) -> None:
+    sync(db, dump(tmp_path / "a.csv", BASE_ROWS))
+    rows = list(BASE_ROWS)
+    rows[0] = rows[0].replace("74.125.196.132", "74.125.196.133")  # re-resolved: a change
+    del rows[5]  # site0.example is gone
+    rows.append(";new.example;;Роскомнадзор;D-99;2021-03-11")
+    result = sync(db, dump(tmp_path / "b.csv", rows, updated="2021-03-11 12:00:00 +0300"))
+    assert (result.added, result.changed, result.delisted, result.unchanged) == (1, 1, 1, 23)
+    items = live(db)
+    assert "new.example" in items and "site0.example" not in items
+    with db.reading() as s:
+        gone = s.scalars(select(Item).where(Item.target == "site0.example")).one()
+        assert gone.state == "delisted"
+        assert gone.delisted_at == datetime(2021, 3, 11, 9, 0, tzinfo=UTC)  # the file's time
+        yt = s.scalars(select(Entry).where(Entry.urls.like("%youtube%"))).one()
+        assert yt.ips == "74.125.196.133"
+        revision = s.scalars(select(EntryRevision).where(EntryRevision.entry_id == yt.id)).one()
+        assert json.loads(revision.content)["ips"] == "74.125.196.132"
+        # the URL item itself is untouched by a change of its hints
+        url_items = s.scalars(select(Item).where(Item.entry_id == yt.id)).all()
+        assert [(i.target, i.delisted_at) for i in url_items] == [
+            ("http://youtube.com/watch?v=abc", None)
+        ]
+        events = s.scalars(select(Event).where(Event.type == "registry.sync")).all()
+    assert len(events) == 2
+    payload = events[-1].payload
+    assert (payload["added"], payload["changed"], payload["delisted"]) == (1, 1, 1)
+    assert len(payload["sha256"]) == 64 and payload["updated_at"].startswith("2021-03-11")
+
+
+def test_an_entry_listed_again_after_its_delisting_is_a_new_item(
+    db: Database, tmp_path: Path
+) -> None:
+    sync(db, dump(tmp_path / "a.csv", BASE_ROWS))
+    sync(db, dump(tmp_path / "b.csv", BASE_ROWS[1:], updated="2021-03-11 12:00:00 +0300"))
+    assert "http://youtube.com/watch?v=abc" not in live(db)
+    result = sync(db, dump(tmp_path / "c.csv", BASE_ROWS, updated="2021-03-12 12:00:00 +0300"))
+    assert result.added == 1 and "http://youtube.com/watch?v=abc" in live(db)
+    with db.reading() as s:
+        states = s.execute(
+            select(Item.state).where(Item.target == "http://youtube.com/watch?v=abc")
+        ).scalars()
+        assert sorted(states) == ["delisted", "open"]
+
+
+def test_plan_says_what_would_change_and_changes_nothing(db: Database, tmp_path: Path) -> None:
+    sync(db, dump(tmp_path / "a.csv", BASE_ROWS))
+    before = snapshot(db)
+    rows = [*BASE_ROWS[1:], ";new.example;;Роскомнадзор;D-99;2021-03-11"]
+    plan = sync(db, dump(tmp_path / "b.csv", rows, updated="2021-03-11 12:00:00 +0300"), plan=True)
+    assert (plan.added, plan.delisted, plan.committed) == (1, 1, False)
+    assert any("new.example" in line for line in plan.examples["added"])
+    assert snapshot(db) == before
+
+
+def test_an_older_snapshot_is_refused_unless_allowed(db: Database, tmp_path: Path) -> None:
+    sync(db, dump(tmp_path / "new.csv", BASE_ROWS, updated="2021-03-11 12:00:00 +0300"))
+    before = snapshot(db)
+    old = dump(tmp_path / "old.csv", BASE_ROWS[:-1], updated="2021-03-10 12:00:00 +0300")
+    refused = sync(db, old)
+    assert refused.refused and "older" in refused.refused and not refused.committed
+    assert snapshot(db) == before
+    forced = sync(db, old, allow_older=True)
+    assert forced.committed and forced.delisted == 1
+
+
+def test_a_truncated_file_does_not_wipe_the_register(db: Database, tmp_path: Path) -> None:
+    sync(db, dump(tmp_path / "a.csv", BASE_ROWS))
+    before = snapshot(db)
+    truncated = dump(tmp_path / "t.csv", BASE_ROWS[:5], updated="2021-03-11 12:00:00 +0300")
+    refused = sync(db, truncated)
+    assert refused.refused and "20 of 25" in refused.refused and "--max-delist" in refused.refused
+    assert snapshot(db) == before
+    allowed = sync(db, truncated, max_delist=80)
+    assert allowed.committed and allowed.delisted == 20
+
+
+def test_a_bad_row_refuses_the_whole_sync(db: Database, tmp_path: Path) -> None:
+    sync(db, dump(tmp_path / "a.csv", BASE_ROWS))
+    before = snapshot(db)
+    bad = dump(tmp_path / "b.csv", [*BASE_ROWS, "300.1.1.1;;;A;D-x;2021-03-01"])
+    result = sync(db, bad)
+    assert not result.committed and result.rejected == 1
+    assert result.errors[0].startswith(f"{bad}:27: ips:")
+    assert snapshot(db) == before
+
+
+def test_sync_cli_json_and_plan(db_url: str, tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "TAKEDOWN_DB": db_url}
+        return subprocess.run(
+            [sys.executable, "-m", "takedown", *args], capture_output=True, text=True, env=env
+        )
+
+    path = dump(tmp_path / "a.csv", BASE_ROWS)
+    common = ["--format", "rkn-csv", "--source", "rkn", "--basis", "149-FZ"]
+    r = run("registry", "sync", str(path), *common, "--plan")
+    assert r.returncode == 0, r.stderr
+    assert "25 entries would be added" in r.stdout and "plan only" in r.stdout
+    r = run("registry", "sync", str(path), *common, "--json")
+    summary = json.loads(r.stdout)
+    assert (summary["added"], summary["entries"], summary["targets"]) == (25, 25, 26)
+    assert summary["signature"] is None
+    r = run("registry", "sync", str(dump(tmp_path / "t.csv", BASE_ROWS[:2])), *common)
+    assert r.returncode == 1 and "refused" in r.stderr and "nothing changed" in r.stderr
+
+
+def test_kill_during_sync_leaves_the_previous_state(sqlite_db: Database, tmp_path: Path) -> None:
+    """A sync killed with SIGKILL mid-write leaves the register as the last sync left it."""
+    db = sqlite_db
+    sync(db, dump(tmp_path / "a.csv", BASE_ROWS))
+    before = snapshot(db)
+    rows = [f";bulk{i}.example;;Роскомнадзор;B-{i};2021-03-11" for i in range(200_000)]
+    big = dump(tmp_path / "big.csv", [*BASE_ROWS, *rows], updated="2021-03-11 12:00:00 +0300")
+    env = {**os.environ, "TAKEDOWN_DB": str(db.url).removeprefix("sqlite:///")}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "takedown", "registry", "sync", str(big), "--format", "rkn-csv"]
+        + ["--source", "rkn", "--basis", "149-FZ"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    # kill it once it has written into the database file (its journal exists)
+    journal = Path(env["TAKEDOWN_DB"] + "-journal"), Path(env["TAKEDOWN_DB"] + "-wal")
+    deadline = time.monotonic() + 60
+    while child.poll() is None and time.monotonic() < deadline:
+        if any(p.exists() and p.stat().st_size > 0 for p in journal):
+            break
+        time.sleep(0.01)
+    assert child.poll() is None, "the sync finished before it could be killed"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert snapshot(Database(db.url)) == before
+
+
+@pytest.mark.parametrize("fmt", ["jsonl"])
+def test_sync_of_an_item_export_follows_its_source(db: Database, tmp_path: Path, fmt: str) -> None:
+    lines = [
+        {"target": f"http://a.example/{i}", "decision": f"J-{i}", "basis": "b"} for i in range(5)
+    ]
+    path = tmp_path / "r.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n", encoding="utf-8")
+    kw = {"source": "ext", "now": NOW, "actor": "a", "defaults": DEFAULTS}
+    first = read_register(db, path, fmt, mode="sync", **kw)  # type: ignore[arg-type]
+    assert first.added == 5
+    path.write_text("\n".join(json.dumps(x) for x in lines[:4]) + "\n", encoding="utf-8")
+    second = read_register(
+        db,
+        path,
+        fmt,
+        mode="sync",
+        max_delist=50,
+        **kw,  # type: ignore[arg-type]
+    )
+    assert (second.delisted, second.unchanged) == (1, 4)
+    assert "http://a.example/4" not in live(db)
+
+
+def test_a_url_of_seven_kilobytes_is_one_item_on_every_backend(
+    db: Database, tmp_path: Path
+) -> None:
+    """More than a PostgreSQL index row holds: the unique index keeps a digest of it."""
+    url = "http://forum.example/search?q=" + "x" * 7000
+    result = sync(db, dump(tmp_path / "a.csv", [f";;{url};Суд;2-7/2021;2021-03-01"]))
+    assert result.committed and result.items_added == 1
+    again = sync(db, dump(tmp_path / "a.csv", [f";;{url};Суд;2-7/2021;2021-03-01"]))
+    assert again.unchanged == 1 and live(db) == {url: "2-7/2021"}
