@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import BinaryIO
 
 from takedown.model import ItemRecord, RegisterEntry
-from takedown.registry.formats import citizenlab, hosts, jsonl, nft, rkn_csv, rpz, table
+from takedown.registry.formats import citizenlab, hosts, jsonl, nft, rkn_csv, rkn_xml, rpz, table
 from takedown.registry.formats._base import ReadDefaults, RowError
 
 Reader = Callable[..., Iterator[ItemRecord | RowError]]
@@ -25,6 +25,7 @@ Writer = Callable[..., int]
 
 READERS: dict[str, Reader] = {
     "rkn-csv": rkn_csv.read,
+    "rkn-xml": rkn_xml.read,
     "citizenlab": citizenlab.read,
     "jsonl": jsonl.read,
     "csv": table.read,
