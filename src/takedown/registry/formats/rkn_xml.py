@@ -67,6 +67,7 @@ SIG_NAME = "dump.xml.sig"
 ZIP_MAGIC = b"PK\x03\x04"
 
 CHUNK = 1 << 16
+SNIFF = 64  # bytes that tell an XML dump from other formats
 MAX_CELL_CHARS = 1 << 16  # one <url> / <domain> / <ip> text
 MAX_CELLS = 100_000  # cells of one <content>
 RAW_CHARS = 400  # how much of a rejected <content> a RowError shows
@@ -96,13 +97,16 @@ def read(
     """Stream the EntryRecords (and RowErrors) of an rkn-xml dump; fill ``facts``."""
     reader = _Reader(source, defaults, facts if facts is not None else FileFacts())
     chunk = stream.read(CHUNK)
+    while chunk and len(chunk) < SNIFF:  # a short read (a pipe) must not fool the sniff
+        more = stream.read(CHUNK)
+        if not more:
+            break
+        chunk += more
     _sniff(chunk, source)
     while chunk:
-        reader.feed(chunk)
-        yield from reader.take()
+        yield from reader.feed(chunk)
         chunk = stream.read(CHUNK)
-    reader.feed(b"", final=True)
-    yield from reader.take()
+    yield from reader.feed(b"", final=True)
 
 
 def _sniff(head: bytes, source: str) -> None:
@@ -160,6 +164,7 @@ class _Reader:
         self.text: list[str] | None = None  # the text of the cell being read
         self.text_chars = 0
         self.declared_encoding: str | None = None
+        self.root_seen = False
         self.basis_cache: dict[tuple[str | None, str], str] = {}
         parser = expat.ParserCreate()
         parser.buffer_text = True
@@ -172,10 +177,22 @@ class _Reader:
         parser.CharacterDataHandler = self._chars
         self.parser = parser
 
-    def feed(self, data: bytes, *, final: bool = False) -> None:
+    def feed(self, data: bytes, *, final: bool = False) -> Iterator[EntryRecord | RowError]:
+        """Parse ``data``; yield the entries it completes, even those before a fault."""
         try:
             self.parser.Parse(data, final)
+        except InputError:
+            yield from self.take()
+            raise
+        except (LookupError, ValueError) as exc:
+            if self.root_seen:
+                raise  # not from the declaration: a bug, not the file's fault
+            # Python's codecs decode a declared encoding expat does not know itself
+            raise InputError(
+                f"unsupported encoding in the XML declaration: {exc}", where=f"{self.source}:1"
+            ) from None
         except expat.ExpatError as exc:
+            yield from self.take()
             message = expat.ErrorString(exc.code) or str(exc)
             if exc.code == _INVALID_TOKEN and self.declared_encoding is None:
                 message += (
@@ -184,6 +201,7 @@ class _Reader:
                 )
             where = f"{self.source}:{exc.lineno}:{exc.offset + 1}"
             raise InputError(f"malformed XML: {message}", where=where) from None
+        yield from self.take()
 
     def take(self) -> list[EntryRecord | RowError]:
         out, self.out = self.out, []
@@ -217,6 +235,7 @@ class _Reader:
         local = name.rpartition(":")[2]
         depth, content = self.depth, self.content
         if depth == 1:
+            self.root_seen = True
             self._root(local, attrs)
         elif depth == 2:
             line = self.parser.CurrentLineNumber
@@ -406,9 +425,17 @@ def _open_dump(path: Path, signer_cert: Path | None, facts: FileFacts) -> Iterat
                 " was given",
                 where=str(path),
             )
-        with tempfile.TemporaryDirectory(prefix="takedown-sig-") as tmp:
-            facts.signature = verify_signature(path, sig, signer_cert, Path(tmp))
     with path.open("rb") as stream:
+        if signer_cert is not None:
+            # openssl reads the very file this stream reads, even if the path is replaced
+            fd = stream.fileno()
+            same = Path(f"/dev/fd/{fd}")
+            content, fds = (same, (fd,)) if same.exists() else (path, ())
+            with tempfile.TemporaryDirectory(prefix="takedown-sig-") as tmp:
+                facts.signature = verify_signature(
+                    content, sig, signer_cert, Path(tmp), pass_fds=fds
+                )
+            stream.seek(0)
         yield stream
 
 
@@ -452,13 +479,18 @@ def _zip_dump(path: Path, signer_cert: Path | None, facts: FileFacts) -> Iterato
             raise InputError(f"unreadable zip member: {exc}", where=str(path)) from None
 
 
-def verify_signature(content: Path, sig: Path, cert: Path, workdir: Path) -> str:
+def verify_signature(
+    content: Path, sig: Path, cert: Path, workdir: Path, *, pass_fds: tuple[int, ...] = ()
+) -> str:
     """Verify ``sig`` (detached CMS, DER or PEM) over ``content`` against ``cert`` (its
     signer, PEM or DER, trusted as is); return ``"verified: <signer subject>"``.
-    Raise InputError if it does not verify."""
+    Raise InputError if it does not verify. ``pass_fds``: descriptors openssl inherits."""
     where = str(sig)
-    with sig.open("rb") as f:
-        sig_form = "PEM" if f.read(11) == b"-----BEGIN " else "DER"
+    try:
+        with sig.open("rb") as f:
+            sig_form = "PEM" if f.read(11) == b"-----BEGIN " else "DER"
+    except OSError as exc:
+        raise InputError(f"cannot read signature: {exc.strerror or exc}", where=where) from None
     cert_pem = _pem_certificate(cert, workdir)
     signer = workdir / "signer.pem"
     result = _openssl(
@@ -482,15 +514,16 @@ def verify_signature(content: Path, sig: Path, cert: Path, workdir: Path) -> str
         "-out",
         "/dev/null",
         where=where,
+        pass_fds=pass_fds,
     )
     if result.returncode != 0:
         raise InputError(
-            f"signature does not verify with {cert.name}: {_first_error(result.stderr)}",
+            f"signature does not verify with {cert.name}: {_openssl_reason(result.stderr)}",
             where=where,
         )
     subject = _openssl("x509", "-noout", "-subject", "-in", str(signer), where=where)
     if subject.returncode != 0:  # pragma: no cover (openssl just wrote it)
-        raise InputError(f"cannot read the signer: {_first_error(subject.stderr)}", where=where)
+        raise InputError(f"cannot read the signer: {_openssl_reason(subject.stderr)}", where=where)
     text = subject.stdout.decode("utf-8", errors="replace").strip()
     return f"verified: {text.removeprefix('subject=').strip()}"
 
@@ -511,12 +544,14 @@ def _pem_certificate(cert: Path, workdir: Path) -> Path:
     result = _openssl(*args, where=str(cert))
     if result.returncode != 0:
         raise InputError(
-            f"not a PEM or DER certificate: {_first_error(result.stderr)}", where=str(cert)
+            f"not a PEM or DER certificate: {_openssl_reason(result.stderr)}", where=str(cert)
         )
     return out
 
 
-def _openssl(*args: str, where: str) -> subprocess.CompletedProcess[bytes]:
+def _openssl(
+    *args: str, where: str, pass_fds: tuple[int, ...] = ()
+) -> subprocess.CompletedProcess[bytes]:
     try:
         return subprocess.run(
             ["openssl", *args],
@@ -524,6 +559,7 @@ def _openssl(*args: str, where: str) -> subprocess.CompletedProcess[bytes]:
             stdin=subprocess.DEVNULL,
             timeout=OPENSSL_TIMEOUT,
             check=False,
+            pass_fds=pass_fds,
         )
     except FileNotFoundError:
         raise InputError("openssl is not installed; cannot verify", where=where) from None
@@ -531,6 +567,12 @@ def _openssl(*args: str, where: str) -> subprocess.CompletedProcess[bytes]:
         raise InputError("openssl took too long verifying", where=where) from None
 
 
-def _first_error(stderr: bytes) -> str:
+def _openssl_reason(stderr: bytes) -> str:
+    """What openssl said went wrong: the reasons of its error lines, else its first line."""
     lines = [line.strip() for line in stderr.decode("utf-8", errors="replace").splitlines()]
-    return next((line for line in lines if line), "openssl failed")
+    lines = [line for line in lines if line]
+    # "40971663:error:1700006D:CMS routines:CMS_verify:content verify error:file:line:"
+    reasons = [line.split(":")[5] for line in lines if line.count(":") >= 6 and ":error:" in line]
+    if reasons:
+        return "; ".join(dict.fromkeys(reasons))
+    return lines[0] if lines else "openssl failed"
