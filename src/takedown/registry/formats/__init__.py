@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import BinaryIO
 
 from takedown.model import EntryRecord, RegisterEntry
-from takedown.registry.formats import citizenlab, hosts, jsonl, nft, rkn_csv, rpz, table
+from takedown.registry.formats import citizenlab, hosts, jsonl, nft, rkn_csv, rkn_xml, rpz, table
 from takedown.registry.formats._base import FileFacts, ReadDefaults, RowError
 
 Reader = Callable[..., Iterator[EntryRecord | RowError]]
@@ -30,12 +30,15 @@ Writer = Callable[..., int]
 
 READERS: dict[str, Reader] = {
     "rkn-csv": rkn_csv.read,
+    "rkn-xml": rkn_xml.read,
     "citizenlab": citizenlab.read,
     "jsonl": jsonl.read,
     "csv": table.read,
 }
 
-OPENERS: dict[str, Callable[..., contextlib.AbstractContextManager[BinaryIO]]] = {}
+OPENERS: dict[str, Callable[..., contextlib.AbstractContextManager[BinaryIO]]] = {
+    "rkn-xml": rkn_xml.open_dump,
+}
 
 WRITERS: dict[str, Writer] = {
     "jsonl": jsonl.write,
