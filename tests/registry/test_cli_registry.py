@@ -23,6 +23,12 @@ def run(db_url: str, *args: str, cwd: Path | None = None) -> subprocess.Complete
     )
 
 
+def _listed(db_url: str) -> list[dict[str, object]]:
+    r = run(db_url, "registry", "list", "--json")
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line) for line in r.stdout.splitlines()]
+
+
 @pytest.fixture
 def dump(tmp_path: Path) -> Path:
     f = tmp_path / "dump.csv"
@@ -113,7 +119,7 @@ def test_import_failure_changes_nothing_then_skip_invalid(db_url: str, dump: Pat
     assert Path(summary["report"]).read_text(encoding="utf-8") == (
         f"{dump}:4: ips: invalid IP address '300.1.1.1'\t300.1.1.1;;;Роскомнадзор;X;2021-02-03\n"
     )
-    rows = [json.loads(line) for line in run(db_url, "registry", "list", "--json").stdout.split()]
+    rows = _listed(db_url)
     assert sorted(row["target"] for row in rows) == ["*.twimg.com", "203.0.113.0/24", "twitter.com"]
 
 
@@ -202,7 +208,7 @@ def test_empty_authority_and_decision_take_the_defaults(db_url: str, tmp_path: P
     )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["added"] == 2
-    rows = [json.loads(line) for line in run(db_url, "registry", "list", "--json").stdout.split()]
+    rows = _listed(db_url)
     assert [(row["target"], row["authority"], row["decision"]) for row in rows] == [
         ("a.example", "Суд", "D-1"),  # the file's own are kept
         ("b.example", "Роскомнадзор", "D-0"),

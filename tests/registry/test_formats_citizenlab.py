@@ -25,7 +25,7 @@ def entries(items: list[EntryRecord | RowError]) -> list[EntryRecord]:
 
 
 def url(entry: EntryRecord) -> str:
-    (target, _), = entry.targets
+    ((target, _),) = entry.targets
     assert target.kind is TargetKind.URL
     return target.value
 

@@ -63,9 +63,7 @@ def test_example_register_imports_cleanly() -> None:
     with EXAMPLE.open("rb") as f:
         found = entries(
             list(
-                READERS["rkn-csv"](
-                    f, source="rkn-sample.csv", defaults=ReadDefaults(), facts=facts
-                )
+                READERS["rkn-csv"](f, source="rkn-sample.csv", defaults=ReadDefaults(), facts=facts)
             )
         )
     assert facts.updated_at == datetime(2021, 3, 10, 9, 0, tzinfo=MSK)

@@ -37,8 +37,9 @@ def _count(db: Database) -> int:
 def _entries(db: Database) -> list[tuple[str, str, str, str, str]]:
     with db.reading() as s:
         rows = s.execute(
-            select(Entry.block_type, Entry.ips, Entry.domains, Entry.urls, Entry.decision_ref)
-            .order_by(Entry.id)
+            select(
+                Entry.block_type, Entry.ips, Entry.domains, Entry.urls, Entry.decision_ref
+            ).order_by(Entry.id)
         ).all()
         return [tuple(r) for r in rows]  # type: ignore[misc]
 
@@ -217,7 +218,7 @@ ROUND_TRIP_ROWS = [
     # an IPv6 IP entry with an empty decision date
     "2001:db8:10::/48|2001:DB8:20::5;;;Роскомнадзор;27-31-2021/Ид0100-21;",
     ";*.кремль.рф;;Роскомнадзор;27-31-2020/Ид4522-20;2020-12-30",  # a mask
-    ";linkedin.com;;\"Суд; отдел\";33-2016;2016-11-10",
+    ';linkedin.com;;"Суд; отдел";33-2016;2016-11-10',
     "198.51.100.0/24;;;Роскомнадзор;3-0123/2021;",
     "203.0.113.5;files.example.net|mirror.example.net;;Мосгорсуд;3-0456/2021;2021-02-15",
 ]
@@ -286,9 +287,8 @@ def test_rkn_csv_export_round_trip_is_lossless_per_entry(db: Database, tmp_path:
     fresh = _fresh(db, tmp_path)
     try:
         again = import_file(
-            fresh, tmp_path / "first.csv", "rkn-csv", now=NOW, actor="a",
-            defaults=ReadDefaults(basis="b"),
-        )  # fmt: skip
+            fresh, tmp_path / "first.csv", "rkn-csv", now=NOW, actor="a", defaults=ReadDefaults()
+        )
         assert again.committed and again.rejected == 0
         assert (again.entries, again.targets, again.added) == (6, 10, 6)
         assert _items(fresh) == items_before

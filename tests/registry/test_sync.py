@@ -198,6 +198,7 @@ def test_sync_cli_json_and_plan(db_url: str, tmp_path: Path) -> None:
     r = run("registry", "sync", str(path), *common, "--plan")
     assert r.returncode == 0, r.stderr
     assert "25 entries would be added" in r.stdout and "plan only" in r.stdout
+    assert "register updated 2021-03-10T12:00:00+03:00; signature not checked" in r.stdout
     r = run("registry", "sync", str(path), *common, "--json")
     summary = json.loads(r.stdout)
     assert (summary["added"], summary["entries"], summary["targets"]) == (25, 25, 26)
@@ -266,3 +267,43 @@ def test_a_url_of_seven_kilobytes_is_one_item_on_every_backend(
     assert result.committed and result.items_added == 1
     again = sync(db, dump(tmp_path / "a.csv", [f";;{url};Суд;2-7/2021;2021-03-01"]))
     assert again.unchanged == 1 and live(db) == {url: "2-7/2021"}
+
+
+def xml_dump(path: Path, contents: list[tuple[int, str]], updated: str) -> Path:
+    """An operator dump: (content id, its children)."""
+    body = "\n".join(
+        f'  <content id="{cid}" includeTime="2021-03-01T10:00:00" entryType="1" hash="h{cid}">\n'
+        f'    <decision date="2021-03-01" number="2-{cid}/2021" org="Суд"/>\n{children}\n'
+        "  </content>"
+        for cid, children in contents
+    )
+    xml = (
+        '<?xml version="1.0" encoding="windows-1251"?>\n'
+        f'<reg:register updateTime="{updated}" formatVersion="2.4" xmlns:reg="http://rsoc.ru">\n'
+        f"{body}\n</reg:register>\n"
+    )
+    path.write_bytes(xml.encode("cp1251"))
+    return path
+
+
+def test_xml_entries_are_followed_by_their_own_id(db: Database, tmp_path: Path) -> None:
+    video = "    <url><![CDATA[http://video.example/watch?v=1&t=2]]></url>\n" + (
+        "    <domain>video.example</domain>\n    <ip>192.0.2.10</ip>"
+    )
+    domain = "    <domain>casino.example</domain>\n    <ip>192.0.2.20</ip>"
+    first = xml_dump(tmp_path / "1.xml", [(1, video), (2, domain)], "2021-03-10T12:00:00+03:00")
+    kw = {"source": "rkn-xml", "now": NOW, "actor": "a", "defaults": DEFAULTS, "mode": "sync"}
+    result = read_register(db, first, "rkn-xml", **kw)  # type: ignore[arg-type]
+    assert (result.added, result.targets) == (2, 2) and result.signature is None
+    assert set(live(db)) == {"http://video.example/watch?v=1&t=2", "casino.example"}
+    # the same content id now names another URL: an update of entry 1, not a new entry
+    moved = video.replace("v=1", "v=9")
+    second = xml_dump(tmp_path / "2.xml", [(1, moved), (2, domain)], "2021-03-11T12:00:00+03:00")
+    result = read_register(db, second, "rkn-xml", **kw)  # type: ignore[arg-type]
+    assert (result.added, result.changed, result.delisted) == (0, 1, 0)
+    assert set(live(db)) == {"http://video.example/watch?v=9&t=2", "casino.example"}
+    with db.reading() as s:
+        entry = s.scalars(select(Entry).where(Entry.external_id == "1")).one()
+        assert entry.block_type == "url" and entry.ips == "192.0.2.10"
+        old = s.scalars(select(Item).where(Item.target.like("%v=1&%"))).one()
+        assert old.delisted_at is not None and old.entry_id == entry.id

@@ -129,6 +129,7 @@ def _report(result: SyncResult, json_out: bool, verb: str) -> None:
     out.print(
         f"{result.path} ({result.format}, register updated {stamp}; {signature})",
         highlight=False,
+        soft_wrap=True,
     )
     what = "would be" if result.plan else "were"
     out.print(
@@ -136,12 +137,14 @@ def _report(result: SyncResult, json_out: bool, verb: str) -> None:
         + (f" (see {result.report})" if result.report else "")
         + f", {result.duplicates} repeated in the file",
         highlight=False,
+        soft_wrap=True,
     )
     out.print(
         f"source {result.source}: {result.added} entries {what} added "
         f"({result.items_added} items), {result.changed} changed, {result.delisted} delisted, "
         f"{result.unchanged} already present",
         highlight=False,
+        soft_wrap=True,
     )
     if result.plan:
         for kind, shown in result.examples.items():

@@ -24,7 +24,7 @@ from takedown.model import (
     Target,
     TargetKind,
 )
-from takedown.registry.targets import parse_target_flags
+from takedown.registry.targets import is_plain_ipv4, parse_target_flags
 
 _IP_KINDS = (TargetKind.IP, TargetKind.CIDR)
 
@@ -71,11 +71,14 @@ def build_entry(
     cells = EntryCells(_cells(ips), _cells(domains), _cells(urls))
     block_type = stated or implied_block_type(cells)
     targets: list[_PARSED] = []
-    for text in cells.ips:  # parsed even as hints: a widened export blocks them
+    blocks_ips = block_type is BlockType.IP
+    for text in cells.ips:  # checked even as hints: a widened export blocks them
+        if not blocks_ips and is_plain_ipv4(text):
+            continue  # most hints: a valid dotted quad needs no more
         target, flags = _parse(text, "ips")
         if target.kind not in _IP_KINDS:
             raise Reject(f"ips: {text!r} is a {target.kind}, not an IP address or network")
-        if block_type is BlockType.IP:
+        if blocks_ips:
             targets.append((target, flags))
     names = block_type is BlockType.DOMAIN or block_type is BlockType.DOMAIN_MASK
     for text in cells.domains:

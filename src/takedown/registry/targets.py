@@ -107,6 +107,11 @@ _PLAIN_URL = re.compile(
 )
 
 
+def is_plain_ipv4(text: str) -> bool:
+    """True if ``text`` is an IPv4 address written canonically (the common case, cheaply)."""
+    return _IPV4.match(text) is not None
+
+
 def _parse_fast(text: str) -> tuple[Target, tuple[str, ...]] | None:
     first = text[:1]
     if first.isdigit():
