@@ -131,6 +131,8 @@ class EntryRecord:
     source: str | None = None  # provenance: file:line
     source_id: str | None = None  # the register's own id (``<content id>``), if any
     attrs: tuple[tuple[str, str], ...] = ()  # other facts the register states, kept as given
+    # 64 bits identifying the row as the register wrote it, where the reader keeps one
+    fingerprint: int | None = None
 
     def items(self) -> list[ItemRecord]:
         """One ItemRecord per target, sharing the entry's decision and provenance."""

@@ -48,7 +48,7 @@ def _parse(text: str, column: str) -> _PARSED:
 
 
 def _cells(values: Iterable[str]) -> tuple[str, ...]:
-    return tuple(v for v in (value.strip() for value in values) if v)
+    return tuple([v for v in map(str.strip, values) if v])
 
 
 def build_entry(
@@ -65,6 +65,7 @@ def build_entry(
     listed_at: datetime | None = None,
     source_id: str | None = None,
     attrs: tuple[tuple[str, str], ...] = (),
+    fingerprint: int | None = None,
 ) -> EntryRecord:
     """The entry listing these cells; raise Reject (the message names the cell) if a cell
     is malformed or the block type the register ``stated`` does not fit what it lists."""
@@ -113,6 +114,7 @@ def build_entry(
         source=source,
         source_id=source_id,
         attrs=attrs,
+        fingerprint=fingerprint,
     )
 
 

@@ -21,7 +21,7 @@ import dataclasses
 import hashlib
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -36,7 +36,15 @@ from takedown.ledger import projection
 from takedown.model import EntryRecord
 from takedown.perf import no_cycle_collection
 from takedown.registry.entries import entry_digest, entry_key
-from takedown.registry.formats import OPENERS, READERS, FileFacts, ReadDefaults, RowError
+from takedown.registry.formats import (
+    FINGERPRINTING,
+    OPENERS,
+    READERS,
+    FileFacts,
+    Known,
+    ReadDefaults,
+    RowError,
+)
 from takedown.store import audit
 from takedown.store.db import Database
 from takedown.store.schema import (
@@ -52,6 +60,7 @@ BATCH = 5000
 MAX_ERRORS_SHOWN = 20
 MAX_EXAMPLES = 5
 DEFAULT_MAX_DELIST = 10.0  # percent of a source's live entries one sync may delist
+SQLITE_CACHE_KIB = 256 * 1024  # page cache of a bulk write on SQLite
 DEFAULT_SOURCE = "default"  # the register an import without --source fills
 MANUAL_SOURCE = "manual"  # entries added one by one (registry add)
 
@@ -78,6 +87,7 @@ _ENTRY_COLUMNS = (
     "register_id",
     "key",
     "digest",
+    "targets",
     "external_id",
     "block_type",
     "ips",
@@ -219,6 +229,8 @@ class EntryWriter:
         self.postgres = dialect.name == "postgresql"
         if self.postgres:
             self.conn.exec_driver_sql("LOCK TABLE entries IN SHARE ROW EXCLUSIVE MODE")
+        else:  # a national register's indexes do not fit SQLite's default 2 MiB page cache
+            self.conn.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         mark = "?" if dialect.name == "sqlite" else "%s"
 
         def insert(table: str, columns: tuple[str, ...], tail: str = "") -> str:
@@ -253,7 +265,8 @@ class EntryWriter:
                 entry_id,
                 self.register_id,
                 key,
-                digest,
+                f"{digest:016x}",
+                len(entry.targets),
                 entry.source_id,
                 entry.block_type._value_,
                 _cells(cells.ips),
@@ -319,14 +332,22 @@ class EntryWriter:
             )
 
 
+# A live entry in memory: its key (64 bits) → id, target count and digest in one int.
+_MASK64 = (1 << 64) - 1
+
+
+def _pack(entry_id: int, targets: int, digest: int) -> int:
+    return (entry_id << 80) | (min(targets, 0xFFFF) << 64) | digest
+
+
 def _live_entries(session: Session, register_id: int) -> dict[int, int]:
-    """Live entries of a source: 64-bit key → (id << 64 | 64-bit digest), compactly."""
+    """Live entries of a source: 64-bit key → ``_pack``, compactly (millions of them)."""
     rows = session.execute(
-        select(Entry.key, Entry.id, Entry.digest).where(
+        select(Entry.key, Entry.id, Entry.targets, Entry.digest).where(
             Entry.register_id == register_id, Entry.delisted_at.is_(None)
         )
     )
-    return {int(key, 16): (eid << 64) | int(digest, 16) for key, eid, digest in rows}
+    return {int(key, 16): _pack(eid, n, int(digest, 16)) for key, eid, n, digest in rows}
 
 
 def register_row(session: Session, name: str, fmt: str) -> RegisterSource:
@@ -391,10 +412,16 @@ def read_register(
         with no_cycle_collection(), db.session() as session:
             counting = _CountingReader(raw, on_read)
             stream = io.BufferedReader(counting, buffer_size=1 << 20)
-            entries = READERS[fmt](stream, source=str(path), defaults=defaults, facts=facts)
+
+            def read(known: Container[int] | None) -> Iterator[EntryRecord | RowError | Known]:
+                extra = {} if known is None else {"known": known}
+                return READERS[fmt](
+                    stream, source=str(path), defaults=defaults, facts=facts, **extra
+                )
+
             _apply(
                 session,
-                entries,
+                read,
                 result,
                 facts,
                 now=now,
@@ -413,9 +440,6 @@ def read_register(
     return result
 
 
-_MASK64 = (1 << 64) - 1
-
-
 def _describe(entry: EntryRecord) -> str:
     first = entry.targets[0][0].value if entry.targets else "?"
     more = f" (+{len(entry.targets) - 1})" if len(entry.targets) > 1 else ""
@@ -424,7 +448,7 @@ def _describe(entry: EntryRecord) -> str:
 
 def _apply(
     session: Session,
-    entries: Iterator[EntryRecord | RowError],
+    read: Callable[[Container[int] | None], Iterator[EntryRecord | RowError | Known]],
     result: SyncResult,
     facts: FileFacts,
     *,
@@ -441,20 +465,34 @@ def _apply(
     register = register_row(session, result.source, result.format)
     live = _live_entries(session, register.id)
     live_before = len(live)
+    by_digest = None
+    if result.format in FINGERPRINTING:  # rows seen last time need no parsing
+        by_digest = {packed & _MASK64: k for k, packed in live.items()}
+    entries = read(by_digest)
     writer = EntryWriter(session, register.id, now)
     platforms = PlatformIds(session)
     default_pid = platforms.get(defaults.platform, "--platform") if defaults.platform else None
-    known: set[str] = set()
+    categories: set[str] = set()
     seen: set[int] = set()
-    changed: list[tuple[int, EntryRecord, str, int | None]] = []
+    changed: list[tuple[int, EntryRecord, int, int | None]] = []
     rejected_lines: list[str] = []
     would_add_items = 0
     for entry in entries:
+        if type(entry) is Known:  # a row as it was last time: not even parsed
+            k = by_digest[entry.fingerprint]  # type: ignore[index]
+            result.entries += 1
+            if k in seen:
+                result.duplicates += 1
+                continue
+            seen.add(k)
+            result.targets += (live.pop(k) >> 64) & 0xFFFF
+            result.unchanged += 1
+            continue
         if isinstance(entry, RowError):
             message, raw = f"{result.path}:{entry.line}: {entry.message}", entry.raw
         else:
             try:
-                check_entry(entry, cfg, known)
+                check_entry(entry, cfg, categories)
                 pid = default_pid
                 if entry.platform and entry.platform != defaults.platform:
                     pid = platforms.get(entry.platform, entry.source)
@@ -470,7 +508,9 @@ def _apply(
                     continue
                 seen.add(k)
                 found = live.pop(k, None)
-                digest = entry_digest(entry)
+                digest = entry.fingerprint
+                if digest is None:
+                    digest = int(entry_digest(entry), 16)
                 if found is None:
                     result.added += 1
                     result.example("added", _describe(entry))
@@ -478,12 +518,12 @@ def _apply(
                         would_add_items += len(entry.targets)
                     elif not result.rejected or skip_invalid:
                         writer.add(entry, key, digest, pid)
-                elif found & _MASK64 == int(digest, 16) or result.mode == "import":
+                elif found & _MASK64 == digest or result.mode == "import":
                     result.unchanged += 1  # an import adds what is new and touches nothing
                 else:
                     result.changed += 1
                     result.example("changed", _describe(entry))
-                    changed.append((found >> 64, entry, digest, pid))
+                    changed.append((found >> 80, entry, digest, pid))
                 continue
         result.rejected += 1
         if len(result.errors) < MAX_ERRORS_SHOWN:
@@ -502,7 +542,7 @@ def _apply(
             return
         result.delisted = len(live)
         for packed in list(live.values())[:MAX_EXAMPLES]:
-            result.example("delisted", f"entry {packed >> 64}")
+            result.example("delisted", f"entry {packed >> 80}")
     if result.plan:
         result.items_added = would_add_items
         return
@@ -513,7 +553,7 @@ def _apply(
     result.items_added = writer.items_added
     if result.mode == "sync" and live:
         decision = f"sync of {result.source}: not in the register of {at.isoformat()}"
-        _delist_entries(session, [packed >> 64 for packed in live.values()], at, decision)
+        _delist_entries(session, [packed >> 80 for packed in live.values()], at, decision)
     if rejected_lines:
         result.report = _write_report(rejected_lines, report_path or f"{result.path}.rejected.txt")
     register.format = result.format
@@ -551,7 +591,7 @@ def _refusal(
 def _update_entries(
     session: Session,
     writer: EntryWriter,
-    changed: list[tuple[int, EntryRecord, str, int | None]],
+    changed: list[tuple[int, EntryRecord, int, int | None]],
     at: datetime,
 ) -> None:
     """Store the new content of changed entries, keep the old as a revision, and bring
@@ -574,7 +614,8 @@ def _update_entries(
                 EntryRevision(entry_id=entry_id, replaced_at=at, content=_entry_content(row))
             )
             d, cells = entry.decision, entry.cells
-            row.digest = digest
+            row.digest = f"{digest:016x}"
+            row.targets = len(entry.targets)
             row.ips, row.domains, row.urls = (
                 _cells(cells.ips),
                 _cells(cells.domains),

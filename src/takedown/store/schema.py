@@ -170,7 +170,9 @@ class Entry(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     register_id: Mapped[int] = mapped_column(ForeignKey("register_sources.id"))
     key: Mapped[str] = mapped_column(String(16))  # registry.entries.entry_key
-    digest: Mapped[str] = mapped_column(String(16))  # registry.entries.entry_digest
+    # what it said: the fingerprint of its row as written, or registry.entries.entry_digest
+    digest: Mapped[str] = mapped_column(String(16))
+    targets: Mapped[int] = mapped_column(Integer, default=0)  # how many items it blocks
     external_id: Mapped[str | None] = mapped_column(String(64))  # the register's own id
     block_type: Mapped[str] = mapped_column(String(16))
     ips: Mapped[str] = mapped_column(Text, default="")
@@ -237,7 +239,8 @@ class Item(Base):
     target_key: Mapped[str] = mapped_column(String(32), default=_default_target_key)
     kind: Mapped[str] = mapped_column(String(16))
     host: Mapped[str | None] = mapped_column(String(300), index=True)
-    platform_id: Mapped[int | None] = mapped_column(ForeignKey("platforms.id"), index=True)
+    # by platform: the composite indexes above all lead with platform_id
+    platform_id: Mapped[int | None] = mapped_column(ForeignKey("platforms.id"))
     category: Mapped[str] = mapped_column(String(64), index=True)
     basis: Mapped[str] = mapped_column(Text)
     decision_ref: Mapped[str] = mapped_column(String(200))

@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from takedown.model import EntryRecord, RegisterEntry
 from takedown.registry.formats import citizenlab, hosts, jsonl, nft, rkn_csv, rkn_xml, rpz, table
-from takedown.registry.formats._base import FileFacts, ReadDefaults, RowError
+from takedown.registry.formats._base import FileFacts, Known, ReadDefaults, RowError
 
 Reader = Callable[..., Iterator[EntryRecord | RowError]]
 Writer = Callable[..., int]
@@ -35,6 +35,9 @@ READERS: dict[str, Reader] = {
     "jsonl": jsonl.read,
     "csv": table.read,
 }
+
+# readers that fingerprint rows and take ``known=`` (fingerprints not to parse again)
+FINGERPRINTING = frozenset({"rkn-csv"})
 
 OPENERS: dict[str, Callable[..., contextlib.AbstractContextManager[BinaryIO]]] = {
     "rkn-xml": rkn_xml.open_dump,
@@ -49,10 +52,12 @@ WRITERS: dict[str, Writer] = {
 }
 
 __all__ = [
+    "FINGERPRINTING",
     "OPENERS",
     "READERS",
     "WRITERS",
     "FileFacts",
+    "Known",
     "ReadDefaults",
     "RowError",
     "read",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -33,6 +34,25 @@ class FileFacts:
     format_version: str | None = None
     # how the file's signature was checked: "verified: <signer>", or None if it was not
     signature: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """A row the reader was told it already knows (by fingerprint), so did not parse."""
+
+    fingerprint: int
+
+
+def fingerprint_salt(defaults: ReadDefaults) -> bytes:
+    """What a row's fingerprint depends on besides its bytes: the import's defaults."""
+    fields = (defaults.category, defaults.basis, defaults.platform, defaults.decision,
+              defaults.authority)  # fmt: skip
+    return "\x1f".join(f or "" for f in fields).encode("utf-8") + b"\x1e"
+
+
+def row_fingerprint(salt: bytes, raw: bytes) -> int:
+    """64 bits identifying a row as written, under the defaults ``salt`` stands for."""
+    return int.from_bytes(hashlib.blake2b(salt + raw, digest_size=8).digest(), "big")
 
 
 @dataclass(frozen=True)

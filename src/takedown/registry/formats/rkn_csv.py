@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from datetime import datetime
 from typing import BinaryIO
 
@@ -43,10 +43,13 @@ from takedown.model import Decision, EntryCells, EntryRecord
 from takedown.registry.entries import Reject, build_entry
 from takedown.registry.formats._base import (
     FileFacts,
+    Known,
     ReadDefaults,
     RowError,
     as_utc,
+    fingerprint_salt,
     raw_text,
+    row_fingerprint,
     valid_date,
 )
 
@@ -59,12 +62,23 @@ _CYRILLIC = re.compile("[\u0401\u0410-\u044f\u0451]")
 
 
 def read(
-    stream: BinaryIO, *, source: str, defaults: ReadDefaults, facts: FileFacts | None = None
-) -> Iterator[EntryRecord | RowError]:
-    """Stream the entries (and RowErrors) of an rkn-csv dump."""
+    stream: BinaryIO,
+    *,
+    source: str,
+    defaults: ReadDefaults,
+    facts: FileFacts | None = None,
+    known: Container[int] | None = None,
+) -> Iterator[EntryRecord | RowError | Known]:
+    """Stream the entries (and RowErrors) of an rkn-csv dump.
+
+    Each entry carries the fingerprint of its row as written (under these defaults); a
+    row whose fingerprint is in ``known`` is not parsed at all and comes as ``Known`` --
+    a daily snapshot is mostly rows read the day before.
+    """
     updated = _check_header(stream.readline(), source)
     if facts is not None:
         facts.updated_at = updated
+    salt = fingerprint_salt(defaults)
     judged_encoding = False
     basis_cache: dict[tuple[str | None, str], str] = {}
     for lineno, raw in enumerate(stream, start=2):
@@ -83,13 +97,17 @@ def read(
                     lineno, "row is UTF-8 encoded, expected cp1251", raw_text(raw, "utf-8")
                 )
                 continue
+        fingerprint = row_fingerprint(salt, raw)
+        if known is not None and fingerprint in known:
+            yield Known(fingerprint)
+            continue
         try:
             line = raw.decode(ENCODING)
         except UnicodeDecodeError as exc:
             yield RowError(lineno, f"not cp1251 text: {exc.reason}", raw_text(raw, ENCODING))
             continue
         try:
-            yield _row(line, lineno, source, defaults, basis_cache)
+            yield _row(line, lineno, source, defaults, basis_cache, fingerprint)
         except Reject as exc:
             yield RowError(lineno, str(exc), line)
 
@@ -156,6 +174,7 @@ def _row(
     source: str,
     defaults: ReadDefaults,
     basis_cache: dict[tuple[str | None, str], str],
+    fingerprint: int | None = None,
 ) -> EntryRecord:
     fields = line.split(";") if '"' not in line else split_row(line)
     if fields is None or len(fields) != 6:
@@ -187,6 +206,7 @@ def _row(
         basis=basis,
         platform=defaults.platform,
         source=f"{source}:{lineno}",
+        fingerprint=fingerprint,
     )
 
 
