@@ -216,8 +216,20 @@ def test_kill_during_sync_leaves_the_previous_state(sqlite_db: Database, tmp_pat
     big = dump(tmp_path / "big.csv", [*BASE_ROWS, *rows], updated="2021-03-11 12:00:00 +0300")
     env = {**os.environ, "TAKEDOWN_DB": str(db.url).removeprefix("sqlite:///")}
     child = subprocess.Popen(
-        [sys.executable, "-m", "takedown", "registry", "sync", str(big), "--format", "rkn-csv"]
-        + ["--source", "rkn", "--basis", "149-FZ"],
+        [
+            sys.executable,
+            "-m",
+            "takedown",
+            "registry",
+            "sync",
+            str(big),
+            "--format",
+            "rkn-csv",
+            "--source",
+            "rkn",
+            "--basis",
+            "149-FZ",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

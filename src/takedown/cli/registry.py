@@ -261,19 +261,25 @@ def export(
     db = common.database()
     widening = None
     if widen_url_hosts is not None:
-        widening = widen(db, fmt)
+        if not widen_url_hosts.strip():
+            raise common.fail("--widen-url-hosts: give the reason for widening", 2)
+        widening = widen(db, fmt, category=category, platform=platform)
         for line in widening.report:
             common.err_console.print(f"widened {line}", highlight=False, soft_wrap=True)
-        record_widening(db, fmt, widening, widen_url_hosts, now=common.now(), actor=common.actor())
 
     def write(out: BinaryIO) -> int:
-        return do_export(
+        count = do_export(
             db, fmt, out, now=common.now(), category=category, platform=platform,
             widening=widening,
         )  # fmt: skip
+        if widening is not None:  # audited once written, with its reason
+            record_widening(
+                db, fmt, widening, widen_url_hosts, now=common.now(), actor=common.actor()
+            )
+        return count
 
     if output is None:
-        count = write(sys.stdout.buffer)
+        write(sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return
     tmp = output.with_name(output.name + ".part")

@@ -168,8 +168,8 @@ def entry_key(entry: EntryRecord) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:KEY_HEX]
 
 
-def entry_digest(entry: EntryRecord) -> str:
-    """A digest of everything an entry states; equal digests mean nothing changed."""
+def entry_digest(entry: EntryRecord) -> int:
+    """64 bits digesting everything an entry states; equal digests mean nothing changed."""
     d, cells = entry.decision, entry.cells
     listed = entry.listed_at.isoformat() if entry.listed_at else ""
     fields = (
@@ -186,5 +186,5 @@ def entry_digest(entry: EntryRecord) -> str:
         listed,
         "\x1e".join(f"{k}={v}" for k, v in entry.attrs),
     )
-    data = "\x1f".join(fields)
-    return hashlib.sha256(data.encode("utf-8")).hexdigest()[:KEY_HEX]
+    data = "\x1f".join(fields).encode("utf-8")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")

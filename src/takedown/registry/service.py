@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from takedown import config as config_mod
@@ -302,9 +302,15 @@ def export(
         raise InputError(f"unknown format {fmt!r}; known: {known}", where="--format")
     with db.reading() as session:
         if fmt == ENTRY_LEVEL:
-            updated = session.scalar(select(func.max(RegisterSource.updated_at)))
+            stamp = session.scalar(
+                select(RegisterSource.updated_stamp)
+                .where(RegisterSource.updated_at.is_not(None))
+                .order_by(RegisterSource.updated_at.desc())
+                .limit(1)
+            )
+            updated = datetime.fromisoformat(stamp) if stamp else now
             rows = _entry_rows(session, category=category, platform=platform)
-            return rkn_csv.write_rows(rows, out, updated_at=updated or now)
+            return rkn_csv.write_rows(rows, out, updated_at=updated)
         items: Iterable[RegisterEntry] = iter_entries(
             session, category=category, platform=platform, include_delisted=fmt in {"jsonl", "csv"}
         )
@@ -342,67 +348,81 @@ def _entry_rows(
         last = rows[-1][0]
 
 
-def widen(db: Database, fmt: str) -> Widening:
-    """What ``--widen-url-hosts`` would add to a ``fmt`` export: the hosts of live URL
-    entries (rpz, hosts) or the addresses they list as hints (nft), each with the other
-    entries and the platforms' reference hosts that a block of it would also hit."""
+def widen(
+    db: Database, fmt: str, *, category: str | None = None, platform: str | None = None
+) -> Widening:
+    """What ``--widen-url-hosts`` would add to a ``fmt`` export (of ``category`` and
+    ``platform``, as the export): the hosts of live URL entries (rpz, hosts) or the
+    addresses they list as hints (nft), each with how many other live entries name it and
+    the platforms' reference hosts a block of it would also hit."""
     if fmt not in ("rpz", "hosts", "nft"):
         raise InputError(
             f"only rpz, hosts and nft exports can be widened, not {fmt}", where="--format"
         )
     with db.reading() as session:
-        url_entries = select(Entry.id).where(
-            Entry.block_type == BlockType.URL.value, Entry.delisted_at.is_(None)
-        )
+        live = select(Entry.id).where(Entry.delisted_at.is_(None))
+        url_entries = live.where(Entry.block_type == BlockType.URL.value)
+        if category:
+            url_entries = url_entries.where(Entry.category == category)
+        if platform:
+            pid = session.scalar(select(Platform.id).where(Platform.slug == platform))
+            if pid is None:
+                raise NotFound(f"unknown platform {platform!r}", where="--platform")
+            url_entries = url_entries.where(Entry.platform_id == pid)
         sharing: dict[str, set[int]] = defaultdict(set)
         widened: dict[str, tuple[int, Target]] = {}
         if fmt == "nft":
+            wanted = set(session.scalars(url_entries))
             for entry_id, ips in session.execute(
-                select(Entry.id, Entry.ips).where(Entry.delisted_at.is_(None), Entry.ips != "")
+                select(Entry.id, Entry.ips).where(Entry.id.in_(live), Entry.ips != "")
             ):
                 for text in ips.split("\n"):
-                    sharing[text].add(entry_id)
-            for entry_id, ips in session.execute(
-                select(Entry.id, Entry.ips).where(Entry.id.in_(url_entries), Entry.ips != "")
-            ):
-                for text in ips.split("\n"):
-                    target = parse_target(text)
-                    widened.setdefault(target.value, (entry_id, target))
+                    target = parse_target(text)  # one address, however it was written
+                    sharing[target.value].add(entry_id)
+                    if entry_id in wanted:
+                        widened.setdefault(target.value, (entry_id, target))
         else:
+            wanted_items = select(Item.id, Item.host).where(
+                Item.entry_id.in_(url_entries),
+                Item.kind == TargetKind.URL.value,
+                Item.host.is_not(None),
+                Item.delisted_at.is_(None),
+            )
+            for item_id, host in session.execute(wanted_items):
+                if not _is_address(host):
+                    widened.setdefault(host, (item_id, Target(TargetKind.DOMAIN, host, host)))
             for entry_id, host in session.execute(
                 select(Item.entry_id, Item.host).where(
                     Item.host.is_not(None), Item.delisted_at.is_(None)
                 )
             ):
-                sharing[host].add(entry_id)
-            for item_id, host in session.execute(
-                select(Item.id, Item.host).where(
-                    Item.entry_id.in_(url_entries),
-                    Item.kind == TargetKind.URL.value,
-                    Item.host.is_not(None),
-                    Item.delisted_at.is_(None),
-                )
-            ):
-                if not _is_address(host):
-                    widened.setdefault(host, (item_id, Target(TargetKind.DOMAIN, host, host)))
+                if host in widened:
+                    sharing[host].add(entry_id)
         reference: dict[str, list[str]] = defaultdict(list)
         for pattern, slug in session.execute(
             select(PlatformHost.pattern, Platform.slug).join(
                 Platform, Platform.id == PlatformHost.platform_id
             )
         ):
-            reference[pattern.removeprefix("*.")].append(f"{pattern} ({slug})")
+            reference[pattern].append(f"{pattern} ({slug})")
     targets, report = [], []
     for name, (owner, target) in sorted(widened.items()):
-        others = len(sharing.get(name, ())) - 1
-        refs = reference.get(name, [])
+        others = max(len(sharing.get(name, ())) - 1, 0)
+        refs = [ref for pattern in _patterns_matching(name) for ref in reference.get(pattern, ())]
         report.append(
-            f"{name}: {max(others, 0)} other entr{'y' if others == 1 else 'ies'}"
+            f"{name}: {others} other entr{'y' if others == 1 else 'ies'}"
             + (f", reference hosts {', '.join(refs)}" if refs else "")
         )
         record = ItemRecord(target, "other", "widened URL host", Decision("widened"))
         targets.append(RegisterEntry(owner, record))
     return Widening(targets, report)
+
+
+def _patterns_matching(name: str) -> list[str]:
+    """The host patterns that match ``name`` on label boundaries: the name itself and
+    ``*.`` over each of its proper parents (DESIGN, "Matching semantics")."""
+    labels = name.split(".")
+    return [name, *("*." + ".".join(labels[i:]) for i in range(1, len(labels)))]
 
 
 def _is_address(host: str) -> bool:

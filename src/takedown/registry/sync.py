@@ -60,6 +60,8 @@ BATCH = 5000
 MAX_ERRORS_SHOWN = 20
 MAX_EXAMPLES = 5
 DEFAULT_MAX_DELIST = 10.0  # percent of a source's live entries one sync may delist
+# what the entries and items columns hold
+MAX_DECISION, MAX_AUTHORITY, MAX_SOURCE_ID = 200, 500, 64
 SQLITE_CACHE_KIB = 256 * 1024  # page cache of a bulk write on SQLite
 DEFAULT_SOURCE = "default"  # the register an import without --source fills
 MANUAL_SOURCE = "manual"  # entries added one by one (registry add)
@@ -373,6 +375,15 @@ def check_entry(entry: EntryRecord, cfg: config_mod.Config, known_categories: se
         raise InputError("an entry needs a legal basis", where=entry.source)
     if not entry.decision.reference.strip():
         raise InputError("an entry needs a decision reference", where=entry.source)
+    for name, value, limit in (
+        ("decision reference", entry.decision.reference, MAX_DECISION),
+        ("authority", entry.decision.authority, MAX_AUTHORITY),
+        ("register id", entry.source_id, MAX_SOURCE_ID),
+    ):
+        if value and len(value) > limit:
+            raise InputError(
+                f"{name} longer than {limit} characters ({len(value)})", where=entry.source
+            )
 
 
 def read_register(
@@ -510,7 +521,7 @@ def _apply(
                 found = live.pop(k, None)
                 digest = entry.fingerprint
                 if digest is None:
-                    digest = int(entry_digest(entry), 16)
+                    digest = entry_digest(entry)
                 if found is None:
                     result.added += 1
                     result.example("added", _describe(entry))
@@ -561,6 +572,7 @@ def _apply(
     register.sha256 = result.sha256
     if facts.updated_at and (register.updated_at is None or facts.updated_at > register.updated_at):
         register.updated_at = facts.updated_at
+        register.updated_stamp = facts.updated_at.isoformat()  # the register's own offset
     _audit(session, result, now=now, actor=actor)
     result.committed = True
 

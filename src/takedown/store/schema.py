@@ -143,6 +143,7 @@ class RegisterSource(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     format: Mapped[str] = mapped_column(String(32))
     updated_at: Mapped[datetime | None]  # the register's own update time (``Updated:``)
+    updated_stamp: Mapped[str | None] = mapped_column(String(40))  # as it said it, offset kept
     synced_at: Mapped[datetime | None]  # when it was last read here
     sha256: Mapped[str | None] = mapped_column(String(64))
 

@@ -37,9 +37,11 @@ import re
 from collections.abc import Container, Iterable, Iterator
 from datetime import datetime
 from typing import BinaryIO
+from urllib.parse import quote
 
-from takedown.errors import InputError
+from takedown.errors import InputError, PatternError
 from takedown.model import Decision, EntryCells, EntryRecord
+from takedown.names import normalise_host
 from takedown.registry.entries import Reject, build_entry
 from takedown.registry.formats._base import (
     FileFacts,
@@ -254,17 +256,58 @@ def _quote(field: str) -> str:
 def format_row(cells: EntryCells, decision: Decision) -> str:
     """One entry as a dump row (without the line end)."""
     return (
-        f"{'|'.join(cells.ips)};{_quote('|'.join(cells.domains))};"
-        f"{_quote(URL_SEPARATOR.join(cells.urls))};{_quote(decision.authority or '')};"
-        f"{_quote(decision.reference)};{decision.date or ''}"
+        f"{'|'.join(cells.ips)};{_quote('|'.join(map(_dump_name, cells.domains)))};"
+        f"{_quote(URL_SEPARATOR.join(map(_dump_url, cells.urls)))};"
+        f"{_quote(decision.authority or '')};{_quote(decision.reference)};{decision.date or ''}"
     )
+
+
+def _fits(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode(ENCODING)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _dump_name(name: str) -> str:
+    """A name as the dump can hold it: as given, or punycode if cp1251 cannot hold it."""
+    if _fits(name):
+        return name
+    star, base = ("*.", name[2:]) if name.startswith("*.") else ("", name)
+    try:
+        return star + normalise_host(base)
+    except PatternError:
+        return name  # not a name at all; the writer's "?" is all the dump can say
+
+
+def _dump_url(url: str) -> str:
+    """A URL as the dump can hold it, the same URL: a host cp1251 cannot hold in punycode,
+    other characters it lacks percent-encoded (UTF-8), and a " | " inside it (the cell's
+    separator) written %20|%20."""
+    if URL_SEPARATOR in url:
+        url = url.replace(URL_SEPARATOR, "%20|%20")
+    if _fits(url):
+        return url
+    scheme, sep, rest = url.partition("://")
+    cut = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    host, tail = rest[:cut], rest[cut:]
+    if not _fits(host):
+        name, colon, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
+        host = _dump_name(name) + colon + port
+    tail = "".join(c if _fits(c) else quote(c, safe="") for c in tail)
+    return f"{scheme}{sep}{host}{tail}"
 
 
 def write_rows(
     rows: Iterable[tuple[EntryCells, Decision]], out: BinaryIO, *, updated_at: datetime
 ) -> int:
     """Write entries as an rkn-csv dump under the register's ``updated_at``; return how many."""
-    stamp = as_utc(updated_at).strftime("%Y-%m-%d %H:%M:%S %z")
+    if updated_at.tzinfo is None:
+        updated_at = as_utc(updated_at)
+    stamp = updated_at.strftime("%Y-%m-%d %H:%M:%S %z")  # in the register's own offset
     out.write(f"Updated: {stamp}\n".encode(ENCODING))
     count = 0
     batch: list[str] = []

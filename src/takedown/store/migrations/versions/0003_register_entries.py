@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("format", sa.String(length=32), nullable=False),
         sa.Column("updated_at", takedown.store.schema.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("updated_stamp", sa.String(length=40), nullable=True),
         sa.Column("synced_at", takedown.store.schema.UTCDateTime(timezone=True), nullable=True),
         sa.Column("sha256", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_register_sources")),
