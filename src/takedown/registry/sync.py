@@ -338,16 +338,24 @@ class EntryWriter:
 _MASK64 = (1 << 64) - 1
 
 
+_MET = 0  # an entry met in this file (ids start at 1, so no packed entry is 0)
+
+
 def _pack(entry_id: int, targets: int, digest: int) -> int:
     return (entry_id << 80) | (min(targets, 0xFFFF) << 64) | digest
 
 
 def _live_entries(session: Session, register_id: int) -> dict[int, int]:
     """Live entries of a source: 64-bit key → ``_pack``, compactly (millions of them)."""
-    rows = session.execute(
-        select(Entry.key, Entry.id, Entry.targets, Entry.digest).where(
-            Entry.register_id == register_id, Entry.delisted_at.is_(None)
-        )
+    conn = session.connection()
+    # most of the table: read it in order (SQLite would otherwise look up every row
+    # through the key index)
+    scan = "NOT INDEXED " if conn.dialect.name == "sqlite" else ""
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    rows = conn.exec_driver_sql(
+        f"SELECT key, id, targets, digest FROM entries {scan}"
+        f"WHERE register_id = {mark} AND delisted_at IS NULL",
+        (register_id,),
     )
     return {int(key, 16): _pack(eid, n, int(digest, 16)) for key, eid, n, digest in rows}
 
@@ -474,6 +482,7 @@ def _apply(
 ) -> None:
     cfg = config_mod.default()
     register = register_row(session, result.source, result.format)
+    # live entries by key; a key met in the file is set to _MET, so what is left is gone
     live = _live_entries(session, register.id)
     live_before = len(live)
     by_digest = None
@@ -484,7 +493,6 @@ def _apply(
     platforms = PlatformIds(session)
     default_pid = platforms.get(defaults.platform, "--platform") if defaults.platform else None
     categories: set[str] = set()
-    seen: set[int] = set()
     changed: list[tuple[int, EntryRecord, int, int | None]] = []
     rejected_lines: list[str] = []
     would_add_items = 0
@@ -492,11 +500,12 @@ def _apply(
         if type(entry) is Known:  # a row as it was last time: not even parsed
             k = by_digest[entry.fingerprint]  # type: ignore[index]
             result.entries += 1
-            if k in seen:
+            packed = live[k]
+            if not packed:
                 result.duplicates += 1
                 continue
-            seen.add(k)
-            result.targets += (live.pop(k) >> 64) & 0xFFFF
+            live[k] = _MET
+            result.targets += (packed >> 64) & 0xFFFF
             result.unchanged += 1
             continue
         if isinstance(entry, RowError):
@@ -514,11 +523,11 @@ def _apply(
                 result.targets += len(entry.targets)
                 key = entry_key(entry)
                 k = int(key, 16)
-                if k in seen:
+                found = live.get(k)
+                if found == _MET:
                     result.duplicates += 1
                     continue
-                seen.add(k)
-                found = live.pop(k, None)
+                live[k] = _MET
                 digest = entry.fingerprint
                 if digest is None:
                     digest = entry_digest(entry)
@@ -547,13 +556,15 @@ def _apply(
     if result.rejected and not skip_invalid:
         return
     at = facts.updated_at or now
+    gone: list[int] = []
     if result.mode == "sync":
-        result.refused = _refusal(register, facts, live_before, len(live), allow_older, max_delist)
+        gone = [packed >> 80 for packed in live.values() if packed != _MET]
+        result.refused = _refusal(register, facts, live_before, len(gone), allow_older, max_delist)
         if result.refused:
             return
-        result.delisted = len(live)
-        for packed in list(live.values())[:MAX_EXAMPLES]:
-            result.example("delisted", f"entry {packed >> 80}")
+        result.delisted = len(gone)
+        for entry_id in gone[:MAX_EXAMPLES]:
+            result.example("delisted", f"entry {entry_id}")
     if result.plan:
         result.items_added = would_add_items
         return
@@ -562,9 +573,9 @@ def _apply(
         _update_entries(session, writer, changed, at)
         writer.finish()
     result.items_added = writer.items_added
-    if result.mode == "sync" and live:
+    if result.mode == "sync" and gone:
         decision = f"sync of {result.source}: not in the register of {at.isoformat()}"
-        _delist_entries(session, [packed >> 80 for packed in live.values()], at, decision)
+        _delist_entries(session, gone, at, decision)
     if rejected_lines:
         result.report = _write_report(rejected_lines, report_path or f"{result.path}.rejected.txt")
     register.format = result.format

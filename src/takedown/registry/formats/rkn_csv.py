@@ -85,6 +85,10 @@ def read(
     basis_cache: dict[tuple[str | None, str], str] = {}
     for lineno, raw in enumerate(stream, start=2):
         raw = raw.rstrip(b"\r\n")
+        fingerprint = row_fingerprint(salt, raw)
+        if known is not None and fingerprint in known and judged_encoding:
+            yield Known(fingerprint)  # read before as it is, encoding and all
+            continue
         if not raw.isascii():
             utf8 = _is_utf8(raw)
             if not judged_encoding:
@@ -99,7 +103,6 @@ def read(
                     lineno, "row is UTF-8 encoded, expected cp1251", raw_text(raw, "utf-8")
                 )
                 continue
-        fingerprint = row_fingerprint(salt, raw)
         if known is not None and fingerprint in known:
             yield Known(fingerprint)
             continue
