@@ -41,6 +41,7 @@ SCHEMA_VERSION = 1
 # publication, so an enforcement point that stops hearing from the feed stops enforcing.
 REGISTER_HORIZON = timedelta(days=7)
 WHOLE_TARGETS = (TargetKind.DOMAIN, TargetKind.WILDCARD, TargetKind.IP, TargetKind.CIDR)
+_KINDS = {k.value: k for k in WHOLE_TARGETS}
 
 
 @dataclass
@@ -92,7 +93,7 @@ def _register_directives(
         .order_by(Item.id)
     )
     for item_id, value, kind, host, decision in session.execute(query):
-        target = Target(TargetKind(kind), value, host)
+        target = Target(_KINDS[kind], value, host)
         # the register's own check, which includes the one loads applies: a set never
         # carries what the points refuse, nor what the register would not admit unasked
         problem = target_problem(target, limits)

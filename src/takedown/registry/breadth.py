@@ -32,8 +32,8 @@ MAX_TARGET_BYTES = 8192  # UTF-8 bytes of a target's text
 # text is checked too.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
-_HOST_KINDS = (TargetKind.DOMAIN, TargetKind.WILDCARD)
-_ADDRESS_KINDS = (TargetKind.IP, TargetKind.CIDR)
+_URL, _DOMAIN, _WILDCARD = TargetKind.URL, TargetKind.DOMAIN, TargetKind.WILDCARD
+_IP, _CIDR = TargetKind.IP, TargetKind.CIDR
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +90,9 @@ def is_rule(target: Target) -> bool:
     """True if ``target`` names a whole host or address, so a feed rule can carry it: a
     domain, wildcard, address or prefix. A URL never is; neither is a malformed mask (kept
     as its literal text, ``*t.co*``), which is a name to look up, not a pattern."""
-    if target.kind == TargetKind.DOMAIN:
+    if target.kind == _DOMAIN:
         return "*" not in target.value
-    return target.kind != TargetKind.URL
+    return target.kind != _URL
 
 
 def target_problem(target: Target, limits: BreadthLimits) -> str | None:
@@ -105,40 +105,47 @@ def target_problem(target: Target, limits: BreadthLimits) -> str | None:
     checked (a URL on a big shared host is not broad).
     """
     text = target.value
-    problem = text_problem(text, limits)
-    if problem is not None or not is_rule(target):
-        return problem
-    if target.kind in _HOST_KINDS:
+    # the feed compiler runs this on every register item: the clean case stays cheap
+    # (a control character is never printable; isprintable is a plain C loop)
+    if len(text) > limits.max_bytes // 4 or not text.isprintable():
+        problem = text_problem(text, limits)
+        if problem is not None:
+            return problem
+    kind = target.kind
+    if kind == _IP:
+        return ip_range_problem(text)
+    if kind == _CIDR:
+        return _prefix_problem(text, limits) or ip_range_problem(text)
+    if kind == _WILDCARD or (kind == _DOMAIN and "*" not in text):
         problem = host_pattern_problem(text)
         if problem is not None:
-            base = text[2:] if text.startswith("*.") else text
+            base = text[2:] if kind == _WILDCARD else text
             if "." not in base or is_public_suffix(base):
-                if target.kind == TargetKind.WILDCARD:
+                if kind == _WILDCARD:
                     return f"{text!r} covers every name under the public suffix {base!r}"
                 return f"{text!r} is a public suffix, not a registrable domain"
         return problem
-    if target.kind in _ADDRESS_KINDS:
-        if "/" in text:
-            problem = _prefix_problem(text, limits)
-            if problem is not None:
-                return problem
-        return ip_range_problem(text)
     return None
 
 
 def _prefix_problem(text: str, limits: BreadthLimits) -> str | None:
-    try:
-        # the matcher's own view: an IPv4-mapped IPv6 prefix is the IPv4 prefix it maps
-        rule = parse_ip_rule(text, min_prefix_v4=0, min_prefix_v6=0)
-    except PatternError:
-        return None  # malformed: ip_range_problem words it
-    limit = limits.min_prefix_v4 if rule.version == 4 else limits.min_prefix_v6
-    if rule.prefixlen >= limit:
+    addr, _, length = text.partition("/")
+    if ":" not in addr and length.isdecimal() and length.isascii():
+        version, prefixlen = 4, int(length)
+    else:
+        try:
+            # the matcher's own view: an IPv4-mapped IPv6 prefix is the IPv4 prefix it maps
+            rule = parse_ip_rule(text, min_prefix_v4=0, min_prefix_v6=0)
+        except PatternError:
+            return None  # malformed: ip_range_problem words it
+        version, prefixlen = rule.version, rule.prefixlen
+    limit = limits.min_prefix_v4 if version == 4 else limits.min_prefix_v6
+    if prefixlen >= limit:
         return None
-    bits = (32 if rule.version == 4 else 128) - rule.prefixlen
+    bits = (32 if version == 4 else 128) - prefixlen
     count = f"{1 << bits:,}" if bits <= 32 else f"2^{bits}"
     whose = f" of profile {limits.profile}" if limits.profile else ""
     return (
         f"IP prefix {text!r} covers {count} addresses: broader than /{limit}, "
-        f"the IPv{rule.version} limit{whose}"
+        f"the IPv{version} limit{whose}"
     )
