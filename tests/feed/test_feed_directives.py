@@ -226,9 +226,9 @@ _suffixy = st.sampled_from(["com", "co.uk", "com.ru", "example.org", "1", "xn--p
 @given(st.one_of(_pattern_chars, st.tuples(_pattern_chars, _suffixy).map(".".join)))
 @settings(max_examples=1000)
 def test_fast_pattern_check_agrees_with_split_pattern(pattern):
-    from takedown.feed.directives import _pattern_problem, _slow_pattern_problem
+    from takedown.match.rules import _slow_pattern_problem, host_pattern_problem
 
-    assert (_pattern_problem(pattern) is None) == (_slow_pattern_problem(pattern) is None)
+    assert (host_pattern_problem(pattern) is None) == (_slow_pattern_problem(pattern) is None)
 
 
 @pytest.mark.parametrize(
@@ -236,9 +236,9 @@ def test_fast_pattern_check_agrees_with_split_pattern(pattern):
     ["t.co", "*.twimg.com", "a_b.example.org", "xn--80ak6aa92e.com", "x.1", "1.2.3.4", "github.io"],
 )
 def test_fast_pattern_check_examples(pattern):
-    from takedown.feed.directives import _pattern_problem, _slow_pattern_problem
+    from takedown.match.rules import _slow_pattern_problem, host_pattern_problem
 
-    assert (_pattern_problem(pattern) is None) == (_slow_pattern_problem(pattern) is None)
+    assert (host_pattern_problem(pattern) is None) == (_slow_pattern_problem(pattern) is None)
 
 
 _octet = st.one_of(st.integers(0, 300).map(str), st.integers(0, 99).map(lambda n: f"0{n}"))

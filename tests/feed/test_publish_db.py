@@ -115,16 +115,17 @@ def test_2021_t_co_rule_hits_nothing_unrelated(twitter: Database) -> None:
 
 
 def test_broad_ip_rule_is_caught_and_blocks_publication(db: Database, tmp_path: Path) -> None:
+    # as broad as the profile admits (/16), and still a CDN range shared with others
     add_item(
         db,
-        ItemRecord(parse_target("104.16.0.0/12"), "extremism", "149-FZ", Decision("D-CLOUD")),
+        ItemRecord(parse_target("104.16.0.0/16"), "extremism", "149-FZ", Decision("D-CLOUD")),
         now=NOW,
         actor="a",
     )
     resolved = {"www.reddit.com": ["104.16.2.3"], "blocked.example": ["198.51.100.1"]}
     _, report = check(db, NOW, resolved=resolved)
     assert [(h.host, h.address) for h in report.ip_hits] == [("www.reddit.com", "104.16.2.3")]
-    assert any("104.16.0.0/12" in b for b in report.broad_ip)
+    assert any("104.16.0.0/16" in b for b in report.broad_ip)
     repo = tmp_path / "feed"
     init_repository(repo)
     with pytest.raises(Conflict, match="collateral"):
@@ -164,7 +165,7 @@ def test_an_item_the_points_would_refuse_is_left_out_with_its_reason(
         )
     compiled, _ = check(db, NOW)
     assert [d.decisions for d in compiled.directives.directives] == [("D-1",)]
-    assert any("10.0.0.0/7" in r and "broader than /8" in r for r in compiled.refused)
+    assert any("10.0.0.0/7" in r and "broader than /16" in r for r in compiled.refused)
     repo = tmp_path / "feed"
     init_repository(repo)
     published = publish(db, repo, now=NOW, actor="analyst")
@@ -200,7 +201,7 @@ def test_cli_rules_check_and_publish_refuse_collateral(db_url: str, tmp_path: Pa
     db = Database(db_url)
     add_item(
         db,
-        ItemRecord(parse_target("104.16.0.0/12"), "extremism", "149-FZ", Decision("D-CLOUD")),
+        ItemRecord(parse_target("104.16.0.0/16"), "extremism", "149-FZ", Decision("D-CLOUD")),
         now=NOW,
         actor="a",
     )

@@ -39,6 +39,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=common.RootGroup,
 )
 
 
@@ -48,7 +49,8 @@ def root(
         None,
         "--db",
         envvar="TAKEDOWN_DB",
-        help="Database: a SQLAlchemy URL or a SQLite file path (default: takedown.db).",
+        help="Database: a SQLAlchemy URL or a SQLite file path (default: takedown.db). "
+        "A global option: before or after the command.",
     ),
 ) -> None:
     common.STATE.db = db

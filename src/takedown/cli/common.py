@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,6 +14,8 @@ from typing import Any
 import typer
 from rich.console import Console
 from typer._click import exceptions as _click_exceptions  # Typer vendors Click
+from typer._click.core import Command, Context, Parameter, ParameterSource
+from typer.core import TyperGroup
 
 from takedown.errors import TakedownError
 
@@ -21,10 +25,70 @@ err_console = Console(stderr=True)
 
 @dataclass
 class CliState:
+    """The global options' values, one attribute per option, by its parameter name."""
+
     db: str | None = None
 
 
 STATE = CliState()
+
+_GIVEN = "takedown.global-options"  # root context meta: global values given on the line
+
+
+class RootGroup(TyperGroup):
+    """The ``takedown`` group: its options are global, and are accepted after any command
+    as well as before it (``takedown registry list --db X`` as ``takedown --db X registry
+    list``). Each command gets a hidden copy, so its help stays its own and the parser of
+    the command decides, as for its own options, what is an option and what a value."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        lent = [p for p in self.params if p.param_type_name == "option" and not p.is_eager]
+        for param in lent:
+            if not hasattr(STATE, param.name):
+                raise TypeError(f"global option {param.name!r} has no CliState field")
+        for command in _descendants(self):
+            taken = {opt for p in command.params for opt in p.opts}
+            for param in lent:
+                if taken.isdisjoint(param.opts):
+                    command.params.append(_hidden_copy(param))
+
+
+def _descendants(group: TyperGroup) -> Iterator[Command]:
+    for command in group.commands.values():
+        yield command
+        if isinstance(command, TyperGroup):
+            yield from _descendants(command)
+
+
+def _hidden_copy(param: Parameter) -> Parameter:
+    late = copy.copy(param)
+    late.hidden = True  # type: ignore[attr-defined]
+    late.expose_value = False
+    late.envvar = None  # the environment is read once, by the root's own option
+    late.callback = _given_after_command
+    return late
+
+
+def _given_after_command(ctx: Context, param: Parameter, value: Any) -> Any:
+    """A global option given after a command: it takes effect as if given before it,
+    unless it was given there too with another value."""
+    if value is None:
+        return value
+    root = ctx.find_root()
+    given: dict[str, Any] = root.meta.setdefault(_GIVEN, {})
+    if param.name not in given and (
+        root.get_parameter_source(param.name) is ParameterSource.COMMANDLINE
+    ):
+        given[param.name] = root.params[param.name]
+    before = given.get(param.name)
+    if before is not None and before != value:
+        raise _click_exceptions.UsageError(
+            f"{param.opts[0]} given twice, as {before!r} and as {value!r}", ctx=ctx
+        )
+    given[param.name] = value
+    setattr(STATE, param.name, value)
+    return value
 
 
 def db_url() -> str | None:

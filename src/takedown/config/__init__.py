@@ -14,6 +14,16 @@ from typing import Any
 
 from takedown.errors import InputError
 
+# The profile of whatever answers to no platform (register items without one), as for
+# deadlines.
+DEFAULT_PROFILE = "ru-2021"
+# The broadest register IP prefix a profile admits unless it says otherwise.
+DEFAULT_MIN_PREFIX_V4 = 16
+DEFAULT_MIN_PREFIX_V6 = 32
+
+_PROFILE_KEYS = frozenset(
+    {"name", "default_deadline", "deadlines", "min_prefix_v4", "min_prefix_v6"}
+)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -32,6 +42,9 @@ class Profile:
     name: str
     default_deadline: timedelta
     deadlines: dict[str, timedelta] = field(default_factory=dict)
+    # register IP targets broader than these prefixes are refused (registry.breadth)
+    min_prefix_v4: int = DEFAULT_MIN_PREFIX_V4
+    min_prefix_v6: int = DEFAULT_MIN_PREFIX_V6
 
     def deadline_for(self, category: str) -> timedelta:
         """The removal deadline for ``category`` under this profile."""
@@ -50,7 +63,10 @@ class Config:
             raise InputError(f"unknown category {code!r}; known: {known}", where=where)
         return code
 
-    def profile(self, code: str, *, where: str | None = None) -> Profile:
+    def profile(self, code: str | None = None, *, where: str | None = None) -> Profile:
+        """The profile ``code`` (default: ``DEFAULT_PROFILE``); raise naming the known ones."""
+        if code is None:
+            code = DEFAULT_PROFILE
         try:
             return self.profiles[code]
         except KeyError:
@@ -75,6 +91,16 @@ def _read_toml(text: str, where: str) -> dict[str, Any]:
         raise InputError(f"invalid TOML: {exc}", where=where) from None
 
 
+def _prefix(spec: dict[str, Any], key: str, bits: int, default: int, place: str) -> int:
+    value = spec.get(key, default)
+    # bool is an int to Python; `true` is not a prefix length
+    if type(value) is not int or not 0 <= value <= bits:
+        raise InputError(
+            f"{key} must be a whole number from 0 to {bits}, not {value!r}", where=f"{place}.{key}"
+        )
+    return value
+
+
 def build(data: dict[str, Any], where: str) -> Config:
     """Validate merged configuration data."""
     categories = data.get("categories", {})
@@ -83,7 +109,7 @@ def build(data: dict[str, Any], where: str) -> Config:
     profiles: dict[str, Profile] = {}
     for code, spec in data.get("profiles", {}).items():
         place = f"{where}: profiles.{code}"
-        unknown = set(spec) - {"name", "default_deadline", "deadlines"}
+        unknown = set(spec) - _PROFILE_KEYS
         if unknown:
             raise InputError(f"unknown keys {sorted(unknown)}", where=place)
         deadlines = {}
@@ -98,6 +124,8 @@ def build(data: dict[str, Any], where: str) -> Config:
                 spec.get("default_deadline", "24h"), where=f"{place}.default_deadline"
             ),
             deadlines=deadlines,
+            min_prefix_v4=_prefix(spec, "min_prefix_v4", 32, DEFAULT_MIN_PREFIX_V4, place),
+            min_prefix_v6=_prefix(spec, "min_prefix_v6", 128, DEFAULT_MIN_PREFIX_V6, place),
         )
     return Config(categories=dict(categories), profiles=profiles)
 

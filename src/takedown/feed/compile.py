@@ -3,8 +3,10 @@
 Active measures become directives over their platform's host patterns of the measure's
 content classes. Register items that name a whole domain, wildcard, address or prefix and
 that no platform answers for become block directives (the operators' register duty), one
-per decision. Output is deterministic: the same database state and ``now`` give the same
-bytes (``feed.directives.dumps``).
+per decision; an item the register's breadth check refuses (``registry.breadth``: one
+admitted anyway, with a reason) is left out with its reason, so publication goes on.
+Output is deterministic: the same database state and ``now`` give the same bytes
+(``feed.directives.dumps``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from urllib.parse import quote
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from takedown.feed.directives import host_pattern_problem, ip_range_problem
 from takedown.model import (
     Directive,
     DirectiveSet,
@@ -27,9 +28,11 @@ from takedown.model import (
     MeasureAction,
     MeasureRecord,
     MeasureState,
+    Target,
     TargetKind,
 )
 from takedown.policy.records import measure_record
+from takedown.registry.breadth import BreadthLimits, is_rule, limits_for, target_problem
 from takedown.store.db import Database
 from takedown.store.schema import FeedPublication, Item, Measure, Platform, PlatformHost
 
@@ -38,6 +41,7 @@ SCHEMA_VERSION = 1
 # publication, so an enforcement point that stops hearing from the feed stops enforcing.
 REGISTER_HORIZON = timedelta(days=7)
 WHOLE_TARGETS = (TargetKind.DOMAIN, TargetKind.WILDCARD, TargetKind.IP, TargetKind.CIDR)
+_KINDS = {k.value: k for k in WHOLE_TARGETS}
 
 
 @dataclass
@@ -77,26 +81,30 @@ def _measure_directive(
 
 
 def _register_directives(
-    session: Session, now: datetime, public_url: str, compiled: Compiled
+    session: Session, now: datetime, public_url: str, compiled: Compiled, limits: BreadthLimits
 ) -> list[Directive]:
     by_decision: dict[str, tuple[set[str], set[str]]] = defaultdict(lambda: (set(), set()))
     query = (
-        select(Item.id, Item.target, Item.kind, Item.decision_ref)
+        select(Item.id, Item.target, Item.kind, Item.host, Item.decision_ref)
         .where(Item.platform_id.is_(None))
         .where(Item.kind.in_([k.value for k in WHOLE_TARGETS]))
         .where(Item.listed_at <= now)
         .where(or_(Item.delisted_at.is_(None), Item.delisted_at > now))
         .order_by(Item.id)
     )
-    for item_id, target, kind, decision in session.execute(query):
-        hosts, ips = by_decision[decision]
-        is_ip = kind in (TargetKind.IP, TargetKind.CIDR)
-        problem = ip_range_problem(target) if is_ip else host_pattern_problem(target)
-        if problem is not None:  # the check loads applies: a set never carries what points refuse
+    for item_id, value, kind, host, decision in session.execute(query):
+        target = Target(_KINDS[kind], value, host)
+        # the register's own check, which includes the one loads applies: a set never
+        # carries what the points refuse, nor what the register would not admit unasked
+        problem = target_problem(target, limits)
+        if problem is None and not is_rule(target):
+            problem = f"{value!r} is a malformed mask kept as a literal name, never a rule"
+        if problem is not None:
             compiled.refused.append(f"item {item_id}: {problem}")
             continue
-        (ips if is_ip else hosts).add(target)
-        compiled.owners[target] = f"item {item_id}"
+        hosts, ips = by_decision[decision]
+        (ips if kind in (TargetKind.IP, TargetKind.CIDR) else hosts).add(value)
+        compiled.owners[value] = f"item {item_id}"
     out = []
     for decision, (hosts, ips) in sorted(by_decision.items()):
         if not hosts and not ips:
@@ -131,8 +139,10 @@ def compile_directives(
     *,
     sequence: int | None = None,
     public_url: str = "http://127.0.0.1:8470",
+    limits: BreadthLimits | None = None,
 ) -> Compiled:
-    """The directive set in force at ``now``."""
+    """The directive set in force at ``now``; register items are checked against
+    ``limits`` (default: those of the profile of items of no platform)."""
     compiled = Compiled(DirectiveSet(SCHEMA_VERSION, 0, now, ()))
     slugs = dict(session.execute(select(Platform.id, Platform.slug)).all())
     hosts: dict[int, list[HostRule]] = defaultdict(list)
@@ -148,7 +158,8 @@ def compile_directives(
         directive = _measure_directive(record, hosts[m.platform_id], now, public_url)
         if directive.in_force(now) or (directive.valid_from and directive.valid_from > now):
             directives.append(directive)
-    directives += _register_directives(session, now, public_url, compiled)
+    limits = limits if limits is not None else limits_for()
+    directives += _register_directives(session, now, public_url, compiled, limits)
     seq = sequence if sequence is not None else next_sequence(session)
     compiled.directives = DirectiveSet(
         SCHEMA_VERSION, seq, now, tuple(sorted(directives, key=lambda d: d.id))

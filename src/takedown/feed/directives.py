@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NotRequired
@@ -29,10 +28,9 @@ from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, Validati
 from typing_extensions import TypedDict
 
 from takedown.clock import as_utc
-from takedown.errors import InputError, PatternError
-from takedown.match.matcher import parse_ip_rule
+from takedown.errors import InputError
+from takedown.match.rules import host_pattern_problem, ip_range_problem
 from takedown.model import Directive, DirectiveSet, HostRule, MeasureAction
-from takedown.names import MAX_NAME, is_public_suffix, split_pattern
 
 SCHEMA_VERSION = 1
 TARGET_NAME = "directives.json"
@@ -181,45 +179,11 @@ def _parse_time(text: str, where: str) -> datetime:
         raise InputError(f"invalid time {text!r}: {exc}", where=where) from None
 
 
-_IPV4_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-_CANONICAL_IPV4 = re.compile(rf"(?:{_IPV4_OCTET}\.){{3}}{_IPV4_OCTET}")
-
-
-def ip_range_problem(text: str) -> str | None:
-    """None if ``text`` is a canonical address or prefix that every enforcement point
-    compiles (the matcher's own parser and limits decide), else what is wrong with it.
-
-    The one check of an IP rule: ``loads`` (publish, pull, the enforcement point) and the
-    compiler (``rules check``, ``feed publish``) both use it, so a /7 is left out of a set
-    with a reason instead of freezing the points that would refuse it.
-    """
-    if _CANONICAL_IPV4.fullmatch(text):  # the common case, without building an object
-        return None
-    try:
-        parse_ip_rule(text)
-        if "/" in text:
-            canon = str(ipaddress.ip_network(text, strict=True))
-        else:
-            canon = str(ipaddress.ip_address(text))
-    except PatternError as exc:
-        return exc.message
-    except ValueError as exc:
-        return f"invalid IP address or prefix {text!r}: {exc}"
-    if canon != text:
-        return f"IP range {text!r} is not canonical (expected {canon!r})"
-    return None
-
-
 def _check_ips(ranges: list[str], i: int) -> None:
     for k, text in enumerate(ranges):
         problem = ip_range_problem(text)
         if problem is not None:
             raise InputError(problem, where=f"directives[{i}].ip_ranges[{k}]")
-
-
-def host_pattern_problem(pattern: str) -> str | None:
-    """None if ``pattern`` is a canonical host pattern every point compiles, else why not."""
-    return _pattern_problem(pattern)
 
 
 def loads(data: bytes | str) -> DirectiveSet:
@@ -267,7 +231,7 @@ def loads(data: bytes | str) -> DirectiveSet:
         hosts = []
         for j, h in enumerate(host_docs):
             pattern = h["pattern"]
-            problem = _pattern_problem(pattern)
+            problem = host_pattern_problem(pattern)
             if problem is not None:
                 raise InputError(problem, where=f"directives[{i}].hosts[{j}].pattern")
             hosts.append(HostRule(pattern, h.get("content_class", "any")))
@@ -308,36 +272,3 @@ def _cached_time(cache: dict[str, datetime], text: str, where: str) -> datetime:
     if when is None:
         when = cache[text] = _parse_time(text, where)
     return when
-
-
-# Canonical ASCII patterns take a fast path equivalent to names.split_pattern's ASCII
-# branch (lower-case labels of [a-z0-9_-], 1-63 long, no leading/trailing '-'); anything
-# else (IDNA, digits-only last label, odd forms) goes through split_pattern itself.
-# tests/feed/test_feed_directives.py checks the two agree.
-_FAST_PATTERN = re.compile(
-    r"(?:\*\.)?((?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)+"
-    r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)"
-)
-
-
-def _pattern_problem(pattern: str) -> str | None:
-    """None if ``pattern`` is a valid canonical host pattern, else what is wrong with it."""
-    m = _FAST_PATTERN.fullmatch(pattern)
-    if m is not None and len(m.group(1)) <= MAX_NAME and "xn--" not in pattern:
-        host = m.group(1)
-        if not host.rpartition(".")[2].isdigit():
-            if is_public_suffix(host):
-                return f"{pattern!r} is at or above a public suffix; refusing so broad a rule"
-            return None
-    return _slow_pattern_problem(pattern)
-
-
-def _slow_pattern_problem(pattern: str) -> str | None:
-    try:
-        base, wildcard = split_pattern(pattern)
-    except PatternError as exc:
-        return exc.message
-    canon = f"*.{base}" if wildcard else base
-    if canon != pattern:
-        return f"host pattern {pattern!r} is not canonical (expected {canon!r})"
-    return None

@@ -21,6 +21,7 @@ from takedown.feed.directives import dumps
 from takedown.feed.repository import RepoInfo, Repository
 from takedown.match import HostHit, IPHit, Matcher, broad_ip_rules, host_collateral, ip_collateral
 from takedown.match.collateral import hosts_from_citizenlab
+from takedown.match.rules import host_pattern_problem
 from takedown.model import DirectiveSet, TargetKind
 from takedown.names import normalise_host
 from takedown.store import audit
@@ -105,7 +106,10 @@ def _owned(db_session, compiled: Compiled) -> Matcher[str]:  # type: ignore[no-u
     query = select(Item.id, Item.host).where(Item.host.is_not(None), Item.delisted_at.is_(None))
     query = query.where(Item.kind.in_([TargetKind.URL.value, TargetKind.DOMAIN.value]))
     for item_id, host in db_session.execute(query):
-        patterns.setdefault(host, f"item {item_id}")
+        # a host no rule may name (a URL on a public suffix, an admitted broad domain) is
+        # hit by nothing in the set, and would make the owners' matcher refuse to compile
+        if host not in patterns and host_pattern_problem(host) is None:
+            patterns[host] = f"item {item_id}"
     rules = []
     for pattern, owner in patterns.items():
         if "/" in pattern or ":" in pattern or pattern.replace(".", "").isdigit():
