@@ -44,6 +44,13 @@ def add(
     authority: str = typer.Option(None, "--authority", help="Authority that decided."),
     decision_date: str = typer.Option(None, "--decision-date", help="YYYY-MM-DD."),
     platform: str = typer.Option(None, "--platform", help="Platform slug."),
+    accept_broad: str = typer.Option(
+        None,
+        "--accept-broad",
+        metavar="REASON",
+        help="Admit targets broader than the profile allows (public suffixes, wide prefixes); "
+        "each is audited with REASON.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
     """Add one item to the register."""
@@ -62,7 +69,9 @@ def add(
         source="cli",
     )
     db = common.database()
-    item_id, created = add_item(db, record, now=common.now(), actor=common.actor())
+    item_id, created = add_item(
+        db, record, now=common.now(), actor=common.actor(), accept_broad=accept_broad
+    )
     if json_out:
         common.print_json({"id": item_id, "created": created, "target": record.target.value})
     elif created:
@@ -168,6 +177,13 @@ def import_(
         False, "--skip-invalid", help="Import valid rows; write rejected ones to a report file."
     ),
     report: Path = typer.Option(None, "--report", help="Where to write rejected rows."),
+    accept_broad: str = typer.Option(
+        None,
+        "--accept-broad",
+        metavar="REASON",
+        help="Admit targets broader than the profile allows (public suffixes, wide prefixes); "
+        "each is audited with REASON.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
     """Add a register file's new entries, in one transaction (nothing changes if a row is bad)."""
@@ -185,6 +201,7 @@ def import_(
             defaults=_defaults(category, basis, platform, authority, decision),
             report_path=report,
             signer_cert=signer_cert,
+            accept_broad=accept_broad,
             on_read=on_read,
         )
     _report(result, json_out, "imported")
@@ -212,6 +229,13 @@ def sync(
         False, "--skip-invalid", help="Sync valid rows; write rejected ones to a report file."
     ),
     report: Path = typer.Option(None, "--report", help="Where to write rejected rows."),
+    accept_broad: str = typer.Option(
+        None,
+        "--accept-broad",
+        metavar="REASON",
+        help="Admit targets broader than the profile allows (public suffixes, wide prefixes); "
+        "each is audited with REASON.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
     """Make a source's entries what FILE says: add, update, delist (one transaction)."""
@@ -235,6 +259,7 @@ def sync(
             skip_invalid=skip_invalid,
             report_path=report,
             signer_cert=signer_cert,
+            accept_broad=accept_broad,
             on_read=on_read,
         )
     _report(result, json_out, "synced")

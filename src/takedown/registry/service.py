@@ -16,7 +16,6 @@ from typing import BinaryIO
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from takedown import config as config_mod
 from takedown.errors import Conflict, InputError, NotFound
 from takedown.ledger import projection
 from takedown.model import (
@@ -34,10 +33,10 @@ from takedown.registry.formats import WRITERS, ReadDefaults, rkn_csv
 from takedown.registry.sync import (
     DEFAULT_SOURCE,
     MANUAL_SOURCE,
+    EntryChecks,
     EntryWriter,
     PlatformIds,
     SyncResult,
-    check_entry,
     read_register,
     register_row,
 )
@@ -67,6 +66,7 @@ def import_file(
     defaults: ReadDefaults | None = None,
     report_path: str | Path | None = None,
     signer_cert: Path | None = None,
+    accept_broad: str | None = None,
     on_read: Callable[[int], None] | None = None,
 ) -> SyncResult:
     """Import a register file in one transaction: its new entries are added, entries
@@ -90,16 +90,24 @@ def import_file(
         skip_invalid=skip_invalid,
         report_path=report_path,
         signer_cert=signer_cert,
+        accept_broad=accept_broad,
         on_read=on_read,
     )
 
 
-def add_item(db: Database, record: ItemRecord, *, now: datetime, actor: str) -> tuple[int, bool]:
+def add_item(
+    db: Database,
+    record: ItemRecord,
+    *,
+    now: datetime,
+    actor: str,
+    accept_broad: str | None = None,
+) -> tuple[int, bool]:
     """Add one item, as an entry of its own in the ``manual`` register; return (id,
     created). The same live target under the same decision is one item."""
-    cfg = config_mod.default()
     entry = entry_of_item(record)
-    check_entry(entry, cfg, set())
+    checks = EntryChecks(accept_broad)
+    checks.check(entry)
     with db.session() as session:
         existing = session.scalar(
             select(Item.id).where(
@@ -114,6 +122,7 @@ def add_item(db: Database, record: ItemRecord, *, now: datetime, actor: str) -> 
         writer = EntryWriter(session, register_row(session, MANUAL_SOURCE, "cli").id, now)
         entry_id = writer.add(entry, entry_key(entry), entry_digest(entry), pid)
         writer.finish()
+        checks.audit(session, now=now, actor=actor)
         item_id = session.scalar(select(Item.id).where(Item.entry_id == entry_id))
         assert item_id is not None
         audit.record(

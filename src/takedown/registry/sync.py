@@ -35,6 +35,7 @@ from takedown.errors import InputError, NotFound
 from takedown.ledger import projection
 from takedown.model import EntryRecord
 from takedown.perf import no_cycle_collection
+from takedown.registry import breadth
 from takedown.registry.entries import entry_digest, entry_key
 from takedown.registry.formats import (
     FINGERPRINTING,
@@ -375,23 +376,52 @@ def _entry_content(row: Entry) -> str:
     return json.dumps(data, default=str, ensure_ascii=False, sort_keys=True)
 
 
-def check_entry(entry: EntryRecord, cfg: config_mod.Config, known_categories: set[str]) -> None:
-    if entry.category not in known_categories:
-        cfg.check_category(entry.category, where=entry.source)
-        known_categories.add(entry.category)
-    if not entry.basis.strip():
-        raise InputError("an entry needs a legal basis", where=entry.source)
-    if not entry.decision.reference.strip():
-        raise InputError("an entry needs a decision reference", where=entry.source)
-    for name, value, limit in (
-        ("decision reference", entry.decision.reference, MAX_DECISION),
-        ("authority", entry.decision.authority, MAX_AUTHORITY),
-        ("register id", entry.source_id, MAX_SOURCE_ID),
-    ):
-        if value and len(value) > limit:
-            raise InputError(
-                f"{name} longer than {limit} characters ({len(value)})", where=entry.source
-            )
+class EntryChecks:
+    """What the register asks of an entry before it is stored: a known category, a basis,
+    a decision, columns that fit, and targets no broader than the profile allows
+    (``registry.breadth``) -- unless a person admits the broad ones with a reason, each
+    then kept in ``admitted`` for the audit log."""
+
+    def __init__(self, accept_broad: str | None = None) -> None:
+        self.cfg = config_mod.default()
+        self.limits = breadth.limits_for()
+        self.accept_broad = accept_broad
+        self.categories: set[str] = set()
+        self.admitted: list[dict[str, str | None]] = []
+
+    def check(self, entry: EntryRecord) -> None:
+        """Raise InputError (naming the entry's file:line) if ``entry`` may not be stored."""
+        where = entry.source
+        if entry.category not in self.categories:
+            self.cfg.check_category(entry.category, where=where)
+            self.categories.add(entry.category)
+        if not entry.basis.strip():
+            raise InputError("an entry needs a legal basis", where=where)
+        if not entry.decision.reference.strip():
+            raise InputError("an entry needs a decision reference", where=where)
+        for name, value, limit in (
+            ("decision reference", entry.decision.reference, MAX_DECISION),
+            ("authority", entry.decision.authority, MAX_AUTHORITY),
+            ("register id", entry.source_id, MAX_SOURCE_ID),
+        ):
+            if value and len(value) > limit:
+                raise InputError(
+                    f"{name} longer than {limit} characters ({len(value)})", where=where
+                )
+        for target, _ in entry.targets:
+            problem = breadth.target_problem(target, self.limits)
+            if problem is None:
+                continue
+            if self.accept_broad is None:
+                raise InputError(f"{problem} (--accept-broad REASON admits it)", where=where)
+            self.admitted.append({"target": target.value, "problem": problem, "where": where})
+
+    def audit(self, session: Session, *, now: datetime, actor: str) -> None:
+        """One audit event per broad target admitted, with the reason given."""
+        events = [
+            ("registry.broad_admitted", {**a, "reason": self.accept_broad}) for a in self.admitted
+        ]
+        audit.record_many(session, at=now, actor=actor, events=events)
 
 
 def read_register(
@@ -410,9 +440,14 @@ def read_register(
     skip_invalid: bool = False,
     report_path: str | Path | None = None,
     signer_cert: Path | None = None,
+    accept_broad: str | None = None,
     on_read: Callable[[int], None] | None = None,
 ) -> SyncResult:
-    """Import (``mode="import"``: add new entries) or sync (``"sync"``) a register file."""
+    """Import (``mode="import"``: add new entries) or sync (``"sync"``) a register file.
+
+    ``accept_broad`` (a reason) admits targets broader than the profile allows, each
+    with an audit record; without it such an entry is a bad row.
+    """
     if fmt not in READERS:
         raise InputError(f"unknown format {fmt!r}; known: {', '.join(sorted(READERS))}")
     if mode not in ("import", "sync"):
@@ -451,6 +486,7 @@ def read_register(
                 allow_older=allow_older,
                 max_delist=max_delist,
                 counting=counting,
+                checks=EntryChecks(accept_broad),
             )
             if not result.committed:
                 session.rollback()
@@ -479,8 +515,8 @@ def _apply(
     allow_older: bool,
     max_delist: float,
     counting: _CountingReader,
+    checks: EntryChecks,
 ) -> None:
-    cfg = config_mod.default()
     register = register_row(session, result.source, result.format)
     # live entries by key; a key met in the file is set to _MET, so what is left is gone
     live = _live_entries(session, register.id)
@@ -492,7 +528,6 @@ def _apply(
     writer = EntryWriter(session, register.id, now)
     platforms = PlatformIds(session)
     default_pid = platforms.get(defaults.platform, "--platform") if defaults.platform else None
-    categories: set[str] = set()
     changed: list[tuple[int, EntryRecord, int, int | None]] = []
     rejected_lines: list[str] = []
     would_add_items = 0
@@ -512,7 +547,7 @@ def _apply(
             message, raw = f"{result.path}:{entry.line}: {entry.message}", entry.raw
         else:
             try:
-                check_entry(entry, cfg, categories)
+                checks.check(entry)
                 pid = default_pid
                 if entry.platform and entry.platform != defaults.platform:
                     pid = platforms.get(entry.platform, entry.source)
@@ -585,6 +620,7 @@ def _apply(
         register.updated_at = facts.updated_at
         register.updated_stamp = facts.updated_at.isoformat()  # the register's own offset
     _audit(session, result, now=now, actor=actor)
+    checks.audit(session, now=now, actor=actor)
     result.committed = True
 
 
