@@ -110,3 +110,13 @@ def test_widening_names_reference_hosts_on_label_boundaries(db: Database, tmp_pa
     assert report["youtube.com"] == "0 other entries, reference hosts youtube.com (youtube)"
     assert report["www.youtube.com"].endswith("reference hosts *.youtube.com (youtube)")
     assert report["r1.googlevideo.com"].endswith("reference hosts *.googlevideo.com (youtube)")
+
+
+def test_widening_never_blocks_a_public_suffix(db: Database, tmp_path: Path) -> None:
+    rows = [";;https://github.io/x;Суд;2-1/2021;2021-03-01", ";;https://a.example/y;Суд;2-2/2021;"]
+    path = dump(tmp_path / "d.csv", rows)
+    assert import_file(db, path, "rkn-csv", now=NOW, actor="a", defaults=DEFAULTS).committed
+    widening = widen(db, "rpz")
+    assert [t.record.target.value for t in widening.targets] == ["a.example"]
+    assert any(line.startswith("github.io: not widened:") for line in widening.report)
+    assert "github.io" not in exported(db, "rpz", widening=widening)

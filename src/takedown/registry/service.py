@@ -28,6 +28,7 @@ from takedown.model import (
     Target,
     TargetKind,
 )
+from takedown.registry import breadth
 from takedown.registry.entries import entry_digest, entry_key, entry_of_item
 from takedown.registry.formats import WRITERS, ReadDefaults, rkn_csv
 from takedown.registry.sync import (
@@ -415,7 +416,12 @@ def widen(
         ):
             reference[pattern].append(f"{pattern} ({slug})")
     targets, report = [], []
+    limits = breadth.limits_for()
     for name, (owner, target) in sorted(widened.items()):
+        problem = breadth.target_problem(target, limits)
+        if problem is not None:  # a widening never blocks a public suffix or a /8
+            report.append(f"{name}: not widened: {problem}")
+            continue
         others = max(len(sharing.get(name, ())) - 1, 0)
         refs = [ref for pattern in _patterns_matching(name) for ref in reference.get(pattern, ())]
         report.append(
