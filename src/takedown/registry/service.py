@@ -31,16 +31,15 @@ from takedown.model import (
 from takedown.registry import breadth
 from takedown.registry.entries import entry_digest, entry_key, entry_of_item
 from takedown.registry.formats import WRITERS, ReadDefaults, rkn_csv
-from takedown.registry.sync import (
+from takedown.registry.store import (
     DEFAULT_SOURCE,
     MANUAL_SOURCE,
     EntryChecks,
     EntryWriter,
     PlatformIds,
-    SyncResult,
-    read_register,
     register_row,
 )
+from takedown.registry.sync import SyncResult, read_register
 from takedown.registry.targets import parse_target
 from takedown.store import audit
 from takedown.store.db import Database

@@ -1,0 +1,338 @@
+"""Writing register entries and their items: the bulk writer, the checks an entry passes
+before it is stored, the live entries of a source in compact form, and delisting.
+
+The writer goes through the driver in batches (a national register is millions of rows)
+and assigns entry ids itself, so that an item row knows its entry's id before either is
+written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from takedown import config as config_mod
+from takedown.errors import InputError, NotFound
+from takedown.ledger import projection
+from takedown.model import EntryRecord
+from takedown.registry import breadth
+from takedown.store import audit
+from takedown.store.schema import Entry, Item, Platform, RegisterSource, target_key
+
+BATCH = 5000
+
+
+# what the entries and items columns hold
+MAX_DECISION, MAX_AUTHORITY, MAX_SOURCE_ID = 200, 500, 64
+
+
+SQLITE_CACHE_KIB = 256 * 1024  # page cache of a bulk write on SQLite
+
+
+DEFAULT_SOURCE = "default"  # the register an import without --source fills
+
+
+MANUAL_SOURCE = "manual"  # entries added one by one (registry add)
+
+
+_ITEM_COLUMNS = (
+    "entry_id",
+    "target",
+    "target_key",
+    "kind",
+    "host",
+    "platform_id",
+    "category",
+    "basis",
+    "decision_ref",
+    "authority",
+    "decision_date",
+    "listed_at",
+    "source",
+    "flags",
+    "state",
+    "state_at",
+)
+
+
+_ENTRY_COLUMNS = (
+    "id",
+    "register_id",
+    "key",
+    "digest",
+    "targets",
+    "external_id",
+    "block_type",
+    "ips",
+    "domains",
+    "urls",
+    "decision_ref",
+    "authority",
+    "decision_date",
+    "category",
+    "basis",
+    "platform_id",
+    "listed_at",
+    "source",
+    "attrs",
+)
+
+
+class PlatformIds:
+    """Platform slug → id, looked up once per slug."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._ids: dict[str, int] = {}
+
+    def get(self, slug: str, where: str | None = None) -> int:
+        if slug not in self._ids:
+            pid = self._session.scalar(select(Platform.id).where(Platform.slug == slug))
+            if pid is None:
+                raise NotFound(f"unknown platform {slug!r}", where=where)
+            self._ids[slug] = pid
+        return self._ids[slug]
+
+
+def cells_text(values: tuple[str, ...]) -> str:
+    return "\n".join(values)
+
+
+class EntryWriter:
+    """Batched inserts of new entries and their items, through the driver.
+
+    Entry ids are assigned here (the table is locked for the transaction on PostgreSQL),
+    so an item row knows its entry's id before either is written. Items go in with
+    ``ON CONFLICT DO NOTHING``: a target another live entry already lists under the same
+    decision stays that entry's item.
+    """
+
+    def __init__(self, session: Session, register_id: int, now: datetime) -> None:
+        self.conn = session.connection()
+        dialect = self.conn.dialect
+        self.postgres = dialect.name == "postgresql"
+        if self.postgres:
+            self.conn.exec_driver_sql("LOCK TABLE entries IN SHARE ROW EXCLUSIVE MODE")
+        else:  # a national register's indexes do not fit SQLite's default 2 MiB page cache
+            self.conn.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+        mark = "?" if dialect.name == "sqlite" else "%s"
+
+        def insert(table: str, columns: tuple[str, ...], tail: str = "") -> str:
+            marks = ", ".join([mark] * len(columns))
+            return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}){tail}"
+
+        self.entry_sql = insert("entries", _ENTRY_COLUMNS)
+        self.item_sql = insert(
+            "items",
+            _ITEM_COLUMNS,
+            " ON CONFLICT (target_key, decision_ref) WHERE delisted_at IS NULL DO NOTHING",
+        )
+        processor = Item.__table__.c.listed_at.type.dialect_impl(dialect).bind_processor(dialect)
+        self.bind: Callable[[datetime], object] = processor or (lambda value: value)
+        self.now = self.bind(now)
+        self.register_id = register_id
+        self.next_id = (session.scalar(select(func.max(Entry.id))) or 0) + 1
+        self.entries: list[tuple] = []
+        self.items: list[tuple] = []
+        self.items_added = 0
+        self.new_state = projection.NEW_ITEM_STATE.value
+
+    def add(self, entry: EntryRecord, key: str, digest: str, platform_id: int | None) -> int:
+        """Queue a new entry and its items; return the entry's id."""
+        entry_id = self.next_id
+        self.next_id += 1
+        d = entry.decision
+        listed = self.now if entry.listed_at is None else self.bind(entry.listed_at)
+        cells = entry.cells
+        self.entries.append(
+            (
+                entry_id,
+                self.register_id,
+                key,
+                f"{digest:016x}",
+                len(entry.targets),
+                entry.source_id,
+                entry.block_type._value_,
+                cells_text(cells.ips),
+                cells_text(cells.domains),
+                cells_text(cells.urls),
+                d.reference,
+                d.authority,
+                d.date,
+                entry.category,
+                entry.basis,
+                platform_id,
+                listed,
+                entry.source,
+                json.dumps(dict(entry.attrs), ensure_ascii=False) if entry.attrs else "",
+            )
+        )
+        self.add_items(entry, entry_id, platform_id, listed)
+        if len(self.entries) >= BATCH or len(self.items) >= BATCH:
+            self.flush()
+        return entry_id
+
+    def add_items(
+        self, entry: EntryRecord, entry_id: int, platform_id: int | None, listed: object
+    ) -> None:
+        d = entry.decision
+        for target, flags in entry.targets:
+            self.items.append(
+                (
+                    entry_id,
+                    target.value,
+                    target_key(target.value),
+                    target.kind._value_,  # the plain str (the enum's .value is a property)
+                    target.host,
+                    platform_id,
+                    entry.category,
+                    entry.basis,
+                    d.reference,
+                    d.authority,
+                    d.date,
+                    listed,
+                    entry.source,
+                    ",".join(flags) if flags else "",
+                    self.new_state,
+                    self.now,
+                )
+            )
+
+    def flush(self) -> None:
+        if self.entries:
+            self.conn.exec_driver_sql(self.entry_sql, self.entries)
+            self.entries.clear()
+        if self.items:
+            cursor = self.conn.exec_driver_sql(self.item_sql, self.items)
+            self.items_added += cursor.rowcount if cursor.rowcount >= 0 else len(self.items)
+            self.items.clear()
+
+    def finish(self) -> None:
+        self.flush()
+        if self.postgres:
+            self.conn.exec_driver_sql(
+                "SELECT setval(pg_get_serial_sequence('entries', 'id'), "
+                "(SELECT COALESCE(MAX(id), 1) FROM entries))"
+            )
+
+
+# A live entry in memory: its key (64 bits) → id, target count and digest in one int.
+MASK64 = (1 << 64) - 1
+
+
+MET = 0  # an entry met in this file (ids start at 1, so no packed entry is 0)
+
+
+def pack(entry_id: int, targets: int, digest: int) -> int:
+    return (entry_id << 80) | (min(targets, 0xFFFF) << 64) | digest
+
+
+def live_entries(session: Session, register_id: int) -> dict[int, int]:
+    """Live entries of a source: 64-bit key → ``_pack``, compactly (millions of them)."""
+    conn = session.connection()
+    # most of the table: read it in order (SQLite would otherwise look up every row
+    # through the key index)
+    scan = "NOT INDEXED " if conn.dialect.name == "sqlite" else ""
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    rows = conn.exec_driver_sql(
+        f"SELECT key, id, targets, digest FROM entries {scan}"
+        f"WHERE register_id = {mark} AND delisted_at IS NULL",
+        (register_id,),
+    )
+    return {int(key, 16): pack(eid, n, int(digest, 16)) for key, eid, n, digest in rows}
+
+
+def register_row(session: Session, name: str, fmt: str) -> RegisterSource:
+    source = session.scalar(select(RegisterSource).where(RegisterSource.name == name))
+    if source is None:
+        source = RegisterSource(name=name, format=fmt)
+        session.add(source)
+        session.flush()
+    return source
+
+
+def entry_content(row: Entry) -> str:
+    """An entry's stored columns as JSON (the revision kept when a sync changes it)."""
+    data = {c.name: getattr(row, c.name) for c in Entry.__table__.columns}
+    return json.dumps(data, default=str, ensure_ascii=False, sort_keys=True)
+
+
+class EntryChecks:
+    """What the register asks of an entry before it is stored: a known category, a basis,
+    a decision, columns that fit, and targets no broader than the profile allows
+    (``registry.breadth``) -- unless a person admits the broad ones with a reason, each
+    then kept in ``admitted`` for the audit log."""
+
+    def __init__(self, accept_broad: str | None = None) -> None:
+        self.cfg = config_mod.default()
+        self.limits = breadth.limits_for()
+        self.accept_broad = accept_broad
+        self.categories: set[str] = set()
+        self.admitted: list[dict[str, str | None]] = []
+
+    def check(self, entry: EntryRecord) -> None:
+        """Raise InputError (naming the entry's file:line) if ``entry`` may not be stored."""
+        where = entry.source
+        if entry.category not in self.categories:
+            self.cfg.check_category(entry.category, where=where)
+            self.categories.add(entry.category)
+        if not entry.basis.strip():
+            raise InputError("an entry needs a legal basis", where=where)
+        if not entry.decision.reference.strip():
+            raise InputError("an entry needs a decision reference", where=where)
+        for name, value, limit in (
+            ("decision reference", entry.decision.reference, MAX_DECISION),
+            ("authority", entry.decision.authority, MAX_AUTHORITY),
+            ("register id", entry.source_id, MAX_SOURCE_ID),
+        ):
+            if value and len(value) > limit:
+                raise InputError(
+                    f"{name} longer than {limit} characters ({len(value)})", where=where
+                )
+        for target, _ in entry.targets:
+            problem = breadth.target_problem(target, self.limits)
+            if problem is None:
+                continue
+            if self.accept_broad is None:
+                raise InputError(f"{problem} (--accept-broad REASON admits it)", where=where)
+            self.admitted.append({"target": target.value, "problem": problem, "where": where})
+
+    def audit(self, session: Session, *, now: datetime, actor: str) -> None:
+        """One audit event per broad target admitted, with the reason given."""
+        events = [
+            ("registry.broad_admitted", {**a, "reason": self.accept_broad}) for a in self.admitted
+        ]
+        audit.record_many(session, at=now, actor=actor, events=events)
+
+
+def delist_entries(session: Session, entry_ids: list[int], at: datetime, decision: str) -> None:
+    for start in range(0, len(entry_ids), BATCH):
+        chunk = entry_ids[start : start + BATCH]
+        session.execute(
+            update(Entry)
+            .where(Entry.id.in_(chunk))
+            .values(delisted_at=at)
+            .execution_options(synchronize_session=False)
+        )
+        item_ids = list(
+            session.scalars(
+                select(Item.id).where(Item.entry_id.in_(chunk), Item.delisted_at.is_(None))
+            )
+        )
+        delist_items(session, item_ids, at, decision)
+
+
+def delist_items(session: Session, item_ids: list[int], at: datetime, decision: str) -> None:
+    for start in range(0, len(item_ids), BATCH):
+        chunk = item_ids[start : start + BATCH]
+        session.execute(
+            update(Item)
+            .where(Item.id.in_(chunk))
+            .values(delisted_at=at, delist_decision=decision)
+            .execution_options(synchronize_session=False)
+        )
+        projection.apply_delist_many(session, chunk, at)
