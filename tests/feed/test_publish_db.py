@@ -162,6 +162,7 @@ def test_an_item_the_points_would_refuse_is_left_out_with_its_reason(
             ItemRecord(parse_target(target), "extremism", "149-FZ", Decision(decision)),
             now=NOW,
             actor="a",
+            accept_broad="admitted on purpose: the register may hold what the feed refuses",
         )
     compiled, _ = check(db, NOW)
     assert [d.decisions for d in compiled.directives.directives] == [("D-1",)]
