@@ -141,7 +141,13 @@ def open_round(db: Database, opts: RunOptions, now: datetime) -> tuple[int, bool
             conds.append(Item.state.in_([ItemState.OPEN.value, ItemState.CLAIMED.value]))
         if opts.states:
             conds.append(Item.state.in_(list(opts.states)))
-        sel = select(literal(cr.id, Integer).label("round_id"), Item.id).where(*conds)
+        # tasks in item order, so that claims (oldest task first) go through the register
+        # in order whatever plan the database picks
+        sel = (
+            select(literal(cr.id, Integer).label("round_id"), Item.id)
+            .where(*conds)
+            .order_by(Item.id)
+        )
         result = session.execute(insert(CheckTask).from_select(["round_id", "item_id"], sel))
         n = result.rowcount if result.rowcount is not None and result.rowcount >= 0 else None
         if n is None:
@@ -188,6 +194,7 @@ def claim(
         ).all()
         if not rows:
             return []
+        rows.sort()  # RETURNING promises no order; the oldest task first
         targets = dict(
             session.execute(
                 select(Item.id, Item.target).where(Item.id.in_([r[1] for r in rows]))
