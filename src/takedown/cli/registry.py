@@ -25,6 +25,25 @@ IMPORT_FORMATS = "rkn-csv|rkn-xml|citizenlab|jsonl|csv"
 SYNC_FORMATS = "rkn-csv|rkn-xml|citizenlab|jsonl"
 EXPORT_FORMATS = "jsonl|csv|rkn-csv|rpz|nft|hosts"
 
+# options the commands that read register files share
+PLATFORM = typer.Option(None, "--platform", help="Platform slug for every item.")
+CATEGORY = typer.Option(None, "--category", help="Category where the file has none.")
+BASIS = typer.Option(None, "--basis", help="Legal basis where the file has none.")
+AUTHORITY = typer.Option(None, "--authority", help="Where an entry names none.")
+DECISION = typer.Option(None, "--decision", help="Where an entry's decision is empty.")
+SIGNER_CERT = typer.Option(None, "--signer-cert", help="Check the dump's signature.")
+SKIP_INVALID = typer.Option(
+    False, "--skip-invalid", help="Take the valid rows; write rejected ones to a report file."
+)
+REPORT = typer.Option(None, "--report", help="Where to write rejected rows.")
+ACCEPT_BROAD = typer.Option(
+    None,
+    "--accept-broad",
+    metavar="REASON",
+    help="Admit targets broader than the profile allows (public suffixes, wide prefixes); "
+    "each is audited with REASON.",
+)
+
 
 def _decision_date(value: str | None) -> str | None:
     if value is None:
@@ -44,13 +63,7 @@ def add(
     authority: str = typer.Option(None, "--authority", help="Authority that decided."),
     decision_date: str = typer.Option(None, "--decision-date", help="YYYY-MM-DD."),
     platform: str = typer.Option(None, "--platform", help="Platform slug."),
-    accept_broad: str = typer.Option(
-        None,
-        "--accept-broad",
-        metavar="REASON",
-        help="Admit targets broader than the profile allows (public suffixes, wide prefixes); "
-        "each is audited with REASON.",
-    ),
+    accept_broad: str = ACCEPT_BROAD,
     json_out: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
     """Add one item to the register."""
@@ -167,23 +180,15 @@ def import_(
     file: Path = typer.Argument(..., help="Register file."),
     fmt: str = typer.Option(..., "--format", "-f", help=IMPORT_FORMATS),
     source: str = typer.Option("default", "--source", help="The register it adds to."),
-    platform: str = typer.Option(None, "--platform", help="Platform slug for every item."),
-    category: str = typer.Option(None, "--category", help="Category where the file has none."),
-    basis: str = typer.Option(None, "--basis", help="Legal basis where the file has none."),
-    authority: str = typer.Option(None, "--authority", help="Where an entry names none."),
-    decision: str = typer.Option(None, "--decision", help="Where an entry's decision is empty."),
-    signer_cert: Path = typer.Option(None, "--signer-cert", help="Check the dump's signature."),
-    skip_invalid: bool = typer.Option(
-        False, "--skip-invalid", help="Import valid rows; write rejected ones to a report file."
-    ),
-    report: Path = typer.Option(None, "--report", help="Where to write rejected rows."),
-    accept_broad: str = typer.Option(
-        None,
-        "--accept-broad",
-        metavar="REASON",
-        help="Admit targets broader than the profile allows (public suffixes, wide prefixes); "
-        "each is audited with REASON.",
-    ),
+    platform: str = PLATFORM,
+    category: str = CATEGORY,
+    basis: str = BASIS,
+    authority: str = AUTHORITY,
+    decision: str = DECISION,
+    signer_cert: Path = SIGNER_CERT,
+    skip_invalid: bool = SKIP_INVALID,
+    report: Path = REPORT,
+    accept_broad: str = ACCEPT_BROAD,
     json_out: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
     """Add a register file's new entries, in one transaction (nothing changes if a row is bad)."""
@@ -219,23 +224,15 @@ def sync(
     max_delist: float = typer.Option(
         10.0, "--max-delist", help="Refuse to delist more than PCT% of the live entries."
     ),
-    platform: str = typer.Option(None, "--platform", help="Platform slug for every item."),
-    category: str = typer.Option(None, "--category", help="Category where the file has none."),
-    basis: str = typer.Option(None, "--basis", help="Legal basis where the file has none."),
-    authority: str = typer.Option(None, "--authority", help="Where an entry names none."),
-    decision: str = typer.Option(None, "--decision", help="Where an entry's decision is empty."),
-    signer_cert: Path = typer.Option(None, "--signer-cert", help="Check the dump's signature."),
-    skip_invalid: bool = typer.Option(
-        False, "--skip-invalid", help="Sync valid rows; write rejected ones to a report file."
-    ),
-    report: Path = typer.Option(None, "--report", help="Where to write rejected rows."),
-    accept_broad: str = typer.Option(
-        None,
-        "--accept-broad",
-        metavar="REASON",
-        help="Admit targets broader than the profile allows (public suffixes, wide prefixes); "
-        "each is audited with REASON.",
-    ),
+    platform: str = PLATFORM,
+    category: str = CATEGORY,
+    basis: str = BASIS,
+    authority: str = AUTHORITY,
+    decision: str = DECISION,
+    signer_cert: Path = SIGNER_CERT,
+    skip_invalid: bool = SKIP_INVALID,
+    report: Path = REPORT,
+    accept_broad: str = ACCEPT_BROAD,
     json_out: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
     """Make a source's entries what FILE says: add, update, delist (one transaction)."""

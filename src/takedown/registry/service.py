@@ -338,10 +338,7 @@ def _entry_rows(
     if category:
         query = query.where(Entry.category == category)
     if platform:
-        pid = session.scalar(select(Platform.id).where(Platform.slug == platform))
-        if pid is None:
-            raise NotFound(f"unknown platform {platform!r}", where="--platform")
-        query = query.where(Entry.platform_id == pid)
+        query = query.where(Entry.platform_id == _platform_id(session, platform))
     last = 0
     while True:
         rows = session.execute(query.where(Entry.id > last).limit(batch)).all()
@@ -374,10 +371,7 @@ def widen(
         if category:
             url_entries = url_entries.where(Entry.category == category)
         if platform:
-            pid = session.scalar(select(Platform.id).where(Platform.slug == platform))
-            if pid is None:
-                raise NotFound(f"unknown platform {platform!r}", where="--platform")
-            url_entries = url_entries.where(Entry.platform_id == pid)
+            url_entries = url_entries.where(Entry.platform_id == _platform_id(session, platform))
         sharing: dict[str, set[int]] = defaultdict(set)
         widened: dict[str, tuple[int, Target]] = {}
         if fmt == "nft":
@@ -430,6 +424,13 @@ def widen(
         record = ItemRecord(target, "other", "widened URL host", Decision("widened"))
         targets.append(RegisterEntry(owner, record))
     return Widening(targets, report)
+
+
+def _platform_id(session: Session, slug: str) -> int:
+    pid = session.scalar(select(Platform.id).where(Platform.slug == slug))
+    if pid is None:
+        raise NotFound(f"unknown platform {slug!r}", where="--platform")
+    return pid
 
 
 def _patterns_matching(name: str) -> list[str]:
