@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from takedown.cli import common
@@ -18,6 +24,7 @@ from takedown.cli import common
 if TYPE_CHECKING:
     from takedown.registry.formats import ReadDefaults
     from takedown.registry.sync import SyncResult
+    from takedown.store.db import Database
 
 app = typer.Typer(help="The register of restricted items.", no_args_is_help=True)
 
@@ -124,6 +131,28 @@ def _reading(file: Path, json_out: bool) -> Iterator[Callable[[int], None]]:
         disable=json_out or not sys.stderr.isatty(),
     ) as progress:
         task = progress.add_task(f"reading {file.name}", total=size)
+        yield lambda n: progress.advance(task, n)
+
+
+@contextlib.contextmanager
+def _rows_progress(
+    db: Database, fmt: str, category: str | None, platform: str | None
+) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar over the rows an export reads, on a terminal only."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from takedown.registry.service import export_size
+
+    total = export_size(db, fmt, category=category, platform=platform)
+    with Progress(
+        f"exporting {fmt}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=common.err_console,
+    ) as progress:
+        task = progress.add_task(fmt, total=total)
         yield lambda n: progress.advance(task, n)
 
 
@@ -290,10 +319,11 @@ def export(
             common.err_console.print(f"widened {line}", highlight=False, soft_wrap=True)
 
     def write(out: BinaryIO) -> int:
-        count = do_export(
-            db, fmt, out, now=common.now(), category=category, platform=platform,
-            widening=widening,
-        )  # fmt: skip
+        with _rows_progress(db, fmt, category, platform) as on_rows:
+            count = do_export(
+                db, fmt, out, now=common.now(), category=category, platform=platform,
+                widening=widening, on_rows=on_rows,
+            )  # fmt: skip
         if widening is not None:  # audited once written, with its reason
             record_widening(
                 db, fmt, widening, widen_url_hosts, now=common.now(), actor=common.actor()
