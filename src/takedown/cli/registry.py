@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from takedown.cli import common
@@ -18,12 +24,32 @@ from takedown.cli import common
 if TYPE_CHECKING:
     from takedown.registry.formats import ReadDefaults
     from takedown.registry.sync import SyncResult
+    from takedown.store.db import Database
 
 app = typer.Typer(help="The register of restricted items.", no_args_is_help=True)
 
 IMPORT_FORMATS = "rkn-csv|rkn-xml|citizenlab|jsonl|csv"
 SYNC_FORMATS = "rkn-csv|rkn-xml|citizenlab|jsonl"
 EXPORT_FORMATS = "jsonl|csv|rkn-csv|rpz|nft|hosts"
+
+# options the commands that read register files share
+PLATFORM = typer.Option(None, "--platform", help="Platform slug for every item.")
+CATEGORY = typer.Option(None, "--category", help="Category where the file has none.")
+BASIS = typer.Option(None, "--basis", help="Legal basis where the file has none.")
+AUTHORITY = typer.Option(None, "--authority", help="Where an entry names none.")
+DECISION = typer.Option(None, "--decision", help="Where an entry's decision is empty.")
+SIGNER_CERT = typer.Option(None, "--signer-cert", help="Check the dump's signature.")
+SKIP_INVALID = typer.Option(
+    False, "--skip-invalid", help="Take the valid rows; write rejected ones to a report file."
+)
+REPORT = typer.Option(None, "--report", help="Where to write rejected rows.")
+ACCEPT_BROAD = typer.Option(
+    None,
+    "--accept-broad",
+    metavar="REASON",
+    help="Admit targets broader than the profile allows (public suffixes, wide prefixes); "
+    "each is audited with REASON.",
+)
 
 
 def _decision_date(value: str | None) -> str | None:
@@ -44,13 +70,7 @@ def add(
     authority: str = typer.Option(None, "--authority", help="Authority that decided."),
     decision_date: str = typer.Option(None, "--decision-date", help="YYYY-MM-DD."),
     platform: str = typer.Option(None, "--platform", help="Platform slug."),
-    accept_broad: str = typer.Option(
-        None,
-        "--accept-broad",
-        metavar="REASON",
-        help="Admit targets broader than the profile allows (public suffixes, wide prefixes); "
-        "each is audited with REASON.",
-    ),
+    accept_broad: str = ACCEPT_BROAD,
     json_out: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
     """Add one item to the register."""
@@ -114,6 +134,28 @@ def _reading(file: Path, json_out: bool) -> Iterator[Callable[[int], None]]:
         yield lambda n: progress.advance(task, n)
 
 
+@contextlib.contextmanager
+def _rows_progress(
+    db: Database, fmt: str, category: str | None, platform: str | None
+) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar over the rows an export reads, on a terminal only."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from takedown.registry.service import export_size
+
+    total = export_size(db, fmt, category=category, platform=platform)
+    with Progress(
+        f"exporting {fmt}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=common.err_console,
+    ) as progress:
+        task = progress.add_task(fmt, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
 def _report(result: SyncResult, json_out: bool, verb: str) -> None:
     """Print what an import or sync did; fail (non-zero) if it changed nothing by error."""
     if json_out:
@@ -167,23 +209,15 @@ def import_(
     file: Path = typer.Argument(..., help="Register file."),
     fmt: str = typer.Option(..., "--format", "-f", help=IMPORT_FORMATS),
     source: str = typer.Option("default", "--source", help="The register it adds to."),
-    platform: str = typer.Option(None, "--platform", help="Platform slug for every item."),
-    category: str = typer.Option(None, "--category", help="Category where the file has none."),
-    basis: str = typer.Option(None, "--basis", help="Legal basis where the file has none."),
-    authority: str = typer.Option(None, "--authority", help="Where an entry names none."),
-    decision: str = typer.Option(None, "--decision", help="Where an entry's decision is empty."),
-    signer_cert: Path = typer.Option(None, "--signer-cert", help="Check the dump's signature."),
-    skip_invalid: bool = typer.Option(
-        False, "--skip-invalid", help="Import valid rows; write rejected ones to a report file."
-    ),
-    report: Path = typer.Option(None, "--report", help="Where to write rejected rows."),
-    accept_broad: str = typer.Option(
-        None,
-        "--accept-broad",
-        metavar="REASON",
-        help="Admit targets broader than the profile allows (public suffixes, wide prefixes); "
-        "each is audited with REASON.",
-    ),
+    platform: str = PLATFORM,
+    category: str = CATEGORY,
+    basis: str = BASIS,
+    authority: str = AUTHORITY,
+    decision: str = DECISION,
+    signer_cert: Path = SIGNER_CERT,
+    skip_invalid: bool = SKIP_INVALID,
+    report: Path = REPORT,
+    accept_broad: str = ACCEPT_BROAD,
     json_out: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
     """Add a register file's new entries, in one transaction (nothing changes if a row is bad)."""
@@ -219,23 +253,15 @@ def sync(
     max_delist: float = typer.Option(
         10.0, "--max-delist", help="Refuse to delist more than PCT% of the live entries."
     ),
-    platform: str = typer.Option(None, "--platform", help="Platform slug for every item."),
-    category: str = typer.Option(None, "--category", help="Category where the file has none."),
-    basis: str = typer.Option(None, "--basis", help="Legal basis where the file has none."),
-    authority: str = typer.Option(None, "--authority", help="Where an entry names none."),
-    decision: str = typer.Option(None, "--decision", help="Where an entry's decision is empty."),
-    signer_cert: Path = typer.Option(None, "--signer-cert", help="Check the dump's signature."),
-    skip_invalid: bool = typer.Option(
-        False, "--skip-invalid", help="Sync valid rows; write rejected ones to a report file."
-    ),
-    report: Path = typer.Option(None, "--report", help="Where to write rejected rows."),
-    accept_broad: str = typer.Option(
-        None,
-        "--accept-broad",
-        metavar="REASON",
-        help="Admit targets broader than the profile allows (public suffixes, wide prefixes); "
-        "each is audited with REASON.",
-    ),
+    platform: str = PLATFORM,
+    category: str = CATEGORY,
+    basis: str = BASIS,
+    authority: str = AUTHORITY,
+    decision: str = DECISION,
+    signer_cert: Path = SIGNER_CERT,
+    skip_invalid: bool = SKIP_INVALID,
+    report: Path = REPORT,
+    accept_broad: str = ACCEPT_BROAD,
     json_out: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
     """Make a source's entries what FILE says: add, update, delist (one transaction)."""
@@ -293,10 +319,11 @@ def export(
             common.err_console.print(f"widened {line}", highlight=False, soft_wrap=True)
 
     def write(out: BinaryIO) -> int:
-        count = do_export(
-            db, fmt, out, now=common.now(), category=category, platform=platform,
-            widening=widening,
-        )  # fmt: skip
+        with _rows_progress(db, fmt, category, platform) as on_rows:
+            count = do_export(
+                db, fmt, out, now=common.now(), category=category, platform=platform,
+                widening=widening, on_rows=on_rows,
+            )  # fmt: skip
         if widening is not None:  # audited once written, with its reason
             record_widening(
                 db, fmt, widening, widen_url_hosts, now=common.now(), actor=common.actor()

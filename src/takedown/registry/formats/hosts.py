@@ -9,7 +9,7 @@ Duplicate names are written once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import BinaryIO
 
@@ -17,8 +17,15 @@ from takedown.model import RegisterEntry, TargetKind
 from takedown.registry.formats._base import as_utc, is_listed
 
 
-def write(entries: Iterable[RegisterEntry], out: BinaryIO, *, generated_at: datetime) -> int:
-    """Write the listed domain entries as hosts-file lines; return how many entries."""
+def write(
+    entries: Iterable[RegisterEntry],
+    out: BinaryIO,
+    *,
+    generated_at: datetime,
+    left_out: Mapping[str, int] | None = None,
+) -> int:
+    """Write the listed domain entries as hosts-file lines; return how many entries.
+    ``left_out`` counts, by kind, items the caller did not pass (for the final comment)."""
     stamp = as_utc(generated_at).isoformat()
     out.write(f"# takedown register, listed domains, generated {stamp}\n".encode("ascii"))
     seen: set[str] = set()
@@ -48,6 +55,7 @@ def write(entries: Iterable[RegisterEntry], out: BinaryIO, *, generated_at: date
         if len(batch) >= 4096:
             out.write("".join(batch).encode("ascii", errors="replace"))
             batch.clear()
+    other += sum((left_out or {}).values())  # what the caller did not even read
     batch.append(f"# {other} URL and IP/CIDR items are not names and are not listed here\n")
     out.write("".join(batch).encode("ascii", errors="replace"))
     return count

@@ -12,7 +12,7 @@ their own chains. Domain, wildcard and URL items are not addresses and are left 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import BinaryIO
 
@@ -23,10 +23,15 @@ TABLE = "takedown"
 _PER_LINE = 8
 
 
-def write(entries: Iterable[RegisterEntry], out: BinaryIO, *, generated_at: datetime) -> int:
+def write(
+    entries: Iterable[RegisterEntry],
+    out: BinaryIO,
+    *,
+    generated_at: datetime,
+    left_out: Mapping[str, int] | None = None,  # unused: an nft file says nothing of them
+) -> int:
     """Write the listed IP/CIDR entries as nftables interval sets; return how many."""
-    v4: list[ipaddress.IPv4Network] = []
-    v6: list[ipaddress.IPv6Network] = []
+    ranges: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
     count = 0
     for entry in entries:
         if not is_listed(entry):
@@ -34,11 +39,8 @@ def write(entries: Iterable[RegisterEntry], out: BinaryIO, *, generated_at: date
         target = entry.record.target
         if target.kind is not TargetKind.IP and target.kind is not TargetKind.CIDR:
             continue
-        net = ipaddress.ip_network(target.value)
-        if net.version == 4:
-            v4.append(net)  # type: ignore[arg-type]
-        else:
-            v6.append(net)  # type: ignore[arg-type]
+        version, first, last = _range(target.value)
+        ranges[version].append((first, last))
         count += 1
     out.write(
         (
@@ -50,15 +52,56 @@ def write(entries: Iterable[RegisterEntry], out: BinaryIO, *, generated_at: date
             f"table inet {TABLE} {{\n"
         ).encode("ascii")
     )
-    _set(out, "blocked_v4", "ipv4_addr", ipaddress.collapse_addresses(v4))
-    _set(out, "blocked_v6", "ipv6_addr", ipaddress.collapse_addresses(v6))
+    _set(out, "blocked_v4", "ipv4_addr", _elements(ranges[4], 4))
+    _set(out, "blocked_v6", "ipv6_addr", _elements(ranges[6], 6))
     out.write(b"}\n")
     return count
 
 
-def _set(out: BinaryIO, name: str, kind: str, nets: Iterable[object]) -> None:
+def _range(text: str) -> tuple[int, int, int]:
+    """(version, first, last address as integers) of a canonical address or prefix."""
+    addr, _, prefix = text.partition("/")
+    if ":" not in addr:  # the common case, without building an ipaddress object
+        a, b, c, d = map(int, addr.split("."))
+        first = (a << 24) | (b << 16) | (c << 8) | d
+        return 4, first, first | ((1 << (32 - int(prefix))) - 1 if prefix else 0)
+    net = ipaddress.ip_network(text)
+    return 6, int(net.network_address), int(net.broadcast_address)
+
+
+def _elements(ranges: list[tuple[int, int]], version: int) -> list[str]:
+    """The fewest prefixes covering the ranges (nft refuses overlapping interval elements,
+    and adjacent ones are one)."""
+    merged: list[list[int]] = []
+    for first, last in sorted(ranges):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    bits = 32 if version == 4 else 128
+    make = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+    out = []
+    for first, last in merged:
+        size = last - first + 1
+        if size & (size - 1) == 0 and first % size == 0:  # one prefix (or one address)
+            prefix = bits - size.bit_length() + 1
+            shown = _address(first, version, make)
+            out.append(shown if prefix == bits else f"{shown}/{prefix}")
+        else:
+            out.extend(
+                _element(net) for net in ipaddress.summarize_address_range(make(first), make(last))
+            )
+    return out
+
+
+def _address(value: int, version: int, make: type) -> str:
+    if version == 4:
+        return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
+    return str(make(value))
+
+
+def _set(out: BinaryIO, name: str, kind: str, elements: list[str]) -> None:
     out.write(f"\tset {name} {{\n\t\ttype {kind}\n\t\tflags interval\n".encode("ascii"))
-    elements = [_element(n) for n in nets]
     if elements:
         out.write(b"\t\telements = {\n")
         for i in range(0, len(elements), _PER_LINE):
@@ -69,8 +112,7 @@ def _set(out: BinaryIO, name: str, kind: str, nets: Iterable[object]) -> None:
     out.write(b"\t}\n")
 
 
-def _element(net: object) -> str:
-    assert isinstance(net, ipaddress.IPv4Network | ipaddress.IPv6Network)
+def _element(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
     if net.prefixlen == net.max_prefixlen:
         return str(net.network_address)
     return str(net)

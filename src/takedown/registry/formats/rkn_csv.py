@@ -304,18 +304,39 @@ def _dump_url(url: str) -> str:
     return f"{scheme}{sep}{host}{tail}"
 
 
+def format_stored(
+    ips: str, domains: str, urls: str, authority: str | None, reference: str, date: str | None
+) -> str:
+    """A stored entry (its cells one per line) as a dump row: what ``format_row`` writes,
+    without building the entry when nothing in it needs quoting or re-encoding."""
+    names = domains + urls  # what must reach the dump intact (an authority may become "?")
+    text = f"{names}{authority or ''}{reference}"
+    if ";" in text or '"' in text or URL_SEPARATOR in urls or not _fits(names):
+        cells = EntryCells(*(tuple(c.split("\n")) if c else () for c in (ips, domains, urls)))
+        return format_row(cells, Decision(reference, authority, date))
+    return (
+        f"{ips.replace(chr(10), '|')};{domains.replace(chr(10), '|')};"
+        f"{urls.replace(chr(10), URL_SEPARATOR)};{authority or ''};{reference};{date or ''}"
+    )
+
+
 def write_rows(
     rows: Iterable[tuple[EntryCells, Decision]], out: BinaryIO, *, updated_at: datetime
 ) -> int:
     """Write entries as an rkn-csv dump under the register's ``updated_at``; return how many."""
+    return write_lines((format_row(c, d) for c, d in rows), out, updated_at=updated_at)
+
+
+def write_lines(lines: Iterable[str], out: BinaryIO, *, updated_at: datetime) -> int:
+    """Write formatted rows as an rkn-csv dump under ``updated_at``; return how many."""
     if updated_at.tzinfo is None:
         updated_at = as_utc(updated_at)
     stamp = updated_at.strftime("%Y-%m-%d %H:%M:%S %z")  # in the register's own offset
     out.write(f"Updated: {stamp}\n".encode(ENCODING))
     count = 0
     batch: list[str] = []
-    for cells, decision in rows:
-        batch.append(format_row(cells, decision))
+    for line in lines:
+        batch.append(line)
         count += 1
         if len(batch) >= 8192:
             out.write(("\n".join(batch) + "\n").encode(ENCODING, errors="replace"))

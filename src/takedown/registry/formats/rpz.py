@@ -21,7 +21,7 @@ The serial is the generation time in Unix seconds (mod 2**32), so it grows betwe
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import BinaryIO
 
@@ -32,8 +32,15 @@ MAX_OWNER = 230  # leaves room for the zone's origin within DNS's 255-octet limi
 TTL = 300
 
 
-def write(entries: Iterable[RegisterEntry], out: BinaryIO, *, generated_at: datetime) -> int:
-    """Write the listed domain and wildcard entries as an RPZ zone; return how many."""
+def write(
+    entries: Iterable[RegisterEntry],
+    out: BinaryIO,
+    *,
+    generated_at: datetime,
+    left_out: Mapping[str, int] | None = None,
+) -> int:
+    """Write the listed domain and wildcard entries as an RPZ zone; return how many.
+    ``left_out`` counts, by kind, items the caller did not pass (for the final comment)."""
     moment = as_utc(generated_at)
     serial = int(moment.timestamp()) % 2**32
     out.write(
@@ -75,6 +82,8 @@ def write(entries: Iterable[RegisterEntry], out: BinaryIO, *, generated_at: date
         if len(batch) >= 4096:
             out.write("".join(batch).encode("ascii", errors="replace"))
             batch.clear()
+    for kind, n in (left_out or {}).items():  # what the caller did not even read
+        skipped["url" if kind == TargetKind.URL else "ip"] += n
     batch.append(
         f"; {skipped['url']} URL items and {skipped['ip']} IP/CIDR items are not "
         f"expressed in DNS (see the nft export for addresses)\n"
