@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, Select, func, select, update
 from sqlalchemy.orm import Session
 
 from takedown.errors import Conflict, InputError, NotFound
@@ -256,15 +256,17 @@ def iter_entries(
         query = query.where(Item.platform_id == pid)
     if not include_delisted:
         query = query.where(Item.delisted_at.is_(None))
-    conn = session.connection()  # Core rows: no ORM loading for millions
-    last = 0
-    while True:
-        rows = conn.execute(query.where(Item.id > last).limit(batch)).all()
-        if not rows:
-            return
-        for row in rows:
-            yield _stored(row, slugs)
-        last = rows[-1][0]
+    for row in _stream(session, query, batch):
+        yield _stored(row, slugs)
+
+
+def _stream(session: Session, query: Select, batch: int) -> Iterator[Row]:
+    """The rows of one ordered query, fetched a batch at a time (a server-side cursor on
+    PostgreSQL): one plan for the whole export, not a sort per page; Core rows, not ORM
+    loading, for millions of them."""
+    conn = session.connection().execution_options(stream_results=True, yield_per=batch)
+    for part in conn.execute(query).partitions():
+        yield from part
 
 
 def read_entries(
@@ -415,16 +417,9 @@ def _live_targets(
         query = query.where(Item.category == category)
     if platform:
         query = query.where(Item.platform_id == _platform_id(session, platform))
-    conn = session.connection()  # Core rows: no ORM loading for millions
-    last = 0
-    while True:
-        rows = conn.execute(query.where(Item.id > last).limit(batch)).all()
-        if not rows:
-            return
-        for iid, target, kind, host in rows:
-            record = ItemRecord(Target(_KINDS[kind], target, host), "", "", _UNREAD)
-            yield RegisterEntry(iid, record)
-        last = rows[-1][0]
+    for iid, target, kind, host in _stream(session, query, batch):
+        record = ItemRecord(Target(_KINDS[kind], target, host), "", "", _UNREAD)
+        yield RegisterEntry(iid, record)
 
 
 _UNREAD = Decision("")  # what _live_targets leaves out: the writers it serves never read it
@@ -442,16 +437,9 @@ def _entry_rows(
         query = query.where(Entry.category == category)
     if platform:
         query = query.where(Entry.platform_id == _platform_id(session, platform))
-    conn = session.connection()  # Core rows: no ORM loading for millions
-    last = 0
-    while True:
-        rows = conn.execute(query.where(Entry.id > last).limit(batch)).all()
-        if not rows:
-            return
-        format_stored = rkn_csv.format_stored
-        for _, ips, domains, urls, ref, authority, date in rows:
-            yield format_stored(ips, domains, urls, authority, ref, date)
-        last = rows[-1][0]
+    format_stored = rkn_csv.format_stored
+    for _, ips, domains, urls, ref, authority, date in _stream(session, query, batch):
+        yield format_stored(ips, domains, urls, authority, ref, date)
 
 
 def widen(
