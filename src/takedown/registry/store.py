@@ -24,20 +24,11 @@ from takedown.store import audit
 from takedown.store.schema import Entry, Item, Platform, RegisterSource, target_key
 
 BATCH = 5000
-
-
 # what the entries and items columns hold
 MAX_DECISION, MAX_AUTHORITY, MAX_SOURCE_ID = 200, 500, 64
-
-
 SQLITE_CACHE_KIB = 256 * 1024  # page cache of a bulk write on SQLite
-
-
 DEFAULT_SOURCE = "default"  # the register an import without --source fills
-
-
 MANUAL_SOURCE = "manual"  # entries added one by one (registry add)
-
 
 _ITEM_COLUMNS = (
     "entry_id",
@@ -99,6 +90,7 @@ class PlatformIds:
 
 
 def cells_text(values: tuple[str, ...]) -> str:
+    """Cells as the entries table keeps them: one per line."""
     return "\n".join(values)
 
 
@@ -222,17 +214,16 @@ class EntryWriter:
 
 # A live entry in memory: its key (64 bits) → id, target count and digest in one int.
 MASK64 = (1 << 64) - 1
-
-
 MET = 0  # an entry met in this file (ids start at 1, so no packed entry is 0)
 
 
 def pack(entry_id: int, targets: int, digest: int) -> int:
+    """One live entry as one int: id (bits 80 up), target count (64-79), digest (0-63)."""
     return (entry_id << 80) | (min(targets, 0xFFFF) << 64) | digest
 
 
 def live_entries(session: Session, register_id: int) -> dict[int, int]:
-    """Live entries of a source: 64-bit key → ``_pack``, compactly (millions of them)."""
+    """Live entries of a source: 64-bit key → ``pack``, compactly (millions of them)."""
     conn = session.connection()
     # most of the table: read it in order (SQLite would otherwise look up every row
     # through the key index)
