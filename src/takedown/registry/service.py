@@ -4,7 +4,6 @@ reading of whole register files (import, sync) in ``registry.sync``."""
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import itertools
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -18,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from takedown.errors import Conflict, InputError, NotFound
 from takedown.ledger import projection
+from takedown.match.matcher import Matcher
 from takedown.model import (
     BlockType,
     Decision,
@@ -27,6 +27,7 @@ from takedown.model import (
     Target,
     TargetKind,
 )
+from takedown.names import is_ip
 from takedown.registry import breadth
 from takedown.registry.entries import entry_digest, entry_key, entry_of_item
 from takedown.registry.formats import WRITERS, ReadDefaults, rkn_csv
@@ -480,7 +481,7 @@ def widen(
                 Item.delisted_at.is_(None),
             )
             for item_id, host in session.execute(wanted_items):
-                if not _is_address(host):
+                if not is_ip(host):
                     widened.setdefault(host, (item_id, Target(TargetKind.DOMAIN, host, host)))
             for entry_id, host in session.execute(
                 select(Item.entry_id, Item.host).where(
@@ -489,13 +490,15 @@ def widen(
             ):
                 if host in widened:
                     sharing[host].add(entry_id)
-        reference: dict[str, list[str]] = defaultdict(list)
-        for pattern, slug in session.execute(
-            select(PlatformHost.pattern, Platform.slug).join(
-                Platform, Platform.id == PlatformHost.platform_id
+        # the platforms' hosts, matched as the enforcement points match them
+        reference = Matcher.compile(
+            (pattern, f"{pattern} ({slug})")
+            for pattern, slug in session.execute(
+                select(PlatformHost.pattern, Platform.slug)
+                .join(Platform, Platform.id == PlatformHost.platform_id)
+                .order_by(PlatformHost.pattern)
             )
-        ):
-            reference[pattern].append(f"{pattern} ({slug})")
+        )
     targets, report = [], []
     limits = breadth.limits_for()
     for name, (owner, target) in sorted(widened.items()):
@@ -504,7 +507,7 @@ def widen(
             report.append(f"{name}: not widened: {problem}")
             continue
         others = max(len(sharing.get(name, ())) - 1, 0)
-        refs = [ref for pattern in _patterns_matching(name) for ref in reference.get(pattern, ())]
+        refs = reference.match_host(name)
         report.append(
             f"{name}: {others} other entr{'y' if others == 1 else 'ies'}"
             + (f", reference hosts {', '.join(refs)}" if refs else "")
@@ -519,21 +522,6 @@ def _platform_id(session: Session, slug: str) -> int:
     if pid is None:
         raise NotFound(f"unknown platform {slug!r}", where="--platform")
     return pid
-
-
-def _patterns_matching(name: str) -> list[str]:
-    """The host patterns that match ``name`` on label boundaries: the name itself and
-    ``*.`` over each of its proper parents (DESIGN, "Matching semantics")."""
-    labels = name.split(".")
-    return [name, *("*." + ".".join(labels[i:]) for i in range(1, len(labels)))]
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def record_widening(

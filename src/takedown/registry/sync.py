@@ -98,30 +98,10 @@ class SyncResult:
 
     def summary(self) -> dict[str, object]:
         """The result as plain data (``--json``)."""
-        return {
-            "file": self.path,
-            "format": self.format,
-            "source": self.source,
-            "mode": self.mode,
-            "plan": self.plan,
-            "entries": self.entries,
-            "targets": self.targets,
-            "added": self.added,
-            "items_added": self.items_added,
-            "changed": self.changed,
-            "delisted": self.delisted,
-            "unchanged": self.unchanged,
-            "duplicates": self.duplicates,
-            "rejected": self.rejected,
-            "errors": self.errors,
-            "report": self.report,
-            "refused": self.refused,
-            "committed": self.committed,
-            "sha256": self.sha256,
-            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
-            "signature": self.signature,
-            "examples": self.examples,
-        }
+        data = dataclasses.asdict(self)
+        data["file"] = data.pop("path")
+        data["updated_at"] = self.updated_at.isoformat() if self.updated_at else None
+        return data
 
     def example(self, kind: str, text: str) -> None:
         shown = self.examples.setdefault(kind, [])
