@@ -55,3 +55,9 @@ class AuthError(TakedownError):
 
 class PatternError(InputError):
     """A host pattern or IP rule that must not be compiled (malformed, too broad)."""
+
+
+class Forbidden(TakedownError):
+    """An authenticated account may not do this (its role, or the four-eyes rule)."""
+
+    http_status = 403

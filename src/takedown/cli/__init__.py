@@ -27,6 +27,7 @@ from takedown.cli import (
     rules,
     serve,
     sim,
+    staff,
     status,
     system,
     vantage,
@@ -52,14 +53,24 @@ def root(
         help="Database: a SQLAlchemy URL or a SQLite file path (default: takedown.db). "
         "A global option: before or after the command.",
     ),
+    token: str = typer.Option(
+        None,
+        "--token",
+        envvar="TAKEDOWN_TOKEN",
+        help="Act as the staff account of this API token (default: the local bootstrap, "
+        "the OS user, which may manage accounts but never approve or decide). "
+        "A global option: before or after the command.",
+    ),
 ) -> None:
     common.STATE.db = db
+    common.STATE.token = token
 
 
 app.command("demo")(demo.demo)
 app.add_typer(registry.app, name="registry")
 app.add_typer(rules.app, name="rules")
 app.add_typer(platform.app, name="platform")
+app.add_typer(staff.app, name="staff")
 app.add_typer(api_token.app, name="api-token")
 app.add_typer(notices.app, name="notices")
 app.command("serve")(serve.serve)

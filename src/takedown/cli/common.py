@@ -28,6 +28,7 @@ class CliState:
     """The global options' values, one attribute per option, by its parameter name."""
 
     db: str | None = None
+    token: str | None = None
 
 
 STATE = CliState()
@@ -142,12 +143,27 @@ def run(app: typer.Typer) -> int:
     return rv if isinstance(rv, int) else 0
 
 
-def actor() -> str:
-    """Who is acting: TAKEDOWN_ACTOR, else the login name."""
-    import getpass
-    import os
+def principal():  # type: ignore[no-untyped-def]
+    """Who is acting: the account of --token / TAKEDOWN_TOKEN, else the local bootstrap."""
+    from takedown import accounts
 
-    return os.environ.get("TAKEDOWN_ACTOR") or getpass.getuser()
+    if not STATE.token:
+        return accounts.bootstrap()
+    return accounts.staff_for(database(), STATE.token)
+
+
+def actor() -> str:
+    """What the audit log records as the one acting (see ``principal``)."""
+    return principal().label
+
+
+def acting(permission: str):  # type: ignore[no-untyped-def]
+    """The acting principal, refused (exit 1, one line) unless it may do ``permission``."""
+    from takedown import accounts
+
+    who = principal()
+    accounts.authorise(who, permission)
+    return who
 
 
 def now():  # type: ignore[no-untyped-def]

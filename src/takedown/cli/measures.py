@@ -116,13 +116,41 @@ def explanation_lines(info: MeasureExplanation) -> list[str]:
 @app.command("approve")
 def measures_approve(
     measure_id: int = typer.Argument(..., metavar="ID"),
-    by: str = typer.Option(..., "--by", help="The approver (not the one who applied it)."),
+    json_out: bool = typer.Option(False, "--json", help="Machine output: the measure."),
 ) -> None:
-    """Approve a proposed measure; it becomes active now."""
+    """Approve a proposed measure as the account of --token; it becomes active now.
+
+    Four eyes: an approver account that did not propose it. Example:
+    TAKEDOWN_TOKEN=$PETROVA takedown measures approve 3
+    """
     from takedown.policy import measures
 
-    m = measures.approve(common.database(), measure_id, by, common.now())
-    common.console.print(f"measure {m.id} approved by {by}: {m.state.value}", highlight=False)
+    who = common.principal()
+    m = measures.approve(common.database(), measure_id, who, common.now())
+    if json_out:
+        common.print_json(m.as_json())
+        return
+    common.console.print(f"measure {m.id} approved by {who.name}: {m.state.value}", highlight=False)
+
+
+@app.command("reject")
+def measures_reject(
+    measure_id: int = typer.Argument(..., metavar="ID"),
+    reason: str = typer.Option(..., "--reason", help="Why it is rejected."),
+    json_out: bool = typer.Option(False, "--json", help="Machine output: the measure."),
+) -> None:
+    """Reject a proposed measure as the account of --token (the same four eyes as approve).
+
+    Example: TAKEDOWN_TOKEN=$PETROVA takedown measures reject 3 --reason "figures stale"
+    """
+    from takedown.policy import measures
+
+    who = common.principal()
+    m = measures.reject(common.database(), measure_id, who, reason, common.now())
+    if json_out:
+        common.print_json(m.as_json())
+        return
+    common.console.print(f"measure {m.id} rejected by {who.name}", highlight=False)
 
 
 @app.command("add")

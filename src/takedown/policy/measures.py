@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from takedown.errors import Conflict, InputError, NotFound
+from takedown.accounts import Actor, authorise
+from takedown.errors import Conflict, Forbidden, InputError, NotFound
 from takedown.model import MeasureAction, MeasureRecord, MeasureState
 from takedown.policy.evaluate import (
     DAY,
@@ -50,8 +51,10 @@ __all__ = [
     "expire_due",
     "explain",
     "lift",
+    "four_eyes",
     "list_measures",
     "measure_record",
+    "reject",
     "run",
     "set_obligation",
     "simulate",
@@ -295,25 +298,43 @@ def _expire(session: Session, now: datetime, actor: str) -> list[int]:
 # --- approvals, decisions, obligations ------------------------------------------------------
 
 
-def approve(db: Database, measure_id: int, by: str, now: datetime) -> MeasureRecord:
-    """A second person approves a proposed measure; it becomes active now."""
-    by = by.strip()
-    if not by:
-        raise InputError("an approver's name is required", where="--by")
+def four_eyes(actor: Actor, m: Measure, approved_by: Sequence[str]) -> None:
+    """Raise (with the reason) unless ``actor`` may approve or reject measure ``m`` now.
+
+    The one four-eyes check behind the console, the API and the CLI: an account with the
+    approver role that neither proposed the measure nor already approved it, and a
+    measure still awaiting approval.
+    """
+    authorise(actor, "approve")
+    if actor.name in approved_by:
+        raise Conflict(f"{actor.name} already approved measure {m.id}", where="account")
+    if m.state != MeasureState.PROPOSED.value:
+        raise Conflict(f"measure {m.id} is {m.state}; there is nothing to approve", where="ID")
+    if actor.name == m.created_by:
+        raise Forbidden(
+            f"{actor.name} proposed measure {m.id}; four eyes: another approver must decide it",
+            where="account",
+        )
+
+
+def _awaiting(session: Session, measure_id: int, actor: Actor, now: datetime) -> Measure:
+    """Measure ``measure_id``, checked by ``four_eyes`` for ``actor`` at ``now``."""
+    m = session.get(Measure, measure_id)
+    if m is None:
+        raise NotFound(f"no measure {measure_id}", where="ID")
+    if m.state == MeasureState.PROPOSED.value and m.expires_at is not None and m.expires_at <= now:
+        _expire(session, now, actor.label)
+        raise Conflict(f"measure {measure_id} expired at {m.expires_at.isoformat()}", where="ID")
+    approved_by = session.scalars(select(Approval.by).where(Approval.measure_id == m.id)).all()
+    four_eyes(actor, m, approved_by)
+    return m
+
+
+def approve(db: Database, measure_id: int, actor: Actor, now: datetime) -> MeasureRecord:
+    """A second account approves a proposed measure; it becomes active now."""
     with db.session() as session:
-        m = session.get(Measure, measure_id)
-        if m is None:
-            raise NotFound(f"no measure {measure_id}", where="ID")
-        if m.expires_at is not None and m.expires_at <= now:
-            _expire(session, now, by)
-            raise Conflict(f"measure {measure_id} expired at {m.expires_at.isoformat()}")
-        if m.state != MeasureState.PROPOSED.value:
-            raise Conflict(f"measure {measure_id} is {m.state}, not awaiting approval")
-        if by == m.created_by:
-            raise Conflict(
-                f"{by!r} applied measure {measure_id}; a second person must approve it",
-                where="--by",
-            )
+        m = _awaiting(session, measure_id, actor, now)
+        by = actor.label
         session.add(Approval(measure_id=m.id, by=by, at=now))
         m.state, m.starts_at = MeasureState.ACTIVE.value, now
         _event(
@@ -325,6 +346,27 @@ def approve(db: Database, measure_id: int, by: str, now: datetime) -> MeasureRec
                 old.state, old.lifted_at = MeasureState.LIFTED.value, now
                 reason = f"superseded by {m.id}"
                 _event(session, now, by, "lifted", {"measure_id": old.id, "reason": reason})
+        slug = session.scalar(select(Platform.slug).where(Platform.id == m.platform_id))
+        return measure_record(m, slug)
+
+
+def reject(db: Database, measure_id: int, actor: Actor, reason: str, now: datetime) -> MeasureRecord:
+    """A second account rejects a proposed measure: it ends unapplied (shown as lifted, its
+    lift decision ``rejected: REASON``), so the ladder may propose again if it still holds."""
+    reason = reason.strip()
+    if not reason:
+        raise InputError("a rejection needs a reason", where="reason")
+    with db.session() as session:
+        m = _awaiting(session, measure_id, actor, now)
+        m.state, m.lifted_at = MeasureState.LIFTED.value, now
+        m.lift_decision = f"rejected: {reason}"[:200]
+        _event(
+            session,
+            now,
+            actor.label,
+            "rejected",
+            {"measure_id": m.id, "by": actor.label, "reason": reason, "created_by": m.created_by},
+        )
         slug = session.scalar(select(Platform.slug).where(Platform.id == m.platform_id))
         return measure_record(m, slug)
 

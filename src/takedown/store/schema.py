@@ -99,17 +99,71 @@ class PlatformToken(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class StaffAccount(Base):
+    """A regulator staff account: a normalised, unique name, its roles, an Argon2id hash."""
+
+    __tablename__ = "staff_accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    roles: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    password_hash: Mapped[str | None] = mapped_column(Text)  # None: token use only
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(100))
+    password_set_at: Mapped[datetime | None]
+    disabled_at: Mapped[datetime | None]
+
+
 class ApiToken(Base):
-    """A regulator staff member's API token for ``/api/…`` (stored as its SHA-256 hex)."""
+    """A staff account's API token for ``/api/…`` (stored as its SHA-256 hex)."""
 
     __tablename__ = "api_tokens"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), index=True)
-    role: Mapped[str] = mapped_column(String(32))
+    account_id: Mapped[int] = mapped_column(ForeignKey("staff_accounts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))  # the account's name, for listings
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+
+
+class ConsoleSession(Base):
+    """A console login: the cookie's SHA-256, its account, its CSRF token, its lifetime."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("staff_accounts.id"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+
+class Appeal(Base):
+    """An objection to a measure or an item, by the public or a platform.
+
+    The receipt is shown once to the appellant; only its SHA-256 is stored. ``contact`` is
+    never shown on a public page.
+    """
+
+    __tablename__ = "appeals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    receipt_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    measure_id: Mapped[int | None] = mapped_column(ForeignKey("measures.id"), index=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"), index=True)
+    platform_id: Mapped[int | None] = mapped_column(ForeignKey("platforms.id"))  # filed by
+    appellant: Mapped[str] = mapped_column(String(16))  # platform, author, user, other
+    grounds: Mapped[str] = mapped_column(Text)
+    contact: Mapped[str] = mapped_column(Text, default="")
+    filed_at: Mapped[datetime]
+    due_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16), default="open")  # open, upheld, reversed
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    reasons: Mapped[str | None] = mapped_column(Text)
 
 
 class Obligation(Base):

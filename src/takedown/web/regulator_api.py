@@ -24,7 +24,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from takedown import ledger
-from takedown.accounts import Staff, staff_for
+from takedown.accounts import Actor, staff_for
 from takedown.errors import InputError
 from takedown.model import MeasureState
 from takedown.store.db import Database
@@ -36,7 +36,7 @@ MEASURE_STATES = tuple(s.value for s in MeasureState)
 # --- tokens (takedown.accounts) -------------------------------------------------------------
 
 
-async def staff(request: Request) -> Staff:
+async def staff(request: Request) -> Actor:
     """The authenticated staff member (401 without a valid ``Authorization: Bearer``)."""
     return await run_in_threadpool(staff_for, request.app.state.db, bearer_token(request))
 
