@@ -165,9 +165,12 @@ def create_app(
         app.include_router(router)
     if metrics is not None:
         app.mount("/metrics", metrics)
-    if feed_dir is not None:
-        from fastapi.staticfiles import StaticFiles
+    from fastapi.staticfiles import StaticFiles
 
+    from takedown.web.templating import STATIC_DIR, STATIC_PREFIX
+
+    app.mount(STATIC_PREFIX, StaticFiles(directory=str(STATIC_DIR)), name="static")
+    if feed_dir is not None:
         from takedown.feed.repository import SERVED_DIRS
 
         # Only the public halves of the repository: never keys/ or the settings file.
