@@ -154,7 +154,7 @@ def main(argv: list[str]) -> int:
         actor="bench",
     )
     token = platforms.issue_token(db, slug, now=now, actor="bench")
-    env = {**os.environ, "TAKEDOWN_DB": db_url, "TAKEDOWN_ACTOR": "bench"}
+    env = {**os.environ, "TAKEDOWN_DB": db_url}
     env.pop("TAKEDOWN_CLOCK", None)
     sim_cmd = [TAKEDOWN, "sim", "platform", "--port", str(sim_port), "--secret", secret]
     sim_cmd += ["--api", api_url, "--token", token, "--tick-every", "0"]

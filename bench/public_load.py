@@ -102,7 +102,7 @@ def make_register(path: Path, n: int) -> tuple[str, str]:
 
 
 def start_server(db_url: str, port: int, extra: list[str], src: str | None) -> subprocess.Popen:
-    env = dict(os.environ, TAKEDOWN_DB=db_url, TAKEDOWN_ACTOR="bench")
+    env = dict(os.environ, TAKEDOWN_DB=db_url)
     if src:
         env["PYTHONPATH"] = src
     cmd = [sys.executable, "-c", "from takedown.cli import main; main()", "serve"]

@@ -184,11 +184,16 @@ def test_a_platform_that_never_complies_is_blocked_after_approval(tmp_path: Path
     )
     assert r.returncode == 0, r.stderr[-2000:]
     db = out / "takedown.db"
-    blocks = rows(db, "SELECT id, state, starts_at FROM measures WHERE action = 'block'")
+    blocks = rows(
+        db, "SELECT id, state, starts_at, created_by FROM measures WHERE action = 'block'"
+    )
     assert blocks, "no block was proposed"
-    block_id, _state, starts_at = blocks[0]
+    block_id, _state, starts_at, proposer = blocks[0]
     approvals = rows(db, f"SELECT by FROM approvals WHERE measure_id = {block_id}")
-    assert approvals and approvals[0][0] != "policy-engine"
+    # two named accounts: the analyst proposed it, the approver approved it
+    assert (proposer, approvals) == ("ivanova", [("petrov",)])
+    accounts = rows(db, "SELECT name, roles FROM staff_accounts ORDER BY name")
+    assert accounts == [("ivanova", '["analyst"]'), ("petrov", '["approver"]')]
     assert starts_at is not None
     page = (out / "report.html").read_text()
     assert "block" in page and approvals[0][0] in page

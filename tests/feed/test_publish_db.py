@@ -194,7 +194,7 @@ def _cli(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "TAKEDOWN_ACTOR": "feed-operator"},
+        env=dict(os.environ),
     )
 
 

@@ -28,7 +28,6 @@ def td(db_url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[s
     clock.write(NOW)
     env = os.environ | {
         "TAKEDOWN_CLOCK": f"file:{clock.path}",
-        "TAKEDOWN_ACTOR": "test",
         "COLUMNS": "200",
     }
     return subprocess.run(

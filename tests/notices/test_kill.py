@@ -59,7 +59,6 @@ def test_sigkill_mid_batch(db_url: str, tmp_path: Path) -> None:
         **os.environ,
         "TAKEDOWN_CLOCK": f"file:{clock_path}",
         "TAKEDOWN_DB": db_url,
-        "TAKEDOWN_ACTOR": "test",
     }
     db = Database(db_url)
     sim_port, api_port = free_port(), free_port()

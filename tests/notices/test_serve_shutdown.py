@@ -33,7 +33,7 @@ def test_sigterm_with_a_busy_thread_pool_stops_within_5_s(tmp_path: Path) -> Non
     pid, _secret, token = make_platform(db, notice_url=None)
     items = add_items(db, pid, STUCK)
     port = free_port()
-    env = {**os.environ, "TAKEDOWN_DB": str(path), "TAKEDOWN_ACTOR": "test"}
+    env = {**os.environ, "TAKEDOWN_DB": str(path)}
     serve = subprocess.Popen([TAKEDOWN, "serve", "--port", str(port), "--no-worker"], env=env)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -15,20 +16,25 @@ from typer.testing import CliRunner
 from takedown.cli.platform import obligation as platform_obligation
 from takedown.store.db import Database
 from takedown.store.schema import Event, Measure, Obligation
+from tests import staff
 from tests.policy.dbdata import add_platform, load_stubborn
 
 ROOT = Path(__file__).resolve().parents[2]
 RU_2021 = ROOT / "examples" / "ladders" / "ru-2021.toml"
+T0 = datetime(2021, 3, 1, tzinfo=UTC)
 
 
 def takedown(
     db_url: str,
     *args: str,
-    actor: str = "alice",
+    token: str | None = None,
     at: str = "2021-03-10T00:00:00Z",
     tmp: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, TAKEDOWN_ACTOR=actor)
+    env = dict(os.environ)
+    env.pop("TAKEDOWN_TOKEN", None)
+    if token is not None:
+        env["TAKEDOWN_TOKEN"] = token
     if tmp is not None:
         clock = tmp / "clock"
         clock.write_text(at)
@@ -104,6 +110,8 @@ def test_eval_without_apply_only_proposes(tmp_path: Path, db_url: str) -> None:
 def test_measures_add_approve_list_explain_lift(tmp_path: Path, db_url: str) -> None:
     db = Database(db_url)
     add_platform(db, "linkedin", {"linkedin.com": "text"})
+    alice = staff.token(db, "alice", "analyst", "approver", now=T0)
+    bob = staff.token(db, "bob", "approver", now=T0)
     db.close()
     res = takedown(
         db_url,
@@ -120,13 +128,17 @@ def test_measures_add_approve_list_explain_lift(tmp_path: Path, db_url: str) -> 
         "100",
         "--fixed",
         "100",
+        token=alice,
         tmp=tmp_path,
     )
     assert res.returncode == 0, res.stderr
-    res = takedown(db_url, "measures", "approve", "1", "--by", "alice", tmp=tmp_path)
-    assert res.returncode == 1 and "second person" in res.stderr
-    res = takedown(db_url, "measures", "approve", "1", "--by", "bob", tmp=tmp_path)
+    res = takedown(db_url, "measures", "approve", "1", token=alice, tmp=tmp_path)
+    assert res.returncode == 1 and "alice proposed measure 1; four eyes" in res.stderr
+    res = takedown(db_url, "measures", "approve", "1", tmp=tmp_path)  # the bootstrap
+    assert res.returncode == 1 and "local bootstrap" in res.stderr
+    res = takedown(db_url, "measures", "approve", "1", "--json", token=bob, tmp=tmp_path)
     assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["state"] == "active"
     listed = json.loads(takedown(db_url, "measures", "list", "--json", tmp=tmp_path).stdout)
     assert [(m["id"], m["state"], m["action"]) for m in listed] == [(1, "active", "block")]
     info = json.loads(takedown(db_url, "measures", "explain", "1", "--json").stdout)

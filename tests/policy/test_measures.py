@@ -9,10 +9,11 @@ import pytest
 from sqlalchemy import func, select
 
 from takedown.clock import SimClock
-from takedown.errors import Conflict, InputError
+from takedown.errors import Conflict, Forbidden, InputError
 from takedown.policy import measures, spec
 from takedown.store.db import Database
 from takedown.store.schema import Approval, Event, Measure
+from tests import staff
 from tests.policy.dbdata import add_platform, load_2021, load_stubborn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,17 +112,22 @@ def test_never_complying_block_waits_for_a_second_person(db: Database) -> None:
     assert b.figures["read"]["removed_share_change(14)"] == 0
     slow = [m for m in rows(db) if m.rule == "slowdown"]
     assert [m.state for m in slow] == ["active"]
-    with pytest.raises(Conflict, match="second person"):
-        measures.approve(db, b.id, "alice", d(4, 21))
-    approved = measures.approve(db, b.id, "bob", d(4, 21))
+    alice = staff.account(db, "alice", "analyst", "approver", now=d(4, 20))
+    bob = staff.account(db, "bob", "approver", now=d(4, 20))
+    carol = staff.account(db, "carol", "approver", now=d(4, 20))
+    with pytest.raises(Forbidden, match=r"alice proposed measure \d+; four eyes"):
+        measures.approve(db, b.id, alice, d(4, 21))
+    approved = measures.approve(db, b.id, bob, d(4, 21))
     assert (approved.state, approved.platform) == ("active", "stubborn")
     measures.run(db, ladder, d(4, 22), "alice", apply=True)
     states = {m.rule: m.state for m in rows(db)}
     assert states == {"slowdown": "lifted", "block": "active"}
     with db.reading() as s:
         assert [(a.by, a.at) for a in s.scalars(select(Approval))] == [("bob", d(4, 21))]
-    with pytest.raises(Conflict, match="not awaiting approval"):
-        measures.approve(db, b.id, "carol", d(4, 22))
+    with pytest.raises(Conflict, match="bob already approved"):
+        measures.approve(db, b.id, bob, d(4, 22))
+    with pytest.raises(Conflict, match="is active; there is nothing to approve"):
+        measures.approve(db, b.id, carol, d(4, 22))
     assert measures.explain(db, b.id).as_json()["approvals"] == [{"by": "bob", "at": d(4, 21)}]
 
 
@@ -143,7 +149,9 @@ def test_linkedin_obligation_block(db: Database) -> None:
     assert [(p.rule, p.action.value) for p in proposals] == [("localisation-block", "block")]
     (m,) = rows(db)
     assert (m.state, m.classes, m.scope) == ("proposed", [], {"mobile": 100.0, "fixed": 100.0})
-    measures.approve(db, m.id, "bob", now + timedelta(hours=2))
+    measures.approve(
+        db, m.id, staff.account(db, "bob", "approver", now=now), now + timedelta(hours=2)
+    )
     info = measures.explain(db, m.id)
     assert info.as_json()["obligations"] == [
         {
@@ -186,9 +194,12 @@ def test_measures_by_decision(db: Database) -> None:
         d(4, 15),
     )
     assert (b.state, b.needs_approval) == ("proposed", True)
-    with pytest.raises(Conflict):
-        measures.approve(db, bid, "alice", now)
-    measures.approve(db, bid, "bob", now)
+    alice = staff.account(db, "alice", "approver", now=now)
+    with pytest.raises(Forbidden, match="four eyes"):
+        measures.approve(db, bid, alice, now)
+    with pytest.raises(Forbidden, match="bootstrap"):
+        measures.approve(db, bid, staff.BOOTSTRAP, now)
+    measures.approve(db, bid, staff.account(db, "bob", "approver", now=now), now)
     measures.lift(db, tid, "RKN-2021-05-17", d(5, 17), "alice")
     t, b = rows(db)
     assert (t.state, t.lifted_at, t.lift_decision) == ("lifted", d(5, 17), "RKN-2021-05-17")

@@ -6,13 +6,17 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+
+from takedown.store.db import Database
+from tests import staff
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _run(db_url: str, *args: str, actor: str = "analyst") -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TAKEDOWN_ACTOR": actor, "TAKEDOWN_CLOCK": ""}
+def _run(db_url: str, *args: str, token: str = "") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TAKEDOWN_TOKEN": token, "TAKEDOWN_CLOCK": ""}
     return subprocess.run(
         [sys.executable, "-m", "takedown", "--db", db_url, *args],
         capture_output=True,
@@ -73,7 +77,12 @@ def test_violating_data_localisation_proposes_a_block(db_url: str) -> None:
     (block,) = [m for m in listed if m["action"] == "block"]
     assert block["state"] == "proposed"
     mid = str(block["id"])
-    assert _run(db_url, "measures", "approve", mid, "--by", "analyst").returncode == 1
-    assert _run(db_url, "measures", "approve", mid, "--by", "head").returncode == 0
+    db = Database(db_url)
+    analyst = staff.token(db, "analyst", "analyst", now=datetime.now(UTC))
+    head = staff.token(db, "head", "approver", now=datetime.now(UTC))
+    db.close()
+    refused = _run(db_url, "measures", "approve", mid, token=analyst)
+    assert refused.returncode == 1 and "needs the approver role" in refused.stderr
+    assert _run(db_url, "measures", "approve", mid, token=head).returncode == 0
     listed = json.loads(_run(db_url, "measures", "list", "--json").stdout)
     assert [m["state"] for m in listed if m["action"] == "block"] == ["active"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 
 
 def run(db_url: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TAKEDOWN_ACTOR": "analyst", "COLUMNS": "200"}
+    env = {**os.environ, "COLUMNS": "200"}
     return subprocess.run(
         [sys.executable, "-m", "takedown", "--db", db_url, *args],
         capture_output=True,
@@ -294,6 +295,6 @@ def test_widen_url_hosts_adds_them_with_a_collateral_report(
             "report": ["youtube.com: 1 other entry"],
         },
     ]
-    assert all(e["actor"] == "analyst" for e in events)
+    assert all(e["actor"] == f"local:{getpass.getuser()}" for e in events)  # the bootstrap
     r = run(db_url, "audit", "verify", "--json")
     assert json.loads(r.stdout)["ok"] is True

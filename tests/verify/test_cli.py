@@ -30,7 +30,6 @@ def env_with_clock(tmp_path: Path, when=T0 + timedelta(hours=2)) -> dict[str, st
     clock.write(when)
     return os.environ | {
         "TAKEDOWN_CLOCK": f"file:{clock.path}",
-        "TAKEDOWN_ACTOR": "test",
         "COLUMNS": "200",
     }
 

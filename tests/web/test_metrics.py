@@ -20,6 +20,7 @@ from takedown.notices import outbox
 from takedown.policy import measures
 from takedown.store.db import Database
 from takedown.store.schema import FeedPublication, Item
+from tests import staff
 from tests.web.webapp import full_app
 
 NOW = START + timedelta(days=2)
@@ -59,7 +60,7 @@ def setup(db: Database) -> list[int]:
                 sequence=7, generated_at=START, published_at=START, digest="0" * 64, directives=1
             )
         )
-    accounts.issue_token(db, "alice", role="regulator", now=START, actor="root")
+    staff.token(db, "alice", "auditor", now=START)
     return ids
 
 
@@ -86,7 +87,7 @@ def test_gauges_follow_the_database(db: Database) -> None:
         assert m[("takedown_feed_last_published_timestamp_seconds", ())] == START.timestamp()
         assert m[("takedown_api_tokens_active", ())] == 1
         # a change is seen at the next scrape (nothing cached)
-        accounts.revoke_token(db, "alice", now=NOW, actor="root")
+        accounts.revoke_token(db, "alice", now=NOW, actor=staff.BOOTSTRAP)
         assert scrape(c)[("takedown_api_tokens_active", ())] == 0
 
 

@@ -21,6 +21,7 @@ from takedown.clock import SimClock
 from takedown.policy import measures, spec
 from takedown.store.db import Database
 from takedown.store.schema import Item
+from tests import staff
 from tests.policy.dbdata import add_platform, load_stubborn
 from tests.web.webapp import APPEAL, APPEAL_URL, full_app
 
@@ -88,7 +89,8 @@ def setup_site(db: Database) -> tuple[int, int, int]:
         now=START,
         actor="alice",
     )
-    measures.approve(db, block, "bob", START + timedelta(hours=1))
+    bob = staff.account(db, "bob", "approver", now=START)
+    measures.approve(db, block, bob, START + timedelta(hours=1))
     pending = measures.add(
         db, "vk", action="block", decision="RKN-VK-1", reason="not yet", now=START, actor="alice"
     )

@@ -20,6 +20,7 @@ from takedown.feed.directives import to_dict
 from takedown.policy import measures
 from takedown.store.db import Database
 from takedown.store.schema import ApiToken, Event
+from tests import staff as support
 from tests.policy.dbdata import load_2021
 from tests.web.webapp import full_app, takedown
 
@@ -44,7 +45,7 @@ def api(db: Database) -> Iterator[Api]:
     with db.session() as s:  # the facts went in directly: bring the projection up to date
         ledger.rebuild(s, NOW)
     token = _platform_token(db)
-    staff = accounts.issue_token(db, "alice", role="analyst", now=NOW, actor="root")
+    staff = support.token(db, "alice", "analyst", now=NOW)
     with (
         ServerThread(full_app(db, SimClock(NOW))) as server,
         httpx.Client(base_url=server.url, timeout=30) as client,
@@ -86,7 +87,7 @@ def test_staff_token_is_refused_on_the_platform_api(api: Api) -> None:
 
 def test_revoked_token_is_401_and_both_are_audited(api: Api) -> None:
     assert api.client.get("/api/status", headers=api.auth()).status_code == 200
-    accounts.revoke_token(api.db, "alice", now=NOW, actor="root")
+    accounts.revoke_token(api.db, "alice", now=NOW, actor=support.BOOTSTRAP)
     assert api.client.get("/api/status", headers=api.auth()).status_code == 401
     with api.db.reading() as s:
         events = [(e.type, e.payload) for e in s.scalars(select(Event).order_by(Event.seq))]
@@ -205,12 +206,16 @@ def test_directives_are_the_set_compiled_now(api: Api) -> None:
 def test_cli_issue_list_revoke(db: Database, db_url: str, tmp_path: Path) -> None:
     clock = tmp_path / "clock"
     clock.write_text("2021-03-10T00:00:00Z")
-    r = takedown(
-        db_url, "api-token", "issue", "bob", "--role", "auditor", "--json", clock_file=clock
+    missing = takedown(db_url, "api-token", "issue", "bob", clock_file=clock)
+    assert missing.returncode == 1 and "no account named 'bob'" in missing.stderr
+    added = takedown(
+        db_url, "staff", "add", "Bob", "--role", "auditor", "--no-password", clock_file=clock
     )
+    assert added.returncode == 0, added.stderr
+    r = takedown(db_url, "api-token", "issue", "BOB", "--json", clock_file=clock)
     assert r.returncode == 0, r.stderr
     issued = json.loads(r.stdout)
-    assert issued["role"] == "auditor" and len(issued["token"]) > 40
+    assert issued["name"] == "bob" and len(issued["token"]) > 40
     with (
         ServerThread(full_app(db, SimClock(NOW))) as server,
         httpx.Client(base_url=server.url) as c,
@@ -221,17 +226,15 @@ def test_cli_issue_list_revoke(db: Database, db_url: str, tmp_path: Path) -> Non
         assert again.returncode == 1 and "active token" in again.stderr
         listed = takedown(db_url, "api-token", "list", "--json", clock_file=clock)
         rows = json.loads(listed.stdout)
-        assert [(t["name"], t["role"], t["active"]) for t in rows] == [("bob", "auditor", True)]
+        assert [(t["name"], t["roles"], t["active"]) for t in rows] == [("bob", ["auditor"], True)]
         assert issued["token"] not in listed.stdout
         assert accounts.hash_token(issued["token"]) not in listed.stdout
         assert takedown(db_url, "api-token", "revoke", "bob", clock_file=clock).returncode == 0
         assert c.get("/api/status", headers=headers).status_code == 401
     gone = takedown(db_url, "api-token", "revoke", "bob", clock_file=clock)
     assert gone.returncode == 1 and "no active token" in gone.stderr
-    bad = takedown(db_url, "api-token", "issue", "eve", "--role", "root", clock_file=clock)
+    bad = takedown(db_url, "staff", "add", "eve", "--role", "root", clock_file=clock)
     assert bad.returncode == 1 and "--role" in bad.stderr
-    plain = takedown(db_url, "api-token", "issue", "carol", clock_file=clock)
-    assert plain.returncode == 0 and plain.stdout.strip().startswith("tdr_")
 
 
 @pytest.mark.parametrize("bad", [2**31, 2**63, 2**64, 10**30, 0, -1])

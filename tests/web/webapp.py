@@ -29,7 +29,7 @@ def takedown(
     db_url: str, *args: str, clock_file: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run the CLI as a user would (a real process)."""
-    env = dict(os.environ, TAKEDOWN_ACTOR="alice")
+    env = dict(os.environ)
     if clock_file is not None:
         env["TAKEDOWN_CLOCK"] = f"file:{clock_file}"
     return subprocess.run(

@@ -26,10 +26,13 @@ def _progress_table(p: Progress) -> Table:
     return table
 
 
-def _print_services(urls: dict[str, str], sim_port: int) -> None:
-    """Where the services left running are, and a transfer to try through the proxy."""
+def _print_services(urls: dict[str, str], sim_port: int, logins: dict[str, str]) -> None:
+    """Where the services left running are, the console's demo logins, and a transfer to
+    try through the proxy."""
     for name, url in urls.items():
         common.console.print(f"{name:>9}: {url}")
+    for name, password in logins.items():
+        common.console.print(f"{'login':>9}: {name} / {password}", highlight=False)
     common.console.print(
         "try: curl -p -x " + urls["enforce"] + " --connect-to "
         f"pbs.twimg.com:80:127.0.0.1:{sim_port} "
@@ -93,13 +96,14 @@ def demo(
                         "report": str(result.report),
                         "statement": result.statement,
                         "urls": result.urls,
+                        "logins": result.logins,
                     }
                 )
             else:
                 common.console.print(result.statement, highlight=False)
                 common.console.print(f"report: {result.report}")
             if keep_running:
-                _print_services(result.urls, run.ports["sim"])
+                _print_services(result.urls, run.ports["sim"], result.logins)
                 wait_forever()
     except KeyboardInterrupt:
         raise common.fail("interrupted; every service was stopped", 130) from None

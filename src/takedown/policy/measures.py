@@ -50,8 +50,8 @@ __all__ = [
     "evaluate_db",
     "expire_due",
     "explain",
-    "lift",
     "four_eyes",
+    "lift",
     "list_measures",
     "measure_record",
     "reject",
@@ -350,7 +350,9 @@ def approve(db: Database, measure_id: int, actor: Actor, now: datetime) -> Measu
         return measure_record(m, slug)
 
 
-def reject(db: Database, measure_id: int, actor: Actor, reason: str, now: datetime) -> MeasureRecord:
+def reject(
+    db: Database, measure_id: int, actor: Actor, reason: str, now: datetime
+) -> MeasureRecord:
     """A second account rejects a proposed measure: it ends unapplied (shown as lifted, its
     lift decision ``rejected: REASON``), so the ladder may propose again if it still holds."""
     reason = reason.strip()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import secrets
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ import httpx
 from sqlalchemy import func, select
 
 from takedown import ledger
+from takedown.accounts import Actor, add_account, bootstrap
 from takedown.clock import FileClock
 from takedown.enforce.subscribers import Subscribers
 from takedown.errors import TakedownError
@@ -113,6 +115,7 @@ class DemoResult:
     figures_17_may: Figures
     statement: str
     urls: dict[str, str] = field(default_factory=dict)
+    logins: dict[str, str] = field(default_factory=dict)  # demo staff account -> password
 
 
 def shipped(name: str) -> Path:
@@ -136,7 +139,9 @@ class Demo:
             "control": f"http://{opts.host}:{self.ports['control']}",
             "enforce": f"http://{opts.host}:{self.ports['enforce']}",
             "metrics": f"http://{opts.host}:{self.ports['metrics']}/metrics",
+            "console": f"http://{opts.host}:{self.ports['api']}/console/",
         }
+        self.logins: dict[str, str] = {}  # demo staff account -> password
         self.services: Services | None = None
         self.db: Database | None = None
         self.clock: FileClock | None = None
@@ -192,6 +197,10 @@ class Demo:
         )
         token = issue_token(self.db, "twitter", now=START, actor="analyst")
         self.secret, self.token = secret, token
+        self.analyst, self.approver = (
+            self._staff("ivanova", "analyst"),
+            self._staff("petrov", "approver"),
+        )
         self.vantage = add_vantage(
             self.db,
             Vantage(name="moscow-1", country="RU", in_country=True),
@@ -225,7 +234,6 @@ class Demo:
         env = {
             "TAKEDOWN_CLOCK": f"file:{self.clock.path}",
             "TAKEDOWN_DB": str(self.out / "takedown.db"),
-            "TAKEDOWN_ACTOR": "demo",
         }
         self.services = Services(self.out / "logs", env=env)
         h, feed_dir = self.opts.host, self.out / "feed"
@@ -366,14 +374,25 @@ class Demo:
                 )
         import_file(self.db, path, "jsonl", now=now, actor="analyst")
 
-    def ladder_step(self, now: datetime) -> bool:
-        """Evaluate and apply the ladder; a second person approves what needs approval."""
+    def _staff(self, name: str, role: str) -> Actor:
+        """A demo staff account with a fresh password (printed with --keep-running)."""
         assert self.db is not None
-        _, changed = measures_mod.run(self.db, self.ladder, now, "policy-engine", apply=True)
+        password = secrets.token_urlsafe(12)
+        info = add_account(
+            self.db, name, roles=[role], password=password, now=START, actor=bootstrap("demo")
+        )
+        self.logins[info.name] = password
+        return Actor(info.name, frozenset(info.roles), info.id)
+
+    def ladder_step(self, now: datetime) -> bool:
+        """The analyst applies the ladder; the approver, a second account, approves what
+        needs approval."""
+        assert self.db is not None
+        _, changed = measures_mod.run(self.db, self.ladder, now, self.analyst.label, apply=True)
         with self.db.reading() as s:
             waiting = s.scalars(select(Measure.id).where(Measure.state == "proposed")).all()
         for mid in waiting:
-            measures_mod.approve(self.db, mid, "deputy-head", now)
+            measures_mod.approve(self.db, mid, self.approver, now)
         return bool(changed or waiting)
 
     def figures(self, now: datetime, *, full: bool = False) -> Figures:
@@ -538,7 +557,7 @@ class Demo:
                 ],
             )
         page = report_mod.render(data, self.out)
-        return DemoResult(self.out, page, fig, text, dict(self.urls))
+        return DemoResult(self.out, page, fig, text, dict(self.urls), dict(self.logins))
 
 
 def install_signal_handlers() -> Callable[[], None]:

@@ -75,9 +75,7 @@ def upgrade() -> None:
         sa.Column("decided_at", when, nullable=True),
         sa.Column("decided_by", sa.String(length=100), nullable=True),
         sa.Column("reasons", sa.Text(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["item_id"], ["items.id"], name=op.f("fk_appeals_item_id_items")
-        ),
+        sa.ForeignKeyConstraint(["item_id"], ["items.id"], name=op.f("fk_appeals_item_id_items")),
         sa.ForeignKeyConstraint(
             ["measure_id"], ["measures.id"], name=op.f("fk_appeals_measure_id_measures")
         ),
