@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import subprocess
@@ -231,7 +232,7 @@ def test_cli_rules_check_and_publish_refuse_collateral(db_url: str, tmp_path: Pa
     assert json.loads(r.stdout)["sequence"] == 1
     r = _cli(db_url, "audit", "list", "--type", "feed.publish", "--json")
     (event,) = json.loads(r.stdout)
-    assert event["actor"] == "feed-operator"
+    assert event["actor"] == f"local:{getpass.getuser()}"  # the bootstrap
     assert event["payload"]["accepted_collateral"] == "the order names the whole range"
 
 
