@@ -351,9 +351,7 @@ def verify_login(session: Session, username: str, password: str) -> Actor:
         key = normalise_name(username, where="username")
     except InputError:
         key = None
-    row = (
-        session.scalar(select(StaffAccount).where(StaffAccount.name == key)) if key else None
-    )
+    row = session.scalar(select(StaffAccount).where(StaffAccount.name == key)) if key else None
     stored = row.password_hash if row is not None and row.disabled_at is None else None
     if len(password) > MAX_PASSWORD or not _password_matches(stored, password) or row is None:
         raise AuthError("wrong username or password", where="username")
