@@ -35,7 +35,7 @@ import secrets
 import string
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -253,17 +253,52 @@ def _profile(cfg: config_mod.Config, code: str | None) -> config_mod.Profile:
     return cfg.profiles.get(code or config_mod.DEFAULT_PROFILE) or cfg.profile()
 
 
-def _subject(
-    session: Session, filing: Filing, now: datetime, filer: int | None
-) -> tuple[int | None, str | None]:
-    """The platform id and profile code of what ``filing`` contests, refusing what is not
-    public (NotFound, as if it did not exist), not the filing platform's own (NotFound:
-    a platform learns nothing of others) or no longer in force (Conflict)."""
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What an appeal contests, as far as the public may know it: a measure (with what it
+    does) or an item (its id only: never its target)."""
+
+    kind: str  # measure, item
+    id: int
+    platform_id: int | None
+    profile: str | None  # the platform's jurisdiction profile code
+    describe: str | None  # a measure's "Twitter: throttle 128 kbit/s"; None for an item
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.id}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "id": self.id, "describe": self.describe}
+
+
+def check_subject(
+    db: Database,
+    *,
+    measure_id: object = None,
+    item_id: object = None,
+    now: datetime,
+    platform_id: int | None = None,
+) -> Subject:
+    """The measure or item an appeal filed now would contest, refused as ``file_appeal``
+    refuses it (for the form that precedes the filing)."""
+    mid, iid = _row_id(measure_id, "measure"), _row_id(item_id, "item")
+    if (mid is None) == (iid is None):
+        raise InputError("name exactly one measure or one item", where="measure")
+    probe = Filing(mid, iid, "other", "", "")
+    with db.reading() as session:
+        return _subject(session, probe, now, platform_id)
+
+
+def _subject(session: Session, filing: Filing, now: datetime, filer: int | None) -> Subject:
+    """What ``filing`` contests, refusing what is not public (NotFound, as if it did not
+    exist), not the filing platform's own (NotFound: a platform learns nothing of others)
+    or no longer in force (Conflict)."""
     if filing.measure_id is not None:
         from takedown.policy.records import measure_record
 
         row = session.execute(
-            select(Measure, Platform.slug, Platform.profile)
+            select(Measure, Platform.slug, Platform.profile, Platform.name)
             .join(Platform, Platform.id == Measure.platform_id)
             .where(Measure.id == filing.measure_id)
         ).first()
@@ -273,13 +308,15 @@ def _subject(
         m = row[0]
         if filer is not None and m.platform_id != filer:
             raise missing
-        state = measure_record(m, row[1]).state_at(now)
+        record = measure_record(m, row[1])
+        state = record.state_at(now)
         if state in (MeasureState.LIFTED, MeasureState.EXPIRED):
             raise Conflict(
                 f"measure {m.id} is {state.value}; there is nothing left to contest",
                 where="measure_id",
             )
-        return m.platform_id, row[2]
+        describe = f"{row[3] or row[1]}: {record.describe()}"
+        return Subject("measure", m.id, m.platform_id, row[2], describe)
     item_row = session.execute(
         select(Item.platform_id, Item.listed_at, Item.delisted_at, Platform.profile)
         .outerjoin(Platform, Platform.id == Item.platform_id)
@@ -297,7 +334,14 @@ def _subject(
             "left to contest",
             where="item_id",
         )
-    return pid, profile
+    assert filing.item_id is not None
+    return Subject("item", filing.item_id, pid, profile, None)
+
+
+def deadline_of(subject: Subject, config: config_mod.Config | None = None) -> timedelta:
+    """How long staff have to decide an appeal against ``subject`` (its platform's
+    profile)."""
+    return _profile(config or config_mod.default(), subject.profile).appeal_deadline
 
 
 def file_appeal(
@@ -334,7 +378,7 @@ def file_appeal(
     digest = receipt_digest(receipt)
     assert digest is not None
     with db.session() as session:
-        subject_pid, profile = _subject(session, filing, now, platform_id)
+        subject = _subject(session, filing, now, platform_id)
         row = Appeal(
             receipt_hash=digest,
             measure_id=filing.measure_id,
@@ -344,12 +388,12 @@ def file_appeal(
             grounds=filing.grounds,
             contact=filing.contact,
             filed_at=now,
-            due_at=due_at(now, _profile(cfg, profile)),
+            due_at=due_at(now, _profile(cfg, subject.profile)),
             state=AppealState.OPEN.value,
         )
         session.add(row)
         session.flush()
-        slugs = _slugs(session, {subject_pid, platform_id})
+        slugs = _slugs(session, {subject.platform_id, platform_id})
         filer = slugs.get(platform_id)
         audit.record(
             session,
@@ -367,7 +411,7 @@ def file_appeal(
                 "contact_given": bool(row.contact),
             },
         )
-        return _record(row, slugs.get(subject_pid), filer), receipt
+        return _record(row, slugs.get(subject.platform_id), filer), receipt
 
 
 # --- reading --------------------------------------------------------------------------------
