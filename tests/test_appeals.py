@@ -343,3 +343,16 @@ def test_the_lister_is_recorded_by_add_and_import(world: World) -> None:
     with world.db.reading() as s:
         assert s.get(Item, world.item).listed_by == "alice"
         assert s.get(Item, world.vk_item).listed_by == "carol"
+
+
+def test_an_import_records_who_listed_its_items(db: Database) -> None:
+    from takedown.registry.formats import ReadDefaults
+    from takedown.registry.service import import_file
+
+    sample = Path(__file__).resolve().parents[1] / "examples" / "registers" / "rkn-sample.csv"
+    result = import_file(
+        db, sample, "rkn-csv", now=START, actor="alice", defaults=ReadDefaults(basis="149-FZ")
+    )
+    assert result.items_added > 0
+    with db.reading() as s:
+        assert set(s.scalars(select(Item.listed_by))) == {"alice"}
