@@ -101,9 +101,11 @@ def test_filing_from_the_public_form(site: Site) -> None:
     receipt = receipt_of(filed.text)
     status_url = f"/public/appeals/{receipt}"
     assert f'href="{str(site.client.base_url).rstrip("/")}{status_url}"' in filed.text
-    assert CONTACT not in filed.text
+    assert CONTACT not in filed.text and filed.headers["cache-control"] == "no-store"
     status = site.client.get(status_url)
     assert status.status_code == 200 and "<th>State</th><td>open</td>" in status.text
+    assert status.headers["cache-control"] == "no-store"
+    assert status.headers["referrer-policy"] == "no-referrer"
     assert f"measure {w.throttle}" in status.text
     assert "<th>Decision due</th><td>2021-04-10 00:00 UTC</td>" in status.text
     assert CONTACT not in status.text and "lessons" not in status.text

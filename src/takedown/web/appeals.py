@@ -44,6 +44,8 @@ from takedown.web.deps import MAX_ROW_ID, bounded_body
 from takedown.web.public import page, wants_json
 from takedown.web.templating import HEADERS
 
+# a page holding a receipt is kept by no cache (the receipt opens the status page)
+PRIVATE = {"Cache-Control": "no-store"}
 # 5000 characters of grounds may be 20 KB of UTF-8 and three times that percent-encoded
 MAX_FORM = 64 * 1024
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -233,11 +235,14 @@ def make_router(settings: PublicSettings | None = None) -> APIRouter:
         url = f"{base(request)}{status_path(receipt)}"
         if as_json:
             doc = {"receipt": receipt, "status_url": url, "appeal": record.public_json()}
-            return JSONResponse(jsonable_encoder(doc), status_code=201, headers=HEADERS)
+            return JSONResponse(
+                jsonable_encoder(doc), status_code=201, headers={**HEADERS, **PRIVATE}
+            )
         return page(
             request,
             "appeal_filed.html",
             201,
+            PRIVATE,
             appeal=record.public_json(),
             receipt=receipt,
             status_url=url,
@@ -257,8 +262,8 @@ def make_router(settings: PublicSettings | None = None) -> APIRouter:
             return error_page(request, exc, "No such appeal")
         doc: dict[str, Any] = record.public_json()
         if as_json:
-            return JSONResponse(jsonable_encoder(doc), headers=HEADERS)
-        return page(request, "appeal_status.html", appeal=doc)
+            return JSONResponse(jsonable_encoder(doc), headers={**HEADERS, **PRIVATE})
+        return page(request, "appeal_status.html", 200, PRIVATE, appeal=doc)
 
     return router
 

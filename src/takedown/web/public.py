@@ -94,10 +94,21 @@ HELPERS: dict[str, Any] = {
 
 
 def page(
-    request: Request | None, template: str, status_code: int = 200, **context: Any
+    request: Request | None,
+    template: str,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+    **context: Any,
 ) -> HTMLResponse:
-    """A public page from ``templates/public/TEMPLATE`` with the helpers and strict headers."""
-    return render(request, f"public/{template}", {**HELPERS, **context}, status_code=status_code)
+    """A public page from ``templates/public/TEMPLATE`` with the helpers and strict headers
+    (and ``headers``)."""
+    return render(
+        request,
+        f"public/{template}",
+        {**HELPERS, **context},
+        status_code=status_code,
+        headers=headers,
+    )
 
 
 # --- routes ---------------------------------------------------------------------------------
