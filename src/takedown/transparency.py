@@ -5,7 +5,9 @@ measures in force, one measure's public account, and the lookup "is this host re
 now, by which directive, and why". What the public sees is chosen field by field: the
 measure, its rule and the figures that fired it, the legal decisions behind it as
 references and counts by category — never an item's URL or target, never a token. A
-measure that has not taken effect (awaiting approval) is not public.
+measure that has not taken effect (awaiting approval) is not public. Each measure's
+account links the form to contest it and counts the appeals against it with their
+decided outcomes (``takedown.appeals``); an appellant's contact is never in it.
 
 The lookup matches with the enforcement point's own index (``enforce.decide.compile_index``)
 and marks the directive(s) that win with its own ranking (``enforce.decide.strictest``),
@@ -43,6 +45,7 @@ DEFAULT_APPEAL = (
     "A platform, an author or a user affected by a measure may ask the regulator to review "
     "it, and may challenge the decision behind it in court."
 )
+APPEAL_FORM = "/public/appeals/new"  # ?measure=ID or ?item=ID (web.appeals)
 LADDER_REF = "ladder rule "  # prefix of the pseudo-decision a ladder measure's directive carries
 
 
@@ -84,7 +87,13 @@ def _measure_head(m: MeasureRecord, platform_name: str | None, base: str) -> dic
         "since": _iso(m.starts_at),
         "review_at": _iso(m.review_at),
         "url": f"{base}/public/measures/{m.id}",
+        "appeal_form": appeal_form(base, m.id),
     }
+
+
+def appeal_form(base: str, measure_id: int) -> str:
+    """Where the public contests measure ``measure_id``."""
+    return f"{base}{APPEAL_FORM}?measure={measure_id}"
 
 
 # --- measures -------------------------------------------------------------------------------
@@ -120,10 +129,12 @@ def measure_doc(
     db: Database, measure_id: int, now: datetime, settings: PublicSettings, base: str
 ) -> dict[str, Any]:
     """The public account of one measure that has taken effect."""
+    from takedown import appeals
     from takedown.policy.measures import explain
 
     with db.reading() as session:
         m, platform_name, hosts = _public_measure(session, measure_id, now)
+        appealed = appeals.public_summary(session, measure_id)
     doc = explain(db, measure_id).as_json()
     figures = doc.get("figures") or {}
     state = _state_now(m, now)
@@ -156,7 +167,13 @@ def measure_doc(
         ],
         "supersedes": [c["id"] for c in doc.get("supersedes", [])],
         "superseded_by": doc.get("superseded_by"),
-        "appeal": {"text": settings.appeal_text, "url": settings.appeal_url},
+        "appeal": {
+            "text": settings.appeal_text,
+            "url": settings.appeal_url,
+            "form": appeal_form(base, m.id),
+        },
+        # counts and decided outcomes only: never an appellant, their grounds or contact
+        "appeals": appealed,
     }
 
 
@@ -311,6 +328,7 @@ def _directive_public(d: Directive, now: datetime, base: str) -> dict[str, Any]:
         "expires": _iso(d.expires),
         "decisions": list(d.decisions),
         "measure_id": d.measure_id,
+        "appeal_form": appeal_form(base, d.measure_id) if d.measure_id is not None else None,
         "url": (
             f"{base}/public/measures/{d.measure_id}"
             if d.measure_id is not None

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from markupsafe import escape
 from notices.support import ServerThread
 from sqlalchemy import insert
 
+from takedown import accounts
 from takedown.clock import SimClock
 from takedown.policy import measures, spec
 from takedown.store.db import Database
@@ -129,7 +131,7 @@ def test_measure_page_shows_rule_figures_decisions_and_appeal(site: Site) -> Non
     for k in range(7):
         assert f"RKN-stubborn-{k}" in page  # every decision behind it, by reference
     assert "Child sexual abuse material" in page  # counted by category
-    assert html.escape(APPEAL) in page and f'href="{APPEAL_URL}"' in page
+    assert str(escape(APPEAL)) in page and f'href="{APPEAL_URL}"' in page
     assert "2021-04-15" in page  # until when: the review date
     doc = get_json(site, f"/public/measures/{site.ladder_measure}")
     assert doc["why"]["rule"] == "slowdown" and doc["why"]["figures_read"]["overdue"] == 50
@@ -146,7 +148,8 @@ def test_measure_page_shows_rule_figures_decisions_and_appeal(site: Site) -> Non
 def test_hostile_strings_are_escaped_and_approvals_shown(site: Site) -> None:
     page = site.client.get(f"/public/measures/{site.block}").text
     assert "<script>" not in page and "<img" not in page and "<b>7</b>" not in page
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;img" in page
+    assert str(escape(HOSTILE)) in page
+    assert html.unescape(page).count(HOSTILE) == 1  # the reason, shown as text
     assert "RKN-&lt;b&gt;7&lt;/b&gt;" in page
     assert "<td>approved</td><td>bob</td><td>approver</td>" in page
     doc = get_json(site, f"/public/measures/{site.block}")
@@ -156,6 +159,23 @@ def test_hostile_strings_are_escaped_and_approvals_shown(site: Site) -> None:
     for path in ("/public/lookup?host=twitter.com", "/public/"):
         text = site.client.get(path).text
         assert "<script>" not in text and "<img" not in text and "<b>7</b>" not in text
+
+
+def test_pages_use_only_the_local_stylesheet(site: Site) -> None:
+    for path in (
+        "/public/",
+        f"/public/measures/{site.block}",
+        "/public/lookup",
+        "/public/lookup?host=t.co",
+    ):
+        r = site.client.get(path)
+        assert r.status_code == 200, path
+        csp = r.headers["content-security-policy"]
+        assert "unsafe-inline" not in csp and "style-src 'self'" in csp
+        assert "<style" not in r.text and "style=" not in r.text and "<script" not in r.text
+        assert '<link rel="stylesheet" href="/static/takedown.css">' in r.text
+    css = site.client.get("/static/takedown.css")
+    assert css.status_code == 200 and ".badge" in css.text
 
 
 def test_lookup_follows_label_boundaries(site: Site) -> None:

@@ -12,6 +12,7 @@ import typer
 
 from takedown.cli import (
     api_token,
+    appeals,
     audit,
     common,
     demo,
@@ -80,6 +81,7 @@ app.command("status")(status.status)
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(policy.app, name="policy")
 app.add_typer(measures.app, name="measures")
+app.add_typer(appeals.app, name="appeals")
 app.add_typer(feed.app, name="feed")
 app.command("enforce")(enforce.enforce)
 app.command("measure")(measure.measure)

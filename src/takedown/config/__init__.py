@@ -17,12 +17,14 @@ from takedown.errors import InputError
 # The profile of whatever answers to no platform (register items without one), as for
 # deadlines.
 DEFAULT_PROFILE = "ru-2021"
+# How long staff have to decide an appeal unless the profile says otherwise.
+DEFAULT_APPEAL_DEADLINE = "30d"
 # The broadest register IP prefix a profile admits unless it says otherwise.
 DEFAULT_MIN_PREFIX_V4 = 16
 DEFAULT_MIN_PREFIX_V6 = 32
 
 _PROFILE_KEYS = frozenset(
-    {"name", "default_deadline", "deadlines", "min_prefix_v4", "min_prefix_v6"}
+    {"name", "default_deadline", "deadlines", "appeal_deadline", "min_prefix_v4", "min_prefix_v6"}
 )
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -45,6 +47,8 @@ class Profile:
     # register IP targets broader than these prefixes are refused (registry.breadth)
     min_prefix_v4: int = DEFAULT_MIN_PREFIX_V4
     min_prefix_v6: int = DEFAULT_MIN_PREFIX_V6
+    # staff decide an appeal within this of its filing (takedown.appeals)
+    appeal_deadline: timedelta = timedelta(days=30)
 
     def deadline_for(self, category: str) -> timedelta:
         """The removal deadline for ``category`` under this profile."""
@@ -101,6 +105,12 @@ def _prefix(spec: dict[str, Any], key: str, bits: int, default: int, place: str)
     return value
 
 
+def _positive(value: timedelta, *, where: str) -> timedelta:
+    if value <= timedelta(0):
+        raise InputError("must be longer than zero", where=where)
+    return value
+
+
 def build(data: dict[str, Any], where: str) -> Config:
     """Validate merged configuration data."""
     categories = data.get("categories", {})
@@ -126,6 +136,13 @@ def build(data: dict[str, Any], where: str) -> Config:
             deadlines=deadlines,
             min_prefix_v4=_prefix(spec, "min_prefix_v4", 32, DEFAULT_MIN_PREFIX_V4, place),
             min_prefix_v6=_prefix(spec, "min_prefix_v6", 128, DEFAULT_MIN_PREFIX_V6, place),
+            appeal_deadline=_positive(
+                parse_duration(
+                    spec.get("appeal_deadline", DEFAULT_APPEAL_DEADLINE),
+                    where=f"{place}.appeal_deadline",
+                ),
+                where=f"{place}.appeal_deadline",
+            ),
         )
     return Config(categories=dict(categories), profiles=profiles)
 

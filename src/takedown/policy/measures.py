@@ -52,6 +52,7 @@ __all__ = [
     "explain",
     "four_eyes",
     "lift",
+    "lift_in",
     "list_measures",
     "measure_record",
     "reject",
@@ -438,22 +439,27 @@ def add(
 
 def lift(db: Database, measure_id: int, decision: str, now: datetime, actor: str) -> None:
     """Lift a measure by decision (ladder-made or not)."""
+    with db.session() as session:
+        lift_in(session, measure_id, decision, now, actor)
+
+
+def lift_in(session: Session, measure_id: int, decision: str, now: datetime, actor: str) -> None:
+    """``lift`` in the caller's transaction (an appeal's reversal lifts with its decision)."""
     if not decision.strip():
         raise InputError("lifting needs a decision reference", where="--decision")
-    with db.session() as session:
-        m = session.get(Measure, measure_id)
-        if m is None:
-            raise NotFound(f"no measure {measure_id}", where="ID")
-        if m.state in ENDED:
-            raise Conflict(f"measure {measure_id} is already {m.state}")
-        m.state, m.lifted_at, m.lift_decision = MeasureState.LIFTED.value, now, decision
-        audit.record(
-            session,
-            at=now,
-            actor=actor,
-            type="measure.lifted",
-            payload={"measure_id": m.id, "decision": decision},
-        )
+    m = session.get(Measure, measure_id)
+    if m is None:
+        raise NotFound(f"no measure {measure_id}", where="ID")
+    if m.state in ENDED:
+        raise Conflict(f"measure {measure_id} is already {m.state}")
+    m.state, m.lifted_at, m.lift_decision = MeasureState.LIFTED.value, now, decision
+    audit.record(
+        session,
+        at=now,
+        actor=actor,
+        type="measure.lifted",
+        payload={"measure_id": m.id, "decision": decision},
+    )
 
 
 def set_obligation(

@@ -119,7 +119,8 @@ def add_item(
         if existing is not None:
             return existing, False
         pid = PlatformIds(session).get(record.platform, "--platform") if record.platform else None
-        writer = EntryWriter(session, register_row(session, MANUAL_SOURCE, "cli").id, now)
+        register = register_row(session, MANUAL_SOURCE, "cli")
+        writer = EntryWriter(session, register.id, now, actor)
         entry_id = writer.add(entry, entry_key(entry), entry_digest(entry), pid)
         writer.finish()
         checks.audit(session, now=now, actor=actor)
@@ -144,33 +145,37 @@ def add_item(
 
 def delist(db: Database, item_id: int, decision: str, *, now: datetime, actor: str) -> None:
     """Delist an item by a new decision; it leaves the figures from ``now``."""
+    with db.session() as session:
+        delist_in(session, item_id, decision, now=now, actor=actor)
+
+
+def delist_in(session: Session, item_id: int, decision: str, *, now: datetime, actor: str) -> None:
+    """``delist`` in the caller's transaction (an appeal's reversal delists with its
+    decision)."""
     if not decision.strip():
         raise InputError("delisting needs a decision reference", where="--decision")
-    with db.session() as session:
-        item = session.get(Item, item_id)
-        if item is None:
-            raise NotFound(f"no item {item_id}")
-        if item.delisted_at is not None:
-            raise Conflict(f"item {item_id} was already delisted on {item.delisted_at:%Y-%m-%d}")
-        session.execute(
-            update(Item).where(Item.id == item_id).values(delisted_at=now, delist_decision=decision)
+    item = session.get(Item, item_id)
+    if item is None:
+        raise NotFound(f"no item {item_id}")
+    if item.delisted_at is not None:
+        raise Conflict(f"item {item_id} was already delisted on {item.delisted_at:%Y-%m-%d}")
+    session.execute(
+        update(Item).where(Item.id == item_id).values(delisted_at=now, delist_decision=decision)
+    )
+    projection.apply_delist(session, item_id, now)
+    if item.entry_id is not None:
+        others = select(Item.id).where(
+            Item.entry_id == item.entry_id, Item.delisted_at.is_(None), Item.id != item_id
         )
-        projection.apply_delist(session, item_id, now)
-        if item.entry_id is not None:
-            others = select(Item.id).where(
-                Item.entry_id == item.entry_id, Item.delisted_at.is_(None), Item.id != item_id
-            )
-            if session.scalar(others.limit(1)) is None:  # its entry blocks nothing more
-                session.execute(
-                    update(Entry).where(Entry.id == item.entry_id).values(delisted_at=now)
-                )
-        audit.record(
-            session,
-            at=now,
-            actor=actor,
-            type="registry.delist",
-            payload={"item": item_id, "decision": decision},
-        )
+        if session.scalar(others.limit(1)) is None:  # its entry blocks nothing more
+            session.execute(update(Entry).where(Entry.id == item.entry_id).values(delisted_at=now))
+    audit.record(
+        session,
+        at=now,
+        actor=actor,
+        type="registry.delist",
+        payload={"item": item_id, "decision": decision},
+    )
 
 
 def to_entry(item: Item, platform_slug: str | None) -> RegisterEntry:

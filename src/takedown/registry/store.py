@@ -44,6 +44,7 @@ _ITEM_COLUMNS = (
     "decision_date",
     "listed_at",
     "source",
+    "listed_by",
     "flags",
     "state",
     "state_at",
@@ -103,7 +104,7 @@ class EntryWriter:
     decision stays that entry's item.
     """
 
-    def __init__(self, session: Session, register_id: int, now: datetime) -> None:
+    def __init__(self, session: Session, register_id: int, now: datetime, actor: str) -> None:
         self.conn = session.connection()
         dialect = self.conn.dialect
         self.postgres = dialect.name == "postgresql"
@@ -127,6 +128,7 @@ class EntryWriter:
         self.bind: Callable[[datetime], object] = processor or (lambda value: value)
         self.now = self.bind(now)
         self.register_id = register_id
+        self.actor = actor  # each new item's listed_by
         self.next_id = (session.scalar(select(func.max(Entry.id))) or 0) + 1
         self.entries: list[tuple] = []
         self.items: list[tuple] = []
@@ -188,6 +190,7 @@ class EntryWriter:
                     d.date,
                     listed,
                     entry.source,
+                    self.actor,
                     ",".join(flags) if flags else "",
                     self.new_state,
                     self.now,

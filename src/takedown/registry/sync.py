@@ -225,6 +225,7 @@ class _Pass:
         result: SyncResult,
         *,
         now: datetime,
+        actor: str,
         defaults: ReadDefaults,
         checks: EntryChecks,
         skip_invalid: bool,
@@ -237,7 +238,7 @@ class _Pass:
         self.by_digest: dict[int, int] | None = None
         if result.format in FINGERPRINTING:  # rows seen last time need no parsing
             self.by_digest = {packed & MASK64: k for k, packed in self.live.items()}
-        self.writer = EntryWriter(session, self.register.id, now)
+        self.writer = EntryWriter(session, self.register.id, now, actor)
         self.platforms = PlatformIds(session)
         self.defaults = defaults
         self.default_pid = (
@@ -337,7 +338,13 @@ def _apply(
     checks: EntryChecks,
 ) -> None:
     one = _Pass(
-        session, result, now=now, defaults=defaults, checks=checks, skip_invalid=skip_invalid
+        session,
+        result,
+        now=now,
+        actor=actor,
+        defaults=defaults,
+        checks=checks,
+        skip_invalid=skip_invalid,
     )
     for entry in read(one.by_digest):
         one.take(entry)

@@ -305,6 +305,9 @@ class Item(Base):
     delisted_at: Mapped[datetime | None]
     delist_decision: Mapped[str | None] = mapped_column(String(200))
     source: Mapped[str | None] = mapped_column(String(500))
+    # who listed it (the audit actor of the add, import or sync; None: listed before 0004).
+    # An appeal against it is decided by someone else (takedown.appeals).
+    listed_by: Mapped[str | None] = mapped_column(String(100))
     flags: Mapped[str] = mapped_column(String(200), default="")
     state: Mapped[str] = mapped_column(String(16), default="open")
     state_at: Mapped[datetime | None]

@@ -69,7 +69,7 @@ class AppSettings:
 def build(settings: AppSettings) -> Any:
     """The whole app (platform, regulator and public APIs, /metrics, request counting) as
     an ASGI app, with the delivery worker when ``settings.delivery`` is set."""
-    from takedown.web import public, regulator_api
+    from takedown.web import appeals, public, regulator_api
     from takedown.web.metrics import Metrics
 
     db, clock = settings.db, settings.clock
@@ -96,6 +96,7 @@ def build(settings: AppSettings) -> Any:
         routers=[
             regulator_api.make_router(public_url=settings.public_url),
             public.make_router(public_settings, index, feed_dir=settings.feed_dir),
+            appeals.make_router(public_settings),
         ],
         metrics=metrics.app,
     )

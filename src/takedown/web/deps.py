@@ -49,6 +49,18 @@ async def platform_id(request: Request) -> int:
 
 async def json_body(request: Request, limit: int = MAX_BODY) -> Any:
     """The request's JSON body, refusing more than ``limit`` bytes (413) and bad JSON (400)."""
+    raw = await bounded_body(request, limit)
+    if not raw:
+        raise InputError("empty body; expected JSON", where="body")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedJSON(f"malformed JSON: {exc}", where="body") from None
+
+
+async def bounded_body(request: Request, limit: int) -> bytes:
+    """The request's body, refusing more than ``limit`` bytes (413) whether declared by
+    ``Content-Length`` or sent."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -62,13 +74,7 @@ async def json_body(request: Request, limit: int = MAX_BODY) -> Any:
         if size > limit:
             raise PayloadTooLarge(f"body larger than {limit} bytes", where="body")
         chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw:
-        raise InputError("empty body; expected JSON", where="body")
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedJSON(f"malformed JSON: {exc}", where="body") from None
+    return b"".join(chunks)
 
 
 class MalformedJSON(InputError):

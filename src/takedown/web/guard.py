@@ -1,11 +1,14 @@
 """Limits on the public pages, so that no amount of public traffic can starve the APIs.
 
-Two limits, both checked on the event loop before a public request takes a thread:
+Three limits, all checked on the event loop before a public request takes a thread:
 
 - at most ``concurrency`` public requests in flight; one more gets 503 at once;
 - per client address (IPv6 by /64) a token bucket of ``burst`` requests refilled at
   ``rate`` per second; an empty bucket gets 429 (``rate`` 0: no per-client limit). The
-  table of buckets is bounded (``max_clients``, least recently seen dropped first).
+  table of buckets is bounded (``max_clients``, least recently seen dropped first);
+- per client address, a second, slower bucket for filing appeals (``POST
+  /public/appeals``): ``filing_burst`` filings, refilled at ``filings_per_hour`` (0: no
+  such limit), so one address cannot flood the staff's queue.
 
 Both answers carry ``Retry-After`` (whole seconds) and the project's error body
 ``{"error": ..., "where": "public"}``. Other paths pass untouched. ``TokenBuckets`` is the
@@ -32,6 +35,7 @@ from takedown.enforce.subscribers import canonical_address
 from takedown.errors import InputError
 
 PREFIX = "/public"
+FILING_PATH = "/public/appeals"  # POST: file an appeal (web.appeals)
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class PublicLimits:
     burst: int = 20
     max_clients: int = 100_000
     index_poll: float = 1.0
+    filings_per_hour: float = 10.0
+    filing_burst: int = 5
     monotonic: Callable[[], float] = field(default=time.monotonic, compare=False)
 
 
@@ -102,6 +108,9 @@ class PublicGuard:
     def __init__(self, app: Any, limits: PublicLimits) -> None:
         self.app, self.limits = app, limits
         self.buckets = TokenBuckets(limits.rate, limits.burst, limits.max_clients)
+        self.filings = TokenBuckets(
+            limits.filings_per_hour / 3600, limits.filing_burst, limits.max_clients
+        )
         self.in_flight = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -116,6 +125,16 @@ class PublicGuard:
             for message in _refuse(429, "too many requests from this address", wait):
                 await send(message)
             return
+        if (
+            self.limits.filings_per_hour > 0
+            and path == FILING_PATH
+            and scope.get("method") == "POST"
+        ):
+            wait = self.filings.take(client_key(scope), self.limits.monotonic())
+            if wait > 0:
+                for message in _refuse(429, "too many appeals filed from this address", wait):
+                    await send(message)
+                return
         if self.in_flight >= self.limits.concurrency:
             for message in _refuse(503, "the public pages are busy; try again shortly", 1):
                 await send(message)

@@ -12,6 +12,9 @@ Examples::
     curl -X POST -H "Authorization: Bearer $T" -H "Idempotency-Key: batch-9" \\
          -d '{"responses":[{"item_id":42,"action":"rejected","reason":"satire",
               "policy":"ToS 4.2"}]}' http://127.0.0.1:8470/api/platform/responses
+    curl -X POST -H "Authorization: Bearer $T" \\
+         -d '{"measure_id":3,"grounds":"the listed posts are gone","contact":"legal@x.example"}' \\
+         http://127.0.0.1:8470/api/platform/appeals
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from takedown import appeals
 from takedown.errors import InputError
 from takedown.model import ResponseAction
 from takedown.notices import responses as svc
@@ -138,3 +142,62 @@ async def respond_batch(request: Request, pid: int = Depends(platform_id)) -> An
     now = request.app.state.clock.now()
     out = await run_in_threadpool(svc.record_responses, request.app.state.db, pid, parsed, now=now)
     return {"responses": [o.as_json() for o in out], "stored": sum(not o.duplicate for o in out)}
+
+
+# --- appeals --------------------------------------------------------------------------------
+
+MAX_APPEAL_BODY = 64 * 1024
+
+
+class AppealBody(BaseModel):
+    """An appeal by the platform (for the OpenAPI schema; checked field by field)."""
+
+    measure_id: int | None = Field(None, description="a measure on this platform")
+    item_id: int | None = Field(None, description="or one of this platform's items")
+    grounds: str = Field(..., description="why it is wrong, at most 5000 characters")
+    contact: str | None = Field(None, description="whom the regulator may reach; never public")
+
+
+_openapi_appeal = {
+    "requestBody": {
+        "content": {"application/json": {"schema": AppealBody.model_json_schema()}},
+        "required": True,
+    }
+}
+
+
+@router.post("/appeals", status_code=201, openapi_extra=_openapi_appeal)
+async def file_appeal(request: Request, pid: int = Depends(platform_id)) -> Any:
+    """Appeal a measure on this platform or one of its items; the answer carries the
+    receipt (shown once) and the status URL. Another platform's measure or item is 404."""
+    data = await json_body(request, MAX_APPEAL_BODY)
+    if not isinstance(data, dict):
+        raise InputError("expected a JSON object", where="body")
+    if data.get("appellant", "platform") != "platform":
+        raise InputError("a platform appeals as appellant 'platform'", where="appellant")
+    now = request.app.state.clock.now()
+    record, receipt = await run_in_threadpool(
+        lambda: appeals.file_appeal(
+            request.app.state.db,
+            measure_id=data.get("measure_id"),
+            item_id=data.get("item_id"),
+            appellant="platform",
+            grounds=data.get("grounds"),
+            contact=data.get("contact") or "",
+            now=now,
+            platform_id=pid,
+        )
+    )
+    url = f"{str(request.base_url).rstrip('/')}/public/appeals/{receipt}"
+    return {"receipt": receipt, "status_url": url, "appeal": record.public_json()}
+
+
+@router.get("/appeals/{receipt}")
+async def get_appeal(request: Request, receipt: str, pid: int = Depends(platform_id)) -> Any:
+    """One of the platform's own appeals by its receipt (404 for any other)."""
+    record = await run_in_threadpool(
+        lambda: appeals.get_by_receipt(
+            request.app.state.db, receipt[: appeals.MAX_RECEIPT + 1], platform_id=pid
+        )
+    )
+    return record.public_json()

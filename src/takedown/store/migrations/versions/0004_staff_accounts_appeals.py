@@ -1,4 +1,5 @@
-"""staff accounts (Argon2id), console sessions, appeals; tokens belong to accounts
+"""staff accounts (Argon2id), console sessions, appeals; tokens belong to accounts; who
+listed each item
 
 Revision ID: 0004
 Revises: 0003
@@ -6,6 +7,9 @@ Revises: 0003
 Each name that held a staff token becomes an account (its name normalised, no password:
 it logs in to the console only after ``takedown staff reset``), and the token stays valid
 for it. The old default role ``regulator`` read the API only: it becomes ``auditor``.
+Items get ``listed_by`` (the actor of the add, import or sync that listed them; unknown,
+NULL, for items listed before), so that an appeal against an item is decided by someone
+else.
 """
 
 import unicodedata
@@ -87,6 +91,8 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_appeals_item_id"), "appeals", ["item_id"], unique=False)
     op.create_index(op.f("ix_appeals_measure_id"), "appeals", ["measure_id"], unique=False)
+    # nullable, no default: metadata only, however many items there are
+    op.add_column("items", sa.Column("listed_by", sa.String(length=100), nullable=True))
 
     with op.batch_alter_table("api_tokens", schema=None) as batch_op:
         batch_op.add_column(sa.Column("account_id", sa.Integer(), nullable=True))
@@ -154,6 +160,8 @@ def downgrade() -> None:
         )
         batch_op.drop_index(batch_op.f("ix_api_tokens_account_id"))
         batch_op.drop_column("account_id")
+    with op.batch_alter_table("items", schema=None) as batch_op:
+        batch_op.drop_column("listed_by")
     op.drop_index(op.f("ix_appeals_measure_id"), table_name="appeals")
     op.drop_index(op.f("ix_appeals_item_id"), table_name="appeals")
     op.drop_table("appeals")
