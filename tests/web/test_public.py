@@ -18,7 +18,6 @@ from markupsafe import escape
 from notices.support import ServerThread
 from sqlalchemy import insert
 
-from takedown import accounts
 from takedown.clock import SimClock
 from takedown.policy import measures, spec
 from takedown.store.db import Database
