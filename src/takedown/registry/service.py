@@ -142,8 +142,17 @@ def add_item(
         return item_id, True
 
 
-def delist(db: Database, item_id: int, decision: str, *, now: datetime, actor: str) -> None:
-    """Delist an item by a new decision; it leaves the figures from ``now``."""
+def delist(
+    db: Database,
+    item_id: int,
+    decision: str,
+    *,
+    now: datetime,
+    actor: str,
+    reason: str | None = None,
+) -> None:
+    """Delist an item by a new decision (``reason``: why, for the audit log); it leaves the
+    figures from ``now``."""
     if not decision.strip():
         raise InputError("delisting needs a decision reference", where="--decision")
     with db.session() as session:
@@ -169,7 +178,8 @@ def delist(db: Database, item_id: int, decision: str, *, now: datetime, actor: s
             at=now,
             actor=actor,
             type="registry.delist",
-            payload={"item": item_id, "decision": decision},
+            payload={"item": item_id, "decision": decision}
+            | ({"reason": reason} if reason else {}),
         )
 
 
