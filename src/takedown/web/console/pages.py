@@ -113,7 +113,9 @@ def _chart(db: Database, slug: str, now: datetime) -> bytes:
         facts = load_facts(session, slug, now)
         rows = readout.measure_rows(session, slug)
     listed = [i.listed_at for i in facts.items]
+    # from the first listing (at most CHART_DAYS back, at least a week: a line, not a dot)
     start = max(min(listed, default=now), now - timedelta(days=CHART_DAYS))
+    start = min(start, now - timedelta(days=7))
     days = [
         DayFigures(
             f.as_of.date(),
