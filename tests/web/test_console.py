@@ -114,6 +114,13 @@ def site(sqlite_db: Database) -> Iterator[Console]:
     yield from serve(sqlite_db)
 
 
+@pytest.fixture
+def any_site(db: Database) -> Iterator[Console]:
+    """The console on SQLite and on PostgreSQL."""
+    setup(db)
+    yield from serve(db)
+
+
 # --- sessions -------------------------------------------------------------------------------
 
 
@@ -295,7 +302,8 @@ def propose_block(c: httpx.Client) -> int:
     return int(m.group(1))
 
 
-def test_four_eyes_in_the_console(site: Console) -> None:
+def test_four_eyes_in_the_console(any_site: Console) -> None:
+    site = any_site
     ana = site.login("ana")
     mid = propose_block(ana)
     page = ana.get(f"/console/measures/{mid}")
@@ -401,7 +409,8 @@ def test_every_page_has_a_json_twin_and_an_auditor_only_reads(site: Console) -> 
     assert r.status_code == 403 and "needs the analyst or approver role" in r.text
 
 
-def test_register_search_pages_and_item_history(site: Console) -> None:
+def test_register_search_pages_and_item_history(any_site: Console) -> None:
+    site = any_site
     c = site.login("ana")
     first = c.get("/console/register", params={"format": "json", "platform": "twitter"}).json()
     assert len(first["items"]) == 50 and first["next_after"] == first["items"][-1]["id"]
