@@ -21,6 +21,7 @@ from urllib.parse import quote
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from takedown.errors import NotFound
 from takedown.model import (
     Directive,
     DirectiveSet,
@@ -133,6 +134,32 @@ def next_sequence(session: Session) -> int:
     return (last or 0) + 1
 
 
+def _platform_hosts(session: Session, compiled: Compiled) -> dict[int, list[HostRule]]:
+    """Each platform's host rules; their patterns go into ``compiled.owners``."""
+    slugs = dict(session.execute(select(Platform.id, Platform.slug)).all())
+    hosts: dict[int, list[HostRule]] = defaultdict(list)
+    for h in session.scalars(select(PlatformHost).order_by(PlatformHost.pattern)):
+        hosts[h.platform_id].append(HostRule(h.pattern, h.content_class))
+        compiled.owners[h.pattern] = slugs[h.platform_id]
+    return hosts
+
+
+def compile_measure(
+    session: Session, measure_id: int, now: datetime, *, public_url: str
+) -> Compiled:
+    """The directive measure ``measure_id`` compiles to if it is (or were) in force, whatever
+    its state: what an approver looks at, with the collateral guard, before approving."""
+    compiled = Compiled(DirectiveSet(SCHEMA_VERSION, 0, now, ()))
+    m = session.get(Measure, measure_id)
+    if m is None:
+        raise NotFound(f"no measure {measure_id}", where="ID")
+    hosts = _platform_hosts(session, compiled)
+    slug = session.scalar(select(Platform.slug).where(Platform.id == m.platform_id))
+    directive = _measure_directive(measure_record(m, slug), hosts[m.platform_id], now, public_url)
+    compiled.directives = DirectiveSet(SCHEMA_VERSION, 0, now, (directive,))
+    return compiled
+
+
 def compile_directives(
     session: Session,
     now: datetime,
@@ -145,10 +172,7 @@ def compile_directives(
     ``limits`` (default: those of the profile of items of no platform)."""
     compiled = Compiled(DirectiveSet(SCHEMA_VERSION, 0, now, ()))
     slugs = dict(session.execute(select(Platform.id, Platform.slug)).all())
-    hosts: dict[int, list[HostRule]] = defaultdict(list)
-    for h in session.scalars(select(PlatformHost).order_by(PlatformHost.pattern)):
-        hosts[h.platform_id].append(HostRule(h.pattern, h.content_class))
-        compiled.owners[h.pattern] = slugs[h.platform_id]
+    hosts = _platform_hosts(session, compiled)
     measures = session.scalars(
         select(Measure).where(Measure.state == MeasureState.ACTIVE.value).order_by(Measure.id)
     ).all()

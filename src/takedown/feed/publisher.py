@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from takedown.errors import Conflict, InputError, PatternError
-from takedown.feed.compile import Compiled, compile_directives, next_sequence
+from takedown.feed.compile import Compiled, compile_directives, compile_measure, next_sequence
 from takedown.feed.directives import dumps
 from takedown.feed.repository import RepoInfo, Repository
 from takedown.match import HostHit, IPHit, Matcher, broad_ip_rules, host_collateral, ip_collateral
@@ -152,6 +152,16 @@ def check(
     with db.reading() as session:
         compiled = compile_directives(session, now)
         return compiled, guard(session, compiled, hosts, resolved)
+
+
+def measure_check(
+    db: Database, measure_id: int, now: datetime, *, public_url: str = "http://127.0.0.1:8470"
+) -> tuple[Compiled, GuardReport]:
+    """The directive of one measure (proposed or not) and its collateral against the
+    shipped reference hosts: the same guard a publication runs, for one measure."""
+    with db.reading() as session:
+        compiled = compile_measure(session, measure_id, now, public_url=public_url)
+        return compiled, guard(session, compiled, shipped_reference_hosts())
 
 
 @dataclass

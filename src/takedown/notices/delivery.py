@@ -281,6 +281,31 @@ def advance(
     return DeliveryState.PENDING.value, now + policy.delay(attempts, rnd), None
 
 
+def requeue(db: Database, notice_id: int, *, now: datetime, actor: str) -> None:
+    """Send a notice again: it goes back into the outbox as due now, and the delivery
+    worker sends it the usual way (same body, same ``Idempotency-Key``). For a notice that
+    failed, or was delivered but not acknowledged; one already waiting in the outbox is a
+    Conflict. Its attempts so far are kept, so a failed notice gets one more attempt."""
+    from takedown.errors import Conflict, NotFound
+
+    with db.session() as session:
+        n = session.get(Notice, notice_id)
+        if n is None:
+            raise NotFound(f"no notice {notice_id}", where="ID")
+        if n.delivery_state == DeliveryState.PENDING.value:
+            raise Conflict(f"notice {notice_id} is already waiting in the outbox", where="ID")
+        previous = n.delivery_state
+        n.delivery_state, n.next_attempt_at = DeliveryState.PENDING.value, now
+        n.claimed_by = n.claimed_until = None
+        audit.record(
+            session,
+            at=now,
+            actor=actor,
+            type="notice.requeued",
+            payload={"notice": notice_id, "was": previous, "attempts": n.attempts},
+        )
+
+
 def release(db: Database, worker_id: str, ids: Sequence[int]) -> None:
     """Give up claims on notices this worker will not send (e.g. when stopping)."""
     if not ids:

@@ -260,8 +260,11 @@ def list_notices(
     platform: str | None = None,
     overdue: bool = False,
     limit: int | None = None,
+    after: int | None = None,
+    state: str | None = None,
 ) -> list[NoticeRecord]:
-    """Notices with item counts; ``overdue``: past deadline with items still open."""
+    """Notices with item counts, oldest first; ``overdue``: past deadline with items still
+    open; ``after``: only ids above it (a page); ``state``: this delivery state only."""
     from sqlalchemy import case, func
 
     with db.reading() as session:
@@ -283,6 +286,10 @@ def list_notices(
             query = query.where(Platform.slug == platform)
         if overdue:
             query = query.where(Notice.deadline_at <= now).having(open_count > 0)
+        if after is not None:
+            query = query.where(Notice.id > after)
+        if state is not None:
+            query = query.where(Notice.delivery_state == state)
         if limit is not None:
             query = query.limit(limit)
         out = []

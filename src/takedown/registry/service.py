@@ -143,13 +143,30 @@ def add_item(
         return item_id, True
 
 
-def delist(db: Database, item_id: int, decision: str, *, now: datetime, actor: str) -> None:
-    """Delist an item by a new decision; it leaves the figures from ``now``."""
+def delist(
+    db: Database,
+    item_id: int,
+    decision: str,
+    *,
+    now: datetime,
+    actor: str,
+    reason: str | None = None,
+) -> None:
+    """Delist an item by a new decision (``reason``: why, for the audit log); it leaves the
+    figures from ``now``."""
     with db.session() as session:
-        delist_in(session, item_id, decision, now=now, actor=actor)
+        delist_in(session, item_id, decision, now=now, actor=actor, reason=reason)
 
 
-def delist_in(session: Session, item_id: int, decision: str, *, now: datetime, actor: str) -> None:
+def delist_in(
+    session: Session,
+    item_id: int,
+    decision: str,
+    *,
+    now: datetime,
+    actor: str,
+    reason: str | None = None,
+) -> None:
     """``delist`` in the caller's transaction (an appeal's reversal delists with its
     decision)."""
     if not decision.strip():
@@ -174,7 +191,7 @@ def delist_in(session: Session, item_id: int, decision: str, *, now: datetime, a
         at=now,
         actor=actor,
         type="registry.delist",
-        payload={"item": item_id, "decision": decision},
+        payload={"item": item_id, "decision": decision} | ({"reason": reason} if reason else {}),
     )
 
 

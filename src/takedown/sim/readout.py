@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from takedown.model import MeasureState, describe_scope
 from takedown.policy.records import measure_record
 from takedown.sim.report import HistoryRow, MeasureRow, RateRow
-from takedown.store.schema import Approval, Event, Measure, Measurement
+from takedown.store.schema import Approval, Event, Measure, Measurement, Platform
 
 
 def write_timeline(s: Session, path: Path) -> None:
@@ -34,9 +34,15 @@ def write_timeline(s: Session, path: Path) -> None:
 
 
 def measure_rows(s: Session, platform: str) -> list[MeasureRow]:
-    """Every measure of the run, with who approved it and when it ended."""
+    """Every measure of ``platform``, with who approved it and when it ended."""
     rows = []
-    for m in s.scalars(select(Measure).order_by(Measure.id)):
+    query = (
+        select(Measure)
+        .join(Platform, Platform.id == Measure.platform_id)
+        .where(Platform.slug == platform)
+        .order_by(Measure.id)
+    )
+    for m in s.scalars(query):
         r = measure_record(m, platform)
         approvals = [
             f"{a.by} ({a.at:%d %b})"

@@ -12,6 +12,7 @@ import html
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import matplotlib
 
@@ -89,8 +90,11 @@ class ReportData:
 _BAND = {"throttle": "#f0ad4e", "block": "#d9534f"}
 
 
-def chart_compliance(data: ReportData, path: Path) -> None:
-    """Items left and removed share over time; below it, the measures in force as bands."""
+def chart_compliance(data: ReportData, path: Path | BinaryIO, *, fmt: str | None = None) -> None:
+    """Items left and removed share over time; below it, the measures in force as bands.
+
+    ``path``: a file (its suffix names the format) or a binary stream with ``fmt`` (``svg``,
+    ``png``): the console draws the same chart live, as SVG."""
     fig, (ax, strip) = plt.subplots(
         2,
         1,
@@ -142,7 +146,7 @@ def chart_compliance(data: ReportData, path: Path) -> None:
     strip.invert_yaxis()
     strip.set_ylabel("measures", fontsize=8)
     strip.xaxis.set_major_formatter(mdates.DateFormatter("%d %b"))
-    fig.savefig(path, bbox_inches="tight")
+    fig.savefig(path, format=fmt, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -30,6 +30,7 @@ from takedown.clock import Clock
 from takedown.errors import TakedownError
 from takedown.store.db import Database
 from takedown.transparency import DEFAULT_APPEAL, PublicSettings
+from takedown.web.console.sessions import ConsoleSettings
 from takedown.web.guard import PublicGuard, PublicLimits
 from takedown.web.lookup_index import LookupIndex
 
@@ -52,7 +53,8 @@ class AppSettings:
     a feed repository served at ``/feed/`` (its latest audit head shown on ``/public/``);
     ``delivery``: run the notice delivery worker; ``public_limits``: what the public pages
     may take (``web.guard``); ``lookup_index``: the public lookup index to use (None: the
-    app makes its own; tests and the bench pass one to watch its builds).
+    app makes its own; tests and the bench pass one to watch its builds); ``console``: the
+    staff console's session lifetimes and login limit (``web.console.sessions``).
     """
 
     db: Database
@@ -64,12 +66,14 @@ class AppSettings:
     delivery: DeliverySettings | None = None
     public_limits: PublicLimits = field(default_factory=PublicLimits)
     lookup_index: LookupIndex | None = None
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
 
 def build(settings: AppSettings) -> Any:
-    """The whole app (platform, regulator and public APIs, /metrics, request counting) as
-    an ASGI app, with the delivery worker when ``settings.delivery`` is set."""
-    from takedown.web import appeals, public, regulator_api
+    """The whole app (platform, regulator and public APIs, the staff console, /metrics,
+    request counting) as an ASGI app, with the delivery worker when ``settings.delivery``
+    is set."""
+    from takedown.web import appeals, console, public, regulator_api
     from takedown.web.metrics import Metrics
 
     db, clock = settings.db, settings.clock
@@ -97,6 +101,7 @@ def build(settings: AppSettings) -> Any:
             regulator_api.make_router(public_url=settings.public_url),
             public.make_router(public_settings, index, feed_dir=settings.feed_dir),
             appeals.make_router(public_settings),
+            console.make_router(settings.console, public_url=settings.public_url),
         ],
         metrics=metrics.app,
     )

@@ -1,4 +1,6 @@
-"""The regulator API: read-only ``/api/…`` for regulator staff, with their own bearer tokens.
+"""The regulator API: ``/api/…`` for regulator staff, with their own bearer tokens: reads,
+and approving or rejecting a proposed measure (the same four-eyes check as the console and
+the CLI).
 
 Staff tokens (issued by ``takedown.accounts``) live in ``api_tokens`` (SHA-256 hex, like
 platform tokens) and are a different table from platform tokens: a platform token is
@@ -13,6 +15,9 @@ Examples::
     curl -H "Authorization: Bearer $T" http://127.0.0.1:8470/api/measures/3
     curl -H "Authorization: Bearer $T" http://127.0.0.1:8470/api/items/42
     curl -H "Authorization: Bearer $T" http://127.0.0.1:8470/api/directives
+    curl -X POST -H "Authorization: Bearer $T" http://127.0.0.1:8470/api/measures/3/approve
+    curl -X POST -H "Authorization: Bearer $T" -d '{"reason": "figures stale"}' \
+        http://127.0.0.1:8470/api/measures/3/reject
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from takedown.accounts import Actor, staff_for
 from takedown.errors import InputError
 from takedown.model import MeasureState
 from takedown.store.db import Database
-from takedown.web.deps import RowId, bearer_token
+from takedown.web.deps import RowId, bearer_token, json_body
 
 MEASURE_STATES = tuple(s.value for s in MeasureState)
 
@@ -133,6 +138,33 @@ def make_router(*, public_url: str | None = None) -> APIRouter:
 
         explanation = await run_in_threadpool(explain, request.app.state.db, measure_id)
         return explanation.as_json()
+
+    @router.post("/measures/{measure_id}/approve")
+    async def approve(request: Request, measure_id: RowId) -> dict[str, Any]:
+        """Approve a proposed measure as the token's account (four eyes:
+        ``policy.measures.four_eyes``, as in the console and the CLI)."""
+        from takedown.policy.measures import approve as do_approve
+
+        who = await staff(request)
+        now = request.app.state.clock.now()
+        record = await run_in_threadpool(do_approve, request.app.state.db, measure_id, who, now)
+        return record.as_json()
+
+    @router.post("/measures/{measure_id}/reject")
+    async def reject(request: Request, measure_id: RowId) -> dict[str, Any]:
+        """Reject a proposed measure (JSON ``{"reason": "..."}``) as the token's account."""
+        from takedown.policy.measures import reject as do_reject
+
+        who = await staff(request)
+        body = await json_body(request, limit=64 * 1024)
+        reason = body.get("reason") if isinstance(body, dict) else None
+        if not isinstance(reason, str):
+            raise InputError("a JSON object with a reason", where="reason")
+        now = request.app.state.clock.now()
+        record = await run_in_threadpool(
+            do_reject, request.app.state.db, measure_id, who, reason, now
+        )
+        return record.as_json()
 
     @router.get("/items/{item_id}")
     async def item(request: Request, item_id: RowId) -> dict[str, Any]:
