@@ -264,13 +264,52 @@ def test_four_eyes_in_the_browser(browser: Browser, served: Served) -> None:
         assert data[:8] == PNG and len(data) > 1000, path
 
 
-def test_appeals_inbox_in_the_browser(browser: Browser, served: Served) -> None:
-    try:
-        import takedown.appeals  # noqa: F401
-    except ImportError:
-        pytest.skip("appeals not merged")
-    browser.login("ana")
-    browser.go("/console/appeals", "appeals")
-    assert "Appeals" in browser.page.content()
-    path = served.taken[-1]
-    assert path.read_bytes()[:8] == PNG
+def test_an_appeal_from_the_public_page_reversed_by_staff(browser: Browser, served: Served) -> None:
+    b, page = browser, browser.page
+    recorded = cli(
+        served.db_url,
+        *("measures", "add", "twitter", "--action", "throttle", "--rate-kbps", "128"),
+        *("--classes", "media", "--decision", "RKN-2021-T1", "--reason", "items left"),
+    )
+    measure_id = int(recorded.split()[1])  # "measure N recorded"
+    contact = "appellant@school.example"
+
+    # a member of the public, from the measure's page: the form, a receipt, a status page
+    b.go(f"/public/measures/{measure_id}", "public-measure-in-force")
+    page.click("a:has-text('Contest this measure')")
+    b.shot("appeal-form")
+    page.check("input[name=appellant][value=user]")
+    page.fill("textarea[name=grounds]", "Our school's photo library is slowed with it.")
+    page.fill("input[name=contact]", contact)
+    page.click("button:has-text('File the appeal')")
+    assert "Appeal filed" in page.content(), page.locator("main").inner_text()
+    b.shot("appeal-filed")
+    receipt = page.locator("code").first.inner_text()
+    assert len(receipt) >= 20
+    page.click(f"a[href$='/public/appeals/{receipt}']")
+    b.shot("appeal-status-open")
+    assert "open" in page.content() and contact not in page.content()
+
+    # staff: the analyst (who did not propose the measure) reverses it in the console
+    b.login("ana")
+    b.go("/console/appeals?state=open", "appeals-inbox")
+    page.click(f"a[href^='/console/measures/{measure_id}'] >> xpath=../../td[1]/a")
+    b.shot("appeal-staff")
+    assert contact in page.content()  # staff see how to reach the appellant
+    page.select_option("select[name=outcome]", "reversed")
+    page.fill("textarea[name=reasons]", "The throttle hits a school's library; reversed.")
+    page.click("form#decide button")
+    assert "?done=decided" in page.url
+    b.shot("appeal-decided")
+    b.go(f"/console/measures/{measure_id}", "measure-lifted-by-appeal")
+    assert "lifted" in page.content()
+    b.logout()
+
+    # the public sees the outcome on the measure's page and the appellant on the status page
+    b.go(f"/public/measures/{measure_id}", "public-measure-after-appeal")
+    text = page.content()
+    assert "1 reversed" in text and "hits a school" in text and contact not in text
+    b.go(f"/public/appeals/{receipt}", "appeal-status-reversed")
+    assert "reversed" in page.content() and contact not in page.content()
+    listed = json.loads(cli(served.db_url, "measures", "list", "--json"))
+    assert [m["state"] for m in listed if m["id"] == measure_id] == ["lifted"]

@@ -77,6 +77,10 @@ def cross_site(request: Request, public_url: str | None) -> str | None:
     origin = request.headers.get("origin")
     if origin is None:
         return None
+    if origin == "null" and fetch_site is not None:
+        # Our pages send Referrer-Policy: no-referrer, under which a browser posts its own
+        # form with "Origin: null"; Sec-Fetch-Site (checked above) then tells where from.
+        return None
     ours = {_origin(str(request.base_url))}
     if public_url:
         ours.add(_origin(public_url))

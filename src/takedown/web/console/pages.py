@@ -55,7 +55,9 @@ def platform_slugs(db: Database) -> list[str]:
 
 
 def dashboard(db: Database, now: datetime) -> dict[str, Any]:
-    """Per platform the ledger's figures; the measures in force and those awaiting approval."""
+    """Per platform the ledger's figures; the measures in force and those awaiting approval;
+    the appeals open and overdue."""
+    from takedown import appeals
     from takedown.policy.records import list_measures
 
     status = ledger.status(db, now)
@@ -65,6 +67,7 @@ def dashboard(db: Database, now: datetime) -> dict[str, Any]:
         "platforms": [ledger.figures_json(f) for f in status.figures],
         "in_force": [_measure_row(m) for m in records if m.state == MeasureState.ACTIVE],
         "awaiting_approval": sum(1 for m in records if m.state == MeasureState.PROPOSED),
+        "appeals": appeals.counts(db, now),
     }
 
 
