@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from takedown.enforce.subscribers import Subscribers
@@ -254,4 +256,43 @@ def test_ctrl_c_stops_every_service(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted" in err
+    assert not children_of(out)
+
+
+def test_keep_running_prints_the_console_and_a_staff_login_that_works(tmp_path: Path) -> None:
+    out = tmp_path / "kept"
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "takedown", "demo", "--out", str(out), "--items", "50",
+            "--measure-seconds", "0.5", "--base-port", str(free_base_port()), "--keep-running",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        for line in proc.stdout:
+            lines.append(line.strip())
+            if line.strip().startswith("try:"):
+                break
+        printed = dict(line.split(": ", 1) for line in lines if ": " in line)
+        console = printed["console"]
+        logins = [line.split(": ", 1)[1] for line in lines if line.startswith("login:")]
+        assert len(logins) == 2, lines
+        name, password = logins[0].split(" / ")
+        with httpx.Client(base_url=console, follow_redirects=False, timeout=30) as c:
+            form = c.get("login")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+            assert form.status_code == 200 and csrf, form.text[:500]
+            r = c.post(
+                "login", data={"username": name, "password": password, "csrf": csrf.group(1)}
+            )
+            assert r.status_code == 303, r.text[:500]
+            dashboard = c.get("")
+            assert dashboard.status_code == 200 and name in dashboard.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
     assert not children_of(out)
