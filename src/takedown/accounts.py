@@ -186,7 +186,8 @@ def _password_matches(stored: str | None, password: str) -> bool:
         return False
 
 
-def _roles(roles: Iterable[str]) -> list[str]:
+def check_roles(roles: Iterable[str]) -> list[str]:
+    """The roles, sorted and unique; InputError (where ``--role``) for none or an unknown one."""
     out = sorted({r.strip().lower() for r in roles if r.strip()})
     if not out:
         raise InputError(f"an account needs a role: {', '.join(ROLES)}", where="--role")
@@ -256,7 +257,7 @@ def add_account(
     """Create an account (Conflict if the normalised name is taken)."""
     authorise(actor, "accounts")
     key = normalise_name(name)
-    role_list = _roles(roles)
+    role_list = check_roles(roles)
     if password is not None:
         check_password(password)
     with db.session() as session:

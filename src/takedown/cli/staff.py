@@ -55,9 +55,10 @@ def add(
 
     Example: echo "$PW" | takedown staff add petrova --role approver --password-stdin
     """
-    from takedown.accounts import add_account
+    from takedown.accounts import add_account, check_roles, normalise_name
 
     who = common.principal()
+    normalise_name(name), check_roles(role)  # refused before a password is asked for
     password = None if no_password else read_password(password_stdin)
     info = add_account(
         common.database(), name, roles=role, password=password, now=common.now(), actor=who
