@@ -263,6 +263,10 @@ class Subject:
     platform_id: int | None
     profile: str | None  # the platform's jurisdiction profile code
     describe: str | None  # a measure's "Twitter: throttle 128 kbit/s"; None for an item
+    # a measure's platform (display name, else slug), action and rate, for pages in words
+    platform: str | None = None
+    action: str | None = None
+    rate_kbps: int | None = None
 
     @property
     def label(self) -> str:
@@ -316,7 +320,16 @@ def _subject(session: Session, filing: Filing, now: datetime, filer: int | None)
                 where="measure_id",
             )
         describe = f"{row[3] or row[1]}: {record.describe()}"
-        return Subject("measure", m.id, m.platform_id, row[2], describe)
+        return Subject(
+            "measure",
+            m.id,
+            m.platform_id,
+            row[2],
+            describe,
+            platform=row[3] or row[1],
+            action=record.action.value,
+            rate_kbps=record.rate_kbps,
+        )
     item_row = session.execute(
         select(Item.platform_id, Item.listed_at, Item.delisted_at, Platform.profile)
         .outerjoin(Platform, Platform.id == Item.platform_id)

@@ -86,6 +86,7 @@ def _measure_head(m: MeasureRecord, platform_name: str | None, base: str) -> dic
         "scope_percent": dict(sorted(m.scope.items())),
         "since": _iso(m.starts_at),
         "review_at": _iso(m.review_at),
+        "expires_at": _iso(m.expires_at),
         "url": f"{base}/public/measures/{m.id}",
         "appeal_form": appeal_form(base, m.id),
     }
@@ -302,17 +303,36 @@ def _categories_of(session: Session, refs: set[str], now: datetime) -> dict[str,
 
 
 def _measure_why(session: Session, ids: set[int]) -> dict[int, dict[str, Any]]:
-    """Why each measure was taken: its platform, ladder rule, reason and decision."""
+    """Why each measure was taken (its platform, ladder rule, reason and decision) and until
+    when it holds: its own review and end dates, as its public page gives them (a
+    directive's ``expires`` is the feed's rolling horizon, not the measure's end)."""
     if not ids:
         return {}
     rows = session.execute(
-        select(Measure.id, Measure.rule, Measure.reason, Measure.decision_ref, Platform.slug)
+        select(
+            Measure.id,
+            Measure.rule,
+            Measure.reason,
+            Measure.decision_ref,
+            Platform.slug,
+            Platform.name,
+            Measure.review_at,
+            Measure.expires_at,
+        )
         .join(Platform, Platform.id == Measure.platform_id)
         .where(Measure.id.in_(sorted(ids)))
     ).all()
     return {
-        mid: {"platform": slug, "rule": rule, "reason": reason, "decision": ref}
-        for mid, rule, reason, ref, slug in rows
+        mid: {
+            "platform": slug,
+            "platform_name": name,
+            "rule": rule,
+            "reason": reason,
+            "decision": ref,
+            "review_at": _iso(review_at),
+            "expires_at": _iso(expires_at),
+        }
+        for mid, rule, reason, ref, slug, name, review_at, expires_at in rows
     }
 
 

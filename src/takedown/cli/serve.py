@@ -19,6 +19,16 @@ def serve(
         None, "--public-url", help="Base URL of the public pages (default: the request's)."
     ),
     appeal_url: str = typer.Option(None, "--appeal-url", help="Where the public may appeal."),
+    profile: str = typer.Option(
+        None,
+        "--profile",
+        help="The deployment's jurisdiction profile: its language is the public pages' default.",
+    ),
+    language: str = typer.Option(
+        None,
+        "--language",
+        help="The public pages' default language (en, ru; wins over --profile's; default en).",
+    ),
     public_concurrency: int = typer.Option(
         8, "--public-concurrency", min=1, help="Public requests in flight at most (then 503)."
     ),
@@ -56,6 +66,8 @@ def serve(
         clock=clock_from_env(),
         public_url=public_url,
         appeal_url=appeal_url,
+        profile=profile,
+        language=language,
         feed_dir=feed_dir,
         delivery=delivery,
         public_limits=PublicLimits(

@@ -24,8 +24,19 @@ DEFAULT_MIN_PREFIX_V4 = 16
 DEFAULT_MIN_PREFIX_V6 = 32
 
 _PROFILE_KEYS = frozenset(
-    {"name", "default_deadline", "deadlines", "appeal_deadline", "min_prefix_v4", "min_prefix_v6"}
+    {
+        "name",
+        "default_deadline",
+        "deadlines",
+        "appeal_deadline",
+        "min_prefix_v4",
+        "min_prefix_v6",
+        "language",
+    }
 )
+# The language of a profile's public (its public pages' default) unless it says otherwise.
+DEFAULT_LANGUAGE = "en"
+_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -49,6 +60,8 @@ class Profile:
     min_prefix_v6: int = DEFAULT_MIN_PREFIX_V6
     # staff decide an appeal within this of its filing (takedown.appeals)
     appeal_deadline: timedelta = timedelta(days=30)
+    # the language its public reads (ISO 639-1): the public pages' default (web.i18n)
+    language: str = DEFAULT_LANGUAGE
 
     def deadline_for(self, category: str) -> timedelta:
         """The removal deadline for ``category`` under this profile."""
@@ -59,6 +72,13 @@ class Profile:
 class Config:
     categories: dict[str, str]
     profiles: dict[str, Profile]
+    # category names in other languages: language -> code -> name ([category_names.LANG])
+    category_names: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def category_name(self, code: str, language: str | None = None) -> str:
+        """The name of category ``code`` in ``language`` (else its name, else the code)."""
+        names = self.category_names.get(language or "", {})
+        return names.get(code) or self.categories.get(code, code)
 
     def check_category(self, code: str, *, where: str | None = None) -> str:
         """Return ``code`` if known, else raise naming the known codes."""
@@ -143,8 +163,30 @@ def build(data: dict[str, Any], where: str) -> Config:
                 ),
                 where=f"{place}.appeal_deadline",
             ),
+            language=_language(spec.get("language", DEFAULT_LANGUAGE), f"{place}.language"),
         )
-    return Config(categories=dict(categories), profiles=profiles)
+    names = data.get("category_names", {})
+    place = f"{where}: category_names"
+    if not isinstance(names, dict) or not all(isinstance(v, dict) for v in names.values()):
+        raise InputError("[category_names.LANG] must map codes to names", where=place)
+    for language, table in names.items():
+        _language(language, f"{place}.{language}")
+        for cat, name in table.items():
+            if cat not in categories:
+                raise InputError(f"unknown category {cat!r}", where=f"{place}.{language}")
+            if not isinstance(name, str):
+                raise InputError("a name must be text", where=f"{place}.{language}.{cat}")
+    return Config(
+        categories=dict(categories),
+        profiles=profiles,
+        category_names={k: dict(v) for k, v in names.items()},
+    )
+
+
+def _language(value: object, where: str) -> str:
+    if not isinstance(value, str) or not _LANGUAGE.match(value):
+        raise InputError(f"not a language code: {value!r} (use e.g. en, ru, de)", where=where)
+    return value
 
 
 def load(path: str | Path | None = None) -> Config:

@@ -54,7 +54,10 @@ class AppSettings:
     ``delivery``: run the notice delivery worker; ``public_limits``: what the public pages
     may take (``web.guard``); ``lookup_index``: the public lookup index to use (None: the
     app makes its own; tests and the bench pass one to watch its builds); ``console``: the
-    staff console's session lifetimes and login limit (``web.console.sessions``).
+    staff console's session lifetimes and login limit (``web.console.sessions``);
+    ``profile``: the deployment's jurisdiction profile, whose ``language`` is the public
+    pages' default; ``language``: that default said outright (it wins over the profile's;
+    neither: English). A reader's ``?lang=`` and ``Accept-Language`` come first (``web.i18n``).
     """
 
     db: Database
@@ -67,6 +70,18 @@ class AppSettings:
     public_limits: PublicLimits = field(default_factory=PublicLimits)
     lookup_index: LookupIndex | None = None
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    profile: str | None = None
+    language: str | None = None
+
+    def public_language(self) -> str:
+        """The public pages' default language: ``language``, else the profile's, else en."""
+        if self.language is not None:
+            return self.language
+        if self.profile is not None:
+            from takedown import config
+
+            return config.default().profile(self.profile, where="profile").language
+        return "en"
 
 
 def build(settings: AppSettings) -> Any:
@@ -105,6 +120,7 @@ def build(settings: AppSettings) -> Any:
         ],
         metrics=metrics.app,
     )
+    app.state.public_language = settings.public_language()  # read by web.i18n.reader_of
     return metrics.middleware(PublicGuard(app, limits))
 
 

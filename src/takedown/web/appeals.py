@@ -55,7 +55,12 @@ APPELLANT_LABELS = (
     ("author", "the author of the content"),
     ("user", "a user of the platform"),
     ("other", "someone else affected"),
-)
+)  # the pages say them in the reader's language (web.wording)
+# error page titles: messages, said in the reader's language by templates/public/error.html
+N_ = str
+NOTHING_TO_CONTEST = N_("Nothing to contest here")
+NOT_FILED = N_("Not filed")
+NO_SUCH_APPEAL = N_("No such appeal")
 
 
 def status_path(receipt: str) -> str:
@@ -141,10 +146,12 @@ def make_router(settings: PublicSettings | None = None) -> APIRouter:
                 "label": subject.label,
                 "describe": subject.describe,
                 "url": f"/public/measures/{subject.id}" if subject.kind == "measure" else None,
+                "platform": subject.platform,
+                "action": subject.action,
+                "rate_kbps": subject.rate_kbps,
             },
             form={k: form.get(k, "") for k in ("appellant", "grounds", "contact")},
             error=error,
-            appellants=APPELLANT_LABELS,
             deadline_days=appeals.deadline_of(subject).days,
             max_grounds=appeals.MAX_GROUNDS,
             max_contact=appeals.MAX_CONTACT,
@@ -172,7 +179,7 @@ def make_router(settings: PublicSettings | None = None) -> APIRouter:
         except TakedownError as exc:
             if as_json:
                 raise
-            return error_page(request, exc, "Nothing to contest here")
+            return error_page(request, exc, NOTHING_TO_CONTEST)
         if as_json:
             doc = {
                 "subject": subject.as_json(),
@@ -200,7 +207,7 @@ def make_router(settings: PublicSettings | None = None) -> APIRouter:
             )
             if as_json:
                 raise exc
-            return error_page(request, exc, "Not filed")
+            return error_page(request, exc, NOT_FILED)
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != FORM_TYPE:
             raise UnsupportedForm(f"send the form as {FORM_TYPE}", where="Content-Type")
@@ -233,9 +240,9 @@ def make_router(settings: PublicSettings | None = None) -> APIRouter:
                         )
                     )
                 except TakedownError:
-                    return error_page(request, exc, "Not filed")
+                    return error_page(request, exc, NOT_FILED)
                 return form_page(request, subject, form, exc)
-            return error_page(request, exc, "Not filed")
+            return error_page(request, exc, NOT_FILED)
         url = f"{base(request)}{status_path(receipt)}"
         if as_json:
             doc = {"receipt": receipt, "status_url": url, "appeal": record.public_json()}
@@ -263,7 +270,7 @@ def make_router(settings: PublicSettings | None = None) -> APIRouter:
         except NotFound as exc:
             if as_json:
                 raise
-            return error_page(request, exc, "No such appeal")
+            return error_page(request, exc, NO_SUCH_APPEAL)
         doc: dict[str, Any] = record.public_json()
         if as_json:
             return JSONResponse(jsonable_encoder(doc), headers={**HEADERS, **PRIVATE})

@@ -29,68 +29,18 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from takedown import config as config_mod
 from takedown.errors import InputError, TakedownError
 from takedown.transparency import PublicSettings, index_doc, lookup_doc, measure_doc
 from takedown.web.deps import RowId
+from takedown.web.i18n import negotiate, reader_of
 from takedown.web.lookup_index import LookupIndex
 from takedown.web.templating import HEADERS, render
+from takedown.web.wording import Wording
 
 log = logging.getLogger(__name__)
 
 
 # --- what the templates (templates/public/) are given besides the document ------------------
-
-
-def _num(value: float) -> str:
-    return f"{value:g}"
-
-
-def _fmt(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def _category(code: str) -> str:
-    return config_mod.default().categories.get(code, code)
-
-
-def _categories(counts: dict[str, int]) -> str:
-    return ", ".join(f"{_category(c)}: {n}" for c, n in counts.items())
-
-
-def _classes(classes: list[str]) -> str:
-    return "all" if classes == ["*"] else ", ".join(classes)
-
-
-def _figures(figures: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(k, _fmt(v)) for k, v in figures.items()]
-
-
-def _applies(d: dict[str, Any]) -> str:
-    if d["applies"]:
-        return "yes: the network applies it now"
-    if not d["in_force"]:
-        return "no: not in force now"
-    return "no: a stricter directive applies"
-
-
-def _matched(matched: list[dict[str, str]]) -> str:
-    return ", ".join(
-        m["rule"] + (f" ({m['content_class']})" if m.get("content_class") else "") for m in matched
-    )
-
-
-HELPERS: dict[str, Any] = {
-    "num": _num,
-    "classes": _classes,
-    "category": _category,
-    "categories": _categories,
-    "figures": _figures,
-    "applies": _applies,
-    "matched": _matched,
-}
 
 
 def page(
@@ -100,14 +50,20 @@ def page(
     headers: dict[str, str] | None = None,
     **context: Any,
 ) -> HTMLResponse:
-    """A public page from ``templates/public/TEMPLATE`` with the helpers and strict headers
-    (and ``headers``)."""
+    """A public page from ``templates/public/TEMPLATE`` in the reader's language
+    (``web.i18n``), with its plain words (``web.wording``) and the strict headers (and
+    ``headers``)."""
+    reader = reader_of(request) if request is not None else negotiate(None, None, "en")
     return render(
         request,
         f"public/{template}",
-        {**HELPERS, **context},
+        {**reader.context(), **Wording(reader).helpers(), **context},
         status_code=status_code,
-        headers=headers,
+        headers={
+            "Content-Language": reader.language,
+            "Vary": "Accept-Language",
+            **(headers or {}),
+        },
     )
 
 
@@ -207,7 +163,7 @@ def make_router(
         doc = await run_in_threadpool(
             measure_doc, request.app.state.db, measure_id, now, settings, base(request)
         )
-        return respond(request, format, doc, "measure.html")
+        return respond(request, format, doc, "measure.html", settings=settings)
 
     @router.get("/lookup", response_class=HTMLResponse)
     async def lookup(
@@ -218,7 +174,7 @@ def make_router(
     ) -> Response:
         """Is this host restricted now, by which directive(s), and why."""
         if host is None and decision is None and not wants_json(request, format):
-            return page(request, "lookup_form.html")
+            return page(request, "lookup_form.html", settings=settings)
         now = request.app.state.clock.now()
         doc = await run_in_threadpool(
             lambda: lookup_doc(
@@ -230,6 +186,6 @@ def make_router(
                 decision=decision,
             )
         )
-        return respond(request, format, doc, "lookup.html")
+        return respond(request, format, doc, "lookup.html", settings=settings)
 
     return router

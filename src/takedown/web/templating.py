@@ -60,7 +60,12 @@ environment = Environment(
     undefined=StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
+    extensions=["jinja2.ext.i18n"],
 )
+# {% trans %} and _() say English unless the render's context brings a reader's own
+# gettext/ngettext (the public pages: web.i18n.Reader.context); nothing is installed per
+# request on this shared environment.
+environment.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
 environment.filters["when"] = when
 environment.filters["percent"] = percent
 environment.globals["static"] = STATIC_PREFIX
