@@ -124,14 +124,14 @@ def test_measure_page_shows_rule_figures_decisions_and_appeal(site: Site) -> Non
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert "default-src 'none'" in r.headers["content-security-policy"]
     page = r.text
-    assert "throttle 128 kbit/s" in page and "stubborn.example" in page
-    assert "<th>Ladder rule</th><td>slowdown</td>" in page
-    assert "<th>overdue</th><td>50</td>" in page  # the figure that fired the rule
+    assert "slowed to 128 kbit/s" in page and "stubborn.example" in page
+    assert "the rule “slowdown”" in page
+    assert "<th>items past their removal deadline</th><td>50</td>" in page  # what fired it
     for k in range(7):
         assert f"RKN-stubborn-{k}" in page  # every decision behind it, by reference
     assert "Child sexual abuse material" in page  # counted by category
     assert str(escape(APPEAL)) in page and f'href="{APPEAL_URL}"' in page
-    assert "2021-04-15" in page  # until when: the review date
+    assert "until Apr 15, 2021" in page  # until when: the review date
     doc = get_json(site, f"/public/measures/{site.ladder_measure}")
     assert doc["why"]["rule"] == "slowdown" and doc["why"]["figures_read"]["overdue"] == 50
     assert doc["legal_basis"]["items"] == 50 and doc["legal_basis"]["by_category"]["csam"] == 13
@@ -204,7 +204,10 @@ def test_lookup_follows_label_boundaries(site: Site) -> None:
     page = site.client.get("/public/lookup", params={"host": "microsoft.com"}).text
     assert "microsoft.com is not restricted" in page
     page = site.client.get("/public/lookup", params={"host": "t.co"}).text
-    assert "<th>Applies</th><td>yes: the network applies it now</td>" in page
+    assert (
+        "<th>Applies to this site now?</th><td>Yes: this is the measure the network applies now."
+        in page
+    )
 
 
 def test_lookup_register_block_and_decision(site: Site) -> None:
