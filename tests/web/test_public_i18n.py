@@ -307,7 +307,7 @@ def test_accept_language_and_the_profile_default(db: Database) -> None:
 
 
 def until(page: str) -> str:
-    [cell] = re.findall(r"<th>(?:Until|До)</th><td>(.*?)</td>", page)
+    [cell] = re.findall(r"<th>(?:How long|Срок действия)</th><td>(.*?)</td>", page)
     return cell
 
 
