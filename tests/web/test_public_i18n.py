@@ -152,6 +152,10 @@ def test_app_default_language() -> None:
     assert s.public_language() == "en"
     with pytest.raises(InputError):
         AppSettings(db=db, clock=clock, profile="nowhere").public_language()  # type: ignore[arg-type]
+    with pytest.raises(InputError):
+        AppSettings(db=db, clock=clock, language="Russian").public_language()  # type: ignore[arg-type]
+    de = AppSettings(db=db, clock=clock, language="de")  # type: ignore[arg-type]
+    assert de.public_language() == "de"  # pages fall back to English until de is shipped
 
 
 # --- the pages ----------------------------------------------------------------------------

@@ -183,6 +183,11 @@ def build(data: dict[str, Any], where: str) -> Config:
     )
 
 
+def check_language(value: object, *, where: str) -> str:
+    """``value`` if it is a language code (``en``, ``ru``, ``de``), else raise."""
+    return _language(value, where)
+
+
 def _language(value: object, where: str) -> str:
     if not isinstance(value, str) or not _LANGUAGE.match(value):
         raise InputError(f"not a language code: {value!r} (use e.g. en, ru, de)", where=where)

@@ -75,13 +75,13 @@ class AppSettings:
 
     def public_language(self) -> str:
         """The public pages' default language: ``language``, else the profile's, else en."""
-        if self.language is not None:
-            return self.language
-        if self.profile is not None:
-            from takedown import config
+        from takedown import config
 
-            return config.default().profile(self.profile, where="profile").language
-        return "en"
+        if self.language is not None:
+            return config.check_language(self.language, where="--language")
+        if self.profile is not None:
+            return config.default().profile(self.profile, where="--profile").language
+        return config.DEFAULT_LANGUAGE
 
 
 def build(settings: AppSettings) -> Any:
