@@ -57,7 +57,7 @@ _ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
     ),
     403: (
         "Not allowed: the account's role, the four-eyes rule, or a cross-site form.",
-        {"error": "bob proposed measure 3; four eyes", "where": "Authorization"},
+        {"error": "bob proposed measure 3; four eyes", "where": "account"},
     ),
     404: (
         "No such object (or not one the caller may see).",
@@ -100,8 +100,8 @@ def errors_doc(*statuses: int, html: bool = False) -> dict[int | str, dict[str, 
     public pages that answer errors as pages (``html``) a ``text/html`` alternative."""
     out: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
-        description, example = _ERRORS[status]
-        content: dict[str, Any] = {"application/json": {"example": example}}
+        description, sample = _ERRORS[status]
+        content: dict[str, Any] = {"application/json": {"example": sample}}
         if html:
             content.update(HTML)
         doc: dict[str, Any] = {"model": ErrorBody, "description": description, "content": content}
@@ -113,22 +113,22 @@ def errors_doc(*statuses: int, html: bool = False) -> dict[int | str, dict[str, 
     return out
 
 
-def ok_doc(example: Any, *, status: int = 200, html: bool = False) -> dict[int | str, Any]:
+def ok_doc(sample: Any, *, status: int = 200, html: bool = False) -> dict[int | str, Any]:
     """``responses=`` entry with the example of a route's success answer."""
-    content: dict[str, Any] = {"application/json": {"example": example}}
+    content: dict[str, Any] = {"application/json": {"example": example(sample)}}
     if html:
         content.update(HTML)
     return {status: {"content": content}}
 
 
-def page_doc(model: type[Any], example: Any, *, status: int = 200) -> dict[int | str, Any]:
+def page_doc(model: type[Any], sample: Any, *, status: int = 200) -> dict[int | str, Any]:
     """``responses=`` entry of a public page: ``model`` as JSON (``?format=json`` or
     ``Accept: application/json``), else the HTML page."""
     return {
         status: {
             "model": model,
             "description": "The page, or its JSON twin.",
-            "content": {"application/json": {"example": example}, **HTML},
+            "content": {"application/json": {"example": example(sample)}, **HTML},
         }
     }
 
@@ -319,14 +319,14 @@ REQUEST_SCHEMAS: dict[str, dict[str, Any]] = {
 
 def body_doc(schema: str, media_type: str = "application/json") -> dict[str, Any]:
     """``openapi_extra=`` declaring a request body the route reads itself."""
-    example = REQUEST_SCHEMAS[schema]["examples"][0]
+    sample = REQUEST_SCHEMAS[schema]["examples"][0]
     return {
         "requestBody": {
             "required": True,
             "content": {
                 media_type: {
                     "schema": {"$ref": f"#/components/schemas/{schema}"},
-                    "example": example,
+                    "example": example(sample),
                 }
             },
         }
@@ -454,28 +454,31 @@ def install(app: FastAPI) -> None:
             schemas.update(REQUEST_SCHEMAS)
             schemas["NoticeDocument"] = _NOTICE_SCHEMA
             doc["webhooks"] = WEBHOOKS
-            _restore_examples(app, doc)
+            doc = _with_examples(doc)
             app.openapi_schema = doc
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _restore_examples(app: FastAPI, doc: dict[str, Any]) -> None:
-    """Put the routes' examples back as written: FastAPI drops every None from the document,
-    which leaves examples without their null fields (no longer valid by their schemas)."""
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.include_in_schema:
-            continue
-        for method in route.methods:
-            op = doc["paths"].get(route.path_format, {}).get(method.lower())
-            if op is None:
-                continue
-            for status, response in route.responses.items():
-                for media, content in response.get("content", {}).items():
-                    if "example" in content:
-                        target = op["responses"][str(status)]["content"][media]
-                        target["example"] = content["example"]
-            body = (route.openapi_extra or {}).get("requestBody")
-            if body is not None:
-                op["requestBody"] = body
+# FastAPI drops every None from the document, which would leave examples without their
+# null fields (no longer valid by their schemas): routes hold a reference to each example,
+# put back as written once the document is built.
+_EXAMPLE_REF = "x-takedown-example"
+_EXAMPLES: list[Any] = []
+
+
+def example(value: Any) -> dict[str, int]:
+    """A stand-in for ``value`` in ``responses=``/``openapi_extra=`` (see ``install``)."""
+    _EXAMPLES.append(value)
+    return {_EXAMPLE_REF: len(_EXAMPLES) - 1}
+
+
+def _with_examples(node: Any) -> Any:
+    if isinstance(node, dict):
+        if set(node) == {_EXAMPLE_REF}:
+            return _EXAMPLES[node[_EXAMPLE_REF]]
+        return {k: _with_examples(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_with_examples(v) for v in node]
+    return node

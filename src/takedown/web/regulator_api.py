@@ -90,8 +90,8 @@ AT = re.compile(
 
 
 def _parse_at(text: str | None) -> datetime | None:
-    """``?at=``, an RFC 3339 date-time or date, empty for now (a leap second is taken as :59, a fraction
-    to the microsecond, an instant beyond the calendar's ends as its end)."""
+    """``?at=``, an RFC 3339 date-time or date, empty for now (a leap second is taken as
+    :59, a fraction to the microsecond, an instant beyond the calendar's ends as its end)."""
     if text is None or text == "":
         return None
     match = AT.fullmatch(text)
@@ -123,7 +123,7 @@ def base_url(request: Request, public_url: str | None) -> str:
 # --- routes ---------------------------------------------------------------------------------
 
 # library errors name the CLI's flags and arguments; here they are the request's
-_FIELDS = {"--platform": "platform", "ID": "measure_id", "account": "Authorization"}
+_FIELDS = {"--platform": "platform", "ID": "measure_id"}
 PLATFORM = Query(None, description="one platform's slug", examples=["twitter"])
 
 
