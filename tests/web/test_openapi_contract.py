@@ -29,6 +29,7 @@ from takedown.web.app import AppSettings, build
 from takedown.web.guard import PublicLimits
 from tests import staff
 from tests.appeals_support import START, make_world
+from tests.conftest import _truncate_all as truncate_all
 from tests.web.webapp import takedown
 
 HERE = Path(__file__).resolve().parent
@@ -46,15 +47,25 @@ class Served:
     db_url: str
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """A seeded SQLite database (two platforms with tokens, staff with tokens, items,
-    measures, notices) behind the whole app on 127.0.0.1. The public limits are lifted:
-    the fuzzer would meet 429s long before it met anything else (they are documented)."""
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """A seeded database (two platforms with tokens, staff with tokens, items, measures,
+    notices) behind the whole app on 127.0.0.1, on SQLite and PostgreSQL. The public limits
+    are lifted: the fuzzer would meet 429s long before it met anything else (they are
+    documented)."""
     work = tmp_path_factory.mktemp("openapi")
-    url = f"sqlite:///{work / 'takedown.db'}"
-    db = Database(url)
-    upgrade(db)
+    if request.param == "sqlite":
+        url = f"sqlite:///{work / 'takedown.db'}"
+        db = Database(url)
+        upgrade(db)
+    else:
+        url = request.getfixturevalue("pg_database")
+        db = Database(url)
+        request.addfinalizer(lambda: truncate_all(Database(url)))
     world = make_world(db)
     outbox.send(db, now=START + timedelta(hours=2), actor="test")
     staff_token = staff.token(db, "erin", "approver", now=START)
