@@ -31,6 +31,7 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import string
 import unicodedata
@@ -60,6 +61,7 @@ MAX_PAGE = 500
 PUBLIC_DECISIONS = 50  # decided appeals listed on a measure's public page, newest first
 _RECEIPT_CHARS = frozenset(string.ascii_letters + string.digits + "-_")
 _TEXT_CONTROLS_OK = frozenset("\n\t")
+_DIGITS = re.compile(r"0*[0-9]{1,12}")  # leading zeros aside, few enough for int()
 
 
 class AppealState(StrEnum):
@@ -167,10 +169,13 @@ def _row_id(value: object, where: str) -> int | None:
         return None
     if isinstance(value, bool):
         raise InputError("must be a whole number", where=where)
+    if isinstance(value, float) and value.is_integer():  # JSON has one kind of number
+        value = int(value)
     if isinstance(value, str):
-        if not value.strip().isdigit():
+        text = value.strip()
+        if not _DIGITS.fullmatch(text):  # ASCII digits: not "²", which int() refuses
             raise InputError("must be a whole number", where=where)
-        value = int(value.strip())
+        value = int(text.lstrip("0") or "0")
     if not isinstance(value, int) or not 1 <= value <= 2**31 - 1:
         raise InputError("must be a whole number from 1", where=where)
     return value

@@ -32,6 +32,7 @@ from takedown.store.schema import Item, Notice, NoticeItem, Platform, Response
 
 MAX_TEXT = 4000
 MAX_KEY = 200
+MAX_ID = 2**31 - 1  # ids are INTEGER columns
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,10 @@ def parse_response(data: object, *, where: str, key: str | None = None) -> Respo
     if unknown:
         raise InputError(f"unknown fields {sorted(unknown)}", where=where)
     item_id = data.get("item_id")
-    if not isinstance(item_id, int) or isinstance(item_id, bool) or item_id <= 0:
-        raise InputError("item_id must be a positive integer", where=f"{where}.item_id")
+    if isinstance(item_id, float) and item_id.is_integer():  # JSON has one kind of number
+        item_id = int(item_id)
+    if not isinstance(item_id, int) or isinstance(item_id, bool) or not 0 < item_id <= MAX_ID:
+        raise InputError(f"item_id must be an integer 1..{MAX_ID}", where=f"{where}.item_id")
     action_text = data.get("action")
     try:
         action = ResponseAction(action_text)
@@ -88,6 +91,8 @@ def parse_response(data: object, *, where: str, key: str | None = None) -> Respo
             raise InputError(
                 f"{name} must be a string of at most {MAX_TEXT}", where=f"{where}.{name}"
             )
+        if isinstance(value, str) and "\x00" in value:  # no text column holds one
+            raise InputError(f"{name} holds a NUL character", where=f"{where}.{name}")
         fields[name] = value.strip() if isinstance(value, str) and value.strip() else None
     if action is ResponseAction.REJECTED and not (fields["reason"] and fields["policy"]):
         raise InputError(

@@ -25,12 +25,14 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from takedown.clock import Clock
 from takedown.errors import TakedownError
 from takedown.store.db import Database
 from takedown.transparency import DEFAULT_APPEAL, PublicSettings
 from takedown.web.console.sessions import ConsoleSettings
+from takedown.web.contract import install, operation_id
 from takedown.web.guard import PublicGuard, PublicLimits
 from takedown.web.lookup_index import LookupIndex
 
@@ -124,8 +126,39 @@ def build(settings: AppSettings) -> Any:
     return metrics.middleware(PublicGuard(app, limits))
 
 
+DESCRIPTION = """The register's HTTP APIs: the **platform API** (`/api/platform/...`, a
+platform's bearer token), the **regulator API** (`/api/...`, a staff bearer token) and the
+**public pages** (`/public/...`, no token: HTML, or JSON with `?format=json` or
+`Accept: application/json`). Every error is `{"error": ..., "where": ...}`, `where` naming
+the request field, query parameter, header or path segment at fault. Platforms receive
+notices at their notice URL (the `notice` webhook)."""
+
+# FastAPI's location of a bad parameter -> how the request names it
+_LOCATIONS = {"header": {"idempotency-key": "Idempotency-Key"}}
+
+
 def error_body(exc: TakedownError) -> dict[str, Any]:
-    return {"error": exc.message, "where": exc.where}
+    where = exc.where
+    if where is not None and where.startswith("--"):
+        # a library function named the CLI's flag and no route renamed it
+        # (``contract.api_fields``): never send a CLI flag to an API client
+        where = where[2:]
+    return {"error": exc.message, "where": where}
+
+
+def validation_where(loc: tuple[Any, ...]) -> str:
+    """``("query", "limit")`` -> ``limit``; ``("header", "idempotency-key")`` ->
+    ``Idempotency-Key``; ``("body", "responses", 0, "action")`` -> ``responses[0].action``."""
+    if not loc:
+        return "request"
+    kind, rest = loc[0], loc[1:]
+    if kind in ("query", "path", "header", "cookie") and rest:
+        name = str(rest[0])
+        return _LOCATIONS.get(kind, {}).get(name, name)
+    out = ""
+    for part in rest:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or str(kind)
 
 
 def create_app(
@@ -159,7 +192,13 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                     await asyncio.wait_for(other, timeout=5)
 
-    app = FastAPI(title=title, version="1", lifespan=lifespan)
+    app = FastAPI(
+        title=title,
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+    )
     app.state.db = db
     app.state.clock = clock
     app.state.worker = worker
@@ -173,8 +212,18 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
+        where = validation_where(tuple(first.get("loc", ())))
         return JSONResponse({"error": first.get("msg", "invalid request"), "where": where}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # unknown paths (404) and methods (405, with Allow) answer like every other error
+        where = "method" if exc.status_code == 405 else "path"
+        return JSONResponse(
+            {"error": str(exc.detail).lower(), "where": where},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -185,6 +234,7 @@ def create_app(
     app.include_router(platform_router)
     for router in routers:
         app.include_router(router)
+    install(app)
     if metrics is not None:
         app.mount("/metrics", metrics)
     from fastapi.staticfiles import StaticFiles

@@ -29,10 +29,11 @@ Examples::
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -40,8 +41,17 @@ from starlette.concurrency import run_in_threadpool
 from takedown import appeals
 from takedown.errors import Forbidden, InputError, NotFound, TakedownError
 from takedown.transparency import PublicSettings
+from takedown.web import models
+from takedown.web.contract import (
+    PUBLIC_ERRORS,
+    RECEIPT_PATTERN,
+    ROW_ID_QUERY,
+    body_doc,
+    errors_doc,
+    page_doc,
+)
 from takedown.web.deps import MAX_ROW_ID, bounded_body
-from takedown.web.public import page, wants_json
+from takedown.web.public import FORMAT, Format, page, wants_json
 from takedown.web.templating import HEADERS
 
 # a page holding a receipt is kept by no cache (the receipt opens the status page)
@@ -114,7 +124,8 @@ def _form(raw: bytes) -> dict[str, str]:
 def _query_id(value: str | None, where: str) -> int | None:
     if value is None or value == "":
         return None
-    if not value.isdigit() or not 1 <= int(value) <= MAX_ROW_ID:
+    # ASCII digits only ("²" is a digit to str.isdigit, and int() refuses it)
+    if not re.fullmatch(r"0*[0-9]{1,12}", value) or not 1 <= int(value) <= MAX_ROW_ID:
         raise InputError("must be a whole number from 1", where=where)
     return int(value)
 
@@ -122,7 +133,9 @@ def _query_id(value: str | None, where: str) -> int | None:
 def make_router(settings: PublicSettings | None = None) -> APIRouter:
     """The ``/public/appeals`` router."""
     settings = settings or PublicSettings()
-    router = APIRouter(prefix="/public/appeals", tags=["public"])
+    router = APIRouter(
+        prefix="/public/appeals", tags=["public"], responses=errors_doc(*PUBLIC_ERRORS, html=True)
+    )
 
     def base(request: Request) -> str:
         return (settings.public_url or str(request.base_url)).rstrip("/")
@@ -157,14 +170,24 @@ def make_router(settings: PublicSettings | None = None) -> APIRouter:
             max_contact=appeals.MAX_CONTACT,
         )
 
-    @router.get("/new", response_class=HTMLResponse)
-    async def new(
+    @router.get(
+        "/new",
+        response_model=None,
+        responses={
+            **page_doc(models.AppealForm, FORM_EXAMPLE),
+            **errors_doc(404, 409, html=True),
+        },
+    )
+    async def public_appeal_form(
         request: Request,
-        measure: str | None = Query(None, max_length=12, description="the measure's id"),
-        item: str | None = Query(None, max_length=12, description="the item's id"),
-        format: str | None = Query(None),
+        measure: str | None = Query(
+            None, pattern=ROW_ID_QUERY, description="the measure's id", examples=["3"]
+        ),
+        item: str | None = Query(None, pattern=ROW_ID_QUERY, description="or the item's id"),
+        format: Format = FORMAT,
     ) -> Response:
-        """The form to contest a measure (``?measure=ID``) or an item (``?item=ID``)."""
+        """The form to contest a measure (``?measure=ID``) or an item (``?item=ID``):
+        exactly one of them (422 otherwise)."""
         as_json = wants_json(request, format)
         now = request.app.state.clock.now()
         try:
@@ -196,9 +219,19 @@ def make_router(settings: PublicSettings | None = None) -> APIRouter:
             return JSONResponse(doc, headers=HEADERS)
         return form_page(request, subject, {})
 
-    @router.post("", response_class=HTMLResponse, status_code=201)
-    async def file(request: Request, format: str | None = Query(None)) -> Response:
-        """File an appeal from the form (urlencoded); answers with the receipt, once."""
+    @router.post(
+        "",
+        status_code=201,
+        response_model=None,
+        responses={
+            **page_doc(models.AppealFiled, FILED_EXAMPLE, status=201),
+            **errors_doc(403, 404, 409, 413, 415, html=True),
+        },
+        openapi_extra=body_doc("AppealFiling", FORM_TYPE),
+    )
+    async def public_file_appeal(request: Request, format: Format = FORMAT) -> Response:
+        """File an appeal from the form (urlencoded); answers with the receipt, once.
+        Cross-site posts are refused (403, ``where``: ``Origin``)."""
         as_json = wants_json(request, format)
         why = cross_site(request, settings.public_url)
         if why is not None:
@@ -259,8 +292,20 @@ def make_router(settings: PublicSettings | None = None) -> APIRouter:
             status_url=url,
         )
 
-    @router.get("/{receipt}", response_class=HTMLResponse)
-    async def status(request: Request, receipt: str, format: str | None = Query(None)) -> Response:
+    @router.get(
+        "/{receipt}",
+        response_model=None,
+        responses={**page_doc(models.PublicAppeal, STATUS_EXAMPLE), **errors_doc(404, html=True)},
+    )
+    async def public_appeal_status(
+        request: Request,
+        receipt: str = Path(
+            description="the receipt the filing answered with (anything else: 404)",
+            json_schema_extra={"pattern": RECEIPT_PATTERN},
+            examples=["Ka2je1ZXBCQADa9HgI-Y5wn6"],
+        ),
+        format: Format = FORMAT,
+    ) -> Response:
         """An appeal's state, deadline and, once decided, its outcome and reasons."""
         as_json = wants_json(request, format)
         try:
@@ -281,3 +326,35 @@ def make_router(settings: PublicSettings | None = None) -> APIRouter:
 
 class UnsupportedForm(InputError):
     http_status = 415
+
+
+STATUS_EXAMPLE = {
+    "id": 2,
+    "subject": "measure 3",
+    "measure_id": 3,
+    "item_id": None,
+    "appellant": "user",
+    "filed_at": "2021-03-12T00:00:00+00:00",
+    "due_at": "2021-04-11T00:00:00+00:00",
+    "state": "open",
+    "decided_at": None,
+    "decided_by": None,
+    "reasons": None,
+}
+FILED_EXAMPLE = {
+    "receipt": "Ka2je1ZXBCQADa9HgI-Y5wn6",
+    "status_url": "https://register.example/public/appeals/Ka2je1ZXBCQADa9HgI-Y5wn6",
+    "appeal": STATUS_EXAMPLE,
+}
+FORM_EXAMPLE = {
+    "subject": {"kind": "measure", "id": 3, "describe": "Twitter: throttle 128 kbit/s"},
+    "post_to": "/public/appeals",
+    "content_type": FORM_TYPE,
+    "fields": {
+        "measure_id": 3,
+        "appellant": ["platform", "author", "user", "other"],
+        "grounds": "required, at most 5000 characters",
+        "contact": "optional, at most 500 characters, never public",
+    },
+    "decision_within_days": 30,
+}

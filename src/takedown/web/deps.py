@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import Path, Request
+from fastapi import Path, Request, Security
 from starlette.concurrency import run_in_threadpool
 
 from takedown.clock import Clock
 from takedown.errors import AuthError, InputError, TakedownError
 from takedown.platforms import platform_for_token
 from takedown.store.db import Database
+from takedown.web.contract import platform_bearer
 
 MAX_BODY = 8 * 1024 * 1024
 
@@ -19,7 +20,7 @@ MAX_BODY = 8 * 1024 * 1024
 # anything outside 1..2^31-1 is refused (422) before it reaches a query: it used to
 # overflow there (HTTP 500).
 MAX_ROW_ID = 2**31 - 1
-RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="a stored row's id")]
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="a stored row's id", examples=[3])]
 
 
 class PayloadTooLarge(TakedownError):
@@ -42,8 +43,9 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-async def platform_id(request: Request) -> int:
-    """The authenticated platform's id (401 without a valid ``Authorization: Bearer``)."""
+async def platform_id(request: Request, _scheme: object = Security(platform_bearer)) -> int:
+    """The authenticated platform's id (401 without a valid ``Authorization: Bearer``).
+    ``_scheme`` only puts the ``platformToken`` scheme into the OpenAPI document."""
     return await run_in_threadpool(platform_for_token, request.app.state.db, bearer_token(request))
 
 

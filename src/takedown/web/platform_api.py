@@ -21,57 +21,101 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from takedown import appeals
 from takedown.errors import InputError
-from takedown.model import ResponseAction
 from takedown.notices import responses as svc
-from takedown.web.deps import RowId, json_body, platform_id
+from takedown.web import models
+from takedown.web.contract import (
+    IDEMPOTENCY_KEY_DOC,
+    RECEIPT_PATTERN,
+    api_fields,
+    body_doc,
+    errors_doc,
+    ok_doc,
+)
+from takedown.web.deps import MAX_ROW_ID, RowId, json_body, platform_id
 
 MAX_BATCH = 5000
+MAX_IDEMPOTENCY_KEY = 150
 
 router = APIRouter(prefix="/api/platform", tags=["platform"])
 
+# a route's own ids are named as in its URL
+_NOTICE = {"notice": "notice_id"}
 
-class ResponseBody(BaseModel):
-    """One response (for the OpenAPI schema; the body is validated field by field)."""
-
-    item_id: int | None = Field(None, description="the item (omit on the per-item route)")
-    action: ResponseAction
-    reason: str | None = Field(None, description="required with action=rejected")
-    policy: str | None = Field(None, description="the platform policy a rejection relies on")
-    key: str | None = Field(None, description="client key; repeats are not stored twice")
-
-
-class BatchBody(BaseModel):
-    responses: list[ResponseBody]
-
-
-_openapi_one = {
-    "requestBody": {
-        "content": {"application/json": {"schema": ResponseBody.model_json_schema()}},
-        "required": True,
-    }
+_NOTICE_EXAMPLE = {
+    "id": 7,
+    "kind": "initial",
+    "issued_at": "2021-03-10T02:00:00+00:00",
+    "deadline_at": "2021-03-11T02:00:00+00:00",
+    "acknowledged_at": None,
+    "items": [
+        {
+            "id": 42,
+            "target": "https://twitter.com/someone/status/1",
+            "category": "drugs",
+            "state": "open",
+        }
+    ],
 }
-_openapi_batch = {
-    "requestBody": {
-        "content": {"application/json": {"schema": BatchBody.model_json_schema()}},
-        "required": True,
-    }
+_RECORDED_EXAMPLE = {
+    "id": 1,
+    "item_id": 42,
+    "action": "removed",
+    "item_state": "claimed",
+    "duplicate": False,
+    "key": "r-1",
 }
+_APPEAL_EXAMPLE = {
+    "id": 1,
+    "subject": "measure 3",
+    "measure_id": 3,
+    "item_id": None,
+    "appellant": "platform",
+    "filed_at": "2021-03-12T00:00:00Z",
+    "due_at": "2021-04-11T00:00:00Z",
+    "state": "open",
+    "decided_at": None,
+    "decided_by": None,
+    "reasons": None,
+}
+IdempotencyKey = Header(
+    None,
+    alias="Idempotency-Key",
+    min_length=1,
+    max_length=MAX_IDEMPOTENCY_KEY,
+    pattern=r"\S",
+    description=IDEMPOTENCY_KEY_DOC,
+    examples=["r-1"],
+)
 
 
-@router.get("/notices")
+@router.get(
+    "/notices",
+    response_model=models.NoticePage,
+    responses={
+        **ok_doc({"notices": [_NOTICE_EXAMPLE], "next_after": None}),
+        **errors_doc(401, 422),
+    },
+)
 async def list_notices(
     request: Request,
-    after: int = Query(0, ge=0, description="cursor: the last notice id of the previous page"),
-    limit: int = Query(100, ge=1, le=500),
-    include_closed: bool = Query(False, description="also notices with no open item"),
+    after: int = Query(
+        0,
+        ge=0,
+        le=MAX_ROW_ID,
+        description="cursor: the last notice id of the previous page",
+        examples=[0],
+    ),
+    limit: int = Query(100, ge=1, le=500, examples=[100]),
+    include_closed: bool = Query(
+        False, description="also notices with no open item", examples=[False]
+    ),
     pid: int = Depends(platform_id),
-) -> dict[str, Any]:
+) -> Any:
     """The platform's open notices (some item still open), oldest first, paginated."""
     page, cursor = await run_in_threadpool(
         svc.platform_notices,
@@ -84,29 +128,58 @@ async def list_notices(
     return {"notices": page, "next_after": cursor}
 
 
-@router.get("/notices/{notice_id}")
+@router.get(
+    "/notices/{notice_id}",
+    response_model=models.PlatformNotice,
+    responses={**ok_doc(_NOTICE_EXAMPLE), **errors_doc(401, 404, 422)},
+)
 async def get_notice(request: Request, notice_id: RowId, pid: int = Depends(platform_id)) -> Any:
     """One of the platform's notices with its items and their states."""
-    return await run_in_threadpool(svc.platform_notice, request.app.state.db, pid, notice_id)
+    with api_fields(_NOTICE):
+        return await run_in_threadpool(svc.platform_notice, request.app.state.db, pid, notice_id)
 
 
-@router.post("/notices/{notice_id}/ack")
-async def ack_notice(request: Request, notice_id: RowId, pid: int = Depends(platform_id)) -> Any:
+@router.post(
+    "/notices/{notice_id}/ack",
+    response_model=models.Acknowledged,
+    responses={
+        **ok_doc({"notice_id": 7, "acknowledged_at": "2021-03-10T02:05:00+00:00"}),
+        **errors_doc(401, 404, 422),
+    },
+)
+async def acknowledge_notice(
+    request: Request, notice_id: RowId, pid: int = Depends(platform_id)
+) -> Any:
     """Acknowledge receipt of a notice (idempotent)."""
     now = request.app.state.clock.now()
-    at = await run_in_threadpool(svc.acknowledge, request.app.state.db, pid, notice_id, now=now)
+    with api_fields(_NOTICE):
+        at = await run_in_threadpool(svc.acknowledge, request.app.state.db, pid, notice_id, now=now)
     return {"notice_id": notice_id, "acknowledged_at": at.isoformat()}
 
 
-def _request_key(request: Request) -> str | None:
-    key = request.headers.get("idempotency-key")
-    if key is not None and not (0 < len(key.strip()) <= 150):
-        raise InputError("Idempotency-Key must be 1..150 characters", where="Idempotency-Key")
-    return key.strip() if key else None
+def _request_key(value: str | None) -> str | None:
+    if value is not None and not (0 < len(value.strip()) <= MAX_IDEMPOTENCY_KEY):
+        raise InputError(
+            f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters",
+            where="Idempotency-Key",
+        )
+    return value.strip() if value else None
 
 
-@router.post("/items/{item_id}/response", openapi_extra=_openapi_one)
-async def respond_item(request: Request, item_id: RowId, pid: int = Depends(platform_id)) -> Any:
+@router.post(
+    "/items/{item_id}/response",
+    response_model=models.ResponseRecorded,
+    responses={**ok_doc(_RECORDED_EXAMPLE), **errors_doc(400, 401, 404, 409, 413, 422)},
+    openapi_extra=body_doc("ItemResponse"),
+)
+async def respond_for_item(
+    request: Request,
+    item_id: int = Path(
+        ge=1, le=MAX_ROW_ID, description="one of the platform's items", examples=[42]
+    ),
+    idempotency_key: str | None = IdempotencyKey,
+    pid: int = Depends(platform_id),
+) -> Any:
     """Answer for one item: removed, restricted (withheld in the country), rejected (with
     reason and policy) or needs_info. Idempotent on ``Idempotency-Key`` or ``key``."""
     data = await json_body(request)
@@ -114,7 +187,7 @@ async def respond_item(request: Request, item_id: RowId, pid: int = Depends(plat
         if data.get("item_id", item_id) != item_id:
             raise InputError("item_id in the body differs from the URL", where="item_id")
         data = {**data, "item_id": item_id}
-    parsed = svc.parse_response(data, where="body", key=_request_key(request))
+    parsed = svc.parse_response(data, where="body", key=_request_key(idempotency_key))
     now = request.app.state.clock.now()
     out = await run_in_threadpool(
         svc.record_responses, request.app.state.db, pid, [parsed], now=now
@@ -122,8 +195,20 @@ async def respond_item(request: Request, item_id: RowId, pid: int = Depends(plat
     return out[0].as_json()
 
 
-@router.post("/responses", openapi_extra=_openapi_batch)
-async def respond_batch(request: Request, pid: int = Depends(platform_id)) -> Any:
+@router.post(
+    "/responses",
+    response_model=models.ResponsesRecorded,
+    responses={
+        **ok_doc({"responses": [_RECORDED_EXAMPLE], "stored": 1}),
+        **errors_doc(400, 401, 404, 409, 413, 422),
+    },
+    openapi_extra=body_doc("BatchResponses"),
+)
+async def respond_batch(
+    request: Request,
+    idempotency_key: str | None = IdempotencyKey,
+    pid: int = Depends(platform_id),
+) -> Any:
     """Answer for many items in one request (all or nothing). With ``Idempotency-Key: K``
     the n-th response's key is ``K#n`` unless it carries its own ``key``."""
     data = await json_body(request)
@@ -132,7 +217,7 @@ async def respond_batch(request: Request, pid: int = Depends(platform_id)) -> An
     items = data["responses"]
     if len(items) > MAX_BATCH:
         raise InputError(f"at most {MAX_BATCH} responses per request", where="responses")
-    base = _request_key(request)
+    base = _request_key(idempotency_key)
     parsed = [
         svc.parse_response(
             r, where=f"responses[{n}]", key=f"{base}#{n}" if base is not None else None
@@ -149,25 +234,34 @@ async def respond_batch(request: Request, pid: int = Depends(platform_id)) -> An
 MAX_APPEAL_BODY = 64 * 1024
 
 
-class AppealBody(BaseModel):
-    """An appeal by the platform (for the OpenAPI schema; checked field by field)."""
-
-    measure_id: int | None = Field(None, description="a measure on this platform")
-    item_id: int | None = Field(None, description="or one of this platform's items")
-    grounds: str = Field(..., description="why it is wrong, at most 5000 characters")
-    contact: str | None = Field(None, description="whom the regulator may reach; never public")
-
-
-_openapi_appeal = {
-    "requestBody": {
-        "content": {"application/json": {"schema": AppealBody.model_json_schema()}},
-        "required": True,
-    }
-}
+def _json_id(data: dict[str, Any], name: str) -> Any:
+    """A JSON body's id field: a whole number or null (the form's text ids are the form's)."""
+    value = data.get(name)
+    if isinstance(value, float) and value.is_integer():  # JSON has one kind of number
+        return int(value)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise InputError("must be a whole number", where=name)
+    return value
 
 
-@router.post("/appeals", status_code=201, openapi_extra=_openapi_appeal)
-async def file_appeal(request: Request, pid: int = Depends(platform_id)) -> Any:
+@router.post(
+    "/appeals",
+    status_code=201,
+    response_model=models.AppealFiled,
+    responses={
+        **ok_doc(
+            {
+                "receipt": "Oech4W0jPu6qJoB3qrwafENx",
+                "status_url": "https://register.example/public/appeals/Oech4W0jPu6qJoB3qrwafENx",
+                "appeal": _APPEAL_EXAMPLE,
+            },
+            status=201,
+        ),
+        **errors_doc(400, 401, 404, 409, 413, 422),
+    },
+    openapi_extra=body_doc("PlatformAppeal"),
+)
+async def file_platform_appeal(request: Request, pid: int = Depends(platform_id)) -> Any:
     """Appeal a measure on this platform or one of its items; the answer carries the
     receipt (shown once) and the status URL. Another platform's measure or item is 404."""
     data = await json_body(request, MAX_APPEAL_BODY)
@@ -175,12 +269,13 @@ async def file_appeal(request: Request, pid: int = Depends(platform_id)) -> Any:
         raise InputError("expected a JSON object", where="body")
     if data.get("appellant", "platform") != "platform":
         raise InputError("a platform appeals as appellant 'platform'", where="appellant")
+    measure_id, item_id = _json_id(data, "measure_id"), _json_id(data, "item_id")
     now = request.app.state.clock.now()
     record, receipt = await run_in_threadpool(
         lambda: appeals.file_appeal(
             request.app.state.db,
-            measure_id=data.get("measure_id"),
-            item_id=data.get("item_id"),
+            measure_id=measure_id,
+            item_id=item_id,
             appellant="platform",
             grounds=data.get("grounds"),
             contact=data.get("contact") or "",
@@ -192,8 +287,20 @@ async def file_appeal(request: Request, pid: int = Depends(platform_id)) -> Any:
     return {"receipt": receipt, "status_url": url, "appeal": record.public_json()}
 
 
-@router.get("/appeals/{receipt}")
-async def get_appeal(request: Request, receipt: str, pid: int = Depends(platform_id)) -> Any:
+@router.get(
+    "/appeals/{receipt}",
+    response_model=models.PublicAppeal,
+    responses={**ok_doc(_APPEAL_EXAMPLE), **errors_doc(401, 404, 422)},
+)
+async def get_platform_appeal(
+    request: Request,
+    receipt: str = Path(
+        description="the receipt the filing answered with (anything else: 404)",
+        json_schema_extra={"pattern": RECEIPT_PATTERN},
+        examples=["Oech4W0jPu6qJoB3qrwafENx"],
+    ),
+    pid: int = Depends(platform_id),
+) -> Any:
     """One of the platform's own appeals by its receipt (404 for any other)."""
     record = await run_in_threadpool(
         lambda: appeals.get_by_receipt(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.encoders import jsonable_encoder
@@ -31,6 +31,16 @@ from starlette.concurrency import run_in_threadpool
 
 from takedown.errors import InputError, TakedownError
 from takedown.transparency import PublicSettings, index_doc, lookup_doc, measure_doc
+from takedown.web import models
+from takedown.web.contract import (
+    FORMAT_DOC,
+    HOST_NAME,
+    NO_NUL,
+    PUBLIC_ERRORS,
+    api_fields,
+    errors_doc,
+    page_doc,
+)
 from takedown.web.deps import RowId
 from takedown.web.i18n import negotiate, reader_of
 from takedown.web.lookup_index import LookupIndex
@@ -134,13 +144,13 @@ def make_router(
     keeps current (``LookupIndex.run``); ``feed_dir``: where the audit head is published."""
     settings = settings or PublicSettings()
     anchor = PublishedHead(feed_dir)
-    router = APIRouter(prefix="/public", tags=["public"])
+    router = APIRouter(prefix="/public", tags=["public"], responses=errors_doc(*PUBLIC_ERRORS))
 
     def base(request: Request) -> str:
         return (settings.public_url or str(request.base_url)).rstrip("/")
 
-    @router.get("/", response_class=HTMLResponse)
-    async def index(request: Request, format: str | None = Query(None)) -> Response:
+    @router.get("/", response_model=None, responses=page_doc(models.PublicIndex, INDEX_EXAMPLE))
+    async def public_index(request: Request, format: Format = FORMAT) -> Response:
         """Measures in force now, with links."""
         now = request.app.state.clock.now()
         doc = await run_in_threadpool(
@@ -154,25 +164,55 @@ def make_router(
         )
         return respond(request, format, doc, "index.html", settings=settings)
 
-    @router.get("/measures/{measure_id}", response_class=HTMLResponse)
-    async def measure(
-        request: Request, measure_id: RowId, format: str | None = Query(None)
+    @router.get(
+        "/measures/{measure_id}",
+        response_model=None,
+        responses={**page_doc(models.PublicMeasure, MEASURE_EXAMPLE), **errors_doc(404)},
+    )
+    async def public_measure(
+        request: Request, measure_id: RowId, format: Format = FORMAT
     ) -> Response:
         """What a measure restricts, since and until when, why, on what decisions; appeal."""
         now = request.app.state.clock.now()
-        doc = await run_in_threadpool(
-            measure_doc, request.app.state.db, measure_id, now, settings, base(request)
-        )
+        with api_fields({"id": "measure_id"}):
+            doc = await run_in_threadpool(
+                measure_doc, request.app.state.db, measure_id, now, settings, base(request)
+            )
         return respond(request, format, doc, "measure.html", settings=settings)
 
-    @router.get("/lookup", response_class=HTMLResponse)
-    async def lookup(
+    @router.get(
+        "/lookup",
+        response_model=None,
+        responses={**page_doc(models.PublicLookup, LOOKUP_EXAMPLE), **errors_doc(404)},
+    )
+    async def public_lookup(
         request: Request,
-        host: str | None = Query(None, max_length=1000, description="a host name or address"),
-        decision: str | None = Query(None, max_length=200, description="a decision reference"),
-        format: str | None = Query(None),
+        host: str | None = Query(
+            None,
+            max_length=1000,
+            description="a host name or address",
+            json_schema_extra={
+                "anyOf": [
+                    {"pattern": HOST_NAME, "maxLength": 253},
+                    {"format": "ipv4"},
+                    {"format": "ipv6"},
+                    {"const": ""},
+                ]
+            },
+            examples=["t.co"],
+        ),
+        decision: str | None = Query(
+            None,
+            max_length=200,
+            pattern=NO_NUL,
+            description="or a decision reference",
+        ),
+        format: Format = FORMAT,
     ) -> Response:
-        """Is this host restricted now, by which directive(s), and why."""
+        """Is this host restricted now, by which directive(s), and why. Exactly one of
+        ``host`` and ``decision`` (422 otherwise; empty is not given; the HTML page without
+        either is the form)."""
+        host, decision = host or None, decision or None  # an empty form field is none
         if host is None and decision is None and not wants_json(request, format):
             return page(request, "lookup_form.html", settings=settings)
         now = request.app.state.clock.now()
@@ -189,3 +229,99 @@ def make_router(
         return respond(request, format, doc, "lookup.html", settings=settings)
 
     return router
+
+
+Format = Literal["json", "html"] | None
+FORMAT = Query(None, description=FORMAT_DOC, examples=["json"])
+
+_HEAD_EXAMPLE = {
+    "id": 3,
+    "platform": {"slug": "twitter", "name": "Twitter"},
+    "action": "throttle",
+    "rate_kbps": 128,
+    "describe": "throttle 128 kbit/s",
+    "content_classes": ["*"],
+    "scope_percent": {"fixed": 100.0, "mobile": 100.0},
+    "since": "2021-03-10T00:00:00+00:00",
+    "review_at": None,
+    "url": "https://register.example/public/measures/3",
+    "appeal_form": "https://register.example/public/appeals/new?measure=3",
+}
+INDEX_EXAMPLE = {
+    "as_of": "2021-03-12T00:00:00+00:00",
+    "measures_in_force": [{**_HEAD_EXAMPLE, "rule": "slowdown", "decision": None}],
+    "register_decisions": 1,
+    "audit_head": {"seq": 812, "hash": "9f2c" + "0" * 60},
+}
+MEASURE_EXAMPLE = {
+    **_HEAD_EXAMPLE,
+    "hosts": [{"pattern": "twitter.com", "content_class": "text"}],
+    "state": "active",
+    "in_force": True,
+    "expires_at": None,
+    "lifted_at": None,
+    "lift_decision": None,
+    "why": {
+        "rule": "slowdown",
+        "ladder": "ru-2021",
+        "fired": "overdue >= 50",
+        "figures_read": {"overdue": 56},
+        "figures": {"platform": "twitter", "overdue": 56},
+        "reason": "overdue items",
+        "decision": None,
+    },
+    "legal_basis": {
+        "items": 620,
+        "by_category": {"drugs": 620},
+        "decisions_total": 1,
+        "decisions": [
+            {
+                "decision": "RKN-1",
+                "authority": "Roskomnadzor",
+                "date": "2021-03-01",
+                "items": 620,
+                "by_category": {"drugs": 620},
+            }
+        ],
+    },
+    "obligations": [],
+    "applied_by": {"name": "ladder-bot", "role": "ladder"},
+    "approvals": [],
+    "supersedes": [],
+    "superseded_by": None,
+    "appeal": {
+        "text": "Write to the regulator's appeals office within 30 days.",
+        "url": None,
+        "form": "https://register.example/public/appeals/new?measure=3",
+    },
+    "appeals": {"filed": 1, "open": 1, "upheld": 0, "reversed": 0, "decisions": []},
+}
+LOOKUP_EXAMPLE = {
+    "as_of": "2021-03-12T00:00:00+00:00",
+    "query": {"host": "t.co", "normalised": "t.co"},
+    "restricted": True,
+    "directives": [
+        {
+            "id": "m3",
+            "action": "throttle",
+            "rate_kbps": 128,
+            "describe": "throttle 128 kbit/s",
+            "scope_percent": {"fixed": 100.0, "mobile": 100.0},
+            "in_force": True,
+            "valid_from": "2021-03-10T00:00:00+00:00",
+            "expires": "2021-03-19T00:00:00+00:00",
+            "decisions": ["RKN-1"],
+            "measure_id": 3,
+            "appeal_form": "https://register.example/public/appeals/new?measure=3",
+            "url": "https://register.example/public/measures/3",
+            "applies": True,
+            "matched": [{"rule": "t.co", "content_class": "links"}],
+            "why": {
+                "platform": "twitter",
+                "rule": "slowdown",
+                "reason": "overdue items",
+                "decision": None,
+            },
+        }
+    ],
+}

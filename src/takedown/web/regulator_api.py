@@ -22,27 +22,29 @@ Examples::
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Security
 from starlette.concurrency import run_in_threadpool
 
 from takedown import ledger
 from takedown.accounts import Actor, staff_for
-from takedown.errors import InputError
+from takedown.errors import InputError, NotFound
 from takedown.model import MeasureState
+from takedown.platforms import SLUG
 from takedown.store.db import Database
+from takedown.web import models
+from takedown.web.contract import api_fields, body_doc, errors_doc, ok_doc, staff_bearer
 from takedown.web.deps import RowId, bearer_token, json_body
-
-MEASURE_STATES = tuple(s.value for s in MeasureState)
-
 
 # --- tokens (takedown.accounts) -------------------------------------------------------------
 
 
-async def staff(request: Request) -> Actor:
-    """The authenticated staff member (401 without a valid ``Authorization: Bearer``)."""
+async def staff(request: Request, _scheme: object = Security(staff_bearer)) -> Actor:
+    """The authenticated staff member (401 without a valid ``Authorization: Bearer``).
+    ``_scheme`` only puts the ``staffToken`` scheme into the OpenAPI document."""
     return await run_in_threadpool(staff_for, request.app.state.db, bearer_token(request))
 
 
@@ -80,15 +82,37 @@ def directives_doc(db: Database, now: datetime, public_url: str) -> dict[str, An
     return doc
 
 
-def _parse_at(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    from takedown.clock import parse_time
+# RFC 3339: a date-time with its offset, or a date (midnight UTC)
+AT = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})"
+    r"(?:[Tt]([0-9]{2}:[0-9]{2}):([0-9]{2})(?:\.([0-9]+))?([Zz]|[+-][0-9]{2}:[0-9]{2}))?"
+)
 
+
+def _parse_at(text: str | None) -> datetime | None:
+    """``?at=``, an RFC 3339 date-time or date, empty for now (a leap second is taken as
+    :59, a fraction to the microsecond, an instant beyond the calendar's ends as its end)."""
+    if text is None or text == "":
+        return None
+    match = AT.fullmatch(text)
+    if match is None:
+        raise InputError(f"not an RFC 3339 date-time: {text[:80]!r}", where="at")
+    day, hm, sec, frac, offset = match.groups()
     try:
-        return parse_time(text)
+        if hm is None:
+            return datetime.fromisoformat(day).replace(tzinfo=UTC)
+        sec = min(sec, "59")
+        frac = f".{frac[:6]}" if frac else ""
+        offset = "+00:00" if offset in ("Z", "z") else offset
+        when = datetime.fromisoformat(f"{day}T{hm}:{sec}{frac}{offset}")
     except ValueError:
-        raise InputError(f"not an ISO 8601 time: {text!r}", where="at") from None
+        raise InputError(f"not an RFC 3339 date-time: {text[:80]!r}", where="at") from None
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00
+        return (
+            datetime.min.replace(tzinfo=UTC) if when.year == 1 else datetime.max.replace(tzinfo=UTC)
+        )
 
 
 def base_url(request: Request, public_url: str | None) -> str:
@@ -98,81 +122,253 @@ def base_url(request: Request, public_url: str | None) -> str:
 
 # --- routes ---------------------------------------------------------------------------------
 
+# library errors name the CLI's flags and arguments; here they are the request's
+_FIELDS = {"--platform": "platform", "ID": "measure_id"}
+PLATFORM = Query(None, description="one platform's slug", examples=["twitter"])
+
+
+def _platform(slug: str | None) -> str | None:
+    """``slug``, refused at once (404, as any unknown platform) when it cannot be one."""
+    if slug is not None and not SLUG.match(slug):
+        raise NotFound(f"unknown platform {slug[:80]!r}", where="platform")
+    return slug
+
+
+_FIGURES = {
+    "platform": "twitter",
+    "as_of": "2021-05-17T00:00:00+00:00",
+    "flagged": 620,
+    "removed": 555,
+    "restricted": 0,
+    "claimed": 9,
+    "remaining": 65,
+    "overdue": 56,
+    "removed_share": 0.895,
+    "on_time_share": 0.41,
+    "ttr_median_h": 3.0,
+    "ttr_p90_h": 1450.5,
+}
+_MEASURE = {
+    "id": 3,
+    "platform": "twitter",
+    "action": "throttle",
+    "rate_kbps": 128,
+    "classes": [],
+    "scope": {"fixed": 100.0, "mobile": 100.0},
+    "state": "active",
+    "proposed_at": "2021-03-10T00:00:00Z",
+    "starts_at": "2021-03-10T00:00:00Z",
+    "review_at": None,
+    "expires_at": None,
+    "lifted_at": None,
+    "rule": "slowdown",
+    "ladder": "ru-2021",
+    "reason": "overdue items",
+    "decision_ref": None,
+    "lift_decision": None,
+    "needs_approval": False,
+    "created_by": "ladder-bot",
+    "supersedes_id": None,
+}
+_EXPLAINED = {
+    **_MEASURE,
+    "figures": {"fired": "overdue >= 50", "read": {"overdue": 56}},
+    "legal_basis": {
+        "items": 620,
+        "by_category": {"drugs": 620},
+        "decisions_total": 1,
+        "decisions": [
+            {
+                "decision": "RKN-1",
+                "authority": "Roskomnadzor",
+                "date": "2021-03-01",
+                "items": 620,
+                "by_category": {"drugs": 620},
+            }
+        ],
+    },
+    "obligations": [],
+    "approvals": [],
+    "supersedes": [],
+    "superseded_by": None,
+    "events": [
+        {
+            "seq": 15,
+            "at": "2021-03-10T00:00:00Z",
+            "actor": "ladder-bot",
+            "type": "measure.active",
+            "payload": {"measure_id": 3, "action": "throttle"},
+        }
+    ],
+}
+_ITEM = {
+    "id": 42,
+    "target": "https://twitter.com/someone/status/1",
+    "kind": "url",
+    "category": "drugs",
+    "basis": "149-FZ art. 15.1",
+    "decision": "RKN-1",
+    "authority": "Roskomnadzor",
+    "decision_date": "2021-03-01",
+    "platform": "twitter",
+    "listed_at": "2021-03-10T00:00:00+00:00",
+    "delisted_at": None,
+    "state": "open",
+    "source": None,
+    "flags": [],
+    "deadline_at": "2021-03-11T02:00:00+00:00",
+    "verified_at": None,
+    "delist_decision": None,
+}
+_DIRECTIVES = {
+    "schema_version": 1,
+    "sequence": 1,
+    "generated_at": "2021-03-12T00:00:00Z",
+    "directives": [
+        {
+            "id": "m3",
+            "action": "throttle",
+            "hosts": [{"pattern": "twitter.com", "content_class": "text"}],
+            "ip_ranges": [],
+            "rate_kbps": 128,
+            "scope": {"fixed": 100.0, "mobile": 100.0},
+            "valid_from": "2021-03-10T00:00:00Z",
+            "expires": "2021-03-19T00:00:00Z",
+            "measure_id": 3,
+            "decisions": ["RKN-1"],
+            "reference_url": "https://register.example/public/measures/3",
+        }
+    ],
+    "refused": [],
+}
+
 
 def make_router(*, public_url: str | None = None) -> APIRouter:
     """The ``/api`` router; ``public_url`` goes into the directives' reference URLs."""
-    router = APIRouter(prefix="/api", tags=["regulator"], dependencies=[Depends(staff)])
+    router = APIRouter(
+        prefix="/api",
+        tags=["regulator"],
+        dependencies=[Depends(staff)],
+        responses=errors_doc(401, 422),
+    )
 
-    @router.get("/status")
-    async def status(
+    @router.get(
+        "/status",
+        response_model=models.Figures | list[models.Figures],
+        response_model_exclude_unset=True,  # "category" only when split by it
+        responses={**ok_doc([_FIGURES]), **errors_doc(404)},
+    )
+    async def get_status(
         request: Request,
-        platform: str | None = Query(None, description="one platform (default: each)"),
-        at: str | None = Query(None, description="as of this ISO 8601 time (default: now)"),
+        platform: str | None = PLATFORM,
+        at: str | None = Query(
+            None,
+            description="as of this RFC 3339 date-time, or date (midnight UTC); default: now",
+            json_schema_extra={
+                "anyOf": [{"format": "date-time"}, {"format": "date"}, {"const": ""}]
+            },
+            examples=["2021-05-17T00:00:00Z"],
+        ),
     ) -> Any:
-        """Compliance figures per platform (the keys of ``takedown status --json``)."""
+        """Compliance figures per platform (the keys of ``takedown status --json``); one
+        object for one ``platform``, else a list."""
         when = _parse_at(at)
         now = request.app.state.clock.now()
-        return await run_in_threadpool(status_doc, request.app.state.db, now, platform, when)
+        slug = _platform(platform)
+        with api_fields(_FIELDS):
+            return await run_in_threadpool(status_doc, request.app.state.db, now, slug, when)
 
-    @router.get("/measures")
-    async def measures(
+    @router.get(
+        "/measures",
+        response_model=list[models.Measure],
+        responses={**ok_doc([_MEASURE]), **errors_doc(404)},
+    )
+    async def list_measures(
         request: Request,
-        platform: str | None = Query(None),
-        state: str | None = Query(None, description=f"one of {', '.join(MEASURE_STATES)}"),
-    ) -> list[dict[str, Any]]:
+        platform: str | None = PLATFORM,
+        state: MeasureState | None = Query(None, examples=["active"]),
+    ) -> Any:
         """Measures as of now, with their state now."""
         from takedown.policy.measures import list_measures
 
-        if state is not None and state not in MEASURE_STATES:
-            raise InputError(f"unknown state {state!r}", where="state")
         now = request.app.state.clock.now()
-        records = await run_in_threadpool(
-            list_measures, request.app.state.db, at=now, platform=platform
-        )
+        with api_fields(_FIELDS):
+            records = await run_in_threadpool(
+                list_measures, request.app.state.db, at=now, platform=_platform(platform)
+            )
         return [m.as_json() for m in records if state is None or m.state == state]
 
-    @router.get("/measures/{measure_id}")
-    async def measure(request: Request, measure_id: RowId) -> dict[str, Any]:
+    @router.get(
+        "/measures/{measure_id}",
+        response_model=models.MeasureExplained,
+        responses={**ok_doc(_EXPLAINED), **errors_doc(404)},
+    )
+    async def get_measure(request: Request, measure_id: RowId) -> Any:
         """A measure and the chain to the facts and decisions behind it (``explain``)."""
         from takedown.policy.measures import explain
 
-        explanation = await run_in_threadpool(explain, request.app.state.db, measure_id)
+        with api_fields(_FIELDS):
+            explanation = await run_in_threadpool(explain, request.app.state.db, measure_id)
         return explanation.as_json()
 
-    @router.post("/measures/{measure_id}/approve")
-    async def approve(request: Request, measure_id: RowId) -> dict[str, Any]:
+    @router.post(
+        "/measures/{measure_id}/approve",
+        response_model=models.Measure,
+        responses={**ok_doc(_MEASURE), **errors_doc(403, 404, 409)},
+    )
+    async def approve_measure(
+        request: Request, measure_id: RowId, who: Actor = Depends(staff)
+    ) -> Any:
         """Approve a proposed measure as the token's account (four eyes:
         ``policy.measures.four_eyes``, as in the console and the CLI)."""
         from takedown.policy.measures import approve as do_approve
 
-        who = await staff(request)
         now = request.app.state.clock.now()
-        record = await run_in_threadpool(do_approve, request.app.state.db, measure_id, who, now)
-        return record.as_json()
+        with api_fields(_FIELDS):
+            return (
+                await run_in_threadpool(do_approve, request.app.state.db, measure_id, who, now)
+            ).as_json()
 
-    @router.post("/measures/{measure_id}/reject")
-    async def reject(request: Request, measure_id: RowId) -> dict[str, Any]:
+    @router.post(
+        "/measures/{measure_id}/reject",
+        response_model=models.Measure,
+        responses={
+            **ok_doc({**_MEASURE, "state": "lifted", "lift_decision": "rejected: figures stale"}),
+            **errors_doc(400, 403, 404, 409, 413),
+        },
+        openapi_extra=body_doc("Rejection"),
+    )
+    async def reject_measure(
+        request: Request, measure_id: RowId, who: Actor = Depends(staff)
+    ) -> Any:
         """Reject a proposed measure (JSON ``{"reason": "..."}``) as the token's account."""
         from takedown.policy.measures import reject as do_reject
 
-        who = await staff(request)
         body = await json_body(request, limit=64 * 1024)
         reason = body.get("reason") if isinstance(body, dict) else None
         if not isinstance(reason, str):
             raise InputError("a JSON object with a reason", where="reason")
+        if "\x00" in reason:
+            raise InputError("the reason holds a NUL character", where="reason")
         now = request.app.state.clock.now()
-        record = await run_in_threadpool(
-            do_reject, request.app.state.db, measure_id, who, reason, now
-        )
+        with api_fields(_FIELDS):
+            record = await run_in_threadpool(
+                do_reject, request.app.state.db, measure_id, who, reason, now
+            )
         return record.as_json()
 
-    @router.get("/items/{item_id}")
-    async def item(request: Request, item_id: RowId) -> dict[str, Any]:
+    @router.get(
+        "/items/{item_id}",
+        response_model=models.RegisterItem,
+        responses={**ok_doc(_ITEM), **errors_doc(404)},
+    )
+    async def get_item(request: Request, item_id: RowId) -> Any:
         """One register item with its legal basis, provenance and state."""
-        return await run_in_threadpool(item_doc, request.app.state.db, item_id)
+        with api_fields({None: "item_id"}):
+            return await run_in_threadpool(item_doc, request.app.state.db, item_id)
 
-    @router.get("/directives")
-    async def directives(request: Request) -> dict[str, Any]:
+    @router.get("/directives", response_model=models.DirectiveSet, responses=ok_doc(_DIRECTIVES))
+    async def get_directives(request: Request) -> Any:
         """The directive set compiled at now (what a publication now would sign)."""
         now = request.app.state.clock.now()
         url = base_url(request, public_url)
