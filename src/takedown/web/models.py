@@ -272,6 +272,7 @@ class PublicMeasureHead(Out):
     scope_percent: dict[str, float]
     since: Timestamp | None
     review_at: Timestamp | None
+    expires_at: Timestamp | None
     url: str
     appeal_form: str
 
@@ -356,7 +357,6 @@ class PublicMeasure(PublicMeasureHead):
     hosts: list[HostRule]
     state: MeasureState
     in_force: bool
-    expires_at: Timestamp | None
     lifted_at: Timestamp | None
     lift_decision: str | None
     why: PublicWhy
@@ -377,9 +377,12 @@ class LookupMatch(Out):
 
 class MeasureWhy(Out):
     platform: str
+    platform_name: str | None
     rule: str | None
     reason: str
     decision: str | None
+    review_at: Timestamp | None  # the measure's own dates, not the feed's rolling expiry
+    expires_at: Timestamp | None
 
 
 class RegisterDecisionWhy(Out):

@@ -244,6 +244,7 @@ _HEAD_EXAMPLE = {
     "scope_percent": {"fixed": 100.0, "mobile": 100.0},
     "since": "2021-03-10T00:00:00+00:00",
     "review_at": None,
+    "expires_at": None,
     "url": "https://register.example/public/measures/3",
     "appeal_form": "https://register.example/public/appeals/new?measure=3",
 }
@@ -258,7 +259,6 @@ MEASURE_EXAMPLE = {
     "hosts": [{"pattern": "twitter.com", "content_class": "text"}],
     "state": "active",
     "in_force": True,
-    "expires_at": None,
     "lifted_at": None,
     "lift_decision": None,
     "why": {
@@ -318,9 +318,12 @@ LOOKUP_EXAMPLE = {
             "matched": [{"rule": "t.co", "content_class": "links"}],
             "why": {
                 "platform": "twitter",
+                "platform_name": "Twitter",
                 "rule": "slowdown",
                 "reason": "overdue items",
                 "decision": None,
+                "review_at": "2021-04-01T00:00:00+00:00",
+                "expires_at": "2021-04-01T00:00:00+00:00",
             },
         }
     ],
