@@ -130,13 +130,14 @@ def obligation(
     """
     from takedown.policy import measures
 
+    now = common.now()
     obligation_id = measures.set_obligation(
-        common.database(), slug, kind, state, decision, common.now(), common.actor()
+        common.database(), slug, kind, state, decision, now, common.actor()
     )
     if as_json:
         common.print_json(
             {"id": obligation_id, "platform": slug, "kind": kind, "state": state,
-             "decision": decision, "at": common.now()}
+             "decision": decision, "at": now}
         )  # fmt: skip
         return
     common.console.print(f"{slug}: {kind} {state} (decision {decision})", highlight=False)
