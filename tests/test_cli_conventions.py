@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 import pytest
 import typer
@@ -406,3 +406,28 @@ def test_choices_show_as_choices(command: list[str], choices: str) -> None:
         env=os.environ | {"COLUMNS": "250"},
     )
     assert r.returncode == 0 and choices in r.stdout, r.stdout
+
+
+def test_the_cli_choices_are_the_librarys() -> None:
+    """The choices are spelled out for --help; they must stay what the library accepts."""
+    from takedown.accounts import ROLES
+    from takedown.appeals import AppealState
+    from takedown.cli import appeals, enforce, measures, registry, staff
+    from takedown.enforce.handshake import Mode
+    from takedown.enforce.relay import ThrottleScope
+    from takedown.model import MeasureAction
+    from takedown.registry.formats import READERS
+    from takedown.registry.service import EXPORT_FORMATS
+
+    def choices(function: Any, name: str) -> set[str]:
+        return set(get_args(get_type_hints(function)[name]))
+
+    assert set(get_args(registry.ImportFormat)) == set(READERS)
+    assert set(get_args(registry.SyncFormat)) < set(READERS)
+    assert set(get_args(registry.ExportFormat)) == set(EXPORT_FORMATS)
+    assert tuple(staff.Role) == ROLES
+    assert choices(enforce.enforce, "mode") == set(Mode)
+    assert choices(enforce.enforce, "throttle_scope") == set(ThrottleScope)
+    assert choices(measures.measures_add, "action") == set(MeasureAction)
+    assert choices(appeals.appeals_decide, "outcome") == set(AppealState) - {"open"}
+    assert choices(appeals.appeals_list, "state") == set(AppealState)
