@@ -278,6 +278,24 @@ def test_piped_tables_are_tab_separated_with_whole_values(cli: Cli) -> None:
     assert status[0].startswith("platform\tflagged\tremoved")
 
 
+def test_terminal_tables_fold_long_values_and_keep_times_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from takedown.cli import common
+
+    out = io.StringIO()
+    monkeypatch.setattr(common, "console", Console(file=out, force_terminal=True, width=60))
+    common.print_table(("target", "since"), [(LONG_URL, NOW)])
+    text = out.getvalue()
+    assert "…" not in text and "2021-03-10T00:00:00Z" in text
+    first = [line.split("│")[1].strip() for line in text.splitlines() if line.count("│") == 3]
+    assert LONG_URL in "".join(first)  # folded over lines, whole
+
+
 def test_piped_cells_escape_tabs_and_newlines() -> None:
     from takedown.cli.common import _tsv
 

@@ -109,6 +109,9 @@ def db_url() -> str | None:
 _ISO_TIME = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)\Z")
 
 
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
 def timestamp(when: datetime) -> str:
     """The one time format of every output: RFC 3339, UTC, whole seconds
     (``2021-03-10T00:00:00Z``). A naive time is taken as UTC."""
@@ -186,9 +189,14 @@ def print_table(
             out.write("\t".join(_tsv(cell(v)) for v in row) + "\n")
         out.flush()
         return
-    table = Table(*columns, title=title)
-    for row in rows:
-        table.add_row(*(Text(cell(v)) for v in row))
+    cells = [[cell(v) for v in row] for row in rows]
+    table = Table(title=title)
+    for i, name in enumerate(columns):
+        # a value too wide is folded onto more lines, never cut; a time is never split
+        timed = any(_RFC3339.match(row[i]) for row in cells if i < len(row))
+        table.add_column(name, overflow="fold", min_width=20 if timed else None)
+    for row in cells:
+        table.add_row(*(Text(v) for v in row))
     console.print(table)
 
 
