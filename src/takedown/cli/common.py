@@ -105,11 +105,9 @@ def db_url() -> str | None:
 
 # --- output: one time format, one JSON shape, tables that survive a pipe ----------------
 
-# a date-time as the library's own ``isoformat()`` writes it (offset required)
+# a date-time as the library's own ``isoformat()`` or ``str()`` writes it (offset required)
 _ISO_TIME = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)\Z")
-
-
-_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")  # the one output format
 
 
 def timestamp(when: datetime) -> str:
