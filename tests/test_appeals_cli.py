@@ -96,7 +96,7 @@ def test_list_show_decide(db: Database, db_url: str, tmp_path: Path) -> None:
         db_url, clock, "appeals", "decide", str(on_measure.id), "--outcome", "maybe",
         "--reason", "y", token=erin,
     )  # fmt: skip
-    assert r.returncode == 1 and "outcome" in r.stderr
+    assert r.returncode == 2 and "outcome" in r.stderr  # not a choice: a usage error
     r = takedown(db_url, clock, "appeals", "list", "--state", "reversed", "--json")
     assert [a["id"] for a in json.loads(r.stdout)] == [on_item.id]
     r = takedown(db_url, clock, "appeals", "show", "9999")

@@ -42,7 +42,7 @@ def two_dbs(tmp_path: Path) -> Iterator[tuple[str, str]]:
 
 
 def _targets(output: str) -> list[str]:
-    return [json.loads(line)["target"] for line in output.splitlines()]
+    return [item["target"] for item in json.loads(output)]
 
 
 def invoke(*args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]

@@ -61,3 +61,10 @@ class Forbidden(TakedownError):
     """An authenticated account may not do this (its role, or the four-eyes rule)."""
 
     http_status = 403
+
+
+class Unavailable(TakedownError):
+    """A service takedown needs cannot be reached: the database refuses the connection,
+    its file cannot be opened. Not the same as a database without the schema."""
+
+    http_status = 503

@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import update
 
 from takedown import ledger
+from takedown.cli.common import plain
 from takedown.clock import FileClock
 from takedown.store.db import Database
 from takedown.store.schema import Item
@@ -39,9 +40,11 @@ def test_status_prints_ledger_status(db: Database, db_url: str, tmp_path: Path) 
     scenario(db)
     one = td(db_url, tmp_path, "status", "--platform", "twitter", "--json")
     assert one.returncode == 0, one.stderr
-    assert json.loads(one.stdout) == ledger.status(db, NOW, platform="twitter").as_json()
+    # the library's document, with every time in the CLI's one format (RFC 3339, UTC, seconds)
+    assert json.loads(one.stdout) == plain(ledger.status(db, NOW, platform="twitter").as_json())
+    assert json.loads(one.stdout)["as_of"] == "2021-03-12T21:00:00Z"
     past = td(db_url, tmp_path, "status", "--at", "2021-03-10T12:00:00Z", "--json")
-    expected = ledger.status(db, NOW, at=T0 + timedelta(hours=3)).as_json()
+    expected = plain(ledger.status(db, NOW, at=T0 + timedelta(hours=3)).as_json())
     assert json.loads(past.stdout) == expected and isinstance(expected, list)
     text = td(db_url, tmp_path, "status", "--platform", "twitter", "--statement").stdout
     assert text.split() == ledger.status(db, NOW, platform="twitter").statements()[0].split()

@@ -198,7 +198,7 @@ def test_sync_cli_json_and_plan(db_url: str, tmp_path: Path) -> None:
     r = run("registry", "sync", str(path), *common, "--plan")
     assert r.returncode == 0, r.stderr
     assert "25 entries would be added" in r.stdout and "plan only" in r.stdout
-    assert "register updated 2021-03-10T12:00:00+03:00; signature not checked" in r.stdout
+    assert "register updated 2021-03-10T09:00:00Z; signature not checked" in r.stdout
     r = run("registry", "sync", str(path), *common, "--json")
     summary = json.loads(r.stdout)
     assert (summary["added"], summary["entries"], summary["targets"]) == (25, 25, 26)

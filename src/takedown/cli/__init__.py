@@ -37,12 +37,19 @@ from takedown.cli import (
 
 app = typer.Typer(
     name="takedown",
-    help="Register, notices, verification, ledger, enforcement ladder and directive feed.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
     cls=common.RootGroup,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"takedown {version('takedown')}")
+        raise typer.Exit(0)
 
 
 @app.callback()
@@ -62,7 +69,19 @@ def root(
         "the OS user, which may manage accounts but never approve or decide). "
         "A global option: before or after the command.",
     ),
+    _version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_version,
+        is_eager=True,
+        expose_value=False,
+        help="Print the version (takedown X.Y.Z) and exit.",
+    ),
 ) -> None:
+    """Register, notices, verification, ledger, enforcement ladder and directive feed.
+
+    Example: takedown --db postgresql+psycopg://takedown@db/takedown status --json
+    """
     common.STATE.db = db
     common.STATE.token = token
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
 from takedown.cli import common
 
@@ -35,28 +34,36 @@ def issue(
 
 @app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json", help="Machine output.")) -> None:
-    """List staff tokens (names, roles, dates; never the tokens)."""
+    """List staff tokens (names, roles, dates; never the tokens).
+
+    Example: takedown api-token list --json
+    """
     from takedown.accounts import list_tokens
 
     rows = list_tokens(common.database())
     if as_json:
         common.print_json([r.as_json() for r in rows])
         return
-    table = Table("name", "roles", "created", "revoked")
-    for r in rows:
-        table.add_row(
-            r.name,
-            ", ".join(r.roles),
-            f"{r.created_at:%Y-%m-%d %H:%M}",
-            f"{r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "-",
-        )
-    common.console.print(table)
+    common.print_table(
+        ("name", "roles", "created", "revoked"),
+        ((r.name, ", ".join(r.roles), r.created_at, r.revoked_at or "-") for r in rows),
+    )
 
 
 @app.command("revoke")
-def revoke(name: str = typer.Argument(..., help="Whose active token to revoke.")) -> None:
-    """Revoke a staff member's active token. Example: takedown api-token revoke alice"""
-    from takedown.accounts import revoke_token
+def revoke(
+    name: str = typer.Argument(..., help="Whose active token to revoke."),
+    as_json: bool = typer.Option(False, "--json", help="Machine output: what was revoked."),
+) -> None:
+    """Revoke a staff member's active token.
 
-    revoke_token(common.database(), name, now=common.now(), actor=common.principal())
-    common.console.print(f"revoked the token of {name}")
+    Example: takedown api-token revoke alice --json
+    """
+    from takedown.accounts import normalise_name, revoke_token
+
+    now = common.now()
+    count = revoke_token(common.database(), name, now=now, actor=common.principal())
+    if as_json:
+        common.print_json({"name": normalise_name(name), "revoked": count, "revoked_at": now})
+        return
+    common.console.print(f"revoked the token of {name}", highlight=False)

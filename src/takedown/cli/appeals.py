@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import typer
-from rich.table import Table
 
 from takedown.cli import common
 from takedown.cli.policy import fmt
@@ -17,7 +18,9 @@ JSON = typer.Option(False, "--json", help="Machine output (includes the contact:
 
 @app.command("list")
 def appeals_list(
-    state: str = typer.Option(None, "--state", help="open, upheld or reversed."),
+    state: Literal["open", "upheld", "reversed"] = typer.Option(
+        None, "--state", help="Only appeals in this state."
+    ),
     overdue: bool = typer.Option(False, "--overdue", help="Only open appeals past their deadline."),
     after: int = typer.Option(0, "--after", help="Page on: the last id of the previous page."),
     limit: int = typer.Option(100, "--limit", help="At most this many (1..500)."),
@@ -40,22 +43,23 @@ def appeals_list(
     if json_out:
         common.print_json([{**a.as_json(), "overdue": a.overdue(now)} for a in records])
         return
-    table = Table(title="appeals")
-    for col in ("id", "against", "platform", "appellant", "filed", "due", "state", "decided by"):
-        table.add_column(col)
-    for a in records:
-        due = fmt(a.due_at) + (" (overdue)" if a.overdue(now) else "")
-        table.add_row(
-            str(a.id),
-            a.subject,
-            a.platform or "-",
-            a.appellant + (f" ({a.filed_by})" if a.filed_by else ""),
-            fmt(a.filed_at),
-            due,
-            a.state.value,
-            a.decided_by or "",
-        )
-    common.console.print(table)
+    common.print_table(
+        ("id", "against", "platform", "appellant", "filed", "due", "state", "decided by"),
+        (
+            (
+                a.id,
+                a.subject,
+                a.platform or "-",
+                a.appellant + (f" ({a.filed_by})" if a.filed_by else ""),
+                fmt(a.filed_at),
+                fmt(a.due_at) + (" (overdue)" if a.overdue(now) else ""),
+                a.state.value,
+                a.decided_by or "",
+            )
+            for a in records
+        ),
+        title="appeals",
+    )
 
 
 @app.command("show")
@@ -93,7 +97,7 @@ def appeals_show(
 @app.command("decide")
 def appeals_decide(
     appeal_id: int = typer.Argument(..., metavar="ID"),
-    outcome: str = typer.Option(..., "--outcome", help="upheld or reversed."),
+    outcome: Literal["upheld", "reversed"] = typer.Option(..., "--outcome", help="The decision."),
     reason: str = typer.Option(..., "--reason", help="The reasons (published with the outcome)."),
     json_out: bool = typer.Option(False, "--json", help="Machine output: the appeal."),
 ) -> None:

@@ -62,20 +62,30 @@ def verify(
 
 @app.command("list")
 def list_(
-    limit: int = typer.Option(50, help="Show the last N events."),
+    limit: int = typer.Option(50, "--limit", help="Show the last N events."),
     type_: str = typer.Option(None, "--type", help="Only events of this type."),
     json_out: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
-    """Show recent events."""
-    from rich.table import Table
+    """Show recent events (on a terminal, payloads cut to 80 characters; piped or --json,
+    whole).
 
+    Example: takedown audit list --type measure.approved --limit 10 --json
+    """
     from takedown.store.audit import recent_events
 
     rows = recent_events(common.database(), limit=limit, type_=type_)
     if json_out:
         common.print_json(rows)
         return
-    table = Table("seq", "at", "actor", "type", "payload")
-    for r in rows:
-        table.add_row(str(r["seq"]), r["at"], r["actor"], r["type"], str(r["payload"])[:80])
-    common.console.print(table)
+    common.print_table(
+        ("seq", "at", "actor", "type", "payload"),
+        ((r["seq"], r["at"], r["actor"], r["type"], _payload(r["payload"])) for r in rows),
+    )
+
+
+def _payload(payload: object) -> str:
+    """A payload as a cell: whole JSON when piped, the first 80 characters on a terminal."""
+    import json
+
+    text = json.dumps(common.plain(payload), ensure_ascii=False, sort_keys=True)
+    return text if not common.console.is_terminal or len(text) <= 80 else text[:79] + "…"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import typer
 
@@ -87,7 +87,9 @@ def enforce(
         "directives.json file / directory (trusted local path, unsigned).",
     ),
     listen: str = typer.Option("127.0.0.1:3128", "--listen", help="HOST:PORT to accept on."),
-    mode: str = typer.Option("connect", "--mode", help="connect | socks5 | transparent"),
+    mode: Literal["connect", "socks5", "transparent"] = typer.Option(
+        "connect", "--mode", help="How clients reach it: proxy protocol or redirected."
+    ),
     subscribers: Path = typer.Option(None, "--subscribers", help="Subscriber classes (TOML)."),
     metrics: str = typer.Option(None, "--metrics", help="HOST:PORT for Prometheus /metrics."),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes sharing the port."),
@@ -105,7 +107,7 @@ def enforce(
     operator_url: str = typer.Option(
         None, "--operator-url", help='Link rel="blocked-by" target of 451 answers.'
     ),
-    throttle_scope: str = typer.Option(
+    throttle_scope: Literal["flow", "subscriber"] = typer.Option(
         "flow",
         "--throttle-scope",
         help="flow: each throttled flow gets the directive's rate in each direction; "
@@ -113,7 +115,9 @@ def enforce(
         "share one bucket per direction, so together they get the directive's rate.",
     ),
     no_splice: bool = typer.Option(False, "--no-splice", help="Relay without os.splice."),
-    log_level: str = typer.Option("info", "--log-level"),
+    log_level: Literal["debug", "info", "warning", "error"] = typer.Option(
+        "info", "--log-level", help="What to log on stderr."
+    ),
 ) -> None:
     """Apply the directive feed to live flows: pass, throttle or block.
 

@@ -15,15 +15,23 @@ Examples::
 from __future__ import annotations
 
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from takedown.cli import common
 
 app = typer.Typer(help="The signed directive feed (TUF repository) and its client.")
+
+
+class Role(StrEnum):  # the TUF roles, as choices
+    ROOT = "root"
+    TARGETS = "targets"
+    SNAPSHOT = "snapshot"
+    TIMESTAMP = "timestamp"
+
 
 KEYS_HELP = "The private keys' directory (default: DIR.keys beside DIR; never inside DIR)."
 
@@ -41,13 +49,14 @@ def _duration(value: str | None, option: str) -> timedelta | None:
 
 
 def _show_info(data: dict[str, Any], title: str) -> None:
-    table = Table(title=title, show_header=True)
-    table.add_column("role")
-    table.add_column("version", justify="right")
-    table.add_column("expires (UTC)")
-    for role in ("root", "targets", "snapshot", "timestamp"):
-        table.add_row(role, str(data["versions"][role]), data["expires"][role])
-    common.console.print(table)
+    common.print_table(
+        ("role", "version", "expires"),
+        (
+            (role, data["versions"][role], data["expires"][role])
+            for role in ("root", "targets", "snapshot", "timestamp")
+        ),
+        title=title,
+    )
     if data["sequence"] is None:
         common.console.print("no directive set published yet")
     else:
@@ -196,7 +205,7 @@ def renew(
 @app.command("rotate")
 def rotate(
     directory: Path = typer.Argument(..., help="Repository directory."),
-    roles: list[str] = typer.Argument(..., help="Roles whose keys to replace."),
+    roles: list[Role] = typer.Argument(..., help="Roles whose keys to replace."),
     root_key: Path = typer.Option(None, "--root-key", help="The (offline) root key."),
     keys: Path = typer.Option(None, "--keys", help=KEYS_HELP),
     json_out: bool = typer.Option(False, "--json", help="Machine output."),
@@ -208,7 +217,7 @@ def rotate(
     """
     from takedown.feed.repository import Repository
 
-    info = Repository(directory, keys).rotate_keys(roles, root_key=root_key)
+    info = Repository(directory, keys).rotate_keys([r.value for r in roles], root_key=root_key)
     if json_out:
         common.print_json(info.to_json())
         return
@@ -247,7 +256,10 @@ def show(
     directory: Path = typer.Argument(..., help="Repository directory."),
     json_out: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
-    """Versions, expiries and the published directive set of a repository."""
+    """Versions, expiries and the published directive set of a repository.
+
+    Example: takedown feed show feed/ --json
+    """
     from takedown.feed.repository import Repository
 
     data = Repository(directory).info().to_json()
@@ -269,6 +281,7 @@ def pull(
     """Fetch and verify the feed (TUF), validate the set, write DIR/directives.json.
 
     Trusted metadata is kept in DIR/.tuf/, so rollbacks are refused on later pulls.
+    Example: takedown feed pull http://127.0.0.1:8470/feed/ out/ --root 1.root.json
     """
     from takedown.clock import SystemClock
     from takedown.feed.client import FeedClient

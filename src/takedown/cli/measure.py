@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import typer
-from rich.table import Table
 
 from takedown.cli import common
 from takedown.measure import TransferResult, compare, measure_transfer, parse_resolve
@@ -32,6 +32,9 @@ def measure(
     as_json: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
     """Measure download (and upload) kbit/s of URL; with --control, a verdict.
+
+    A target that cannot be reached or answers an error is one line on stderr naming its
+    host, and exit code 1 (with --json, after the document).
 
     Example: takedown measure https://pbs.twimg.com/media/x.jpg
     --proxy http://127.0.0.1:8080 --control https://example.org/big --json
@@ -60,14 +63,16 @@ def measure(
             }
         )
     else:
-        table = Table("transfer", "direction", "bytes", "seconds", "kbit/s", "status", "error")
-        for name, result in (("target", target), ("control", ctrl)):
-            if result is None:
-                continue
-            for row in (result, result.upload):
-                if row is not None:
-                    table.add_row(name, *_cells(row))
-        common.console.print(table)
+        common.print_table(
+            ("transfer", "direction", "bytes", "seconds", "kbit/s", "status", "error"),
+            (
+                (name, *_cells(row))
+                for name, result in (("target", target), ("control", ctrl))
+                if result is not None
+                for row in (result, result.upload)
+                if row is not None
+            ),
+        )
         if verdict:
             ratio = "n/a" if verdict.verdict == "inconclusive" else f"{verdict.ratio:.3f}"
             common.console.print(
@@ -75,7 +80,7 @@ def measure(
                 f" threshold {verdict.threshold})"
             )
     if target.error:
-        raise typer.Exit(1)
+        raise common.fail(f"{urlsplit(url).netloc or url}: {target.error}")
 
 
 def _cells(r: TransferResult) -> list[str]:

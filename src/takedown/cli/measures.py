@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import typer
-from rich.table import Table
 
 from takedown.cli import common
 from takedown.cli.policy import fmt
@@ -24,7 +23,10 @@ def measures_list(
     at: str = typer.Option(None, "--at", help="As of this ISO 8601 time."),
     platform: str = typer.Option(None, "--platform", help="Only this platform."),
 ) -> None:
-    """List measures with their state (as of --at if given)."""
+    """List measures with their state (as of --at if given).
+
+    Example: takedown measures list --platform twitter --json
+    """
     from takedown.policy import measures
 
     records = measures.list_measures(
@@ -33,32 +35,14 @@ def measures_list(
     if json_out:
         common.print_json([m.as_json() for m in records])
         return
-    table = Table(title="measures")
-    for col in (
-        "id",
-        "platform",
-        "state",
-        "action",
-        "classes",
-        "scope",
-        "since",
-        "review",
-        "rule / decision",
-    ):
-        table.add_column(col)
-    for m in records:
-        table.add_row(
-            str(m.id),
-            m.platform,
-            m.state.value,
-            m.describe(),
-            fmt(m.classes),
-            fmt(m.scope),
-            fmt(m.starts_at or m.proposed_at),
-            fmt(m.review_at),
-            m.rule or m.decision_ref or "",
-        )
-    common.console.print(table)
+    columns = ("id", "platform", "state", "action", "classes", "scope", "since", "review",
+               "rule / decision")  # fmt: skip
+    rows = (
+        (m.id, m.platform, m.state.value, m.describe(), fmt(m.classes), fmt(m.scope),
+         fmt(m.starts_at or m.proposed_at), fmt(m.review_at), m.rule or m.decision_ref or "")
+        for m in records
+    )  # fmt: skip
+    common.print_table(columns, rows, title="measures")
 
 
 @app.command("explain")
@@ -66,7 +50,10 @@ def measures_explain(
     measure_id: int = typer.Argument(..., metavar="ID"),
     json_out: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
-    """The rule, the figures, the legal decisions behind the items, the approvals."""
+    """The rule, the figures, the legal decisions behind the items, the approvals.
+
+    Example: takedown measures explain 3
+    """
     from takedown.policy import measures
 
     info = measures.explain(common.database(), measure_id)
@@ -156,7 +143,7 @@ def measures_reject(
 @app.command("add")
 def measures_add(
     slug: str = typer.Argument(..., metavar="SLUG"),
-    action: str = typer.Option(..., "--action", help="throttle or block."),
+    action: Literal["throttle", "block"] = typer.Option(..., "--action", help="What it does."),
     rate_kbps: int = typer.Option(None, "--rate-kbps", help="Throttle rate, kbit/s."),
     classes: str = typer.Option("*", "--classes", help="Content classes, e.g. media,links."),
     mobile: float = typer.Option(100.0, "--mobile", help="Percent of mobile subscribers."),
@@ -164,8 +151,13 @@ def measures_add(
     expires: str = typer.Option(None, "--expires", help="Expiry (ISO 8601)."),
     decision: str = typer.Option(..., "--decision", help="The decision imposing it."),
     reason: str = typer.Option(..., "--reason", help="Why."),
+    json_out: bool = typer.Option(False, "--json", help="Machine output: the measure."),
 ) -> None:
-    """Impose a measure by decision, outside any ladder (a block awaits approval)."""
+    """Impose a measure by decision, outside any ladder (a block awaits approval).
+
+    Example: takedown measures add twitter --action throttle --rate-kbps 128
+    --classes media --decision 27-31-2021/Ид1 --reason "court order" --json
+    """
     from takedown.policy import measures
 
     mid = measures.add(
@@ -181,6 +173,9 @@ def measures_add(
         scope={"mobile": mobile, "fixed": fixed},
         expires=common.at_time(expires, "--expires") if expires else None,
     )
+    if json_out:
+        common.print_json(_measure(mid))
+        return
     common.console.print(f"measure {mid} recorded", highlight=False)
 
 
@@ -188,9 +183,23 @@ def measures_add(
 def measures_lift(
     measure_id: int = typer.Argument(..., metavar="ID"),
     decision: str = typer.Option(..., "--decision", help="The decision lifting it."),
+    json_out: bool = typer.Option(False, "--json", help="Machine output: the measure."),
 ) -> None:
-    """Lift a measure by decision."""
+    """Lift a measure by decision.
+
+    Example: takedown measures lift 3 --decision 27-31-2021/Ид9 --json
+    """
     from takedown.policy import measures
 
     measures.lift(common.database(), measure_id, decision, common.now(), common.actor())
+    if json_out:
+        common.print_json(_measure(measure_id))
+        return
     common.console.print(f"measure {measure_id} lifted", highlight=False)
+
+
+def _measure(measure_id: int) -> dict[str, object]:
+    """A measure as ``measures list --json`` shows it, as of now."""
+    from takedown.policy import measures
+
+    return measures.explain(common.database(), measure_id).measure.as_json()

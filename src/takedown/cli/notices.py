@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
 from takedown.cli import common
 
@@ -14,9 +13,14 @@ app = typer.Typer(help="Notices to platforms: outbox, delivery, deadlines.")
 def send(
     platform: str = typer.Option(None, "--platform", help="Only this platform."),
     max_items: int = typer.Option(1000, "--max-items", min=1, help="Items per notice."),
-    as_json: bool = typer.Option(False, "--json", help="Machine output."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Machine output: per platform, the notices queued (ids)."
+    ),
 ) -> None:
-    """Put due notices (initial and repeat) into the outbox; the worker delivers them."""
+    """Put due notices (initial and repeat) into the outbox; the worker delivers them.
+
+    Example: takedown notices send --platform twitter --json
+    """
     from takedown.notices import outbox
 
     results = outbox.send(
@@ -43,7 +47,10 @@ def list_(
     limit: int = typer.Option(None, "--limit", min=1),
     as_json: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
-    """List notices with delivery state and open items."""
+    """List notices with delivery state and open items.
+
+    Example: takedown notices list --overdue --json
+    """
     from takedown.notices import outbox
 
     now = common.now()
@@ -53,20 +60,22 @@ def list_(
     if as_json:
         common.print_json([r.as_json(now) for r in rows])
         return
-    table = Table("id", "platform", "kind", "issued", "deadline", "delivery", "ack", "open/items")
-    for r in rows:
-        deadline = f"{r.deadline_at:%Y-%m-%d %H:%M}" + (" OVERDUE" if r.overdue(now) else "")
-        table.add_row(
-            str(r.id),
-            r.platform,
-            r.kind,
-            f"{r.issued_at:%Y-%m-%d %H:%M}",
-            deadline,
-            f"{r.delivery_state} ({r.attempts})",
-            "yes" if r.acknowledged_at else "-",
-            f"{r.open_items}/{r.items}",
-        )
-    common.console.print(table)
+    common.print_table(
+        ("id", "platform", "kind", "issued", "deadline", "delivery", "ack", "open/items"),
+        (
+            (
+                r.id,
+                r.platform,
+                r.kind,
+                r.issued_at,
+                common.timestamp(r.deadline_at) + (" OVERDUE" if r.overdue(now) else ""),
+                f"{r.delivery_state} ({r.attempts})",
+                "yes" if r.acknowledged_at else "-",
+                f"{r.open_items}/{r.items}",
+            )
+            for r in rows
+        ),
+    )
 
 
 @app.command("show")
@@ -74,25 +83,36 @@ def show(
     notice_id: int = typer.Argument(...),
     as_json: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
-    """Show a notice, its items and its delivery log."""
+    """Show a notice, its items and its delivery log.
+
+    Example: takedown notices show 1 --json
+    """
     from takedown.notices import outbox
 
     doc = outbox.show_notice(common.database(), notice_id)
     if as_json:
         common.print_json(doc)
         return
-    c = common.console
+    c, t = common.console, common.cell
     c.print(
         f"notice {doc['id'] if 'id' in doc else doc['notice_id']} to {doc['platform']} "
-        f"({doc['kind']}), issued {doc['issued_at']}, deadline {doc['deadline_at']}"
+        f"({doc['kind']}), issued {t(doc['issued_at'])}, deadline {t(doc['deadline_at'])}",
+        highlight=False,
+        markup=False,
     )
     c.print(
         f"delivery: {doc['delivery_state']} after {doc['attempts']} attempt(s); "
-        f"acknowledged: {doc['acknowledged_at'] or '-'}"
+        f"acknowledged: {t(doc['acknowledged_at']) or '-'}",
+        highlight=False,
+        markup=False,
     )
     for a in doc["delivery_log"]:  # type: ignore[union-attr]
-        c.print(f"  {a['at']}  status={a['status']}  {a['error'] or ''}", highlight=False)
-    table = Table("item", "category", "state", "target")
-    for i in doc["items"]:  # type: ignore[union-attr]
-        table.add_row(str(i["id"]), i["category"], str(i["state"]), i["target"])
-    c.print(table)
+        c.print(
+            f"  {t(a['at'])}  status={a['status']}  {a['error'] or ''}",
+            highlight=False,
+            markup=False,
+        )
+    common.print_table(
+        ("item", "category", "state", "target"),
+        ((i["id"], i["category"], i["state"], i["target"]) for i in doc["items"]),  # type: ignore[union-attr]
+    )

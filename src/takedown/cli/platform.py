@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import typer
-from rich.table import Table
 
 from takedown.cli import common
 
@@ -49,18 +50,24 @@ def add(
 
 @app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json", help="Machine output.")) -> None:
-    """List platforms with their hosts and notice endpoints."""
+    """List platforms with their hosts and notice endpoints.
+
+    Example: takedown platform list --json
+    """
     from takedown import platforms
 
     infos = platforms.list_platforms(common.database())
     if as_json:
         common.print_json([i.as_json() for i in infos])
         return
-    table = Table("slug", "name", "profile", "notice URL", "hosts", "tokens")
-    for i in infos:
-        hosts = ", ".join(f"{h.pattern}={h.content_class}" for h in i.hosts)
-        table.add_row(i.slug, i.name, i.profile, i.notice_url or "-", hosts, str(i.tokens))
-    common.console.print(table)
+    common.print_table(
+        ("slug", "name", "profile", "notice URL", "hosts", "tokens"),
+        (
+            (i.slug, i.name, i.profile, i.notice_url or "-",
+             ", ".join(f"{h.pattern}={h.content_class}" for h in i.hosts), i.tokens)
+            for i in infos
+        ),
+    )  # fmt: skip
 
 
 @app.command("token")
@@ -69,7 +76,10 @@ def token(
     revoke_others: bool = typer.Option(False, "--revoke-others", help="Revoke older tokens."),
     as_json: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
-    """Issue an API token for the platform (shown once, stored hashed)."""
+    """Issue an API token for the platform (shown once, stored hashed).
+
+    Example: takedown platform token twitter --revoke-others --json
+    """
     from takedown import platforms
 
     value = platforms.issue_token(
@@ -90,7 +100,10 @@ def rotate_key(
     slug: str = typer.Argument(...),
     as_json: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
-    """Replace the platform's webhook signing secret; prints the new one once."""
+    """Replace the platform's webhook signing secret; prints the new one once.
+
+    Example: takedown platform rotate-key twitter --json
+    """
     from takedown import platforms
 
     secret = platforms.rotate_key(common.database(), slug, now=common.now(), actor=common.actor())
@@ -104,13 +117,27 @@ def rotate_key(
 def obligation(
     slug: str = typer.Argument(..., metavar="SLUG"),
     kind: str = typer.Argument(..., metavar="KIND", help="e.g. data-localisation"),
-    state: str = typer.Option(..., "--state", help="compliant or violating"),
+    state: Literal["compliant", "violating"] = typer.Option(
+        ..., "--state", help="The platform's state under the obligation."
+    ),
     decision: str = typer.Option(..., "--decision", help="The decision establishing it."),
+    as_json: bool = typer.Option(False, "--json", help="Machine output: the record."),
 ) -> None:
-    """Record a platform's obligation state (e.g. data-localisation violating)."""
+    """Record a platform's obligation state (e.g. data-localisation violating).
+
+    Example: takedown platform obligation twitter data-localisation --state violating
+    --decision 27-31-2021/Ид4 --json
+    """
     from takedown.policy import measures
 
-    measures.set_obligation(
-        common.database(), slug, kind, state, decision, common.now(), common.actor()
+    now = common.now()
+    obligation_id = measures.set_obligation(
+        common.database(), slug, kind, state, decision, now, common.actor()
     )
+    if as_json:
+        common.print_json(
+            {"id": obligation_id, "platform": slug, "kind": kind, "state": state,
+             "decision": decision, "at": now}
+        )  # fmt: skip
+        return
     common.console.print(f"{slug}: {kind} {state} (decision {decision})", highlight=False)

@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from takedown.cli import common
 
@@ -25,9 +24,10 @@ def _ladder(path: str | None):  # type: ignore[no-untyped-def]
 
 
 def fmt(value: Any) -> str:
-    """A value as a table cell: short times, short floats, scopes as ``mobile 100%``."""
+    """A value as a table cell: times as RFC 3339 UTC, short floats, scopes as
+    ``mobile 100%``."""
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M")
+        return common.timestamp(value)
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, dict):
@@ -40,37 +40,27 @@ def fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _proposals_table(proposals: list[Any], title: str) -> Table:
-    table = Table(title=title)
-    for col in (
-        "at",
-        "platform",
-        "kind",
-        "rule",
-        "action",
-        "classes",
-        "scope",
-        "review",
-        "approval",
-        "figures",
-    ):
-        table.add_column(col)
+def _print_proposals(proposals: list[Any], title: str) -> None:
+    columns = ("at", "platform", "kind", "rule", "action", "classes", "scope", "review",
+               "approval", "figures")  # fmt: skip
+    common.print_table(columns, (_proposal_row(p) for p in proposals), title=title)
+
+
+def _proposal_row(p: Any) -> tuple[str, ...]:
     from takedown.model import describe_action
 
-    for p in proposals:
-        table.add_row(
-            fmt(p.at),
-            p.platform,
-            p.kind.value,
-            p.rule,
-            describe_action(p.action, p.rate_kbps),
-            fmt(p.classes),
-            fmt(p.scope),
-            fmt(p.review_at),
-            "needed" if p.needs_approval else "",
-            "; ".join(f"{k}={fmt(v)}" for k, v in p.figures.items()),
-        )
-    return table
+    return (
+        fmt(p.at),
+        p.platform,
+        p.kind.value,
+        p.rule,
+        describe_action(p.action, p.rate_kbps),
+        fmt(p.classes),
+        fmt(p.scope),
+        fmt(p.review_at),
+        "needed" if p.needs_approval else "",
+        "; ".join(f"{k}={fmt(v)}" for k, v in p.figures.items()),
+    )
 
 
 @app.command("check")
@@ -78,7 +68,10 @@ def policy_check(
     file: str = typer.Argument(..., help="Ladder TOML file."),
     json_out: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
-    """Validate a ladder file; errors name the file, rule and field."""
+    """Validate a ladder file; errors name the file, rule and field.
+
+    Example: takedown policy check examples/ladders/ru-2021.toml
+    """
     from takedown.policy import spec
 
     ladder = spec.load(file)
@@ -109,7 +102,11 @@ def policy_eval(
     platform: str = typer.Option(None, "--platform", help="Only this platform."),
     json_out: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
-    """Evaluate the ladder over the ledger; without --apply it only proposes."""
+    """Evaluate the ladder over the ledger; without --apply it only proposes.
+
+    With --apply and --json, the measures written are ``measure_ids``.
+    Example: takedown policy eval --ladder examples/ladders/ru-2021.toml --apply --json
+    """
     from takedown.policy import measures
 
     ladder = _ladder(ladder_file)
@@ -130,7 +127,7 @@ def policy_eval(
     if not proposals:
         common.console.print(f"{ladder.label}: nothing to propose at {fmt(now)}", highlight=False)
         return
-    common.console.print(_proposals_table(proposals, f"{ladder.label} at {fmt(now)}"))
+    _print_proposals(proposals, f"{ladder.label} at {fmt(now)}")
     if apply:
         common.console.print(f"applied: measures {', '.join(map(str, ids))}", highlight=False)
     else:
@@ -147,7 +144,11 @@ def policy_simulate(
     approve: bool = typer.Option(False, "--approve", help="Take approvals as given at once."),
     json_out: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
-    """Replay a ladder over the recorded history without writing anything."""
+    """Replay a ladder over the recorded history without writing anything.
+
+    Example: takedown policy simulate examples/ladders/ru-2021.toml --from 2021-03-01
+    --to 2021-06-01 --step 1d --platform twitter
+    """
     from takedown.policy import measures, spec
 
     ladder = spec.load(file)
@@ -190,4 +191,4 @@ def policy_simulate(
         )
         return
     props = [p for steps in results.values() for r in steps for p in r.proposals]
-    common.console.print(_proposals_table(props, f"what-if: {ladder.label}"))
+    _print_proposals(props, f"what-if: {ladder.label}")

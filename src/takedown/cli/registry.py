@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import typer
 from rich.progress import (
@@ -17,9 +17,9 @@ from rich.progress import (
     Progress,
     TimeRemainingColumn,
 )
-from rich.table import Table
 
 from takedown.cli import common
+from takedown.errors import UsageError
 
 if TYPE_CHECKING:
     from takedown.registry.formats import ReadDefaults
@@ -28,14 +28,23 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="The register of restricted items.", no_args_is_help=True)
 
-IMPORT_FORMATS = "rkn-csv|rkn-xml|citizenlab|jsonl|csv"
-SYNC_FORMATS = "rkn-csv|rkn-xml|citizenlab|jsonl"
-EXPORT_FORMATS = "jsonl|csv|rkn-csv|rpz|nft|hosts"
+ImportFormat = Literal["rkn-csv", "rkn-xml", "citizenlab", "jsonl", "csv"]
+SyncFormat = Literal["rkn-csv", "rkn-xml", "citizenlab", "jsonl"]
+ExportFormat = Literal["jsonl", "csv", "rkn-csv", "rpz", "nft", "hosts"]
+FORMAT_HELP = (
+    "The file's format. jsonl and csv rows state their legal basis; the others need "
+    "--basis (an RKN dump names the authority and decision, not the law)."
+)
 
 # options the commands that read register files share
 PLATFORM = typer.Option(None, "--platform", help="Platform slug for every item.")
 CATEGORY = typer.Option(None, "--category", help="Category where the file has none.")
-BASIS = typer.Option(None, "--basis", help="Legal basis where the file has none.")
+BASIS = typer.Option(
+    None,
+    "--basis",
+    help="Legal basis (law and article). Required unless the format states one per row "
+    "(jsonl, csv: then for rows that leave it empty).",
+)
 AUTHORITY = typer.Option(None, "--authority", help="Where an entry names none.")
 DECISION = typer.Option(None, "--decision", help="Where an entry's decision is empty.")
 SIGNER_CERT = typer.Option(None, "--signer-cert", help="Check the dump's signature.")
@@ -71,9 +80,13 @@ def add(
     decision_date: str = typer.Option(None, "--decision-date", help="YYYY-MM-DD."),
     platform: str = typer.Option(None, "--platform", help="Platform slug."),
     accept_broad: str = ACCEPT_BROAD,
-    json_out: bool = typer.Option(False, "--json", help="Machine output."),
+    json_out: bool = typer.Option(False, "--json", help="Machine output: the item."),
 ) -> None:
-    """Add one item to the register."""
+    """Add one item to the register.
+
+    Example: takedown registry add https://twitter.com/x/status/1 --category suicide
+    --basis "149-FZ art. 15.1" --decision 27-31-2021/Ид1 --platform twitter --json
+    """
     from takedown.model import Decision, ItemRecord
     from takedown.registry.service import add_item
     from takedown.registry.targets import parse_target_flags
@@ -93,11 +106,35 @@ def add(
         db, record, now=common.now(), actor=common.actor(), accept_broad=accept_broad
     )
     if json_out:
-        common.print_json({"id": item_id, "created": created, "target": record.target.value})
+        common.print_json({**_item(db, item_id), "created": created})
     elif created:
         common.console.print(f"item {item_id}: {record.target.value}")
     else:
         common.console.print(f"item {item_id} already lists {record.target.value} under {decision}")
+
+
+def _item(db: Database, item_id: int) -> dict[str, Any]:
+    """An item as ``registry show --json`` prints it."""
+    from takedown.registry.formats._base import entry_fields
+    from takedown.registry.service import get_item
+
+    entry, item = get_item(db, item_id)
+    data = entry_fields(entry)
+    data.update(deadline_at=item.deadline_at, delist_decision=item.delist_decision)
+    return data
+
+
+def _require_basis(fmt: str, basis: str | None) -> None:
+    """The legal basis an import or sync needs, as ``registry add`` needs one: from
+    --basis, or from the rows of a format that states it."""
+    from takedown.registry.formats import STATES_BASIS
+
+    if not basis and fmt not in STATES_BASIS:
+        raise UsageError(
+            f"required with --format {fmt}, whose files state no legal basis (only jsonl "
+            "and csv rows carry their own): give the law and article the decisions apply",
+            where="--basis",
+        )
 
 
 def _defaults(
@@ -175,7 +212,7 @@ def _report(result: SyncResult, json_out: bool, verb: str) -> None:
     if json_out:
         return
     out = common.console
-    stamp = result.updated_at.isoformat() if result.updated_at else "not stated"
+    stamp = common.timestamp(result.updated_at) if result.updated_at else "not stated"
     signature = result.signature or "signature not checked"
     out.print(
         f"{result.path} ({result.format}, register updated {stamp}; {signature})",
@@ -207,7 +244,7 @@ def _report(result: SyncResult, json_out: bool, verb: str) -> None:
 @app.command("import")
 def import_(
     file: Path = typer.Argument(..., help="Register file."),
-    fmt: str = typer.Option(..., "--format", "-f", help=IMPORT_FORMATS),
+    fmt: ImportFormat = typer.Option(..., "--format", "-f", help=FORMAT_HELP),
     source: str = typer.Option("default", "--source", help="The register it adds to."),
     platform: str = PLATFORM,
     category: str = CATEGORY,
@@ -218,11 +255,16 @@ def import_(
     skip_invalid: bool = SKIP_INVALID,
     report: Path = REPORT,
     accept_broad: str = ACCEPT_BROAD,
-    json_out: bool = typer.Option(False, "--json", help="Machine output."),
+    json_out: bool = typer.Option(False, "--json", help="Machine output: what was added."),
 ) -> None:
-    """Add a register file's new entries, in one transaction (nothing changes if a row is bad)."""
+    """Add a register file's new entries, in one transaction (nothing changes if a row is bad).
+
+    Example: takedown registry import examples/registers/rkn-sample.csv --format rkn-csv
+    --basis "149-FZ" --json
+    """
     from takedown.registry.service import import_file
 
+    _require_basis(fmt, basis)
     with _reading(file, json_out) as on_read:
         result = import_file(
             common.database(),
@@ -244,7 +286,7 @@ def import_(
 @app.command("sync")
 def sync(
     file: Path = typer.Argument(..., help="The whole current register of the source."),
-    fmt: str = typer.Option(..., "--format", "-f", help=SYNC_FORMATS),
+    fmt: SyncFormat = typer.Option(..., "--format", "-f", help=FORMAT_HELP),
     source: str = typer.Option(..., "--source", help="The register this file is a snapshot of."),
     plan: bool = typer.Option(False, "--plan", help="Print what would change; change nothing."),
     allow_older: bool = typer.Option(
@@ -262,13 +304,16 @@ def sync(
     skip_invalid: bool = SKIP_INVALID,
     report: Path = REPORT,
     accept_broad: str = ACCEPT_BROAD,
-    json_out: bool = typer.Option(False, "--json", help="Machine output."),
+    json_out: bool = typer.Option(False, "--json", help="Machine output: what changed."),
 ) -> None:
-    """Make a source's entries what FILE says: add, update, delist (one transaction)."""
+    """Make a source's entries what FILE says: add, update, delist (one transaction).
+
+    Example: takedown registry sync examples/registers/rkn-sample.xml --format rkn-xml
+    --source rkn --basis "149-FZ" --authority "Роскомнадзор" --plan
+    """
     from takedown.registry.sync import read_register
 
-    if fmt not in SYNC_FORMATS.split("|"):
-        raise common.fail(f"--format: sync reads {SYNC_FORMATS}, not {fmt!r}", 2)
+    _require_basis(fmt, basis)
     with _reading(file, json_out) as on_read:
         result = read_register(
             common.database(),
@@ -293,7 +338,7 @@ def sync(
 
 @app.command("export")
 def export(
-    fmt: str = typer.Option(..., "--format", "-f", help=EXPORT_FORMATS),
+    fmt: ExportFormat = typer.Option(..., "--format", "-f", help="The format to write."),
     output: Path = typer.Option(None, "--output", "-o", help="File (default: stdout)."),
     category: str = typer.Option(None, "--category"),
     platform: str = typer.Option(None, "--platform"),
@@ -305,7 +350,10 @@ def export(
         "who else that hits, and audits REASON.",
     ),
 ) -> None:
-    """Export the register for resolvers, firewalls and other registers."""
+    """Export the register for resolvers, firewalls and other registers.
+
+    Example: takedown registry export --format rpz -o blocklist.rpz
+    """
     from takedown.registry.service import export as do_export
     from takedown.registry.service import record_widening, widen
 
@@ -352,31 +400,37 @@ def list_(
     category: str = typer.Option(None, "--category"),
     platform: str = typer.Option(None, "--platform"),
     limit: int = typer.Option(100, "--limit", help="At most N rows (0: all)."),
-    json_out: bool = typer.Option(False, "--json", help="Machine output (JSON Lines)."),
+    json_out: bool = typer.Option(False, "--json", help="Machine output: a JSON array."),
+    jsonl_out: bool = typer.Option(
+        False, "--jsonl", help="Machine output as a stream: one JSON object per line."
+    ),
 ) -> None:
-    """List register items."""
+    """List register items.
+
+    Example: takedown registry list --platform twitter --limit 0 --jsonl > items.jsonl
+    """
     from takedown.registry.formats._base import entry_fields as entry_to_dict
     from takedown.registry.service import read_entries
 
+    if json_out and jsonl_out:
+        raise UsageError("--json or --jsonl, not both", where="--jsonl")
     entries = read_entries(
         common.database(), category=category, platform=platform, limit=limit or None
     )
-    if json_out:
-        for entry in entries:
-            common.print_json(entry_to_dict(entry))
+    if jsonl_out:  # streamed: the register may be large
+        common.print_jsonl(entry_to_dict(entry) for entry in entries)
         return
-    table = Table("id", "target", "category", "platform", "decision", "state")
-    for e in entries:
-        r = e.record
-        table.add_row(
-            str(e.id),
-            r.target.value,
-            r.category,
-            r.platform or "",
-            r.decision.reference,
-            e.state.value,
-        )
-    common.console.print(table)
+    if json_out:
+        common.print_json([entry_to_dict(entry) for entry in entries])
+        return
+    common.print_table(
+        ("id", "target", "category", "platform", "decision", "state"),
+        (
+            (e.id, e.record.target.value, e.record.category, e.record.platform,
+             e.record.decision.reference, e.state.value)
+            for e in entries
+        ),
+    )  # fmt: skip
 
 
 @app.command("show")
@@ -384,31 +438,32 @@ def show(
     item_id: int = typer.Argument(...),
     json_out: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
-    """Show one item with its legal basis and provenance."""
-    from takedown.registry.formats._base import entry_fields as entry_to_dict
-    from takedown.registry.service import get_item
+    """Show one item with its legal basis and provenance.
 
-    db = common.database()
-    entry, item = get_item(db, item_id)
-    data = entry_to_dict(entry)
-    data.update(deadline_at=item.deadline_at, delist_decision=item.delist_decision)
+    Example: takedown registry show 1 --json
+    """
+    data = _item(common.database(), item_id)
     if json_out:
         common.print_json(data)
         return
-    table = Table(show_header=False)
-    for key, value in data.items():
-        table.add_row(key, "" if value is None else str(value))
-    common.console.print(table)
+    common.print_table(("field", "value"), data.items())
 
 
 @app.command("delist")
 def delist(
     item_id: int = typer.Argument(...),
     decision: str = typer.Option(..., "--decision", help="The decision that delists it."),
+    json_out: bool = typer.Option(False, "--json", help="Machine output: the item."),
 ) -> None:
-    """Delist an item by a new decision."""
+    """Delist an item by a new decision.
+
+    Example: takedown registry delist 1 --decision 27-31-2021/Ид2 --json
+    """
     from takedown.registry.service import delist as do_delist
 
     db = common.database()
     do_delist(db, item_id, decision, now=common.now(), actor=common.actor())
-    common.console.print(f"item {item_id} delisted under {decision}")
+    if json_out:
+        common.print_json(_item(db, item_id))
+        return
+    common.console.print(f"item {item_id} delisted under {decision}", highlight=False)

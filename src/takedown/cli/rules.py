@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from takedown.cli import common
 
@@ -28,11 +27,10 @@ def check(
     Exit code 1 when there is collateral. Example:
     takedown rules check --against extra-hosts.txt --resolved resolved.txt
     """
-    from takedown.clock import parse_time
     from takedown.feed.publisher import check as do_check
     from takedown.match import read_resolved
 
-    now = parse_time(at) if at else common.now()
+    now = common.at_time(at, "--at")
     mapping = read_resolved(resolved) if resolved else None
     compiled, report = do_check(common.database(), now, against=against or (), resolved=mapping)
     if json_out:
@@ -40,17 +38,20 @@ def check(
         data["directives"] = len(compiled.directives.directives)
         common.print_json(data)
     else:
-        table = Table("directive", "action", "hosts", "IP ranges", "scope", "expires")
-        for d in compiled.directives.directives:
-            table.add_row(
-                d.id,
-                d.describe(),
-                ", ".join(h.pattern for h in d.hosts),
-                ", ".join(d.ip_ranges),
-                ", ".join(f"{k} {v:g}%" for k, v in sorted(d.scope.items())),
-                d.expires.isoformat() if d.expires else "",
-            )
-        common.console.print(table)
+        common.print_table(
+            ("directive", "action", "hosts", "IP ranges", "scope", "expires"),
+            (
+                (
+                    d.id,
+                    d.describe(),
+                    ", ".join(h.pattern for h in d.hosts),
+                    ", ".join(d.ip_ranges),
+                    ", ".join(f"{k} {v:g}%" for k, v in sorted(d.scope.items())),
+                    d.expires,
+                )
+                for d in compiled.directives.directives
+            ),
+        )
         for line in report.lines():
             common.console.print(line, highlight=False)
         common.console.print(

@@ -8,8 +8,8 @@ from takedown.cli import common
 
 
 def serve(
-    host: str = typer.Option("127.0.0.1", "--host"),
-    port: int = typer.Option(8470, "--port"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8470, "--port", **common.PORT_RANGE, help="Port to listen on."),
     no_worker: bool = typer.Option(False, "--no-worker", help="Do not deliver notices."),
     poll: float = typer.Option(0.5, "--poll", help="Seconds between idle outbox polls."),
     lease: float = typer.Option(120.0, "--lease", help="Claim lease in clock seconds."),
@@ -43,7 +43,11 @@ def serve(
     ),
 ) -> None:
     """Run the HTTP app (platform, regulator and public APIs, /metrics) with the notice
-    delivery worker (uvicorn)."""
+    delivery worker (uvicorn).
+
+    A port in use is one line and exit code 1. Example: takedown serve --port 8470
+    --feed-dir feed/
+    """
     from datetime import timedelta
 
     import uvicorn
@@ -52,6 +56,7 @@ def serve(
     from takedown.web.app import AppSettings, DeliverySettings, build
     from takedown.web.guard import PublicLimits
 
+    sock = common.listen_socket(host, port)
     if feed_dir is not None:  # never serve a directory that holds signing keys
         from pathlib import Path
 
@@ -82,7 +87,7 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
     )
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=[sock])
     _exit_if_threads_linger(LINGER_SECONDS)
 
 

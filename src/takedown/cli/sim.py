@@ -11,7 +11,7 @@ app = typer.Typer(help="Simulators: a platform that receives notices and acts.")
 
 @app.command("platform")
 def platform(
-    port: int = typer.Option(..., "--port"),
+    port: int = typer.Option(..., "--port", **common.PORT_RANGE, help="Port to listen on."),
     host: str = typer.Option("127.0.0.1", "--host"),
     items: int = typer.Option(0, "--items", min=0, help="Posts listed at /_sim/posts."),
     behavior: str = typer.Option(None, "--behavior", "--behaviour", help="Behaviour TOML."),
@@ -36,6 +36,7 @@ def platform(
     from takedown.sim.behaviour import load
     from takedown.sim.server import SimPlatform, create_sim_app
 
+    sock = common.listen_socket(host, port)
     sim = SimPlatform(
         load(behavior),
         clock_from_env(),
@@ -46,4 +47,7 @@ def platform(
         tick_every=tick_every,
     )
     common.err_console.print(f"simulator '{sim.behaviour.name}' on http://{host}:{port}")
-    uvicorn.run(create_sim_app(sim), host=host, port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        create_sim_app(sim), host=host, port=port, log_level="warning", access_log=False
+    )
+    uvicorn.Server(config).run(sockets=[sock])

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 
 import typer
-from rich.table import Table
 
 from takedown.cli import common
 
@@ -14,7 +14,16 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-ROLE_HELP = "analyst, approver, auditor or admin; repeat for several."
+ROLE_HELP = "A role; repeat for several."
+
+
+class Role(StrEnum):  # accounts.ROLES, as choices (Typer takes no list of Literal)
+    ANALYST = "analyst"
+    APPROVER = "approver"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+
+
 PASSWORD_STDIN = typer.Option(
     False, "--password-stdin", help="Read the password from standard input (for scripts)."
 )
@@ -44,7 +53,7 @@ def _print(info, as_json: bool, verb: str) -> None:  # type: ignore[no-untyped-d
 @app.command("add")
 def add(
     name: str = typer.Argument(..., help="The account's name (stored NFKC, case-folded)."),
-    role: list[str] = typer.Option(..., "--role", help=ROLE_HELP),
+    role: list[Role] = typer.Option(..., "--role", help=ROLE_HELP),
     password_stdin: bool = PASSWORD_STDIN,
     no_password: bool = typer.Option(
         False, "--no-password", help="No console login: API token only."
@@ -58,10 +67,11 @@ def add(
     from takedown.accounts import add_account, check_roles, normalise_name
 
     who = common.principal()
-    normalise_name(name), check_roles(role)  # refused before a password is asked for
+    roles = [r.value for r in role]
+    normalise_name(name), check_roles(roles)  # refused before a password is asked for
     password = None if no_password else read_password(password_stdin)
     info = add_account(
-        common.database(), name, roles=role, password=password, now=common.now(), actor=who
+        common.database(), name, roles=roles, password=password, now=common.now(), actor=who
     )
     _print(info, as_json, "added")
 
@@ -75,17 +85,14 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Machine output."))
     if as_json:
         common.print_json([r.as_json() for r in rows])
         return
-    table = Table("name", "roles", "created", "by", "password", "disabled")
-    for r in rows:
-        table.add_row(
-            r.name,
-            ", ".join(r.roles),
-            f"{r.created_at:%Y-%m-%d %H:%M}",
-            r.created_by,
-            "set" if r.has_password else "-",
-            f"{r.disabled_at:%Y-%m-%d %H:%M}" if r.disabled_at else "-",
-        )
-    common.console.print(table)
+    common.print_table(
+        ("name", "roles", "created", "by", "password", "disabled"),
+        (
+            (r.name, ", ".join(r.roles), r.created_at, r.created_by,
+             "set" if r.has_password else "-", r.disabled_at or "-")
+            for r in rows
+        ),
+    )  # fmt: skip
 
 
 @app.command("disable")

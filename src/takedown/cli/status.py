@@ -22,13 +22,18 @@ def _hours(x: float | None) -> str:
 def status(
     platform: str = typer.Option(None, "--platform", help="One platform (default: each)."),
     at: str = typer.Option(None, "--at", help="As of this ISO 8601 time (default: now)."),
-    json_out: bool = typer.Option(False, "--json", help="Machine output."),
-    statement_out: bool = typer.Option(False, "--statement", help="Plain-language statement."),
+    json_out: bool = typer.Option(
+        False, "--json", help="Machine output: an object for --platform, else an array."
+    ),
+    statement_out: bool = typer.Option(
+        False, "--statement", help="Plain-language statement (with --json: a statement field)."
+    ),
     by_category: bool = typer.Option(False, "--by-category", help="One row per category."),
 ) -> None:
-    """Compliance figures per platform. Example: takedown status --platform twitter --json"""
-    from rich.table import Table
+    """Compliance figures per platform.
 
+    Example: takedown status --platform twitter --statement --json
+    """
     from takedown import ledger
 
     as_of = common.at_time(at, "--at") if at is not None else None
@@ -40,29 +45,22 @@ def status(
         by_category=by_category,
     )
     if json_out:
-        common.print_json(result.as_json())
+        data = result.as_json()
+        if statement_out:
+            docs = data if isinstance(data, list) else [data]
+            for row, text in zip(docs, result.statements(), strict=True):
+                row["statement"] = text
+        common.print_json(data)
         return
     if statement_out:
         for text in result.statements():
             common.console.print(text, highlight=False, soft_wrap=True)
         return
-    table = Table(
-        "platform",
-        *(["category"] if by_category else []),
-        "flagged",
-        "removed",
-        "withheld",
-        "claimed",
-        "remaining",
-        "overdue",
-        "removed %",
-        "on time %",
-        "TTR median",
-        "TTR p90",
-        title=f"as of {result.as_of.isoformat()}",
-    )
-    for f in result.figures:
-        table.add_row(
+    columns = ("platform", *(["category"] if by_category else []), "flagged", "removed",
+               "withheld", "claimed", "remaining", "overdue", "removed %", "on time %",
+               "TTR median", "TTR p90")  # fmt: skip
+    rows = (
+        (
             f.platform,
             *([f.category or ""] if by_category else []),
             f"{f.flagged:,}",
@@ -76,4 +74,6 @@ def status(
             _hours(f.ttr_median_h),
             _hours(f.ttr_p90_h),
         )
-    common.console.print(table)
+        for f in result.figures
+    )
+    common.print_table(columns, rows, title=f"as of {common.timestamp(result.as_of)}")

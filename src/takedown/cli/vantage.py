@@ -39,10 +39,11 @@ def add(
 
 @app.command("list")
 def list_(json_out: bool = typer.Option(False, "--json", help="Machine output.")) -> None:
-    """List vantage points."""
-    from dataclasses import asdict
+    """List vantage points.
 
-    from rich.table import Table
+    Example: takedown vantage list --json
+    """
+    from dataclasses import asdict
 
     from takedown.verify.vantage import list_vantages
 
@@ -50,13 +51,10 @@ def list_(json_out: bool = typer.Option(False, "--json", help="Machine output.")
     if json_out:
         common.print_json([asdict(v) for v in rows])
         return
-    table = Table("name", "country", "in country", "source", "proxy")
-    for v in rows:
-        table.add_row(
-            v.name,
-            v.country or "",
-            "yes" if v.in_country else "no",
-            v.source_address or "",
-            v.proxy or "",
-        )
-    common.console.print(table)
+    common.print_table(
+        ("name", "country", "in country", "source", "proxy"),
+        (
+            (v.name, v.country, "yes" if v.in_country else "no", v.source_address, v.proxy)
+            for v in rows
+        ),
+    )

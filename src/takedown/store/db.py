@@ -8,10 +8,10 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from takedown.errors import InputError, TakedownError
+from takedown.errors import InputError, TakedownError, Unavailable
 
 DEFAULT_DB = "takedown.db"
 
@@ -91,10 +91,53 @@ class Database:
         with self._readers() as session, session.begin():
             yield session
 
+    def ping(self) -> None:
+        """Connect once; Unavailable (not a schema problem) if the database cannot be reached."""
+        try:
+            with self.engine.connect():
+                pass
+        except (OperationalError, DBAPIError) as exc:
+            raise unavailable(self.url, exc) from None
+
     def require_schema(self) -> None:
-        """Fail with a clear message if ``takedown init`` has not been run."""
+        """Fail with a clear message if the database cannot be reached (Unavailable), or if
+        ``takedown init`` has not been run."""
+        self.ping()
         if not inspect(self.engine).has_table("items"):
             raise TakedownError(f"database {self.url} is not initialised; run `takedown init`")
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def unavailable(url: str, exc: BaseException) -> Unavailable:
+    """The one-line error for a database that cannot be reached, from the driver's error."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
+    detail = lines[0] if lines else orig.__class__.__name__
+    # psycopg: 'connection failed: connection to server at "h", port p failed: Connection refused'
+    detail = detail.rsplit(" failed: ", 1)[-1]
+    return Unavailable(f"cannot connect to the database {url}: {detail}")
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Did ``exc`` (an SQLAlchemy error) come from connecting, not from a statement?"""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    text = str(getattr(exc, "orig", exc)).lower()
+    return exc.statement is None or any(
+        mark in text
+        for mark in ("connection refused", "could not connect", "unable to open database file",
+                     "connection failed", "server closed the connection", "could not translate")
+    )  # fmt: skip
+
+
+def is_schema_error(exc: BaseException) -> bool:
+    """Did ``exc`` come from a missing or old schema (table or column unknown)?"""
+    text = str(getattr(exc, "orig", exc)).lower()
+    return any(
+        mark in text
+        for mark in ("no such table", "no such column", "undefinedtable", "undefinedcolumn")
+    ) or ("does not exist" in text and ("relation" in text or "column" in text))

@@ -36,6 +36,12 @@ READERS: dict[str, Reader] = {
     "csv": table.read,
 }
 
+# formats whose rows state their own legal basis (a ``basis`` field; ``--basis`` fills the
+# rows that leave it empty). Every other format needs ``--basis`` on import and sync: an
+# RKN dump (rkn-csv, rkn-xml) names the authority and the decision, not the law they
+# apply, and a Citizen Lab test list names no legal ground at all.
+STATES_BASIS = frozenset({"jsonl", "csv"})
+
 # readers that fingerprint rows and take ``known=`` (fingerprints not to parse again)
 FINGERPRINTING = frozenset({"rkn-csv"})
 
@@ -55,6 +61,7 @@ __all__ = [
     "FINGERPRINTING",
     "OPENERS",
     "READERS",
+    "STATES_BASIS",
     "WRITERS",
     "FileFacts",
     "Known",
