@@ -242,4 +242,4 @@ def test_cli_bad_throttle_scope_exits_2() -> None:
     )
     assert out.returncode == 2
     assert "--throttle-scope" in out.stderr and "household" in out.stderr
-    assert "flow or subscriber" in out.stderr
+    assert "'flow', 'subscriber'" in out.stderr  # the choices, named
