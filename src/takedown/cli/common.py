@@ -275,15 +275,6 @@ def actor() -> str:
     return principal().label
 
 
-def acting(permission: str):  # type: ignore[no-untyped-def]
-    """The acting principal, refused (exit 1, one line) unless it may do ``permission``."""
-    from takedown import accounts
-
-    who = principal()
-    accounts.authorise(who, permission)
-    return who
-
-
 def now():  # type: ignore[no-untyped-def]
     """The current time from the process clock (TAKEDOWN_CLOCK=file:PATH for scenarios)."""
     from takedown.clock import clock_from_env

@@ -102,8 +102,11 @@ class Database:
     def require_schema(self) -> None:
         """Fail with a clear message if the database cannot be reached (Unavailable), or if
         ``takedown init`` has not been run."""
-        self.ping()
-        if not inspect(self.engine).has_table("items"):
+        try:
+            initialised = inspect(self.engine).has_table("items")  # one connection, not two
+        except (OperationalError, DBAPIError) as exc:
+            raise unavailable(self.url, exc) from None
+        if not initialised:
             raise TakedownError(f"database {self.url} is not initialised; run `takedown init`")
 
     def close(self) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from takedown.clock import Clock
@@ -35,6 +36,7 @@ from takedown.web.console.sessions import ConsoleSettings
 from takedown.web.contract import install, operation_id
 from takedown.web.guard import PublicGuard, PublicLimits
 from takedown.web.lookup_index import LookupIndex
+from takedown.web.templating import STATIC_DIR, STATIC_PREFIX
 
 
 @dataclass(frozen=True)
@@ -237,10 +239,6 @@ def create_app(
     install(app)
     if metrics is not None:
         app.mount("/metrics", metrics)
-    from fastapi.staticfiles import StaticFiles
-
-    from takedown.web.templating import STATIC_DIR, STATIC_PREFIX
-
     app.mount(STATIC_PREFIX, StaticFiles(directory=str(STATIC_DIR)), name="static")
     if feed_dir is not None:
         from takedown.feed.repository import SERVED_DIRS

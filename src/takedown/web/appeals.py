@@ -29,7 +29,6 @@ Examples::
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -50,7 +49,7 @@ from takedown.web.contract import (
     errors_doc,
     page_doc,
 )
-from takedown.web.deps import MAX_ROW_ID, bounded_body
+from takedown.web.deps import bounded_body
 from takedown.web.public import FORMAT, Format, page, wants_json
 from takedown.web.templating import HEADERS
 
@@ -121,15 +120,6 @@ def _form(raw: bytes) -> dict[str, str]:
     return out
 
 
-def _query_id(value: str | None, where: str) -> int | None:
-    if value is None or value == "":
-        return None
-    # ASCII digits only ("²" is a digit to str.isdigit, and int() refuses it)
-    if not re.fullmatch(r"0*[0-9]{1,12}", value) or not 1 <= int(value) <= MAX_ROW_ID:
-        raise InputError("must be a whole number from 1", where=where)
-    return int(value)
-
-
 def make_router(settings: PublicSettings | None = None) -> APIRouter:
     """The ``/public/appeals`` router."""
     settings = settings or PublicSettings()
@@ -194,8 +184,8 @@ def make_router(settings: PublicSettings | None = None) -> APIRouter:
             subject = await run_in_threadpool(
                 lambda: appeals.check_subject(
                     request.app.state.db,
-                    measure_id=_query_id(measure, "measure"),
-                    item_id=_query_id(item, "item"),
+                    measure_id=appeals.row_id(measure, "measure"),
+                    item_id=appeals.row_id(item, "item"),
                     now=now,
                 )
             )

@@ -47,6 +47,23 @@ staff_bearer = HTTPBearer(
 )
 
 
+# A measure's legal basis as the examples of the public and the regulator APIs show it.
+LEGAL_BASIS_EXAMPLE: dict[str, Any] = {
+    "items": 620,
+    "by_category": {"drugs": 620},
+    "decisions_total": 1,
+    "decisions": [
+        {
+            "decision": "RKN-1",
+            "authority": "Roskomnadzor",
+            "date": "2021-03-01",
+            "items": 620,
+            "by_category": {"drugs": 620},
+        }
+    ],
+}
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 _ERRORS: dict[int, tuple[str, dict[str, Any]]] = {

@@ -44,6 +44,8 @@ from jinja2 import pass_context
 from jinja2.runtime import Context
 from markupsafe import Markup
 
+from takedown.web.templating import utc_time
+
 LOCALE_DIR = Path(__file__).parent / "locale"
 LANGUAGES = ("en", "ru")  # shipped: a catalog each
 DEFAULT_LANGUAGE = "en"
@@ -134,16 +136,11 @@ class Reader:
 
     def datetime(self, value: datetime | str | None) -> str:
         """A time in UTC, to the minute, as this reader writes it, saying UTC."""
-        if value is None or value == "":
+        value = utc_time(value)
+        if value is None:
             return "-"
         if isinstance(value, str):
-            try:
-                value = datetime.fromisoformat(value)
-            except ValueError:
-                return value
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        value = value.astimezone(UTC)
+            return value
         day = format_date(value, "medium", locale=self.locale)
         clock = format_time(value, "short", tzinfo=UTC, locale=self.locale)
         pattern = get_datetime_format("medium", locale=self.locale)

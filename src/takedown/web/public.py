@@ -35,6 +35,7 @@ from takedown.web import models
 from takedown.web.contract import (
     FORMAT_DOC,
     HOST_NAME,
+    LEGAL_BASIS_EXAMPLE,
     NO_NUL,
     PUBLIC_ERRORS,
     api_fields,
@@ -270,20 +271,7 @@ MEASURE_EXAMPLE = {
         "reason": "overdue items",
         "decision": None,
     },
-    "legal_basis": {
-        "items": 620,
-        "by_category": {"drugs": 620},
-        "decisions_total": 1,
-        "decisions": [
-            {
-                "decision": "RKN-1",
-                "authority": "Roskomnadzor",
-                "date": "2021-03-01",
-                "items": 620,
-                "by_category": {"drugs": 620},
-            }
-        ],
-    },
+    "legal_basis": LEGAL_BASIS_EXAMPLE,
     "obligations": [],
     "applied_by": {"name": "ladder-bot", "role": "ladder"},
     "approvals": [],

@@ -36,7 +36,14 @@ from takedown.model import MeasureState
 from takedown.platforms import SLUG
 from takedown.store.db import Database
 from takedown.web import models
-from takedown.web.contract import api_fields, body_doc, errors_doc, ok_doc, staff_bearer
+from takedown.web.contract import (
+    LEGAL_BASIS_EXAMPLE,
+    api_fields,
+    body_doc,
+    errors_doc,
+    ok_doc,
+    staff_bearer,
+)
 from takedown.web.deps import RowId, bearer_token, json_body
 
 # --- tokens (takedown.accounts) -------------------------------------------------------------
@@ -173,20 +180,7 @@ _MEASURE = {
 _EXPLAINED = {
     **_MEASURE,
     "figures": {"fired": "overdue >= 50", "read": {"overdue": 56}},
-    "legal_basis": {
-        "items": 620,
-        "by_category": {"drugs": 620},
-        "decisions_total": 1,
-        "decisions": [
-            {
-                "decision": "RKN-1",
-                "authority": "Roskomnadzor",
-                "date": "2021-03-01",
-                "items": 620,
-                "by_category": {"drugs": 620},
-            }
-        ],
-    },
+    "legal_basis": LEGAL_BASIS_EXAMPLE,
     "obligations": [],
     "approvals": [],
     "supersedes": [],

@@ -35,17 +35,28 @@ HEADERS = {
 }
 
 
-def when(value: datetime | str | None) -> str:
-    """A time as people read it here: UTC, to the minute (``2021-03-10 09:00 UTC``)."""
+def utc_time(value: datetime | str | None) -> datetime | str | None:
+    """A time given as a datetime or ISO 8601 text, in UTC (naive: taken as UTC); None for
+    nothing; text that is no time comes back as it is, to be shown as written."""
     if value is None or value == "":
-        return "-"
+        return None
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value)
         except ValueError:
             return value
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def when(value: datetime | str | None) -> str:
+    """A time as people read it here: UTC, to the minute (``2021-03-10 09:00 UTC``)."""
+    value = utc_time(value)
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
     return f"{value:%Y-%m-%d %H:%M} UTC"
 
 
