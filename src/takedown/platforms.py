@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from takedown import config as config_mod
@@ -23,7 +23,7 @@ from takedown.names import split_pattern
 from takedown.notices.signing import new_secret
 from takedown.store import audit
 from takedown.store.db import Database
-from takedown.store.schema import Platform, PlatformHost, PlatformToken
+from takedown.store.schema import Platform, PlatformHost, PlatformRange, PlatformToken
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 CLASS = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
@@ -44,6 +44,7 @@ class PlatformInfo:
     profile: str
     hosts: list[HostSpec] = field(default_factory=list)
     tokens: int = 0  # active API tokens
+    ranges: list[str] = field(default_factory=list)  # declared address ranges (steering)
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -54,6 +55,7 @@ class PlatformInfo:
             "profile": self.profile,
             "hosts": [{"pattern": h.pattern, "class": h.content_class} for h in self.hosts],
             "tokens": self.tokens,
+            "ranges": list(self.ranges),
         }
 
 
@@ -67,6 +69,24 @@ def parse_host_spec(text: str, *, where: str = "--host") -> HostSpec:
         raise InputError(f"bad content class {cls!r} (e.g. text, media, links)", where=where)
     base, wildcard = split_pattern(pattern)
     return HostSpec(f"*.{base}" if wildcard else base, cls)
+
+
+def parse_ranges(texts: list[str], *, where: str = "--range") -> list[str]:
+    """Declared address ranges (``203.0.113.0/24``, ``2001:db8::/32``, an address) in
+    canonical form, each once; InputError naming ``where`` on a malformed one."""
+    import ipaddress
+
+    out: list[str] = []
+    for text in texts:
+        try:
+            net = ipaddress.ip_network(text.strip(), strict=True)
+        except ValueError as exc:
+            raise InputError(f"not an address range: {text[:80]!r} ({exc})", where=where) from None
+        if net.prefixlen == 0:
+            raise InputError(f"{text!r} is every address; refusing to steer it all", where=where)
+        if str(net) not in out:
+            out.append(str(net))
+    return out
 
 
 def check_notice_url(url: str, *, where: str = "--notice-url") -> str:
@@ -92,6 +112,7 @@ def add_platform(
     notice_url: str | None,
     hosts: list[HostSpec],
     profile: str = "ru-2021",
+    ranges: list[str] | None = None,
     now: datetime,
     actor: str,
 ) -> tuple[PlatformInfo, str]:
@@ -104,6 +125,7 @@ def add_platform(
     patterns = [h.pattern for h in hosts]
     if len(set(patterns)) != len(patterns):
         raise InputError("a host pattern is given twice", where="--host")
+    ranges = parse_ranges(ranges or [])
     secret = new_secret()
     with db.session() as session:
         if session.scalar(select(Platform.id).where(Platform.slug == slug)) is not None:
@@ -124,6 +146,8 @@ def add_platform(
                     platform_id=platform.id, pattern=h.pattern, content_class=h.content_class
                 )
             )
+        for prefix in ranges:
+            session.add(PlatformRange(platform_id=platform.id, prefix=prefix))
         audit.record(
             session,
             at=now,
@@ -135,9 +159,10 @@ def add_platform(
                 "notice_url": notice_url,
                 "profile": profile,
                 "hosts": [[h.pattern, h.content_class] for h in hosts],
+                "ranges": ranges,
             },
         )
-        info = PlatformInfo(platform.id, slug, name, notice_url, profile, list(hosts))
+        info = PlatformInfo(platform.id, slug, name, notice_url, profile, list(hosts), 0, ranges)
     return info, secret
 
 
@@ -153,6 +178,9 @@ def list_platforms(db: Database) -> list[PlatformInfo]:
             select(PlatformToken.platform_id).where(PlatformToken.revoked_at.is_(None))
         ):
             tokens[pid] = tokens.get(pid, 0) + 1
+        ranges: dict[int, list[str]] = {}
+        for r in session.scalars(select(PlatformRange).order_by(PlatformRange.id)):
+            ranges.setdefault(r.platform_id, []).append(r.prefix)
         return [
             PlatformInfo(
                 p.id,
@@ -162,9 +190,38 @@ def list_platforms(db: Database) -> list[PlatformInfo]:
                 p.profile,
                 hosts.get(p.id, []),
                 tokens.get(p.id, 0),
+                ranges.get(p.id, []),
             )
             for p in platforms
         ]
+
+
+def set_ranges(
+    db: Database, slug: str, ranges: list[str], *, now: datetime, actor: str
+) -> PlatformInfo:
+    """Replace ``slug``'s declared address ranges (an empty list clears them)."""
+    ranges = parse_ranges(ranges)
+    with db.session() as session:
+        platform = _get(session, slug)
+        old = list(
+            session.scalars(
+                select(PlatformRange.prefix)
+                .where(PlatformRange.platform_id == platform.id)
+                .order_by(PlatformRange.id)
+            )
+        )
+        session.execute(delete(PlatformRange).where(PlatformRange.platform_id == platform.id))
+        session.flush()
+        for prefix in ranges:
+            session.add(PlatformRange(platform_id=platform.id, prefix=prefix))
+        audit.record(
+            session,
+            at=now,
+            actor=actor,
+            type="platform.ranges_set",
+            payload={"platform": slug, "ranges": ranges, "previous": old},
+        )
+    return get_platform(db, slug)
 
 
 def get_platform(db: Database, slug: str) -> PlatformInfo:

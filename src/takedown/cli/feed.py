@@ -313,3 +313,68 @@ def pull(
             f"{state}: sequence {ds.sequence}, {len(ds.directives)} directives, targets "
             f"v{client.version}, feed expires {data['timestamp_expires']} → {data['file']}"
         )
+
+
+class SteeringFormat(StrEnum):
+    NFT = "nft"
+    PREFIXES = "prefixes"
+
+
+@app.command("export-steering")
+def export_steering(
+    fmt: SteeringFormat = typer.Option(
+        SteeringFormat.NFT, "--format", help="nft: an `nft -f` set file; prefixes: one a line."
+    ),
+    directives: Path = typer.Option(
+        None, "--directives", help="A directive-set JSON file (default: compiled from the db)."
+    ),
+    resolved: Path = typer.Option(
+        None, "--resolved", help="Where hosts resolve: 'host ip…' lines (repeat as needed)."
+    ),
+    out: Path = typer.Option(None, "-o", "--out", help="Write here (default: stdout)."),
+    json_out: bool = typer.Option(False, "--json", help="Machine output: the set as JSON."),
+) -> None:
+    """The address prefixes to divert to enforcement points, aggregated: IP directives, and
+    the addresses of host directives' hosts (platforms' declared ranges, --resolved).
+
+    Example: takedown feed export-steering --format nft --resolved resolved.txt -o steer.nft
+    """
+    from takedown.feed import steering
+    from takedown.feed.compile import directives_in_force
+    from takedown.feed.directives import loads
+    from takedown.feed.repository import write_atomic
+    from takedown.match import read_resolved
+
+    db = common.database()
+    now = common.now()
+    if directives is not None:
+        try:
+            ds = loads(directives.read_bytes())
+        except OSError as exc:
+            raise common.fail(f"{directives}: {exc.strerror}") from None
+    else:
+        ds = directives_in_force(db, now, public_url="").directives
+    try:
+        hints = read_resolved(resolved) if resolved else None
+    except OSError as exc:
+        raise common.fail(f"{resolved}: {exc.strerror}") from None
+    result = steering.steering_set(
+        ds, now=now, platforms=steering.platform_ranges(db), resolved=hints
+    )
+    text = steering.to_nft(result) if fmt == SteeringFormat.NFT else steering.to_prefixes(result)
+    if out is not None:
+        write_atomic(out, text.encode())
+    elif not json_out:
+        print(text, end="")
+    for rule in result.unsteered:
+        common.err_console.print(
+            f"warning: not steered, no known address: {rule} (declare the platform's "
+            "--range or give --resolved)",
+            highlight=False,
+        )
+    if json_out:
+        common.print_json({**result.as_json(), "file": str(out) if out else None})
+    elif out is not None:
+        common.err_console.print(
+            f"{len(result.v4)} IPv4 and {len(result.v6)} IPv6 prefixes → {out}", highlight=False
+        )

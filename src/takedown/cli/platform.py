@@ -20,9 +20,13 @@ def add(
         [], "--host", help="PATTERN=CLASS, e.g. '*.twimg.com=media' (repeatable)."
     ),
     profile: str = typer.Option("ru-2021", "--profile", help="Jurisdiction profile."),
+    range_: list[str] = typer.Option(
+        [], "--range", help="Address range it serves from, e.g. 203.0.113.0/24 (repeatable)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
-    """Add a platform; prints its webhook signing secret once.
+    """Add a platform; prints its webhook signing secret once. Declared ranges go into the
+    steering set (`takedown feed export-steering`).
 
     Example: takedown platform add twitter --name Twitter
     --notice-url http://127.0.0.1:9000/notices --host twitter.com=text
@@ -38,6 +42,7 @@ def add(
         notice_url=notice_url,
         hosts=hosts,
         profile=profile,
+        ranges=range_,
         now=common.now(),
         actor=common.actor(),
     )
@@ -61,13 +66,43 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Machine output."))
         common.print_json([i.as_json() for i in infos])
         return
     common.print_table(
-        ("slug", "name", "profile", "notice URL", "hosts", "tokens"),
+        ("slug", "name", "profile", "notice URL", "hosts", "ranges", "tokens"),
         (
             (i.slug, i.name, i.profile, i.notice_url or "-",
-             ", ".join(f"{h.pattern}={h.content_class}" for h in i.hosts), i.tokens)
+             ", ".join(f"{h.pattern}={h.content_class}" for h in i.hosts),
+             ", ".join(i.ranges) or "-", i.tokens)
             for i in infos
         ),
     )  # fmt: skip
+
+
+@app.command("update")
+def update(
+    slug: str = typer.Argument(..., help="The platform."),
+    range_: list[str] = typer.Option(
+        [], "--range", help="Address range it serves from (repeatable); replaces the declared ones."
+    ),
+    clear_ranges: bool = typer.Option(False, "--clear-ranges", help="Declare no ranges."),
+    as_json: bool = typer.Option(False, "--json", help="Machine output."),
+) -> None:
+    """Change a platform's declared address ranges (what the steering export diverts).
+
+    Example: takedown platform update twitter --range 203.0.113.0/24 --range 2001:db8::/48
+    """
+    from takedown import platforms
+    from takedown.errors import UsageError
+
+    if not range_ and not clear_ranges:
+        raise UsageError("nothing to update: give --range or --clear-ranges", where="--range")
+    if range_ and clear_ranges:
+        raise UsageError("--range and --clear-ranges together", where="--clear-ranges")
+    info = platforms.set_ranges(
+        common.database(), slug, range_, now=common.now(), actor=common.actor()
+    )
+    if as_json:
+        common.print_json({**info.as_json(), "state": "updated"})
+        return
+    common.console.print(f"{slug}: ranges {', '.join(info.ranges) or '(none)'}", highlight=False)
 
 
 @app.command("token")
