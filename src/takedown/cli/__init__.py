@@ -22,6 +22,7 @@ from takedown.cli import (
     measure,
     measures,
     notices,
+    operator,
     platform,
     policy,
     registry,
@@ -102,6 +103,8 @@ app.add_typer(policy.app, name="policy")
 app.add_typer(measures.app, name="measures")
 app.add_typer(appeals.app, name="appeals")
 app.add_typer(feed.app, name="feed")
+app.add_typer(operator.app, name="operator")
+app.add_typer(operator.fleet_app, name="operators")
 app.command("enforce")(enforce.enforce)
 app.command("measure")(measure.measure)
 app.add_typer(sim.app, name="sim")

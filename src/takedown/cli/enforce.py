@@ -38,6 +38,10 @@ def _options(
     operator_url: str | None,
     throttle_scope: str,
     no_splice: bool,
+    report: str | None = None,
+    token: str | None = None,
+    point_id: str | None = None,
+    report_interval: float = 60.0,
 ) -> EnforceOptions:
     """The command line as EnforceOptions; UsageError on a bad value."""
     from takedown.enforce.process import EnforceOptions
@@ -59,7 +63,26 @@ def _options(
             f"unknown throttle scope {throttle_scope!r} (expected flow or subscriber)",
             where="--throttle-scope",
         ) from None
+    report_cfg = None
+    if report is not None:
+        from takedown.enforce.reporting import ReportConfig, default_point_id, operator_of
+        from takedown.fleet.reports import POINT_ID
+
+        if not report.startswith(("http://", "https://")):
+            raise UsageError(f"expected an http(s) URL, not {report!r}", where="--report")
+        if not token:
+            raise UsageError("--report needs the operator's --token", where="--token")
+        operator_of(token)
+        pid = point_id or default_point_id()
+        if not POINT_ID.match(pid):
+            raise UsageError(f"bad point id {pid!r}: letters, digits, '._:-'", where="--point-id")
+        if not report_interval >= 1:
+            raise UsageError("at least 1 second", where="--report-interval")
+        report_cfg = ReportConfig(report, token, pid, report_interval)
+    elif token or point_id:
+        raise UsageError("--token and --point-id go with --report URL", where="--report")
     return EnforceOptions(
+        report=report_cfg,
         listen=_host_port(listen, "--listen"),
         feed=feed,
         state_dir=str(state),
@@ -115,6 +138,23 @@ def enforce(
         "share one bucket per direction, so together they get the directive's rate.",
     ),
     no_splice: bool = typer.Option(False, "--no-splice", help="Relay without os.splice."),
+    report: str = typer.Option(
+        None,
+        "--report",
+        help="Report back to this URL (the regulator's /api/operators/reports), signed.",
+    ),
+    token: str = typer.Option(
+        None,
+        "--token",
+        envvar="TAKEDOWN_OPERATOR_TOKEN",
+        help="The operator's report token (`takedown operator add`); with --report.",
+    ),
+    point_id: str = typer.Option(
+        None, "--point-id", help="This point's id in reports (default: the host name)."
+    ),
+    report_interval: float = typer.Option(
+        60.0, "--report-interval", help="Seconds (of the point's clock) between reports."
+    ),
     log_level: Literal["debug", "info", "warning", "error"] = typer.Option(
         "info", "--log-level", help="What to log on stderr."
     ),
@@ -123,6 +163,7 @@ def enforce(
 
     Example: takedown enforce --feed https://feed.example/ --root 1.root.json
     --listen 0.0.0.0:3128 --mode socks5 --subscribers subs.toml --metrics 127.0.0.1:9108
+    --report https://register.example/api/operators/reports --token $T --point-id msk-1
     """
     from takedown.enforce.process import run
 
@@ -141,6 +182,10 @@ def enforce(
         operator_url=operator_url,
         throttle_scope=throttle_scope,
         no_splice=no_splice,
+        report=report,
+        token=token,
+        point_id=point_id,
+        report_interval=report_interval,
     )
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),

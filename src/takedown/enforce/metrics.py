@@ -29,6 +29,12 @@ class EnforceMetrics:
         self.directive_flows = Counter(
             p + "directive_flows", "Flows each directive was applied to.", ["directive"], registry=r
         )
+        self.directive_bytes = Counter(
+            p + "directive_bytes",
+            "Bytes relayed (both directions) in flows each directive was applied to.",
+            ["directive"],
+            registry=r,
+        )
         self.redecisions = Counter(
             p + "redecisions",
             "Live flows whose decision changed after a directive update.",

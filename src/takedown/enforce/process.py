@@ -15,10 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from prometheus_client import CollectorRegistry
+
 from takedown.clock import Clock, SystemClock, clock_from_env
 from takedown.enforce import metrics as metrics_mod
 from takedown.enforce.feed_guard import FeedGuard
 from takedown.enforce.metrics import EnforceMetrics
+from takedown.enforce.reporting import ReportConfig, report_loop
 from takedown.enforce.server import EnforcementServer, ServerConfig
 from takedown.enforce.subscribers import Subscribers
 from takedown.errors import TakedownError
@@ -121,6 +124,7 @@ class EnforceOptions:
     metrics: tuple[str, int] | None = None
     workers: int = 1
     config: ServerConfig = field(default_factory=ServerConfig)
+    report: ReportConfig | None = None  # --report URL --token T: report back to the regulator
 
 
 def raise_nofile() -> int:
@@ -137,8 +141,10 @@ async def serve(
     worker: int = 0,
     metrics: EnforceMetrics | None = None,
     ready: Callable[[tuple[str, int]], None] | None = None,
+    report_registry: CollectorRegistry | None = None,
 ) -> None:
-    """Run one enforcement process until SIGTERM / SIGINT."""
+    """Run one enforcement process until SIGTERM / SIGINT. With ``opts.report``, the
+    process given ``report_registry`` (all workers' counters) reports back."""
     subs = Subscribers.load(opts.subscribers) if opts.subscribers else None
     metrics = metrics or EnforceMetrics()
     server = EnforcementServer(
@@ -156,13 +162,17 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    task = None
+    tasks = []
     if feed is not None:
-        task = loop.create_task(feed_loop(server, feed, opts.refresh, real_time))
+        tasks.append(loop.create_task(feed_loop(server, feed, opts.refresh, real_time)))
+    if opts.report is not None and report_registry is not None:
+        tasks.append(
+            loop.create_task(report_loop(opts.report, report_registry, server, server.clock))
+        )
     try:
         await stop.wait()
     finally:
-        if task is not None:
+        for task in tasks:
             task.cancel()
         await server.close()
 
@@ -175,7 +185,14 @@ def run(opts: EnforceOptions) -> int:
         if opts.metrics:
             port = m.serve(*opts.metrics)
             print(f"metrics on http://{opts.metrics[0]}:{port}/metrics", flush=True)
-        asyncio.run(serve(opts, metrics=m, ready=lambda bound: _announce(opts, bound)))
+        asyncio.run(
+            serve(
+                opts,
+                metrics=m,
+                ready=lambda bound: _announce(opts, bound),
+                report_registry=m.registry,
+            )
+        )
         return 0
     return _run_workers(opts)
 
@@ -210,7 +227,10 @@ def _worker(
         def listening(_bound: tuple[str, int]) -> None:
             os.write(ready[1], b"+")
 
-        asyncio.run(serve(opts, worker=i, metrics=EnforceMetrics(), ready=listening))
+        shared = metrics_mod.multiprocess_registry(mdir) if i == 0 else None  # one reporter
+        asyncio.run(
+            serve(opts, worker=i, metrics=EnforceMetrics(), ready=listening, report_registry=shared)
+        )
     except BaseException as exc:  # a worker reports and exits, never returns to the CLI
         print(f"worker {i}: {exc}", file=sys.stderr, flush=True)
         code = 1

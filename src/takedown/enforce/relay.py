@@ -432,7 +432,8 @@ class Direction:
     def _count(self, n: int) -> None:
         self.nbytes += n
         server = self.flow.server
-        key = (self.bucket is not None, self.up)
+        verdict = self.flow.verdict
+        key = (self.bucket is not None, self.up, verdict.directives if verdict else ())
         server.byte_counts[key] = server.byte_counts.get(key, 0) + n
 
     def flush(self) -> None:

@@ -95,7 +95,8 @@ class EnforcementServer:
         self.flows: set[Flow] = set()
         self.fail_open = False
         self.fail_open_reason = ""
-        self.byte_counts: dict[tuple[bool, bool], int] = {}
+        # (throttled, up, directive ids) -> bytes since the last flush
+        self.byte_counts: dict[tuple[bool, bool, tuple[str, ...]], int] = {}
         # throttle_scope=subscriber: one bucket per subscriber, directive(s) and direction
         self.shared_buckets: dict[SharedKey, SharedBucket] = {}
         self.pipes = PipePool(self.config.max_pipes)
@@ -328,10 +329,12 @@ class EnforcementServer:
 
     def _flush_bytes(self) -> None:
         counts, self.byte_counts = self.byte_counts, {}
-        for (throttled, up), n in counts.items():
+        for (throttled, up, directives), n in counts.items():
             self.metrics.bytes.labels(
                 "throttle" if throttled else "pass", "up" if up else "down"
             ).inc(n)
+            for did in directives:
+                self.metrics.directive_bytes.labels(did).inc(n)
 
     # introspection for tests and the CLI -------------------------------------------------------
     def flow_summaries(self) -> list[dict[str, object]]:

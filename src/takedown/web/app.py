@@ -92,7 +92,7 @@ def build(settings: AppSettings) -> Any:
     """The whole app (platform, regulator and public APIs, the staff console, /metrics,
     request counting) as an ASGI app, with the delivery worker when ``settings.delivery``
     is set."""
-    from takedown.web import appeals, console, public, regulator_api
+    from takedown.web import appeals, console, operator_api, public, regulator_api
     from takedown.web.metrics import Metrics
 
     db, clock = settings.db, settings.clock
@@ -117,6 +117,7 @@ def build(settings: AppSettings) -> Any:
         background=[index],
         feed_dir=settings.feed_dir,
         routers=[
+            operator_api.make_router(),
             regulator_api.make_router(public_url=settings.public_url),
             public.make_router(public_settings, index, feed_dir=settings.feed_dir),
             appeals.make_router(public_settings),

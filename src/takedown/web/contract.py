@@ -46,6 +46,13 @@ staff_bearer = HTTPBearer(
     description="A staff account's API token (`takedown api-token issue NAME`).",
 )
 
+operator_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="operatorToken",
+    description="A network operator's report token (`takedown operator add NAME`); every "
+    "report is also signed (`Takedown-Signature`).",
+)
+
 
 # A measure's legal basis as the examples of the public and the regulator APIs show it.
 LEGAL_BASIS_EXAMPLE: dict[str, Any] = {
@@ -296,6 +303,50 @@ REQUEST_SCHEMAS: dict[str, dict[str, Any]] = {
         ],
         "examples": [
             {"measure_id": 3, "grounds": "the listed posts are gone", "contact": "legal@x.example"}
+        ],
+    },
+    "PointReport": {
+        "title": "PointReport",
+        "description": "An enforcement point's report (takedown.fleet.reports), signed with "
+        "Ed25519 over `<t>.<body>` by the key derived from the operator's token.",
+        "type": "object",
+        "properties": {
+            "operator": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,63}$"},
+            "point_id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$"},
+            "sent_at": {"type": "string", "format": "date-time"},
+            "sequence": {"type": ["integer", "null"], "minimum": 0},
+            "set_age_seconds": {"type": ["number", "null"]},
+            "fail_open": {"type": "boolean"},
+            "fail_open_reason": {"type": "string", "maxLength": 1000},
+            "directives": {
+                "type": "array",
+                "maxItems": 10000,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string", "minLength": 1, "maxLength": 200},
+                        "measure_id": {"type": ["integer", "null"], "minimum": 0},
+                        "flows": {"type": "integer", "minimum": 0},
+                        "bytes": {"type": "integer", "minimum": 0},
+                    },
+                    "required": ["id", "flows", "bytes"],
+                    "additionalProperties": False,
+                },
+            },
+        },
+        "required": ["operator", "point_id", "sent_at", "fail_open"],
+        "additionalProperties": False,
+        "examples": [
+            {
+                "operator": "rostelecom",
+                "point_id": "msk-1",
+                "sent_at": "2021-03-12T10:00:00Z",
+                "sequence": 12,
+                "set_age_seconds": 42.0,
+                "fail_open": False,
+                "fail_open_reason": "",
+                "directives": [{"id": "m3", "measure_id": 3, "flows": 120, "bytes": 5400000}],
+            }
         ],
     },
     "Rejection": {

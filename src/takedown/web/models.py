@@ -450,3 +450,42 @@ class AppealForm(Out):
     content_type: Literal["application/x-www-form-urlencoded"]
     fields: AppealFormFields
     decision_within_days: int
+
+
+# --- operators' reports (takedown.fleet) ------------------------------------------------------
+
+
+class ReportStored(Out):
+    id: int
+    operator: str
+    point_id: str
+    sent_at: Timestamp
+    sequence: int | None
+
+
+class PointStatus(Out):
+    operator: str
+    point_id: str
+    sequence: int | None
+    lag: int
+    last_report_at: Timestamp
+    last_report_age_seconds: float
+    fail_open: bool
+    fail_open_reason: str | None
+    silent: bool
+    lagging: bool
+    throughput_bps: dict[str, float]
+
+
+class OperatorStatus(Out):
+    operator: str
+    flagged: bool
+    flags: list[Literal["never-reported", "lagging", "silent", "fail-open"]]
+    latest_sequence: int | None
+    points: int
+    sequence_min: int | None
+    lag_max: int | None
+    fail_open_points: list[str]
+    silent_points: list[str]
+    throughput_bps: dict[str, float]
+    point_status: list[PointStatus]
