@@ -65,6 +65,7 @@ def demo(
     """
     from rich.live import Live
 
+    from takedown.sim.report import PointLine
     from takedown.sim.scenario import Demo, DemoOptions, install_signal_handlers, wait_forever
 
     opts = DemoOptions(
@@ -97,10 +98,13 @@ def demo(
                         "statement": result.statement,
                         "urls": result.urls,
                         "logins": result.logins,
+                        "points": result.points,
                     }
                 )
             else:
                 common.console.print(result.statement, highlight=False)
+                for point in result.points:
+                    common.console.print(PointLine.of(point).text(), highlight=False)
                 common.console.print(f"report: {result.report}")
             if keep_running:
                 _print_services(result.urls, run.ports["sim"], result.logins)

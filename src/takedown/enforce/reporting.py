@@ -76,11 +76,15 @@ def build_report(
     *,
     now: datetime,
     fail_open_reason: str = "",
+    measures: dict[str, int | None] | None = None,
 ) -> rep.Report:
-    """The report of this point at ``now`` from its metrics and its index."""
+    """The report of this point at ``now`` from its metrics and its index. ``measures``
+    (directive id → measure id) remembers directives of earlier sets: the counters run
+    since the point started, and a lifted measure's directive is in them still."""
     flows = _by_directive(registry, "takedown_enforce_directive_flows_total")
     nbytes = _by_directive(registry, "takedown_enforce_directive_bytes_total")
-    measures = {d.id: d.measure_id for d in index.directives}
+    measures = measures if measures is not None else {}
+    measures.update((d.id, d.measure_id) for d in index.directives)
     counters = tuple(
         rep.DirectiveCounters(did, flows.get(did, 0), nbytes.get(did, 0), measures.get(did))
         for did in sorted(set(flows) | set(nbytes))
@@ -111,6 +115,14 @@ def signed_request(cfg: ReportConfig, report: rep.Report) -> tuple[bytes, dict[s
     }
 
 
+def next_sent_at(now: datetime, last: datetime | None) -> datetime:
+    """``now``, or a microsecond after ``last`` if the clock has not moved past it (a
+    simulated clock stands still): a point's reports are strictly ordered in time."""
+    if last is not None and now <= last:
+        return last + timedelta(microseconds=1)
+    return now
+
+
 async def report_loop(
     cfg: ReportConfig,
     registry: CollectorRegistry,
@@ -119,32 +131,40 @@ async def report_loop(
     *,
     poll: float = 1.0,
 ) -> None:
-    """Send a report every ``cfg.interval`` seconds of ``clock``, the first at once.
-    ``state`` is the EnforcementServer (its index and fail-open reason)."""
-    last: datetime | None = None
+    """Report every ``cfg.interval`` seconds of ``clock``, the first at once, and at once
+    when the sequence in force or the fail-open state changes; a failed report is tried
+    again at the next poll. ``state`` is the EnforcementServer (index, fail-open reason)."""
+    reported_at: datetime | None = None  # the clock when the last report was stored
+    reported: tuple[int | None, bool] | None = None  # its (sequence, fail_open)
+    sent_at: datetime | None = None
     logged: set[str] = set()
+    measures: dict[str, int | None] = {}
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per report
     async with httpx.AsyncClient(timeout=10.0) as client:
         while True:
-            now = clock.now().replace(microsecond=0)
-            if last is None or now - last >= timedelta(seconds=cfg.interval):
-                last = now
-                try:
-                    report = build_report(
-                        cfg,
-                        registry,
-                        state.index,  # type: ignore[attr-defined]
-                        now=now,
-                        fail_open_reason=getattr(state, "fail_open_reason", ""),
-                    )
+            now = clock.now()
+            try:
+                report = build_report(
+                    cfg,
+                    registry,
+                    state.index,  # type: ignore[attr-defined]
+                    now=next_sent_at(now, sent_at),
+                    fail_open_reason=getattr(state, "fail_open_reason", ""),
+                    measures=measures,
+                )
+                due = reported_at is None or now - reported_at >= timedelta(seconds=cfg.interval)
+                if due or (report.sequence, report.fail_open) != reported:
+                    sent_at = report.sent_at
                     body, headers = signed_request(cfg, report)
                     answer = await client.post(cfg.url, content=body, headers=headers)
                     if answer.status_code >= 300:
                         raise RuntimeError(f"HTTP {answer.status_code}: {answer.text[:200]}")
+                    reported_at, reported = now, (report.sequence, report.fail_open)
                     logged.clear()
                     log.debug("enforce: report sent (sequence %s)", report.sequence)
-                except Exception as exc:  # reporting never ends the point
-                    cause = f"{type(exc).__name__}: {exc}"
-                    if cause not in logged:
-                        logged.add(cause)
-                        log.warning("enforce: report to %s failed: %s", cfg.url, cause)
+            except Exception as exc:  # reporting never ends the point
+                cause = f"{type(exc).__name__}: {exc}"
+                if cause not in logged:
+                    logged.add(cause)
+                    log.warning("enforce: report to %s failed: %s", cfg.url, cause)
             await asyncio.sleep(min(poll, cfg.interval))

@@ -110,7 +110,7 @@ class Report:
         return {
             "operator": self.operator,
             "point_id": self.point_id,
-            "sent_at": format_time(self.sent_at),
+            "sent_at": format_sent_at(self.sent_at),
             "sequence": self.sequence,
             "set_age_seconds": self.set_age_seconds,
             "fail_open": self.fail_open,
@@ -123,7 +123,13 @@ class Report:
 
 
 def format_time(when: datetime) -> str:
+    """RFC 3339 UTC to the second (for people and listings)."""
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_sent_at(when: datetime) -> str:
+    """RFC 3339 UTC with microseconds: a point's reports are strictly ordered by it."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _int(value: Any, where: str, *, nullable: bool = False) -> int | None:

@@ -12,7 +12,7 @@ import html
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import matplotlib
 
@@ -74,6 +74,40 @@ class HistoryRow:
     detail: str
 
 
+@dataclass(frozen=True)
+class PointLine:
+    """An enforcement point as it last reported: the sequence it applies, its lag."""
+
+    operator: str
+    point_id: str
+    sequence: int | None
+    lag: int
+    last_report_at: str
+    fail_open: bool
+
+    @classmethod
+    def of(cls, status: dict[str, Any]) -> PointLine:
+        """From ``PointStatus.as_json()`` (takedown.fleet.status)."""
+        return cls(
+            status["operator"],
+            status["point_id"],
+            status["sequence"],
+            status["lag"],
+            status["last_report_at"],
+            status["fail_open"],
+        )
+
+    def text(self) -> str:
+        """One line: ``enforcement point demo-isp/demo-1: sequence 14 applied, lag 0``."""
+        seq = "no set" if self.sequence is None else f"sequence {self.sequence}"
+        state = ", FAILING OPEN" if self.fail_open else ""
+        return (
+            f"enforcement point {self.operator}/{self.point_id}: {seq} applied, "
+            f"lag {self.lag} publication{'' if self.lag == 1 else 's'}{state} "
+            f"(last report {self.last_report_at})"
+        )
+
+
 @dataclass
 class ReportData:
     title: str
@@ -85,6 +119,7 @@ class ReportData:
     statement_day: date | None
     notes: list[str] = field(default_factory=list)
     history: list[HistoryRow] = field(default_factory=list)
+    points: list[PointLine] = field(default_factory=list)  # enforcement points reporting
 
 
 _BAND = {"throttle": "#f0ad4e", "block": "#d9534f"}
@@ -254,6 +289,12 @@ def render(data: ReportData, out_dir: Path) -> Path:
         for h in data.history
     )
     notes = "".join(f"<li>{e(n)}</li>" for n in data.notes)
+    point_rows = "\n".join(
+        f"<tr><td>{e(p.operator)}</td><td>{e(p.point_id)}</td>"
+        f"<td>{'' if p.sequence is None else p.sequence}</td><td>{p.lag}</td>"
+        f"<td>{'yes' if p.fail_open else 'no'}</td><td>{e(p.last_report_at)}</td></tr>"
+        for p in data.points
+    )
     day = data.statement_day.strftime("%d %B %Y") if data.statement_day else ""
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(data.title)}</title>
@@ -280,6 +321,12 @@ blockquote {{ border-left: 4px solid #2a7ab0; margin: 1em 0; padding: .3em 1em;
 <table><tr><th>id</th><th>action</th><th>classes</th><th>scope</th><th>from</th><th>until</th>
 <th>state</th><th>rule</th><th>figures that fired it</th><th>approvals</th><th>reason</th></tr>
 {measure_rows}</table>
+<h2>Enforcement points</h2>
+<p>As each point last reported (signed) to the regulator: the feed sequence it applies and
+how many publications it is behind.</p>
+<table><tr><th>operator</th><th>point</th><th>sequence applied</th><th>lag</th>
+<th>fail open</th><th>last report</th></tr>
+{point_rows}</table>
 <h2>Measure history</h2>
 <table><tr><th>when</th><th>measure</th><th>what</th><th>rule</th><th>detail</th></tr>
 {history_rows}</table>

@@ -35,6 +35,7 @@ from takedown.enforce.subscribers import Subscribers
 from takedown.errors import TakedownError
 from takedown.feed.publisher import publish
 from takedown.feed.repository import init_repository
+from takedown.fleet import store as fleet
 from takedown.measure import compare, measure_transfer
 from takedown.model import Directive, Figures, MeasureAction, describe_scope
 from takedown.notices import outbox
@@ -59,6 +60,7 @@ END = datetime(2021, 6, 1, tzinfo=UTC)
 NOTICE_DAY = datetime(2021, 3, 9, tzinfo=UTC)  # the final removal demand for the backlog
 STATEMENT_DAY = datetime(2021, 5, 17, tzinfo=UTC)  # the figures announced that day
 STEP = timedelta(hours=12)
+OPERATOR, POINT_ID = "demo-isp", "demo-1"  # the enforcement point's operator and id
 PLATFORM_HOSTS = ("twitter.com=text", "*.twimg.com=media", "t.co=links")
 MEDIA_HOST, TEXT_HOST, CONTROL_HOST = "pbs.twimg.com", "twitter.com", "example.org"
 MOBILE_RANGE, FIXED_RANGE = "127.0.1.0/24", "127.0.2.0/24"
@@ -116,6 +118,7 @@ class DemoResult:
     statement: str
     urls: dict[str, str] = field(default_factory=dict)
     logins: dict[str, str] = field(default_factory=dict)  # demo staff account -> password
+    points: list[dict[str, Any]] = field(default_factory=list)  # each point's status
 
 
 def shipped(name: str) -> Path:
@@ -197,6 +200,10 @@ class Demo:
         )
         token = issue_token(self.db, "twitter", now=START, actor="analyst")
         self.secret, self.token = secret, token
+        # the operator whose enforcement point reports back to the regulator
+        _, self.operator_token = fleet.add_operator(
+            self.db, OPERATOR, now=START, actor=bootstrap("demo")
+        )
         self.analyst, self.approver = (
             self._staff("ivanova", "analyst"),
             self._staff("petrov", "approver"),
@@ -266,6 +273,12 @@ class Demo:
                 "0.2",
                 "--operator-url",
                 f"{self.urls['api']}/public/lookup",
+                "--report",
+                f"{self.urls['api']}/api/operators/reports",
+                "--token",
+                self.operator_token,
+                "--point-id",
+                POINT_ID,
             ],
             ready=tcp_ready(h, self.ports["enforce"]),
         )
@@ -310,6 +323,21 @@ class Demo:
             self.services.check_alive()
             time.sleep(0.05)
         raise TakedownError(f"the enforcement point did not load feed sequence {sequence}")
+
+    def wait_reported(self, sequence: int, timeout: float = 30.0) -> None:
+        """Until the enforcement point has reported that it applies ``sequence`` (it
+        reports at once when its set changes); the clock stands still meanwhile."""
+        assert self.db is not None and self.services is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            latest = fleet.recent_reports(self.db, limit=1)
+            if latest and (latest[0]["sequence"] or 0) >= sequence:
+                return
+            self.services.check_alive()
+            time.sleep(0.05)
+        raise TakedownError(
+            f"the enforcement point did not report sequence {sequence} (see logs/enforce.log)"
+        )
 
     def wait_delivered(self, timeout: float = 60.0) -> None:
         assert self.db is not None
@@ -537,6 +565,12 @@ class Demo:
         assert self.db is not None
         fig = self.figures_17_may or self.figures(STATEMENT_DAY, full=True)
         text = statement(fig)
+        self.wait_reported(self.published_sequence)
+        points = [
+            p.as_json()
+            for o in fleet.status(self.db, END)
+            for p in o.points  # the demo's one operator and point
+        ]
         with self.db.reading() as s:
             readout.write_timeline(s, self.out / "timeline.jsonl")
             data = report_mod.ReportData(
@@ -548,6 +582,7 @@ class Demo:
                 rates=readout.rate_rows(s),
                 statement=text,
                 statement_day=STATEMENT_DAY.date(),
+                points=[report_mod.PointLine.of(p) for p in points],
                 notes=[
                     f"{self.opts.items:,} items flagged in the 2021 category mix; notices on "
                     f"{NOTICE_DAY:%d %B}; simulated clock {START:%d %B} – {END:%d %B %Y}.",
@@ -557,7 +592,7 @@ class Demo:
                 ],
             )
         page = report_mod.render(data, self.out)
-        return DemoResult(self.out, page, fig, text, dict(self.urls), dict(self.logins))
+        return DemoResult(self.out, page, fig, text, dict(self.urls), dict(self.logins), points)
 
 
 def install_signal_handlers() -> Callable[[], None]:
