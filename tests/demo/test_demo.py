@@ -103,6 +103,22 @@ def test_outputs_exist_and_report_is_self_contained(run_2021: tuple[Path, dict])
     assert not children_of(out), "a service outlived the demo"
 
 
+def test_the_enforcement_point_reported_the_last_publication(run_2021: tuple[Path, dict]) -> None:
+    out, summary = run_2021
+    db = out / "takedown.db"
+    [(latest,)] = rows(db, "SELECT max(sequence) FROM feed_publications")
+    [point] = summary["points"]
+    assert (point["operator"], point["point_id"]) == ("demo-isp", "demo-1")
+    assert point["sequence"] == latest and point["lag"] == 0 and not point["fail_open"]
+    # the point's signed reports are stored, ordered, and counted the throttled flows
+    reports = rows(db, "SELECT sequence, directives FROM point_reports ORDER BY id")
+    assert len(reports) > 10 and reports[-1][0] == latest
+    assert any(json.loads(r[1]) for r in reports)
+    page = (out / "report.html").read_text()
+    assert "<h2>Enforcement points</h2>" in page
+    assert f"<td>demo-isp</td><td>demo-1</td><td>{latest}</td><td>0</td>" in page
+
+
 def test_rates_per_phase(run_2021: tuple[Path, dict]) -> None:
     out, _ = run_2021
     db = out / "takedown.db"

@@ -22,6 +22,7 @@ from openapi_spec_validator import validate
 from referencing.jsonschema import DRAFT202012 as DRAFT
 
 from takedown.clock import SimClock
+from takedown.fleet import store as fleet
 from takedown.notices import outbox
 from takedown.store.db import Database
 from takedown.store.migrate import upgrade
@@ -45,6 +46,7 @@ class Served:
     staff_token: str
     workdir: Path
     db_url: str
+    operator_token: str = ""
 
 
 @pytest.fixture(
@@ -69,10 +71,11 @@ def served(
     world = make_world(db)
     outbox.send(db, now=START + timedelta(hours=2), actor="test")
     staff_token = staff.token(db, "erin", "approver", now=START)
+    _, operator_token = fleet.add_operator(db, "rostelecom", now=START, actor=staff.BOOTSTRAP)
     limits = PublicLimits(concurrency=64, rate=0, filings_per_hour=0)
     app = build(AppSettings(db=db, clock=SimClock(NOW), public_limits=limits))
     with ServerThread(app) as server:
-        yield Served(server.url, world.twitter_token, staff_token, work, url)
+        yield Served(server.url, world.twitter_token, staff_token, work, url, operator_token)
     db.close()
 
 
@@ -148,6 +151,21 @@ def test_regulator_api_contract(served: Served) -> None:
 
 
 @pytest.mark.slow
+def test_operator_api_contract(served: Served) -> None:
+    """Unsigned or badly signed reports are what a fuzzer sends: each is refused with the
+    error model (tests/fleet cover the signed ones)."""
+    result = schemathesis(
+        served,
+        "operator",
+        "--include-tag",
+        "operator",
+        "--header",
+        f"Authorization: Bearer {served.operator_token}",
+    )
+    _assert_clean(result)
+
+
+@pytest.mark.slow
 def test_public_json_contract(served: Served) -> None:
     result = schemathesis(served, "public", "--include-tag", "public")
     _assert_clean(result)
@@ -182,6 +200,10 @@ def test_the_document_is_valid_openapi(document: dict[str, Any]) -> None:
         "scheme": "bearer",
     }
     assert schemes["staffToken"] == schemes["staffToken"] | {"type": "http", "scheme": "bearer"}
+    assert schemes["operatorToken"] == schemes["operatorToken"] | {
+        "type": "http",
+        "scheme": "bearer",
+    }
 
 
 def test_the_console_and_mounts_are_not_in_the_contract(document: dict[str, Any]) -> None:
@@ -200,6 +222,8 @@ def test_every_operation_is_documented_as_a_contract(document: dict[str, Any]) -
         security = op.get("security")
         if path.startswith("/api/platform/"):
             assert security == [{"platformToken": []}], label
+        elif path == "/api/operators/reports":
+            assert security == [{"operatorToken": []}], label
         elif path.startswith("/api/"):
             assert security == [{"staffToken": []}], label
         else:
