@@ -409,6 +409,23 @@ def test_every_page_has_a_json_twin_and_an_auditor_only_reads(site: Console) -> 
     assert r.status_code == 403 and "needs the analyst or approver role" in r.text
 
 
+def test_operators_page_lists_points_and_flags(site: Console) -> None:
+    from takedown.fleet import reports, store
+
+    _, token = store.add_operator(site.db, "rostelecom", now=NOW, actor=accounts.bootstrap("x"))
+    store.add_operator(site.db, "megafon", now=NOW, actor=accounts.bootstrap("x"))
+    body = reports.Report("rostelecom", "msk-1", NOW, 0, 5.0, False).body()
+    signature = reports.sign(token, body, int(NOW.timestamp()))
+    store.receive_report(site.db, token, signature, body, NOW)
+    audrey = site.login("audrey")
+    page = audrey.get("/console/operators")
+    assert page.status_code == 200 and "<td>msk-1</td>" in page.text
+    data = audrey.get("/console/operators", params={"format": "json"}).json()
+    by_name = {o["operator"]: o for o in data["operators"]}
+    assert by_name["megafon"]["flags"] == ["never-reported"]
+    assert by_name["rostelecom"]["point_status"][0]["point_id"] == "msk-1"
+
+
 def test_register_search_pages_and_item_history(any_site: Console) -> None:
     site = any_site
     c = site.login("ana")

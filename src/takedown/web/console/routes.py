@@ -402,6 +402,18 @@ def make_router(
         )
         return done(request, "/notices", "resent", {"id": notice_id})
 
+    # --- operators --------------------------------------------------------------------------
+
+    @router.get("/operators")
+    async def operators(request: Request) -> Response:
+        from takedown.fleet import store as fleet
+
+        info = await staff(request)
+        reading(info)
+        result = await run_in_threadpool(fleet.status, db_of(request), now_of(request))
+        data = {"operators": [o.as_json() for o in result]}
+        return page(request, info, "console/operators.html", data)
+
     # --- measures ---------------------------------------------------------------------------
 
     @router.get("/measures")
