@@ -7,7 +7,9 @@ timeline file: everything shown comes from the database, nothing from the driver
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,6 +17,7 @@ from sqlalchemy.orm import Session
 from takedown.model import MeasureState, describe_scope
 from takedown.policy.records import measure_record
 from takedown.sim.report import HistoryRow, MeasureRow, RateRow
+from takedown.store.db import Database
 from takedown.store.schema import Approval, Event, Measure, Measurement, Platform
 
 
@@ -118,3 +121,10 @@ def rate_rows(s: Session) -> list[RateRow]:
             )
         )
     return out
+
+
+def point_statuses(db: Database, now: datetime) -> list[dict[str, Any]]:
+    """Every enforcement point as it last reported (``fleet.status``), as JSON objects."""
+    from takedown.fleet import store as fleet
+
+    return [p.as_json() for o in fleet.status(db, now) for p in o.points]
