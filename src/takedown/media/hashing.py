@@ -63,7 +63,7 @@ def bits_to_hex(bits: np.ndarray) -> str:
 
 def check_pdq_hex(text: str, *, where: str | None = None) -> str:
     """``text`` as a PDQ hash (64 hex digits, lower-cased), else InputError."""
-    value = text.strip().lower() if isinstance(text, str) else ""
+    value = text.lower() if isinstance(text, str) else ""
     if len(value) != PDQ_HEX or any(c not in "0123456789abcdef" for c in value):
         raise InputError("a PDQ hash is 64 hexadecimal digits", where=where)
     return value

@@ -304,6 +304,8 @@ def parse_match(data: Any, *, where: str) -> ReportedMatch:
     if unknown:
         raise InputError(f"unknown fields {sorted(unknown)}", where=where)
     item_id = data.get("item_id")
+    if isinstance(item_id, float) and item_id.is_integer():  # JSON has one kind of number
+        item_id = int(item_id)
     if isinstance(item_id, bool) or not isinstance(item_id, int) or not 1 <= item_id < 2**31:
         raise InputError("must be an item id", where=f"{where}.item_id")
     action = data.get("action")
@@ -319,11 +321,12 @@ def parse_match(data: Any, *, where: str) -> ReportedMatch:
 
 
 def _text(value: Any, limit: int, where: str) -> str | None:
+    """Optional text: blank is absent."""
     if value is None:
         return None
-    if not isinstance(value, str) or not value.strip() or len(value) > limit or "\x00" in value:
-        raise InputError(f"must be text of 1..{limit} characters", where=where)
-    return value.strip()
+    if not isinstance(value, str) or len(value) > limit or "\x00" in value:
+        raise InputError(f"must be text of at most {limit} characters", where=where)
+    return value.strip() or None
 
 
 def record_platform_matches(
