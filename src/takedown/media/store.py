@@ -320,13 +320,22 @@ def parse_match(data: Any, *, where: str) -> ReportedMatch:
     return ReportedMatch(item_id, action, url, pdq, key)
 
 
+# white space as the API's JSON Schema patterns mean it (ECMA-262 ``\s``)
+_SPACE = (
+    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+    "\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+
+
 def _text(value: Any, limit: int, where: str) -> str | None:
-    """Optional text: blank is absent."""
+    """Optional text (null: absent); not blank, no NUL, at most ``limit`` characters."""
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > limit or "\x00" in value:
         raise InputError(f"must be text of at most {limit} characters", where=where)
-    return value.strip() or None
+    if not value.strip(_SPACE):
+        raise InputError("must not be blank", where=where)
+    return value.strip(_SPACE)
 
 
 def record_platform_matches(

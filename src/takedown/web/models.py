@@ -161,6 +161,9 @@ class Figures(Out):
     ttr_median_h: float | None
     ttr_p90_h: float | None
     category: str | None = None
+    reuploads_found: int = 0
+    reuploads_removed: int = 0
+    reuploads_open: int = 0
 
 
 class Measure(Out):

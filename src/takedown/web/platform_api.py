@@ -305,9 +305,6 @@ async def report_matches(request: Request, pid: int = Depends(platform_id)) -> A
     if not 1 <= len(items) <= MAX_BATCH:
         raise InputError(f"1 to {MAX_BATCH} matches per request", where="matches")
     parsed = [media.parse_match(m, where=f"matches[{n}]") for n, m in enumerate(items)]
-    keys = [m.key for m in parsed if m.key is not None]
-    if len(keys) != len(set(keys)):
-        raise InputError("keys must be unique within a request", where="matches")
     now = request.app.state.clock.now()
     out = await run_in_threadpool(
         media.record_platform_matches, request.app.state.db, pid, parsed, now=now
