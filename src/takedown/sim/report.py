@@ -12,7 +12,7 @@ import html
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import matplotlib
 
@@ -85,6 +85,8 @@ class ReportData:
     statement_day: date | None
     notes: list[str] = field(default_factory=list)
     history: list[HistoryRow] = field(default_factory=list)
+    # listed media found again under other URLs (media.store.list_reuploads rows)
+    reuploads: list[dict[str, Any]] = field(default_factory=list)
 
 
 _BAND = {"throttle": "#f0ad4e", "block": "#d9534f"}
@@ -253,6 +255,14 @@ def render(data: ReportData, out_dir: Path) -> Path:
         f"<td>{e(h.what)}</td><td>{e(h.rule or '')}</td><td>{e(h.detail)}</td></tr>"
         for h in data.history
     )
+    reupload_rows = "\n".join(
+        f"<tr><td>{e(r['url'] or '')}</td><td>{r['item_id']}</td><td>{e(r['item_target'])}</td>"
+        f"<td>{e(r['category'])}</td><td>{'' if r['distance'] is None else r['distance']}</td>"
+        f"<td>{_fmt_time(r['found_at'])}</td><td>{e(r['found_by'])}</td>"
+        f"<td>{_fmt_time(r['removed_at']) if r['removed_at'] else 'still up'}</td></tr>"
+        for r in data.reuploads
+    )
+    removed = sum(r["removed_at"] is not None for r in data.reuploads)
     notes = "".join(f"<li>{e(n)}</li>" for n in data.notes)
     day = data.statement_day.strftime("%d %B %Y") if data.statement_day else ""
     page = f"""<!doctype html>
@@ -280,6 +290,12 @@ blockquote {{ border-left: 4px solid #2a7ab0; margin: 1em 0; padding: .3em 1em;
 <table><tr><th>id</th><th>action</th><th>classes</th><th>scope</th><th>from</th><th>until</th>
 <th>state</th><th>rule</th><th>figures that fired it</th><th>approvals</th><th>reason</th></tr>
 {measure_rows}</table>
+<h2>Re-uploads</h2>
+<p>Listed photos found again under other URLs (PDQ hash within 31 bits of the evidence):
+{len(data.reuploads)} found, {removed} removed.</p>
+<table><tr><th>URL</th><th>item</th><th>listed as</th><th>category</th><th>distance</th>
+<th>found</th><th>by</th><th>removed</th></tr>
+{reupload_rows}</table>
 <h2>Measure history</h2>
 <table><tr><th>when</th><th>measure</th><th>what</th><th>rule</th><th>detail</th></tr>
 {history_rows}</table>
