@@ -13,7 +13,9 @@ outside the threshold 31) and half unrelated hashes. Measured in one run:
   ``--sample`` queries (default 10,000), and the count of differing answers is printed
   (the run fails if any differ).
 
-Times are wall-clock per query (``perf_counter``) on whatever else the machine is doing.
+Times per query are printed twice: wall clock (``perf_counter``, which includes whatever
+else the machine is doing) and this thread's CPU time (``thread_time``, the query's own
+cost); the goals are judged on each.
 """
 
 from __future__ import annotations
@@ -42,18 +44,21 @@ def make_queries(stored: np.ndarray, n: int, rng: np.random.Generator) -> list[n
     return out
 
 
-def _timings(fn, queries: list[np.ndarray]) -> np.ndarray:  # type: ignore[no-untyped-def]
-    times = np.empty(len(queries))
+def _timings(fn, queries: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+    """Per query: wall-clock seconds, and CPU seconds of this thread (what the query itself
+    cost, without the time other processes on a shared machine took the core away)."""
+    wall, cpu = np.empty(len(queries)), np.empty(len(queries))
     for i, q in enumerate(queries):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         fn(q)
-        times[i] = time.perf_counter() - start
-    return times
+        cpu[i] = time.thread_time() - start_cpu
+        wall[i] = time.perf_counter() - start
+    return wall, cpu
 
 
 def _line(name: str, t: np.ndarray) -> str:
     p50, p99 = np.percentile(t, 50) * 1e3, np.percentile(t, 99) * 1e3
-    return f"  {name:<14} p50 {p50:8.3f} ms   p99 {p99:8.3f} ms   mean {t.mean() * 1e3:8.3f} ms"
+    return f"  {name:<20} p50 {p50:8.3f} ms   p99 {p99:8.3f} ms   mean {t.mean() * 1e3:8.3f} ms"
 
 
 def main(argv: list[str]) -> int:
@@ -77,13 +82,22 @@ def main(argv: list[str]) -> int:
     queries = make_queries(stored, max(args.queries, sample), rng)
 
     index.query(queries[0], THRESHOLD)  # first-touch of the tables
-    mih = _timings(lambda q: index.query(q, THRESHOLD), queries[: args.queries])
-    lin = _timings(lambda q: linear_scan(index.words, q, THRESHOLD), queries[: args.linear])
-    print("latency per query")
+    mih, mih_cpu = _timings(lambda q: index.query(q, THRESHOLD), queries[: args.queries])
+    lin, lin_cpu = _timings(
+        lambda q: linear_scan(index.words, q, THRESHOLD), queries[: args.linear]
+    )
+    print("latency per query (wall clock)")
     print(_line("index (MIH)", mih))
     print(_line("linear scan", lin))
+    print("CPU time per query (this thread)")
+    print(_line("index (MIH)", mih_cpu))
+    print(_line("linear scan", lin_cpu))
     ratio = lin.mean() / mih.mean()
-    print(f"  ratio: index is {ratio:.1f}x the linear scan (mean latency, same run)")
+    ratio_cpu = lin_cpu.mean() / mih_cpu.mean()
+    print(
+        f"  ratio: index is {ratio:.1f}x the linear scan by wall clock, {ratio_cpu:.1f}x by "
+        "CPU time (means, same run)"
+    )
 
     print(f"identity on {sample:,} queries")
     differ = found = 0
@@ -93,11 +107,13 @@ def main(argv: list[str]) -> int:
         found += len(want)
         differ += got != want
     print(f"  {differ} answers differ from the linear scan ({found:,} matches in all)")
-    goals = {
-        "p50 < 1 ms": np.percentile(mih, 50) < 1e-3,
-        "p99 < 5 ms": np.percentile(mih, 99) < 5e-3,
-        ">= 20x linear": ratio >= 20,
-        "identical": differ == 0,
-    }
-    print("goals: " + ", ".join(f"{k} {'met' if ok else 'MISSED'}" for k, ok in goals.items()))
+    for name, t, r in (("wall clock", mih, ratio), ("CPU time", mih_cpu, ratio_cpu)):
+        goals = {
+            "p50 < 1 ms": np.percentile(t, 50) < 1e-3,
+            "p99 < 5 ms": np.percentile(t, 99) < 5e-3,
+            ">= 20x linear": r >= 20,
+            "identical": differ == 0,
+        }
+        met = ", ".join(f"{k} {'met' if ok else 'MISSED'}" for k, ok in goals.items())
+        print(f"goals ({name}): {met}")
     return 0 if differ == 0 else 1

@@ -1,6 +1,6 @@
 """PDQ robustness on real photographs: recall per transformation, false matches across images.
 
-``python -m bench pdq_robustness [--threshold 31] [--quality 50] [--markdown]``
+``python -m bench pdq_robustness [--threshold 31] [--quality 50]``
 
 The corpus is the public-domain / CC0 sample images that ship inside scikit-image
 (``skimage.data``, no download; licences in tests/media/fixtures/README.md). Each is
@@ -17,6 +17,26 @@ Recall: the share of images whose transformed hash is within ``--threshold`` bit
 original's, with both qualities at least ``--quality``. False matches: pairs of distinct
 originals (and each original against every transformed copy of another) within the
 threshold. Needs scikit-image (the ``test`` extra).
+
+Measured (16 images, all of quality >= 50; deterministic, so any run gives the same):
+
+| transformation | recall at <= 31 | matched | median distance | max |
+| --- | --- | --- | --- | --- |
+| jpeg-q30 | 1.00 | 16/16 | 2 | 10 |
+| jpeg-q70 | 1.00 | 16/16 | 0 | 4 |
+| resize-50 | 0.88 | 14/16 | 16 | 60 |
+| resize-200 | 1.00 | 16/16 | 2 | 20 |
+| crop-5 | 0.00 | 0/16 | 53 | 110 |
+| crop-10 | 0.00 | 0/16 | 91 | 134 |
+| rotate-10 | 0.00 | 0/16 | 126 | 150 |
+| overlay-text | 0.62 | 10/16 | 25 | 52 |
+| overlay-bar | 0.06 | 1/16 | 56 | 100 |
+| grayscale | 1.00 | 16/16 | 0 | 2 |
+
+False matches: 0 of 2,520 pairs of distinct images (closest distinct pair: 102 bits).
+PDQ is a global hash of the whole frame: crops shift it and rotation rewrites it (only the
+eight 90-degree rotations and flips are recoverable, with ``pdqhash.compute_dihedral``);
+resize-50 misses a brick texture and a page of text, whose detail halving destroys.
 """
 
 from __future__ import annotations
