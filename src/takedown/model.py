@@ -443,3 +443,7 @@ class Figures:
     ttr_median_h: float | None = None
     ttr_p90_h: float | None = None
     category: str | None = None
+    # the items' media found again under other URLs (takedown.media), and those removed
+    reuploads_found: int = 0
+    reuploads_removed: int = 0
+    reuploads_open: int = 0

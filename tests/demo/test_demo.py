@@ -119,6 +119,37 @@ def test_the_enforcement_point_reported_the_last_publication(run_2021: tuple[Pat
     assert f"<td>demo-isp</td><td>demo-1</td><td>{latest}</td><td>0</td>" in page
 
 
+def test_reuploads_found_by_verification_and_removed_by_the_platform(
+    run_2021: tuple[Path, dict],
+) -> None:
+    out, _ = run_2021
+    db = out / "takedown.db"
+    evidence = rows(db, "SELECT item_id, pdq, quality, kept_path FROM media_evidence ORDER BY id")
+    assert len(evidence) == 6 and all(e[1] and e[2] >= 50 and e[3] is None for e in evidence)
+    found = rows(
+        db,
+        "SELECT item_id, url, distance, found_by, found_at, removed_at FROM reuploads ORDER BY id",
+    )
+    # verification on 17 May finds every re-post of a removed photo under its new URL …
+    assert [(f[0], f[1]) for f in found] == [
+        (e[0], f"https://pbs.twimg.com/media/R{k:06d}.jpg") for k, e in enumerate(evidence)
+    ]
+    assert all(f[3] == "verify" and f[4].startswith("2021-05-17") and f[2] <= 31 for f in found)
+    # … and the platform, matching the shared hashes, takes them down and reports them
+    assert all(f[5] is not None and f[5] > f[4] for f in found)
+    fig = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "takedown", "--db", str(db), "status", "--platform",
+             "twitter", "--json"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    )  # fmt: skip
+    assert (fig["reuploads_found"], fig["reuploads_removed"], fig["reuploads_open"]) == (6, 6, 0)
+    page = (out / "report.html").read_text()
+    assert "<h2>Re-uploads</h2>" in page and "6 found, 6 removed" in page
+    assert page.count("https://pbs.twimg.com/media/R0000") == 6
+
+
 def test_rates_per_phase(run_2021: tuple[Path, dict]) -> None:
     out, _ = run_2021
     db = out / "takedown.db"

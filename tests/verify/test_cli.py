@@ -178,6 +178,9 @@ def test_vantage_and_status_commands(db: Database, db_url: str, tmp_path: Path) 
             "on_time_share",
             "ttr_median_h",
             "ttr_p90_h",
+            "reuploads_found",
+            "reuploads_removed",
+            "reuploads_open",
         ]
     )
     assert (fig["flagged"], fig["removed"], fig["restricted"], fig["remaining"]) == (10, 7, 1, 2)

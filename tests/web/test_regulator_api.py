@@ -116,6 +116,9 @@ def test_status_is_the_ledgers_figures(api: Api) -> None:
         "on_time_share",
         "ttr_median_h",
         "ttr_p90_h",
+        "reuploads_found",
+        "reuploads_removed",
+        "reuploads_open",
     }
     assert body["flagged"] == fast.flagged > 600
     assert body["remaining"] == fast.remaining and body["removed"] > 500

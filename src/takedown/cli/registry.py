@@ -467,3 +467,60 @@ def delist(
         common.print_json(_item(db, item_id))
         return
     common.console.print(f"item {item_id} delisted under {decision}", highlight=False)
+
+
+@app.command("evidence")
+def evidence(
+    item_id: int = typer.Argument(..., help="The item the media belongs to."),
+    file: Path = typer.Argument(None, help="The media file (or --fetch).", show_default=False),
+    fetch: bool = typer.Option(False, "--fetch", help="Fetch the media from the item's URL."),
+    keep: bool = typer.Option(
+        False, "--keep", help="Also keep the media itself (never for CSAM items)."
+    ),
+    keep_dir: Path = typer.Option(
+        Path("evidence"), "--keep-dir", help="Where --keep stores media, by SHA-256."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Machine output: the evidence."),
+) -> None:
+    """Record an item's media as evidence: its SHA-256 and PDQ hash with quality (video:
+    SHA-256 only). The media itself is not stored unless --keep.
+
+    Example: takedown registry evidence 42 photo.jpg --json
+    """
+    from takedown.media import fetch as media_fetch
+    from takedown.media.store import record_evidence
+
+    if (file is None) == (not fetch):
+        raise UsageError("give one of FILE and --fetch", where="FILE")
+    db = common.database()
+    if fetch:
+        _, item = _get_item(db, item_id)
+        data = media_fetch.fetch_media(item.target, where="--fetch")
+        source = item.target
+    else:
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            raise common.fail(f"{file}: cannot read: {exc.strerror}") from None
+        source = file.name
+    ev = record_evidence(
+        db,
+        item_id,
+        data,
+        source=source,
+        now=common.now(),
+        actor=common.actor(),
+        keep_dir=keep_dir if keep else None,
+    )
+    if json_out:
+        common.print_json(ev.as_json())
+        return
+    what = f"PDQ {ev.pdq} quality {ev.quality}" if ev.pdq else f"{ev.kind}, SHA-256 only"
+    verb = "recorded" if ev.created else "already recorded"
+    common.console.print(f"item {item_id}: evidence {ev.id} {verb}: {what}", highlight=False)
+
+
+def _get_item(db: Database, item_id: int) -> Any:
+    from takedown.registry.service import get_item
+
+    return get_item(db, item_id)

@@ -58,7 +58,7 @@ def status(
         return
     columns = ("platform", *(["category"] if by_category else []), "flagged", "removed",
                "withheld", "claimed", "remaining", "overdue", "removed %", "on time %",
-               "TTR median", "TTR p90")  # fmt: skip
+               "TTR median", "TTR p90", "re-uploads", "re-uploads removed")  # fmt: skip
     rows = (
         (
             f.platform,
@@ -73,6 +73,8 @@ def status(
             _pct(f.on_time_share),
             _hours(f.ttr_median_h),
             _hours(f.ttr_p90_h),
+            f"{f.reuploads_found:,}",
+            f"{f.reuploads_removed:,}",
         )
         for f in result.figures
     )

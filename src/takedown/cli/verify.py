@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
 
 from takedown.cli import common
@@ -23,11 +26,19 @@ def verify(
     ),
     total_timeout: float = typer.Option(20.0, "--total-timeout", help="Seconds per probe."),
     retries: int = typer.Option(2, "--retries", min=0, max=10, help="Retries on network errors."),
+    reuploads: Path = typer.Option(
+        None,
+        "--reuploads",
+        metavar="URLS_FILE",
+        help="Instead: fetch these URLs (one a line) and flag those serving a listed "
+        "item's media as re-uploads of it.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Machine output (summary)."),
 ) -> None:
     """Check items from a vantage point; resume the vantage point's unfinished round first.
 
     Example: takedown verify --platform twitter --concurrency 200
+    Example: takedown verify --reuploads urls.txt --json
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -37,6 +48,9 @@ def verify(
     from takedown.verify.vantage import get_vantage
 
     db = common.database()
+    if reuploads is not None:
+        _reuploads(db, reuploads, vantage, concurrency, connect_to, only_loopback, json_out)
+        return
     opts = RunOptions(
         vantage=get_vantage(db, vantage),
         platform=platform,
@@ -77,4 +91,43 @@ def verify(
         f"round {summary.round_id}{' (resumed)' if summary.resumed else ''}: "
         f"{summary.checked} checks from {opts.vantage.name} ({verdicts}); "
         f"{summary.reopened} reopened; {'finished' if summary.finished else 'not finished'}"
+    )
+
+
+def _reuploads(
+    db: Any,
+    urls_file: Path,
+    vantage: str | None,
+    concurrency: int,
+    connect_to: list[str] | None,
+    only_loopback: bool,
+    json_out: bool,
+) -> None:
+    from takedown.verify.probe import ProbeSettings, parse_connect_to
+    from takedown.verify.reuploads import check_reuploads, read_urls
+    from takedown.verify.vantage import get_vantage
+
+    urls = read_urls(urls_file)
+    summary = check_reuploads(
+        db,
+        urls,
+        now=common.now(),
+        actor=common.actor(),
+        vantage=get_vantage(db, vantage),
+        settings=ProbeSettings(concurrency=concurrency, per_host=max(1, min(concurrency, 64))),
+        connect_to=parse_connect_to(connect_to or []),
+        only_loopback=only_loopback,
+    )
+    if json_out:
+        common.print_json(summary.as_dict())
+        return
+    common.print_table(
+        ("url", "item", "distance", "new"),
+        ((f["url"], f["item_id"], f["distance"], f["new"]) for f in summary.found),
+    )
+    common.err_console.print(
+        f"{summary.checked} URLs checked ({summary.images} images): {len(summary.found)} "
+        f"re-uploads of listed media, {summary.closed} earlier ones gone, "
+        f"{summary.failed} unreachable",
+        highlight=False,
     )

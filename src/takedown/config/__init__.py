@@ -68,12 +68,33 @@ class Profile:
         return self.deadlines.get(category, self.default_deadline)
 
 
+# The standard PDQ match: Hamming distance at most 31 of 256 bits, both hashes of quality
+# at least 50 (Meta's recommendation for PDQ); [pdq] and [pdq.categories.CODE] change them.
+DEFAULT_PDQ_DISTANCE = 31
+DEFAULT_PDQ_QUALITY = 50
+
+
+@dataclass(frozen=True)
+class PdqThreshold:
+    """When two PDQ hashes are the same media: distance and quality bounds."""
+
+    max_distance: int = DEFAULT_PDQ_DISTANCE
+    min_quality: int = DEFAULT_PDQ_QUALITY
+
+
 @dataclass(frozen=True)
 class Config:
     categories: dict[str, str]
     profiles: dict[str, Profile]
     # category names in other languages: language -> code -> name ([category_names.LANG])
     category_names: dict[str, dict[str, str]] = field(default_factory=dict)
+    # media matching ([pdq]): the default, and per category ([pdq.categories.CODE])
+    pdq: PdqThreshold = PdqThreshold()
+    pdq_by_category: dict[str, PdqThreshold] = field(default_factory=dict)
+
+    def pdq_threshold(self, category: str) -> PdqThreshold:
+        """The PDQ match bounds for media of ``category``."""
+        return self.pdq_by_category.get(category, self.pdq)
 
     def category_name(self, code: str, language: str | None = None) -> str:
         """The name of category ``code`` in ``language`` (else its name, else the code)."""
@@ -176,11 +197,52 @@ def build(data: dict[str, Any], where: str) -> Config:
                 raise InputError(f"unknown category {cat!r}", where=f"{place}.{language}")
             if not isinstance(name, str):
                 raise InputError("a name must be text", where=f"{place}.{language}.{cat}")
+    pdq, pdq_by_category = _pdq(data.get("pdq", {}), categories, f"{where}: pdq")
     return Config(
         categories=dict(categories),
         profiles=profiles,
         category_names={k: dict(v) for k, v in names.items()},
+        pdq=pdq,
+        pdq_by_category=pdq_by_category,
     )
+
+
+def _pdq_bound(spec: dict[str, Any], key: str, top: int, default: int, place: str) -> int:
+    value = spec.get(key, default)
+    if type(value) is not int or not 0 <= value <= top:
+        raise InputError(f"must be a whole number from 0 to {top}, not {value!r}", where=place)
+    return value
+
+
+def _pdq_threshold(spec: object, base: PdqThreshold, place: str) -> PdqThreshold:
+    if not isinstance(spec, dict):
+        raise InputError("must be a table", where=place)
+    unknown = set(spec) - {"max_distance", "min_quality", "categories"}
+    if unknown:
+        raise InputError(f"unknown keys {sorted(unknown)}", where=place)
+    return PdqThreshold(
+        # beyond 63 bits PDQ no longer tells near-duplicates from unrelated images
+        _pdq_bound(spec, "max_distance", 63, base.max_distance, f"{place}.max_distance"),
+        _pdq_bound(spec, "min_quality", 100, base.min_quality, f"{place}.min_quality"),
+    )
+
+
+def _pdq(
+    spec: object, categories: dict[str, str], place: str
+) -> tuple[PdqThreshold, dict[str, PdqThreshold]]:
+    base = _pdq_threshold(spec, PdqThreshold(), place)
+    assert isinstance(spec, dict)
+    by_category = spec.get("categories", {})
+    if not isinstance(by_category, dict):
+        raise InputError("must be a table of categories", where=f"{place}.categories")
+    out = {}
+    for cat, sub in by_category.items():
+        if cat not in categories:
+            raise InputError(f"unknown category {cat!r}", where=f"{place}.categories")
+        if isinstance(sub, dict) and "categories" in sub:
+            raise InputError("unknown keys ['categories']", where=f"{place}.categories.{cat}")
+        out[cat] = _pdq_threshold(sub, base, f"{place}.categories.{cat}")
+    return base, out
 
 
 def check_language(value: object, *, where: str) -> str:

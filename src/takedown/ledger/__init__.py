@@ -23,6 +23,7 @@ from takedown.ledger.figures import (
     LedgerFacts,
     LedgerIndex,
     ResponseFact,
+    ReuploadFact,
     daily_series,
     figures_at,
     figures_by_category,
@@ -35,6 +36,7 @@ from takedown.ledger.figures import (
     reopened_count,
     statement,
     ttr_seconds,
+    with_reuploads,
 )
 from takedown.ledger.projection import (
     NEW_ITEM_STATE,
@@ -49,6 +51,7 @@ from takedown.ledger.projection import (
 from takedown.ledger.queries import (
     Status,
     load_facts,
+    reupload_facts,
     status,
     status_fast,
     status_from_facts,
@@ -65,6 +68,7 @@ __all__ = [
     "LedgerFacts",
     "LedgerIndex",
     "ResponseFact",
+    "ReuploadFact",
     "Status",
     "Transition",
     "apply_checks",
@@ -83,10 +87,12 @@ __all__ = [
     "rebuild",
     "rebuild_db",
     "reopened_count",
+    "reupload_facts",
     "set_deadline",
     "statement",
     "status",
     "status_fast",
     "status_from_facts",
     "ttr_seconds",
+    "with_reuploads",
 ]

@@ -326,7 +326,37 @@ def statement(f: Figures) -> str:
             f" Half of the removals took {f.ttr_median_h:.1f} hours or less from notice; "
             f"nine in ten took {f.ttr_p90_h:.1f} hours or less."
         )
+    if f.reuploads_found:
+        text += (
+            f" Listed media was found re-uploaded {f.reuploads_found:,} times; "
+            f"{f.reuploads_removed:,} of the copies were removed, {f.reuploads_open:,} remain."
+        )
     return text
+
+
+@dataclass(frozen=True, slots=True)
+class ReuploadFact:
+    """A re-upload of an item's media (takedown.media): when found, when removed."""
+
+    platform: str | None
+    category: str
+    found_at: datetime
+    removed_at: datetime | None
+
+
+def with_reuploads(f: Figures, facts: Sequence[ReuploadFact]) -> Figures:
+    """``f`` with the re-upload counts of its platform (and category) as of its ``as_of``."""
+    found = removed = 0
+    for r in facts:
+        if (f.platform != ALL and r.platform != f.platform) or r.found_at > f.as_of:
+            continue
+        if f.category is not None and r.category != f.category:
+            continue
+        found += 1
+        removed += r.removed_at is not None and r.removed_at <= f.as_of
+    return replace(
+        f, reuploads_found=found, reuploads_removed=removed, reuploads_open=found - removed
+    )
 
 
 # The documented keys of ``takedown status --json`` (and ``GET /api/status``).
@@ -343,6 +373,9 @@ STATUS_KEYS = (
     "on_time_share",
     "ttr_median_h",
     "ttr_p90_h",
+    "reuploads_found",
+    "reuploads_removed",
+    "reuploads_open",
 )
 
 

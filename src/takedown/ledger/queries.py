@@ -26,11 +26,13 @@ from takedown.ledger.figures import (
     LedgerFacts,
     LedgerIndex,
     ResponseFact,
+    ReuploadFact,
     figures_at,
     figures_by_category,
     figures_json,
     make_figures,
     statement,
+    with_reuploads,
 )
 from takedown.model import Figures, ItemState, NoticeKind, Verdict
 from takedown.notices.deadlines import item_deadline
@@ -42,6 +44,7 @@ from takedown.store.schema import (
     NoticeItem,
     Platform,
     Response,
+    Reupload,
     VantagePoint,
 )
 
@@ -334,6 +337,18 @@ def status_from_facts(
     return [figures_at(facts, platform, now)]
 
 
+def reupload_facts(session: Session, platform: str | None = None) -> list[ReuploadFact]:
+    """Every re-upload of a platform's item (of ``platform`` only, when given)."""
+    q = (
+        select(Platform.slug, Item.category, Reupload.found_at, Reupload.removed_at)
+        .join(Item, Item.id == Reupload.item_id)
+        .join(Platform, Platform.id == Item.platform_id)
+    )
+    if platform is not None:
+        q = q.where(Platform.slug == platform)
+    return [ReuploadFact(*r) for r in session.execute(q)]
+
+
 # ---------------------------------------------------------------- takedown status
 
 
@@ -389,4 +404,6 @@ def status(
                 rows += figures_by_category(facts, slug, at)
             else:
                 rows.append(index.figures(slug, at, None))
+    reuploads = reupload_facts(source, platform)
+    rows = [with_reuploads(f, reuploads) for f in rows]
     return Status(now if at is None else at, rows, bool(platform) and not by_category)

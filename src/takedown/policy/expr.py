@@ -41,6 +41,10 @@ NAMES: dict[str, str] = {
     "on_time_share": NUM,
     "ttr_median_h": NUM,
     "ttr_p90_h": NUM,
+    # re-uploads of the items' media found under other URLs (takedown.media)
+    "reuploads_found": NUM,
+    "reuploads_removed": NUM,
+    "reuploads_open": NUM,
 }
 
 # name -> (argument types, result type, doc). Arguments must be literals.

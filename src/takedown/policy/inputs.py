@@ -97,9 +97,13 @@ class FigureSource:
                 checks[by_item[c.item_id]].append(c)
         self._facts = {s: ledger.LedgerFacts(items[s], responses[s], checks[s]) for s in wanted}
         self._index = {s: ledger.LedgerIndex(f) for s, f in self._facts.items()}
+        self._reuploads: dict[str, list[ledger.ReuploadFact]] = defaultdict(list)
+        for r in ledger.reupload_facts(session):
+            if r.platform in wanted and r.found_at <= until:
+                self._reuploads[r.platform].append(r)
 
     def figures(self, slug: str, now: datetime) -> Figures:
-        return self._index[slug].figures(slug, now)
+        return ledger.with_reuploads(self._index[slug].figures(slug, now), self._reuploads[slug])
 
     def recent(self, slug: str, now: datetime, days: int) -> Figures:
         facts = self._facts[slug]

@@ -120,6 +120,8 @@ class ReportData:
     notes: list[str] = field(default_factory=list)
     history: list[HistoryRow] = field(default_factory=list)
     points: list[PointLine] = field(default_factory=list)  # enforcement points reporting
+    # listed media found again under other URLs (media.store.list_reuploads rows)
+    reuploads: list[dict[str, Any]] = field(default_factory=list)
 
 
 _BAND = {"throttle": "#f0ad4e", "block": "#d9534f"}
@@ -288,6 +290,14 @@ def render(data: ReportData, out_dir: Path) -> Path:
         f"<td>{e(h.what)}</td><td>{e(h.rule or '')}</td><td>{e(h.detail)}</td></tr>"
         for h in data.history
     )
+    reupload_rows = "\n".join(
+        f"<tr><td>{e(r['url'] or '')}</td><td>{r['item_id']}</td><td>{e(r['item_target'])}</td>"
+        f"<td>{e(r['category'])}</td><td>{'' if r['distance'] is None else r['distance']}</td>"
+        f"<td>{_fmt_time(r['found_at'])}</td><td>{e(r['found_by'])}</td>"
+        f"<td>{_fmt_time(r['removed_at']) if r['removed_at'] else 'still up'}</td></tr>"
+        for r in data.reuploads
+    )
+    removed = sum(r["removed_at"] is not None for r in data.reuploads)
     notes = "".join(f"<li>{e(n)}</li>" for n in data.notes)
     point_rows = "\n".join(
         f"<tr><td>{e(p.operator)}</td><td>{e(p.point_id)}</td>"
@@ -327,6 +337,12 @@ how many publications it is behind.</p>
 <table><tr><th>operator</th><th>point</th><th>sequence applied</th><th>lag</th>
 <th>fail open</th><th>last report</th></tr>
 {point_rows}</table>
+<h2>Re-uploads</h2>
+<p>Listed photos found again under other URLs (PDQ hash within 31 bits of the evidence):
+{len(data.reuploads)} found, {removed} removed.</p>
+<table><tr><th>URL</th><th>item</th><th>listed as</th><th>category</th><th>distance</th>
+<th>found</th><th>by</th><th>removed</th></tr>
+{reupload_rows}</table>
 <h2>Measure history</h2>
 <table><tr><th>when</th><th>measure</th><th>what</th><th>rule</th><th>detail</th></tr>
 {history_rows}</table>

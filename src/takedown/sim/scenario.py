@@ -43,7 +43,7 @@ from takedown.platforms import add_platform, issue_token, parse_host_spec
 from takedown.policy import measures as measures_mod
 from takedown.policy.spec import load as load_ladder
 from takedown.registry.service import import_file
-from takedown.sim import readout
+from takedown.sim import readout, reuploads
 from takedown.sim import report as report_mod
 from takedown.sim.measuring import expected_restriction
 from takedown.sim.rundir import check_writable, clear_earlier_run, write_register
@@ -376,6 +376,15 @@ class Demo:
         )
         run_round(self.db, opts, clock=self.clock)
 
+    def check_reuploads(self, now: datetime) -> None:
+        """On 17 May the removed photos' media becomes evidence (hashes shared with the
+        platform); then, and at the end, the URLs of re-posts are checked."""
+        assert self.db is not None
+        if now == STATEMENT_DAY:
+            reuploads.record_evidence(self.db, MEDIA_HOST, now=now, actor="ivanova")
+        route = Route("http", self.opts.host, self.ports["sim"])
+        reuploads.check(self.db, self.urls["platform"], route, now=now, actor="verifier")
+
     def add_new_items(self, now: datetime) -> None:
         """After 17 May new items keep being flagged; they are due within 24 h of notice."""
         assert self.db is not None
@@ -510,6 +519,7 @@ class Demo:
             self.verify(now, claimed_only=True)
             if now in (STATEMENT_DAY, END):
                 self.verify(now, claimed_only=False)  # every open item, not only new claims
+                self.check_reuploads(now)
             if now.hour == 0:  # the regulator reviews its ladder once a day
                 changed = self.ladder_step(now)
                 if changed or now.weekday() == 0:
@@ -572,6 +582,7 @@ class Demo:
                 days=self.days,
                 measures=readout.measure_rows(s, "twitter"),
                 history=readout.history_rows(s),
+                reuploads=reuploads.rows(self.db),
                 rates=readout.rate_rows(s),
                 statement=text,
                 statement_day=STATEMENT_DAY.date(),

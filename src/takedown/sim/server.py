@@ -7,8 +7,13 @@ Routes:
 - ``GET /<path>`` with ``Host: <platform host>``: the post (text page, or media bytes),
   404 once removed, 451 with a withheld marker once withheld (unless the visitor's
   address is in ``abroad``).
+- ``GET /media/R000000.jpg`` … on a media host: photos of removed items that users posted
+  again (``sim.media``), until the platform finds them with the regulator's shared hashes.
 - ``POST /_sim/tick``: act as the behaviour says for the clock's ``now``; report through
-  the platform API. ``GET /_sim/stats``, ``/_sim/notices``, ``/_sim/items``,
+  the platform API; a platform that responds also fetches the shared hashes
+  (``/api/platform/hashes``), takes down the re-posts they match and reports them
+  (``/api/platform/matches``). ``GET /_sim/reposts`` lists the re-posts' URLs.
+  ``GET /_sim/stats``, ``/_sim/notices``, ``/_sim/items``,
   ``/_sim/posts``; ``POST /_sim/faults`` (webhooks: ``status``, ``delay_ms``; content
   pages: ``content_delay_ms``) and ``/_sim/config``
   (``secret``, ``api``, ``token``), ``/_sim/reset``.
@@ -31,6 +36,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from takedown.clock import Clock
 from takedown.errors import AuthError, Conflict, InputError
 from takedown.notices import signing
+from takedown.sim import media
 from takedown.sim.behaviour import Behaviour
 from takedown.sim.state import Action, SimState
 
@@ -78,6 +84,8 @@ class SimPlatform:
         self._ack_sem = asyncio.Semaphore(16)
         self._tasks: set[asyncio.Task[None]] = set()
         self._media_block = _media_block(behaviour.media_kib * 1024, behaviour.seed)
+        self.reposts_removed: set[int] = set()
+        self._hash_cursor = 0
 
     # --- platform API client -------------------------------------------------------
     def _headers(self) -> dict[str, str]:
@@ -152,6 +160,7 @@ class SimPlatform:
             for nid in sorted(self.pending_acks):
                 await self._ack(nid)
             sent = await self._send_responses()
+            await self._match_reposts()
             return {
                 "now": now.isoformat(),
                 "actions": len(actions),
@@ -159,6 +168,66 @@ class SimPlatform:
                 "pending": len(self.pending),
                 **self.state.counts(),
             }
+
+    def media_host(self) -> str | None:
+        media_host = next((p for p, c in self.behaviour.hosts if c == "media"), None)
+        return media_host.replace("*.", "pbs.") if media_host else None
+
+    def repost_urls(self) -> list[str]:
+        host = self.media_host()
+        if host is None:
+            return []
+        return [f"https://{host}{media.repost_path(k)}" for k in range(media.REPOSTS)]
+
+    async def _match_reposts(self) -> None:
+        """Hash matching as platforms run it: the regulator's new PDQ hashes against the
+        photos on the platform; a match is taken down and reported."""
+        if not (self.behaviour.respond and self.api and self.token and self.client):
+            return
+        from takedown.media.hashing import hash_media
+        from takedown.media.index import PdqIndex
+
+        try:
+            r = await self.client.get(
+                f"{self.api}/api/platform/hashes",
+                params={"since": self._hash_cursor},
+                headers=self._headers(),
+            )
+            r.raise_for_status()
+        except httpx.HTTPError:
+            return
+        page = r.json()
+        if not page["hashes"]:
+            return
+        live = [k for k in range(media.REPOSTS) if k not in self.reposts_removed]
+        index = PdqIndex.from_hex([hash_media(media.reposted(k)).pdq or "" for k in live])
+        matches = []
+        for h in page["hashes"]:
+            for row, _distance in index.query_hex(h["signal_value"], 31):
+                k = live[row]
+                url = f"https://{self.media_host()}{media.repost_path(k)}"
+                matches.append(
+                    {
+                        "item_id": h["item_id"],
+                        "action": "removed",
+                        "signal_type": "pdq",
+                        "hash": h["signal_value"],
+                        "url": url,
+                        "key": f"sim-repost-{k}",
+                    }
+                )
+        if matches:
+            try:
+                r = await self.client.post(
+                    f"{self.api}/api/platform/matches",
+                    json={"matches": matches},
+                    headers=self._headers(),
+                )
+                r.raise_for_status()
+            except httpx.HTTPError:
+                return
+            self.reposts_removed.update(int(m["key"].rsplit("-", 1)[1]) for m in matches)
+        self._hash_cursor = page["next_since"] or page["hashes"][-1]["id"]
 
     async def _ticker(self) -> None:
         while True:
@@ -233,6 +302,11 @@ class SimPlatform:
                 media_type="text/html",
                 headers={"Takedown-Withheld": country},
             )
+        repost = media.repost_seed(full) if cls == "media" else None
+        if repost is not None:
+            if repost in self.reposts_removed:
+                return Response(b"This post has been removed.\n", 404, media_type="text/plain")
+            return Response(media.reposted(repost), 200, media_type="image/jpeg")
         if cls == "media" or full.rsplit(".", 1)[-1] in {"jpg", "png", "mp4", "gif"}:
             tag = hashlib.sha256(f"{host}{full}".encode()).digest()
             return Response(tag + self._media_block[len(tag) :], 200, media_type="image/jpeg")
@@ -356,6 +430,10 @@ def _inspection_routes(app: FastAPI, sim: SimPlatform) -> None:
             }
             for i in sorted(sim.state.items.values(), key=lambda i: i.id)
         ]
+
+    @app.get("/_sim/reposts")
+    async def reposts() -> dict[str, Any]:
+        return {"urls": sim.repost_urls(), "removed": sorted(sim.reposts_removed)}
 
     @app.get("/_sim/posts")
     async def posts(offset: int = 0, limit: int = 1000) -> dict[str, Any]:

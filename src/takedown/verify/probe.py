@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from takedown.errors import InputError
+from takedown.media.hashing import image_pdq, media_kind
 from takedown.model import Verdict
 from takedown.verify.aionet import use_asyncio_backend
 from takedown.verify.verdict import Markers, Outcome, classify
@@ -56,6 +57,9 @@ class ProbeResult:
     truncated: bool = False
     attempts: int = 1
     http_version: str | None = None
+    # an image answer read whole: its PDQ hash and quality (takedown.media)
+    pdq: str | None = None
+    pdq_quality: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +334,10 @@ class Prober:
             outcome = Outcome(status=status, body=body)
         result = classify(outcome, self.markers)
         digest = hashlib.sha256(body).hexdigest() if failure is None else None
+        pdq = None
+        if failure is None and not truncated and media_kind(body) == "image":
+            # decoding and hashing take milliseconds of CPU: off the event loop
+            pdq = await asyncio.to_thread(image_pdq, body)
         return ProbeResult(
             url=url_text,
             verdict=result.verdict,
@@ -341,4 +349,6 @@ class Prober:
             truncated=truncated,
             attempts=max(attempts, 1),
             http_version=version,
+            pdq=pdq[0] if pdq else None,
+            pdq_quality=pdq[1] if pdq else None,
         )

@@ -32,6 +32,9 @@ from sqlalchemy import Integer, func, insert, literal, select, text, update
 
 from takedown import ledger
 from takedown.clock import Clock, SystemClock
+from takedown.media import store as media_store
+from takedown.media.hashing import MediaHash
+from takedown.media.matcher import MediaMatcher
 from takedown.model import ItemState, Verdict
 from takedown.store import audit
 from takedown.store.db import Database
@@ -210,8 +213,11 @@ def record(
     vantage: Vantage,
     results: list[tuple[int, int, ProbeResult, datetime]],
     actor: str,
+    matcher: MediaMatcher | None = None,
 ) -> tuple[int, list[ledger.Transition]]:
-    """Write the checks of tasks still claimed by ``worker``; mark them done; project."""
+    """Write the checks of tasks still claimed by ``worker``; mark them done; project.
+    With ``matcher``: an image answer that is another listed item's media is recorded as
+    a re-upload of that item."""
     if not results:
         return 0, []
     with db.session() as session:
@@ -239,6 +245,8 @@ def record(
                 "digest": res.digest,
                 "latency_ms": round(res.latency_ms, 3),
                 "error": res.reason if res.verdict in _FAILED else None,
+                "media_pdq": res.pdq,
+                "media_quality": res.pdq_quality,
             }
             for tid, iid, res, at in results
             if tid in mine
@@ -246,6 +254,8 @@ def record(
         if not rows:
             return 0, []
         session.execute(insert(Check), rows)
+        if matcher is not None:
+            _record_reuploads(session, matcher, results, mine, actor)
         transitions = ledger.apply_checks(
             session,
             [(r["item_id"], r["verdict"], r["at"]) for r in rows],
@@ -266,6 +276,27 @@ def record(
             },
         )
         return len(rows), transitions
+
+
+def _record_reuploads(
+    session: Any,
+    matcher: MediaMatcher,
+    results: list[tuple[int, int, ProbeResult, datetime]],
+    mine: set[int],
+    actor: str,
+) -> None:
+    targets = dict(session.execute(select(Item.id, Item.target).where(
+        Item.id.in_([iid for tid, iid, res, _ in results if tid in mine and res.pdq])))
+                   .all())  # fmt: skip
+    for tid, iid, res, at in results:
+        if tid not in mine or res.pdq is None or res.verdict != Verdict.AVAILABLE:
+            continue
+        found = matcher.match(res.pdq, res.pdq_quality, res.digest)
+        others = [m for m in found if m.item_id != iid]
+        if others:
+            hashed = MediaHash("image", res.digest or "", res.body_bytes, res.pdq, res.pdq_quality)
+            media_store.record_found(session, others, url=targets[iid], hashed=hashed,
+                                     found_by="probe", now=at, actor=actor)  # fmt: skip
 
 
 def release_dead_claims(db: Database, round_id: int) -> int:
@@ -385,6 +416,13 @@ class Runner:
         self.worker = worker_id()
         self.round_id: int | None = None
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="verify-db")
+        self.matcher: MediaMatcher | None = None  # built at the first image answer
+
+    def load_matcher(self) -> MediaMatcher:
+        if self.matcher is None:
+            with self.db.reading() as session:
+                self.matcher = media_store.load_matcher(session)
+        return self.matcher
 
     async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -475,8 +513,11 @@ class _CheckSteps:
 
     async def record(self, results: list[_Result]) -> None:
         r, summary = self.r, self.summary
+        matcher = None
+        if any(res.pdq for _t, _i, res, _a in results):
+            matcher = await r._db(r.load_matcher)
         n, transitions = await r._db(
-            record, r.db, self.round_id, r.worker, r.opts.vantage, results, r.opts.actor
+            record, r.db, self.round_id, r.worker, r.opts.vantage, results, r.opts.actor, matcher
         )
         summary.checked += n
         for _tid, _iid, res, _at in results:

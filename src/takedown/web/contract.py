@@ -349,6 +349,64 @@ REQUEST_SCHEMAS: dict[str, dict[str, Any]] = {
             }
         ],
     },
+    "ReportedMatches": {
+        "title": "ReportedMatches",
+        "description": "Re-uploads of the platform's listed items it found with the shared "
+        "hashes and acted on; each counts as a removed re-upload. Stored all or nothing; a "
+        "repeated key is not stored twice.",
+        "type": "object",
+        "properties": {
+            "matches": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 5000,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "item_id": ROW_ID,
+                        "action": {"enum": ["removed", "restricted"]},
+                        "signal_type": {"const": "pdq"},
+                        "hash": {
+                            "type": ["string", "null"],
+                            "pattern": "^[0-9A-Fa-f]{64}$",
+                            "description": "the PDQ hash of the media acted on",
+                        },
+                        "url": {
+                            "type": ["string", "null"],
+                            "maxLength": 8000,
+                            "pattern": NOT_BLANK_NO_NUL,
+                            "description": "where the re-upload was",
+                        },
+                        "key": {
+                            "type": ["string", "null"],
+                            "maxLength": 200,
+                            "pattern": NOT_BLANK_NO_NUL,
+                            "description": "client key: a repeat with the same key is not "
+                            "stored twice",
+                        },
+                    },
+                    "required": ["item_id", "action"],
+                    "additionalProperties": False,
+                },
+            }
+        },
+        "required": ["matches"],
+        "additionalProperties": False,
+        "examples": [
+            {
+                "matches": [
+                    {
+                        "item_id": 42,
+                        "action": "removed",
+                        "signal_type": "pdq",
+                        "hash": "72069555782808fbd585849b05e87e1da7b5af52b0748c3e3bf88330fb1e751b",
+                        "url": "https://twitter.com/other/status/9",
+                        "key": "m-1",
+                    }
+                ]
+            }
+        ],
+    },
     "Rejection": {
         "title": "Rejection",
         "type": "object",

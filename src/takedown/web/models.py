@@ -90,6 +90,38 @@ class ResponsesRecorded(Out):
     stored: int
 
 
+class SharedHash(Out):
+    """A hash of a listed item's media, as ThreatExchange tooling reads a signal."""
+
+    id: int  # the cursor: pass the last one as ?since=
+    signal_type: Literal["pdq"]
+    signal_value: str  # 64 hex digits
+    quality: int | None
+    item_id: int
+    item_target: str
+    category: str
+    recorded_at: Timestamp
+
+
+class HashPage(Out):
+    hashes: list[SharedHash]
+    next_since: int | None  # pass as ?since= for the next page; None: this was the last
+
+
+class MatchRecorded(Out):
+    id: int
+    item_id: int
+    url: str | None
+    found_by: Literal["verify", "probe", "platform"]
+    removed_at: Timestamp | None
+    duplicate: bool
+
+
+class MatchesRecorded(Out):
+    matches: list[MatchRecorded]
+    stored: int
+
+
 class PublicAppeal(Out):
     """An appeal as its status page shows it: never its grounds or contact."""
 
@@ -129,6 +161,9 @@ class Figures(Out):
     ttr_median_h: float | None
     ttr_p90_h: float | None
     category: str | None = None
+    reuploads_found: int = 0
+    reuploads_removed: int = 0
+    reuploads_open: int = 0
 
 
 class Measure(Out):

@@ -12,6 +12,10 @@ Examples::
     curl -X POST -H "Authorization: Bearer $T" -H "Idempotency-Key: batch-9" \\
          -d '{"responses":[{"item_id":42,"action":"rejected","reason":"satire",
               "policy":"ToS 4.2"}]}' http://127.0.0.1:8470/api/platform/responses
+    curl -H "Authorization: Bearer $T" "http://127.0.0.1:8470/api/platform/hashes?since=0"
+    curl -X POST -H "Authorization: Bearer $T" -d '{"matches":[{"item_id":42,
+         "action":"removed","url":"https://x.example/p/9","key":"m-1"}]}' \\
+         http://127.0.0.1:8470/api/platform/matches
     curl -X POST -H "Authorization: Bearer $T" \\
          -d '{"measure_id":3,"grounds":"the listed posts are gone","contact":"legal@x.example"}' \\
          http://127.0.0.1:8470/api/platform/appeals
@@ -26,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from takedown import appeals
 from takedown.errors import InputError
+from takedown.media import store as media
 from takedown.notices import responses as svc
 from takedown.web import models
 from takedown.web.contract import (
@@ -227,6 +232,84 @@ async def respond_batch(
     now = request.app.state.clock.now()
     out = await run_in_threadpool(svc.record_responses, request.app.state.db, pid, parsed, now=now)
     return {"responses": [o.as_json() for o in out], "stored": sum(not o.duplicate for o in out)}
+
+
+# --- media hashes and re-uploads --------------------------------------------------------------
+
+_HASH_EXAMPLE = {
+    "id": 5,
+    "signal_type": "pdq",
+    "signal_value": "72069555782808fbd585849b05e87e1da7b5af52b0748c3e3bf88330fb1e751b",
+    "quality": 100,
+    "item_id": 42,
+    "item_target": "https://pbs.twimg.com/media/x.jpg",
+    "category": "suicide",
+    "recorded_at": "2021-03-10T02:00:00+00:00",
+}
+_MATCH_EXAMPLE = {
+    "id": 3,
+    "item_id": 42,
+    "url": "https://twitter.com/other/status/9",
+    "found_by": "verify",
+    "removed_at": "2021-03-12T00:00:00+00:00",
+    "duplicate": False,
+}
+
+
+@router.get(
+    "/hashes",
+    response_model=models.HashPage,
+    responses={
+        **ok_doc({"hashes": [_HASH_EXAMPLE], "next_since": None}),
+        **errors_doc(401, 422),
+    },
+)
+async def list_hashes(
+    request: Request,
+    since: int = Query(
+        0,
+        ge=0,
+        le=MAX_ROW_ID,
+        description="cursor: the last hash id of the previous page",
+        examples=[0],
+    ),
+    limit: int = Query(500, ge=1, le=5000, examples=[500]),
+    pid: int = Depends(platform_id),
+) -> Any:
+    """PDQ hashes of the media of the platform's own listed items (delisted items' hashes
+    leave the list), oldest first, paginated: to find re-uploads with ThreatExchange tools."""
+    page, cursor = await run_in_threadpool(
+        media.platform_hashes, request.app.state.db, pid, since=since, limit=limit
+    )
+    return {"hashes": page, "next_since": cursor}
+
+
+@router.post(
+    "/matches",
+    response_model=models.MatchesRecorded,
+    responses={
+        **ok_doc({"matches": [_MATCH_EXAMPLE], "stored": 1}),
+        **errors_doc(400, 401, 404, 409, 413, 422),
+    },
+    openapi_extra=body_doc("ReportedMatches"),
+)
+async def report_matches(request: Request, pid: int = Depends(platform_id)) -> Any:
+    """Report re-uploads of the platform's listed items it acted on (all or nothing); each
+    counts as a removed re-upload in the ledger. Another platform's item is 404."""
+    data = await json_body(request)
+    if not isinstance(data, dict) or not isinstance(data.get("matches"), list):
+        raise InputError('expected {"matches": [...]}', where="body")
+    if set(data) - {"matches"}:
+        raise InputError(f"unknown fields {sorted(set(data) - {'matches'})}", where="body")
+    items = data["matches"]
+    if not 1 <= len(items) <= MAX_BATCH:
+        raise InputError(f"1 to {MAX_BATCH} matches per request", where="matches")
+    parsed = [media.parse_match(m, where=f"matches[{n}]") for n, m in enumerate(items)]
+    now = request.app.state.clock.now()
+    out = await run_in_threadpool(
+        media.record_platform_matches, request.app.state.db, pid, parsed, now=now
+    )
+    return {"matches": out, "stored": sum(not o["duplicate"] for o in out)}
 
 
 # --- appeals --------------------------------------------------------------------------------
