@@ -75,15 +75,22 @@ _ENTRY_COLUMNS = (
 
 
 class PlatformIds:
-    """Platform slug → id, looked up once per slug."""
+    """Platform slug → id, looked up once per slug; with ``all_known``, every platform
+    read up front (a sync reads its file in a second process, which has no session)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, *, all_known: bool = False) -> None:
         self._session = session
         self._ids: dict[str, int] = {}
+        self._complete = all_known
+        if all_known:
+            rows = session.execute(select(Platform.slug, Platform.id))
+            self._ids = {slug: pid for slug, pid in rows}
 
     def get(self, slug: str, where: str | None = None) -> int:
         if slug not in self._ids:
-            pid = self._session.scalar(select(Platform.id).where(Platform.slug == slug))
+            pid = None
+            if not self._complete:
+                pid = self._session.scalar(select(Platform.id).where(Platform.slug == slug))
             if pid is None:
                 raise NotFound(f"unknown platform {slug!r}", where=where)
             self._ids[slug] = pid
@@ -133,6 +140,9 @@ class EntryWriter:
         self.entries: list[tuple] = []
         self.items: list[tuple] = []
         self.items_added = 0
+        self._load_table = False  # PostgreSQL: items_load made in this transaction
+        # where full batches go instead of the database (a reading process's pipe)
+        self.sink: Callable[[list[tuple], list[tuple]], None] | None = None
         self.new_state = projection.NEW_ITEM_STATE.value
 
     def add(self, entry: EntryRecord, key: str, digest: str, platform_id: int | None) -> int:
@@ -198,13 +208,53 @@ class EntryWriter:
             )
 
     def flush(self) -> None:
-        if self.entries:
-            self.conn.exec_driver_sql(self.entry_sql, self.entries)
-            self.entries.clear()
-        if self.items:
-            cursor = self.conn.exec_driver_sql(self.item_sql, self.items)
-            self.items_added += cursor.rowcount if cursor.rowcount >= 0 else len(self.items)
-            self.items.clear()
+        """Write (or hand to ``sink``) the queued rows."""
+        if not (self.entries or self.items):
+            return
+        if self.sink is not None:
+            self.sink(self.entries, self.items)
+        else:
+            self.write(self.entries, self.items)
+        self.entries, self.items = [], []
+
+    def write(self, entries: list[tuple], items: list[tuple]) -> None:
+        """Insert rows built by ``add`` and ``add_items`` (here or in a reading process)."""
+        if self.postgres:
+            self._copy(entries, items)
+            return
+        if entries:
+            self.conn.exec_driver_sql(self.entry_sql, entries)
+        if items:
+            cursor = self.conn.exec_driver_sql(self.item_sql, items)
+            self.items_added += cursor.rowcount if cursor.rowcount >= 0 else len(items)
+
+    def _copy(self, entries: list[tuple], items: list[tuple]) -> None:
+        """PostgreSQL: COPY, several times faster than row-by-row inserts. Items go through
+        a temporary table, since COPY cannot skip a target another live entry lists."""
+        cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        columns = ", ".join(_ENTRY_COLUMNS)
+        if entries:
+            with cursor.copy(f"COPY entries ({columns}) FROM STDIN") as copy:
+                for row in entries:
+                    copy.write_row(row)
+        if not items:
+            return
+        columns = ", ".join(_ITEM_COLUMNS)
+        if not self._load_table:
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS items_load ON COMMIT DROP AS "
+                f"SELECT {columns} FROM items WITH NO DATA"
+            )
+            self._load_table = True
+        with cursor.copy(f"COPY items_load ({columns}) FROM STDIN") as copy:
+            for row in items:
+                copy.write_row(row)
+        cursor.execute(
+            f"INSERT INTO items ({columns}) SELECT {columns} FROM items_load "
+            "ON CONFLICT (target_key, decision_ref) WHERE delisted_at IS NULL DO NOTHING"
+        )
+        self.items_added += cursor.rowcount
+        cursor.execute("TRUNCATE items_load")
 
     def finish(self) -> None:
         self.flush()
