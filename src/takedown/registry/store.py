@@ -24,6 +24,7 @@ from takedown.store import audit
 from takedown.store.schema import Entry, Item, Platform, RegisterSource, target_key
 
 BATCH = 5000
+ANALYZE_AFTER = 100_000  # new entries after which a PostgreSQL writer updates statistics
 # what the entries and items columns hold
 MAX_DECISION, MAX_AUTHORITY, MAX_SOURCE_ID = 200, 500, 64
 SQLITE_CACHE_KIB = 256 * 1024  # page cache of a bulk write on SQLite
@@ -142,6 +143,7 @@ class EntryWriter:
         self.items_added = 0
         self._load_table = False  # PostgreSQL: items_load made in this transaction
         self._first_write = True
+        self.written = 0  # entries written since the statistics were last brought up to date
         self._deferred: list[Index] = []  # indexes to build again (a first load)
         # where full batches go instead of the database (a reading process's pipe)
         self.sink: Callable[[list[tuple], list[tuple]], None] | None = None
@@ -221,6 +223,7 @@ class EntryWriter:
 
     def write(self, entries: list[tuple], items: list[tuple]) -> None:
         """Insert rows built by ``add`` and ``add_items`` (here or in a reading process)."""
+        self.written += len(entries)
         if self._first_write:
             self._first_write = False
             if max(len(entries), len(items)) >= BATCH:  # a full batch: a big file
@@ -281,6 +284,12 @@ class EntryWriter:
         for index in self._deferred:
             index.create(self.conn)
         self._deferred.clear()
+        if self.postgres and self.written >= ANALYZE_AFTER:
+            # fresh statistics now, not when autovacuum gets to it: without them the
+            # planner takes a table of a million entries for a few rows and reads the
+            # next sync's live entries through an index, one random page per row
+            self.conn.exec_driver_sql("ANALYZE entries, items")
+            self.written = 0
         if self.postgres:
             self.conn.exec_driver_sql(
                 "SELECT setval(pg_get_serial_sequence('entries', 'id'), "
