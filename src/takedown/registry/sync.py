@@ -66,6 +66,7 @@ MAX_ERRORS_SHOWN = 20
 
 MAX_EXAMPLES = 5
 PROGRESS_EVERY = 20_000  # entries read between progress reports when none is written
+PARALLEL_BYTES = 256 * 1024  # a smaller file is read here: a second process would not pay
 
 
 DEFAULT_MAX_DELIST = 10.0  # percent of a source's live entries one sync may delist
@@ -114,8 +115,9 @@ class SyncResult:
 class _CountingReader(io.RawIOBase):
     """Wraps a binary file, hashing what is read and reporting how much (progress bar)."""
 
-    def __init__(self, raw: BinaryIO, on_read: Callable[[int], None] | None) -> None:
+    def __init__(self, raw: BinaryIO, on_read: Callable[[int], None] | None, size: int = 0) -> None:
         self._raw = raw
+        self.size = size  # of the file (a zip's, compressed)
         self.on_read = on_read
         self.digest = hashlib.sha256()
         self._count = 0
@@ -187,7 +189,7 @@ def read_register(
         raise InputError(f"cannot read: {exc.strerror}", where=str(path)) from None
     try:
         with no_cycle_collection(), db.session() as session:
-            counting = _CountingReader(raw, on_read)
+            counting = _CountingReader(raw, on_read, path.stat().st_size)
             stream = io.BufferedReader(counting, buffer_size=1 << 20)
 
             def read(known: Container[int] | None) -> Iterator[EntryRecord | RowError | Known]:
@@ -361,7 +363,7 @@ def _read_file(
 ) -> None:
     """Take every entry the reader yields: in a second process where one can be forked
     (it parses while this one writes), else here."""
-    if not pipeline.can_fork():
+    if not pipeline.can_fork() or counting.size < PARALLEL_BYTES:
         for entry in entries:
             one.take(entry)
         one.result.sha256 = counting.digest.hexdigest()
