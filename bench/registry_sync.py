@@ -6,7 +6,8 @@ Generates an rkn-csv dump shaped like the real register (about 45% URL entries w
 hint IPs and their domain, 45% domain, 8% IP, 2% mask entries; multi-URL rows, quoted
 authorities, Cyrillic), and a second snapshot of it with 1% of the entries changed
 (0.5% re-resolved hints, 0.25% gone, 0.25% new). Then on each backend, each step in a
-child process (wall, CPU, peak RSS of that process):
+child process (wall, CPU, peak RSS of that process; CPU and peak include the process a
+sync forks to read the file, not the PostgreSQL server's own time):
   1. `takedown registry sync` of the first snapshot into an empty database;
   2. `takedown registry sync` of the second (the daily case);
   3. `takedown registry export` in rkn-csv, rpz, nft and hosts.

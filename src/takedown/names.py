@@ -27,12 +27,21 @@ def normalise_host(name: str) -> str:
         if len(_HOSTS) >= 65536:
             _HOSTS.clear()
         _HOSTS[name] = host
+        # a normalised name is its own normal form: the breadth and rule checks that
+        # normalise it again right after (an ``xn--`` name would be IDNA-decoded) hit
+        _HOSTS[host] = host
     return host
 
 
 # Normalised names by spelling; a plain dict emptied when full (cheaper than lru_cache
 # on the misses that most names of a large import are).
 _HOSTS: dict[str, str] = {}
+
+
+def is_normal_host(host: str) -> bool:
+    """True if ``host`` is known (cheaply) to be a normalised name: one ``normalise_host``
+    returned lately. False says nothing."""
+    return _HOSTS.get(host) == host
 
 
 def _normalise_host(name: str) -> str:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 
 from takedown.registry.formats import ReadDefaults
 from takedown.registry.sync import SyncResult, read_register
@@ -319,3 +319,22 @@ def test_xml_entries_are_followed_by_their_own_id(db: Database, tmp_path: Path) 
         assert entry.block_type == "url" and entry.ips == "192.0.2.10"
         old = s.scalars(select(Item).where(Item.target.like("%v=1&%"))).one()
         assert old.delisted_at is not None and old.entry_id == entry.id
+
+
+def test_a_big_first_sync_builds_the_indexes_it_deferred(db: Database, tmp_path: Path) -> None:
+    """A first load of more than one batch into empty tables drops the items' secondary
+    indexes and builds them again before the commit; a target two entries list under one
+    decision stays the first one's item (the conflict rule of the bulk path)."""
+    rows = [f";bulk{i}.example;;Роскомнадзор;B-{i};2021-03-11" for i in range(6000)]
+    rows += [";dup.example;;Суд;D-9;2021-03-11", ";dup.example|more.example;;Суд;D-9;2021-03-11"]
+    result = sync(db, dump(tmp_path / "big.csv", rows))
+    assert (result.added, result.targets, result.items_added) == (6002, 6003, 6002)
+    with db.reading() as s:
+        names = {i["name"] for i in inspect(s.connection()).get_indexes("items")}
+        first = s.scalar(select(func.min(Entry.id)).where(Entry.decision_ref == "D-9"))
+        owner = s.scalar(select(Item.entry_id).where(Item.target == "dup.example"))
+    assert {i.name for i in Item.__table__.indexes} <= names
+    assert owner == first
+    assert len(live(db)) == 6002
+    again = sync(db, dump(tmp_path / "big.csv", rows))
+    assert (again.added, again.unchanged, again.items_added) == (0, 6002, 0)

@@ -15,7 +15,7 @@ import re
 
 from takedown.errors import PatternError
 from takedown.match.matcher import parse_ip_rule
-from takedown.names import MAX_NAME, is_public_suffix, split_pattern
+from takedown.names import MAX_NAME, is_normal_host, is_public_suffix, split_pattern
 
 _IPV4_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _CANONICAL_IPV4 = re.compile(rf"(?:{_IPV4_OCTET}\.){{3}}{_IPV4_OCTET}")
@@ -59,7 +59,13 @@ _FAST_PATTERN = re.compile(
 def host_pattern_problem(pattern: str) -> str | None:
     """None if ``pattern`` is a canonical host pattern every point compiles, else why not."""
     m = _FAST_PATTERN.fullmatch(pattern)
-    if m is not None and len(m.group(1)) <= MAX_NAME and "xn--" not in pattern:
+    # an IDNA name is checked by decoding it, unless it is one this process normalised
+    # (a register import checks each name right after normalising it)
+    if (
+        m is not None
+        and len(m.group(1)) <= MAX_NAME
+        and ("xn--" not in pattern or is_normal_host(m.group(1)))
+    ):
         host = m.group(1)
         if not host.rpartition(".")[2].isdigit():
             if is_public_suffix(host):

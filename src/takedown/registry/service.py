@@ -30,7 +30,8 @@ from takedown.model import (
 from takedown.names import is_ip
 from takedown.registry import breadth
 from takedown.registry.entries import entry_digest, entry_key, entry_of_item
-from takedown.registry.formats import WRITERS, ReadDefaults, rkn_csv
+from takedown.registry.formats import TARGET_WRITERS, WRITERS, ReadDefaults, rkn_csv
+from takedown.registry.formats._base import TargetRow, listed_targets
 from takedown.registry.store import (
     DEFAULT_SOURCE,
     MANUAL_SOURCE,
@@ -292,6 +293,31 @@ def _stream(session: Session, query: Select, batch: int) -> Iterator[Row]:
         yield from part
 
 
+_CURSORS = itertools.count()  # names of server-side cursors
+
+
+def _stream_plain(session: Session, query: Select, batch: int) -> Iterator[tuple]:
+    """``_stream`` through the driver's own cursor, for a query of columns that need no
+    conversion (text, integers): plain tuples, a third of the cost per row of Core rows
+    (the exports of a national register read millions)."""
+    conn = session.connection()
+    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params: dict | tuple = compiled.params
+    if compiled.positiontup is not None:
+        params = tuple(compiled.params[name] for name in compiled.positiontup)
+    driver = conn.connection.driver_connection
+    if conn.dialect.name == "postgresql":  # server-side: one plan, a batch at a time
+        cursor = driver.cursor(name=f"takedown_export_{next(_CURSORS)}")  # type: ignore[union-attr]
+    else:
+        cursor = driver.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(str(compiled), params)
+        while rows := cursor.fetchmany(batch):
+            yield from rows
+    finally:
+        cursor.close()
+
+
 def read_entries(
     db: Database,
     *,
@@ -318,7 +344,7 @@ class Widening:
     report: list[str]  # one line per widened name or address
 
 
-_Row = TypeVar("_Row")
+_R = TypeVar("_R")
 
 # what each DNS or address export carries (the writers skip the rest; reading only these
 # rows makes an export of a national register a read of the part it writes)
@@ -359,18 +385,22 @@ def export(
             rows = _entry_rows(session, category=category, platform=platform)
             return rkn_csv.write_lines(_counted(rows, on_rows), out, updated_at=updated)
         kinds = _EXPORTED_KINDS.get(fmt)
-        items: Iterable[RegisterEntry]
         if kinds is None:
-            items = iter_entries(session, category=category, platform=platform)
-        else:
-            items = _live_targets(session, kinds, category=category, platform=platform)
-        items = _counted(items, on_rows)
-        if widening is not None:
-            items = itertools.chain(items, widening.targets)
-        if kinds is None:
+            items: Iterable[RegisterEntry] = iter_entries(
+                session, category=category, platform=platform
+            )
+            items = _counted(items, on_rows)
+            if widening is not None:
+                items = itertools.chain(items, widening.targets)
             return WRITERS[fmt](items, out, generated_at=now)
+        rows: Iterable[TargetRow] = _live_targets(
+            session, kinds, category=category, platform=platform
+        )
+        rows = _counted(rows, on_rows)
+        if widening is not None:
+            rows = itertools.chain(rows, listed_targets(widening.targets))
         left_out = _live_kinds(session, category, platform, exclude=kinds)
-        return WRITERS[fmt](items, out, generated_at=now, left_out=left_out)
+        return TARGET_WRITERS[fmt](rows, out, generated_at=now, left_out=left_out)
 
 
 def export_size(
@@ -409,7 +439,7 @@ def _live_kinds(
     return {kind: n for kind, n in counts if kind not in exclude}
 
 
-def _counted(rows: Iterable[_Row], on_rows: Callable[[int], None] | None) -> Iterator[_Row]:
+def _counted(rows: Iterable[_R], on_rows: Callable[[int], None] | None) -> Iterator[_R]:
     if on_rows is None:
         yield from rows
         return
@@ -428,9 +458,9 @@ def _live_targets(
     category: str | None,
     platform: str | None,
     batch: int = 50_000,
-) -> Iterator[RegisterEntry]:
-    """The live items of ``kinds`` with only what the DNS and address writers read (id and
-    target): no dates to convert, no text they never look at, for millions of rows."""
+) -> Iterator[TargetRow]:
+    """The live items of ``kinds`` as the rows the DNS and address writers read (id, kind,
+    target, host): no objects to build, no dates to convert, for millions of rows."""
     query = (
         select(Item.id, Item.target, Item.kind, Item.host)
         .where(Item.delisted_at.is_(None), Item.kind.in_([k.value for k in kinds]))
@@ -440,12 +470,9 @@ def _live_targets(
         query = query.where(Item.category == category)
     if platform:
         query = query.where(Item.platform_id == _platform_id(session, platform))
-    for iid, target, kind, host in _stream(session, query, batch):
-        record = ItemRecord(Target(_KINDS[kind], target, host), "", "", _UNREAD)
-        yield RegisterEntry(iid, record)
-
-
-_UNREAD = Decision("")  # what _live_targets leaves out: the writers it serves never read it
+    kind_of = _KINDS
+    for iid, target, kind, host in _stream_plain(session, query, batch):
+        yield iid, kind_of[kind], target, host
 
 
 def _entry_rows(
@@ -461,7 +488,7 @@ def _entry_rows(
     if platform:
         query = query.where(Entry.platform_id == _platform_id(session, platform))
     format_stored = rkn_csv.format_stored
-    for _, ips, domains, urls, ref, authority, date in _stream(session, query, batch):
+    for _, ips, domains, urls, ref, authority, date in _stream_plain(session, query, batch):
         yield format_stored(ips, domains, urls, authority, ref, date)
 
 

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from takedown.errors import InputError, NotFound
 from takedown.model import EntryRecord
 from takedown.perf import no_cycle_collection
+from takedown.registry import pipeline
 from takedown.registry.entries import entry_digest, entry_key
 from takedown.registry.formats import (
     FINGERPRINTING,
@@ -64,6 +65,8 @@ MAX_ERRORS_SHOWN = 20
 
 
 MAX_EXAMPLES = 5
+PROGRESS_EVERY = 20_000  # entries read between progress reports when none is written
+PARALLEL_BYTES = 256 * 1024  # a smaller file is read here: a second process would not pay
 
 
 DEFAULT_MAX_DELIST = 10.0  # percent of a source's live entries one sync may delist
@@ -112,10 +115,17 @@ class SyncResult:
 class _CountingReader(io.RawIOBase):
     """Wraps a binary file, hashing what is read and reporting how much (progress bar)."""
 
-    def __init__(self, raw: BinaryIO, on_read: Callable[[int], None] | None) -> None:
+    def __init__(self, raw: BinaryIO, on_read: Callable[[int], None] | None, size: int = 0) -> None:
         self._raw = raw
-        self._on_read = on_read
+        self.size = size  # of the file (a zip's, compressed)
+        self.on_read = on_read
         self.digest = hashlib.sha256()
+        self._count = 0
+
+    def take_count(self) -> int:
+        """Bytes read since the last call."""
+        count, self._count = self._count, 0
+        return count
 
     def readable(self) -> bool:
         return True
@@ -125,8 +135,9 @@ class _CountingReader(io.RawIOBase):
         n = len(data)
         buffer[:n] = data
         self.digest.update(data)
-        if self._on_read and n:
-            self._on_read(n)
+        self._count += n
+        if self.on_read and n:
+            self.on_read(n)
         return n
 
 
@@ -178,7 +189,7 @@ def read_register(
         raise InputError(f"cannot read: {exc.strerror}", where=str(path)) from None
     try:
         with no_cycle_collection(), db.session() as session:
-            counting = _CountingReader(raw, on_read)
+            counting = _CountingReader(raw, on_read, path.stat().st_size)
             stream = io.BufferedReader(counting, buffer_size=1 << 20)
 
             def read(known: Container[int] | None) -> Iterator[EntryRecord | RowError | Known]:
@@ -239,7 +250,7 @@ class _Pass:
         if result.format in FINGERPRINTING:  # rows seen last time need no parsing
             self.by_digest = {packed & MASK64: k for k, packed in self.live.items()}
         self.writer = EntryWriter(session, self.register.id, now, actor)
-        self.platforms = PlatformIds(session)
+        self.platforms = PlatformIds(session, all_known=True)
         self.defaults = defaults
         self.default_pid = (
             self.platforms.get(defaults.platform, "--platform") if defaults.platform else None
@@ -249,6 +260,7 @@ class _Pass:
         self.changed: list[tuple[int, EntryRecord, int, int | None]] = []
         self.rejected_lines: list[str] = []
         self.would_add_items = 0
+        self.gone_ids: list[int] | None = None  # as a reading process found them
 
     def take(self, entry: EntryRecord | RowError | Known) -> None:
         """Account for one thing the reader yielded."""
@@ -296,7 +308,8 @@ class _Pass:
             digest = entry_digest(entry)
         if found is None:
             result.added += 1
-            result.example("added", _describe(entry))
+            if result.added <= MAX_EXAMPLES:
+                result.example("added", _describe(entry))
             if result.plan:
                 self.would_add_items += len(entry.targets)
             elif not result.rejected or self.skip_invalid:
@@ -318,7 +331,66 @@ class _Pass:
 
     def gone(self) -> list[int]:
         """The ids of the live entries the file did not list."""
+        if self.gone_ids is not None:
+            return self.gone_ids
         return [packed >> 80 for packed in self.live.values() if packed != MET]
+
+    def outcome(self) -> tuple:
+        """What a reading process found, for ``adopt`` in the writing one."""
+        return (
+            self.result,
+            self.changed,
+            self.rejected_lines,
+            self.would_add_items,
+            self.gone(),
+            self.checks.admitted,
+            self.writer.next_id,
+        )
+
+    def adopt(self, outcome: tuple) -> None:
+        """Take over what the reading process found (``outcome``)."""
+        result, self.changed, self.rejected_lines, self.would_add_items = outcome[:4]
+        self.gone_ids, self.checks.admitted, self.writer.next_id = outcome[4:]
+        for f in dataclasses.fields(result):
+            setattr(self.result, f.name, getattr(result, f.name))
+
+
+def _read_file(
+    one: _Pass,
+    entries: Iterator[EntryRecord | RowError | Known],
+    facts: FileFacts,
+    counting: _CountingReader,
+) -> None:
+    """Take every entry the reader yields: in a second process where one can be forked
+    (it parses while this one writes), else here."""
+    if not pipeline.can_fork() or counting.size < PARALLEL_BYTES:
+        for entry in entries:
+            one.take(entry)
+        one.result.sha256 = counting.digest.hexdigest()
+        return
+    on_read = counting.on_read
+
+    def work(send: pipeline.Send) -> tuple:
+        counting.on_read = None  # the progress bar is this process's: bytes go with rows
+        one.writer.sink = lambda rows, items: send((rows, items, counting.take_count()))
+        for n, entry in enumerate(entries, start=1):
+            one.take(entry)
+            if n % PROGRESS_EVERY == 0 and not one.writer.entries:
+                send(([], [], counting.take_count()))
+        one.writer.flush()
+        one.result.sha256 = counting.digest.hexdigest()
+        return one.outcome(), facts
+
+    def take(batch: tuple[list[tuple], list[tuple], int]) -> None:
+        rows, items, read = batch
+        one.writer.write(rows, items)
+        if on_read is not None and read:
+            on_read(read)
+
+    outcome, child_facts = pipeline.in_reading_process(work, take)
+    one.adopt(outcome)
+    for f in dataclasses.fields(facts):
+        setattr(facts, f.name, getattr(child_facts, f.name))
 
 
 def _apply(
@@ -346,9 +418,7 @@ def _apply(
         checks=checks,
         skip_invalid=skip_invalid,
     )
-    for entry in read(one.by_digest):
-        one.take(entry)
-    result.sha256 = counting.digest.hexdigest()
+    _read_file(one, read(one.by_digest), facts, counting)
     result.updated_at = facts.updated_at
     result.signature = facts.signature
     if result.rejected and not skip_invalid:

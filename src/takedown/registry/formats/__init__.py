@@ -45,6 +45,13 @@ STATES_BASIS = frozenset({"jsonl", "csv"})
 # readers that fingerprint rows and take ``known=`` (fingerprints not to parse again)
 FINGERPRINTING = frozenset({"rkn-csv"})
 
+# the DNS and address writers also take listed items as (id, kind, target, host) rows
+TARGET_WRITERS: dict[str, Writer] = {
+    "rpz": rpz.write_targets,
+    "nft": nft.write_targets,
+    "hosts": hosts.write_targets,
+}
+
 OPENERS: dict[str, Callable[..., contextlib.AbstractContextManager[BinaryIO]]] = {
     "rkn-xml": rkn_xml.open_dump,
 }
@@ -62,6 +69,7 @@ __all__ = [
     "OPENERS",
     "READERS",
     "STATES_BASIS",
+    "TARGET_WRITERS",
     "WRITERS",
     "FileFacts",
     "Known",

@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from takedown.errors import InputError
-from takedown.model import Decision, ItemRecord, ItemState, RegisterEntry
+from takedown.model import Decision, ItemRecord, ItemState, RegisterEntry, TargetKind
 from takedown.registry.entries import Reject
 
 _DATE = re.compile(r"\d{4}-\d\d-\d\d\Z")
@@ -74,6 +75,18 @@ def valid_date(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# What the DNS and address writers read of an item: id, kind, target text, host.
+TargetRow = tuple[int, TargetKind, str, str | None]
+
+
+def listed_targets(entries: Iterable[RegisterEntry]) -> Iterator[TargetRow]:
+    """The listed items of ``entries`` as the rows the DNS and address writers read."""
+    for entry in entries:
+        if is_listed(entry):
+            target = entry.record.target
+            yield entry.id, target.kind, target.value, target.host
 
 
 def is_listed(entry: RegisterEntry) -> bool:

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import BinaryIO
 
 from takedown.model import RegisterEntry, TargetKind
-from takedown.registry.formats._base import as_utc, is_listed
+from takedown.registry.formats._base import TargetRow, as_utc, listed_targets
 
 
 def write(
@@ -26,32 +26,38 @@ def write(
 ) -> int:
     """Write the listed domain entries as hosts-file lines; return how many entries.
     ``left_out`` counts, by kind, items the caller did not pass (for the final comment)."""
+    return write_targets(listed_targets(entries), out, generated_at=generated_at, left_out=left_out)
+
+
+def write_targets(
+    rows: Iterable[TargetRow],
+    out: BinaryIO,
+    *,
+    generated_at: datetime,
+    left_out: Mapping[str, int] | None = None,
+) -> int:
+    """``write`` of listed items given as (id, kind, target, host) rows."""
     stamp = as_utc(generated_at).isoformat()
     out.write(f"# takedown register, listed domains, generated {stamp}\n".encode("ascii"))
     seen: set[str] = set()
     other = 0
     count = 0
     batch: list[str] = []
-    for entry in entries:
-        if not is_listed(entry):
+    for iid, kind, value, host in rows:
+        if kind is TargetKind.WILDCARD:
+            batch.append(f"# skipped item {iid}: {value} (hosts files have no wildcards)\n")
             continue
-        target = entry.record.target
-        if target.kind is TargetKind.WILDCARD:
-            batch.append(
-                f"# skipped item {entry.id}: {target.value} (hosts files have no wildcards)\n"
-            )
-            continue
-        if target.kind is not TargetKind.DOMAIN:
+        if kind is not TargetKind.DOMAIN:
             other += 1
             continue
-        if target.host is None:
-            batch.append(f"# skipped item {entry.id}: malformed mask {target.value!r}\n")
+        if host is None:
+            batch.append(f"# skipped item {iid}: malformed mask {value!r}\n")
             continue
         count += 1
-        if target.host in seen:
+        if host in seen:
             continue
-        seen.add(target.host)
-        batch.append(f"0.0.0.0 {target.host}\n:: {target.host}\n")
+        seen.add(host)
+        batch.append(f"0.0.0.0 {host}\n:: {host}\n")
         if len(batch) >= 4096:
             out.write("".join(batch).encode("ascii", errors="replace"))
             batch.clear()

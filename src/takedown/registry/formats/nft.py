@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import BinaryIO
 
 from takedown.model import RegisterEntry, TargetKind
-from takedown.registry.formats._base import as_utc, is_listed
+from takedown.registry.formats._base import TargetRow, as_utc, listed_targets
 
 TABLE = "takedown"
 _PER_LINE = 8
@@ -31,15 +31,23 @@ def write(
     left_out: Mapping[str, int] | None = None,  # unused: an nft file says nothing of them
 ) -> int:
     """Write the listed IP/CIDR entries as nftables interval sets; return how many."""
+    return write_targets(listed_targets(entries), out, generated_at=generated_at)
+
+
+def write_targets(
+    rows: Iterable[TargetRow],
+    out: BinaryIO,
+    *,
+    generated_at: datetime,
+    left_out: Mapping[str, int] | None = None,  # unused: an nft file says nothing of them
+) -> int:
+    """``write`` of listed items given as (id, kind, target, host) rows."""
     ranges: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
     count = 0
-    for entry in entries:
-        if not is_listed(entry):
+    for _, kind, value, _ in rows:
+        if kind is not TargetKind.IP and kind is not TargetKind.CIDR:
             continue
-        target = entry.record.target
-        if target.kind is not TargetKind.IP and target.kind is not TargetKind.CIDR:
-            continue
-        version, first, last = _range(target.value)
+        version, first, last = _range(value)
         ranges[version].append((first, last))
         count += 1
     out.write(

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import BinaryIO
 
 from takedown.model import RegisterEntry, TargetKind
-from takedown.registry.formats._base import as_utc, is_listed
+from takedown.registry.formats._base import TargetRow, as_utc, listed_targets
 
 MAX_OWNER = 230  # leaves room for the zone's origin within DNS's 255-octet limit
 TTL = 300
@@ -41,6 +41,17 @@ def write(
 ) -> int:
     """Write the listed domain and wildcard entries as an RPZ zone; return how many.
     ``left_out`` counts, by kind, items the caller did not pass (for the final comment)."""
+    return write_targets(listed_targets(entries), out, generated_at=generated_at, left_out=left_out)
+
+
+def write_targets(
+    rows: Iterable[TargetRow],
+    out: BinaryIO,
+    *,
+    generated_at: datetime,
+    left_out: Mapping[str, int] | None = None,
+) -> int:
+    """``write`` of listed items given as (id, kind, target, host) rows."""
     moment = as_utc(generated_at)
     serial = int(moment.timestamp()) % 2**32
     out.write(
@@ -56,23 +67,18 @@ def write(
     skipped = {"url": 0, "ip": 0}
     count = 0
     batch: list[str] = []
-    for entry in entries:
-        if not is_listed(entry):
-            continue
-        target = entry.record.target
-        kind = target.kind
+    for iid, kind, name, host in rows:
         if kind is TargetKind.URL:
             skipped["url"] += 1
             continue
         if kind is TargetKind.IP or kind is TargetKind.CIDR:
             skipped["ip"] += 1
             continue
-        name = target.value
-        if kind is TargetKind.DOMAIN and target.host is None:
-            batch.append(f"; skipped item {entry.id}: malformed mask {name!r} is not a DNS name\n")
+        if kind is TargetKind.DOMAIN and host is None:
+            batch.append(f"; skipped item {iid}: malformed mask {name!r} is not a DNS name\n")
             continue
         if len(name) > MAX_OWNER:
-            batch.append(f"; skipped item {entry.id}: name longer than {MAX_OWNER} characters\n")
+            batch.append(f"; skipped item {iid}: name longer than {MAX_OWNER} characters\n")
             continue
         count += 1
         if name in seen:
