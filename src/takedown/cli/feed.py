@@ -77,6 +77,14 @@ def init(
     root_key: Path = typer.Option(
         None, "--root-key", help="Write the root key here (offline media), not to the keys dir."
     ),
+    bins: int = typer.Option(
+        None,
+        "--bins",
+        min=1,
+        max=16,
+        help="Publish the set in 2**BITS hash bins (format 2): each publication re-signs "
+        "and clients fetch only the bins that changed. 14 suits a million directives.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
     """Create version-1 TUF metadata in DIR and the ed25519 keys (0600) outside it.
@@ -96,6 +104,7 @@ def init(
         snapshot_expiry=_duration(snapshot_expiry, "--snapshot-expiry"),
         targets_expiry=_duration(targets_expiry, "--targets-expiry"),
         root_expiry=_duration(root_expiry, "--root-expiry"),
+        bins=bins,
     )
     if json_out:
         common.print_json(info.to_json())

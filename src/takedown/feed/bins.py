@@ -1,0 +1,454 @@
+"""The sharded directive set (wire format 2): directives split into hash bins.
+
+Each directive belongs to one bin, chosen by a stable hash of its *bin key*: its first host
+pattern's base (``*.twimg.com`` → ``twimg.com``), or its first IP range when it has no
+host. ``bin_of(key, bits)`` is the top ``bits`` bits of ``sha256(key)``. A bin is one
+signed TUF target (``bin_target_name``), listed by the bin's own delegated targets role
+(``bin-XXXX``, TUF hashed-bin delegation): a publication re-signs only the bins whose bytes
+changed, and a client fetches only those.
+
+Bin file (format 2, canonical JSON: sorted keys, no whitespace, directives sorted by id)::
+
+    {"bin":12,"bits":14,"format":2,
+     "profiles":[{"action":"block","expires":"2021-05-15T00:00:00Z","measure_id":7,
+                  "rate_kbps":null,"reference_url":null,"scope":{"*":100.0},
+                  "valid_from":"2021-03-10T00:00:00Z"}],
+     "directives":[["item-1",0,[["host1.example.org","any"]],["192.0.2.1"],["D-1"]]]}
+
+A directive row is ``[id, profile, hosts, ip_ranges, decisions]``: the fields a measure's
+directives share (action, rate, scope, validity, measure, reference) are written once per
+bin as a *profile*. The set's manifest (``set.json``, a top-level target) names the format,
+the bin width, the sequence and the size::
+
+    {"bits":14,"directives":1000000,"format":2,"generated_at":"...Z","sequence":7}
+
+A client refuses a manifest or bin whose ``format`` it does not know (``UnknownFormat``)
+and keeps its last good set. Everything else is checked as strictly as format 1
+(``directives.loads``): the same host and IP checks, the same error naming the field.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from takedown.errors import InputError
+from takedown.feed.directives import _parse_time, format_time
+from takedown.match.rules import host_pattern_problem, ip_range_problem
+from takedown.model import Directive, DirectiveSet, HostRule, MeasureAction
+
+BIN_FORMAT = 2
+MANIFEST_NAME = "set.json"
+BIN_ROLE_PREFIX = "bin"
+DEFAULT_BITS = 14  # 16,384 bins: at 1M directives ~60 a bin; 100 changes touch < 1%
+
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}").fullmatch
+_TOKEN_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}").fullmatch
+_SCOPE_RE = re.compile(r"\*|[a-z0-9][a-z0-9_-]{0,31}").fullmatch
+_TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z").fullmatch
+_URL_RE = re.compile(r"https?://[^\s]+").fullmatch
+
+
+class UnknownFormat(InputError):
+    """A manifest or bin in a format this version of takedown does not know."""
+
+
+# --- bins -------------------------------------------------------------------------------
+
+
+def bin_of(key: str, bits: int) -> int:
+    """The bin of a bin key: the top ``bits`` bits of its sha256."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") >> (32 - bits)
+
+
+def bin_key(d: Directive) -> str:
+    """What a directive is binned by: its first host pattern's base, else its first range."""
+    if d.hosts:
+        pattern = min(h.pattern for h in d.hosts)
+        return pattern[2:] if pattern.startswith("*.") else pattern
+    return min(d.ip_ranges) if d.ip_ranges else d.id
+
+
+def bin_role(i: int, bits: int) -> str:
+    """The delegated role of bin ``i`` (python-tuf ``SuccinctRoles`` naming)."""
+    width = (bits + 3) // 4
+    return f"{BIN_ROLE_PREFIX}-{i:0{width}x}"
+
+
+@functools.lru_cache(maxsize=4)
+def bin_target_names(bits: int) -> tuple[str, ...]:
+    """For each bin, the target name TUF's hashed-bin delegation sends to that bin's role.
+
+    ``SuccinctRoles`` picks a role by the sha256 of the target *name*; the first name
+    ``bins-N.json`` (N = 0, 1, ...) that lands in a bin is that bin's name. Deterministic:
+    publisher and clients compute the same table (about N·ln N hashes, once).
+    """
+    names: list[str | None] = [None] * (1 << bits)
+    missing = 1 << bits
+    n = 0
+    while missing:
+        name = f"bins-{n}.json"
+        i = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") >> (32 - bits)
+        if names[i] is None:
+            names[i] = name
+            missing -= 1
+        n += 1
+    return tuple(name for name in names if name is not None)
+
+
+def split(directives: Iterable[Directive], bits: int) -> dict[int, list[Directive]]:
+    """Directives by bin (only the bins that hold any)."""
+    out: dict[int, list[Directive]] = {}
+    for d in directives:
+        out.setdefault(bin_of(bin_key(d), bits), []).append(d)
+    return out
+
+
+# --- out --------------------------------------------------------------------------------
+
+
+def _profile(d: Directive, time_text: Any) -> tuple[Any, ...]:
+    return (
+        str(d.action),
+        d.rate_kbps,
+        tuple(sorted((k, float(v)) for k, v in d.scope.items())),
+        time_text(d.valid_from) if d.valid_from is not None else None,
+        time_text(d.expires) if d.expires is not None else None,
+        d.measure_id,
+        d.reference_url,
+    )
+
+
+_PROFILE_FIELDS = (
+    "action",
+    "rate_kbps",
+    "scope",
+    "valid_from",
+    "expires",
+    "measure_id",
+    "reference_url",
+)
+
+
+def dumps_bin(i: int, bits: int, directives: Iterable[Directive]) -> bytes:
+    """A bin's canonical bytes (the same directives always give the same bytes)."""
+    time_text = _time_text()
+    profiles: dict[tuple[Any, ...], int] = {}
+    rows = []
+    for d in sorted(directives, key=lambda d: d.id):
+        prof = _profile(d, time_text)
+        p = profiles.get(prof)
+        if p is None:
+            p = profiles[prof] = len(profiles)
+        hosts = sorted((h.pattern, h.content_class) for h in d.hosts)
+        rows.append([d.id, p, hosts, sorted(d.ip_ranges, key=_ip_key), list(d.decisions)])
+    doc = {
+        "format": BIN_FORMAT,
+        "bin": i,
+        "bits": bits,
+        "profiles": [
+            dict(zip(_PROFILE_FIELDS, (*prof[:2], dict(prof[2]), *prof[3:]), strict=True))
+            for prof in profiles
+        ],
+        "directives": rows,
+    }
+    return _canonical(doc)
+
+
+def _ip_key(text: str) -> tuple[int, str]:
+    return (6 if ":" in text else 4, text)
+
+
+@functools.lru_cache(maxsize=1)
+def _time_text() -> Any:
+    return functools.lru_cache(maxsize=4096)(format_time)
+
+
+def _canonical(doc: Mapping[str, Any]) -> bytes:
+    return json.dumps(
+        doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
+
+
+def dumps_manifest(sequence: int, generated_at: datetime, bits: int, directives: int) -> bytes:
+    """The set's manifest (``set.json``)."""
+    return _canonical(
+        {
+            "format": BIN_FORMAT,
+            "bits": bits,
+            "sequence": sequence,
+            "generated_at": format_time(generated_at),
+            "directives": directives,
+        }
+    )
+
+
+def dumps_bins(ds: DirectiveSet, bits: int) -> dict[int, bytes]:
+    """Every non-empty bin of ``ds``, as bytes."""
+    return {i: dumps_bin(i, bits, ds_bin) for i, ds_bin in split(ds.directives, bits).items()}
+
+
+# --- in ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What ``set.json`` says."""
+
+    sequence: int
+    generated_at: datetime
+    bits: int
+    directives: int
+
+
+def _json(data: bytes | str, where: str) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"not JSON: {exc}", where=where) from None
+
+
+def _check_format(doc: Any, where: str) -> None:
+    if not isinstance(doc, dict):
+        raise InputError("expected an object", where=where)
+    version = doc.get("format")
+    if version != BIN_FORMAT:
+        raise UnknownFormat(
+            f"unknown directive-set format {version!r} (this point reads {BIN_FORMAT}): "
+            "keeping the last good set; upgrade takedown",
+            where=f"{where}.format",
+        )
+
+
+def loads_manifest(data: bytes | str) -> Manifest:
+    """Parse and check ``set.json``; UnknownFormat for a format this code does not know."""
+    where = MANIFEST_NAME
+    doc = _json(data, where)
+    _check_format(doc, where)
+    if set(doc) != {"format", "bits", "sequence", "generated_at", "directives"}:
+        raise InputError(f"unexpected fields {sorted(doc)}", where=where)
+    for name in ("bits", "sequence", "directives"):
+        if type(doc[name]) is not int or doc[name] < 0:
+            raise InputError("expected an integer >= 0", where=f"{where}.{name}")
+    if not 1 <= doc["bits"] <= 20:
+        raise InputError("bits must be 1..20", where=f"{where}.bits")
+    gen = doc["generated_at"]
+    if type(gen) is not str or not _TIME_RE(gen):
+        raise InputError("expected a UTC time ending in Z", where=f"{where}.generated_at")
+    return Manifest(
+        doc["sequence"], _parse_time(gen, f"{where}.generated_at"), doc["bits"], doc["directives"]
+    )
+
+
+def _fail(message: str, where: str) -> InputError:
+    return InputError(message, where=where)
+
+
+def _str_list(value: Any, where: str, *, max_len: int) -> list[str]:
+    if type(value) is not list or any(type(v) is not str for v in value):
+        raise _fail("expected a list of strings", where)
+    for k, v in enumerate(value):
+        if not 1 <= len(v) <= max_len:
+            raise _fail(f"expected 1..{max_len} characters", f"{where}[{k}]")
+    return value
+
+
+def _time_or_none(value: Any, where: str, cache: dict[str, datetime]) -> datetime | None:
+    if value is None:
+        return None
+    if type(value) is not str or not _TIME_RE(value):
+        raise _fail("expected a UTC time ending in Z", where)
+    when = cache.get(value)
+    if when is None:
+        when = cache[value] = _parse_time(value, where)
+    return when
+
+
+def _load_profile(p: Any, where: str, times: dict[str, datetime]) -> dict[str, Any]:
+    if type(p) is not dict or set(p) != set(_PROFILE_FIELDS):
+        raise _fail(f"a profile has exactly the fields {list(_PROFILE_FIELDS)}", where)
+    action, rate = p["action"], p["rate_kbps"]
+    if action == "throttle":
+        if type(rate) is not int or not 0 < rate <= 100_000_000:
+            raise _fail("a throttle needs rate_kbps in 1..100000000", f"{where}.rate_kbps")
+        act = MeasureAction.THROTTLE
+    elif action == "block":
+        if rate is not None:
+            raise _fail("a block directive takes no rate_kbps", f"{where}.rate_kbps")
+        act = MeasureAction.BLOCK
+    else:
+        raise _fail("action is throttle or block", f"{where}.action")
+    scope = p["scope"]
+    if type(scope) is not dict or not scope:
+        raise _fail("expected a non-empty object", f"{where}.scope")
+    for k, v in scope.items():
+        if not _SCOPE_RE(k) or type(v) is not float or not 0.0 <= v <= 100.0:
+            raise _fail("a share is a float 0..100 per class", f"{where}.scope.{k}")
+    valid_from = _time_or_none(p["valid_from"], f"{where}.valid_from", times)
+    expires = _time_or_none(p["expires"], f"{where}.expires", times)
+    if expires is None:
+        raise _fail("expires is required", f"{where}.expires")
+    if valid_from is not None and expires <= valid_from:
+        raise _fail("expires must be later than valid_from", f"{where}.expires")
+    measure = p["measure_id"]
+    if measure is not None and (type(measure) is not int or measure < 1):
+        raise _fail("expected an integer >= 1 or null", f"{where}.measure_id")
+    url = p["reference_url"]
+    if url is not None and (type(url) is not str or len(url) > 2000 or not _URL_RE(url)):
+        raise _fail("expected an http(s) URL or null", f"{where}.reference_url")
+    return {
+        "action": act,
+        "rate_kbps": rate,
+        "scope": scope,
+        "valid_from": valid_from,
+        "expires": expires,
+        "measure_id": measure,
+        "reference_url": url,
+    }
+
+
+def loads_bin(data: bytes | str, i: int, bits: int) -> tuple[Directive, ...]:
+    """Parse and strictly check bin ``i``; InputError naming the field, UnknownFormat for a
+    format this code does not know. Every directive must belong to bin ``i``."""
+    where = f"bin {i}"
+    doc = _json(data, where)
+    _check_format(doc, where)
+    if set(doc) != {"format", "bin", "bits", "profiles", "directives"}:
+        raise _fail(f"unexpected fields {sorted(doc)}", where)
+    if doc["bin"] != i or doc["bits"] != bits:
+        raise _fail(f"holds bin {doc['bin']!r}/{doc['bits']!r} bits, not {i}/{bits}", where)
+    if type(doc["profiles"]) is not list or type(doc["directives"]) is not list:
+        raise _fail("profiles and directives are lists", where)
+    times: dict[str, datetime] = {}
+    profiles = [
+        _load_profile(p, f"{where}.profiles[{k}]", times) for k, p in enumerate(doc["profiles"])
+    ]
+    hosts_cache: dict[tuple[str, str], HostRule] = {}
+    out: list[Directive] = []
+    last_id = ""
+    for k, row in enumerate(doc["directives"]):
+        at = f"{where}.directives[{k}]"
+        if type(row) is not list or len(row) != 5:
+            raise _fail("a directive is [id, profile, hosts, ip_ranges, decisions]", at)
+        ident, p, hosts, ips, decisions = row
+        if type(ident) is not str or not _ID_RE(ident):
+            raise _fail("invalid directive id", f"{at}[0]")
+        if ident <= last_id:
+            raise _fail(f"directive ids must be unique and sorted ({ident!r})", f"{at}[0]")
+        last_id = ident
+        if type(p) is not int or not 0 <= p < len(profiles):
+            raise _fail("no such profile", f"{at}[1]")
+        if type(hosts) is not list:
+            raise _fail("expected a list of [pattern, content_class]", f"{at}[2]")
+        rules = []
+        for j, h in enumerate(hosts):
+            if type(h) is not list or len(h) != 2 or type(h[0]) is not str:
+                raise _fail("expected [pattern, content_class]", f"{at}[2][{j}]")
+            pattern, cls = h
+            problem = host_pattern_problem(pattern) if len(pattern) <= 300 else "too long"
+            if problem is not None:
+                raise _fail(problem, f"{at}[2][{j}][0]")
+            if type(cls) is not str or not _TOKEN_RE(cls):
+                raise _fail("invalid content class", f"{at}[2][{j}][1]")
+            rule = hosts_cache.get((pattern, cls))
+            if rule is None:
+                rule = hosts_cache[(pattern, cls)] = HostRule(pattern, cls)
+            rules.append(rule)
+        _str_list(ips, f"{at}[3]", max_len=64)
+        for j, text in enumerate(ips):
+            problem = ip_range_problem(text)
+            if problem is not None:
+                raise _fail(problem, f"{at}[3][{j}]")
+        _str_list(decisions, f"{at}[4]", max_len=500)
+        if not rules and not ips:
+            raise _fail("a directive needs at least one host or IP range", at)
+        d = Directive(ident, hosts=tuple(rules), ip_ranges=tuple(ips), decisions=tuple(decisions),
+                      **profiles[p])  # fmt: skip
+        if bin_of(bin_key(d), bits) != i:
+            raise _fail(f"directive {ident!r} belongs to another bin", f"{at}[0]")
+        out.append(d)
+    return tuple(out)
+
+
+# --- a set held as bins -----------------------------------------------------------------
+
+
+def _windows(directives: Iterable[Directive]) -> Counter[tuple[Any, Any]]:
+    return Counter((d.valid_from, d.expires) for d in directives)
+
+
+@dataclass
+class BinnedSet:
+    """A sharded set as a point holds it: each bin's verified bytes, decoded on demand.
+
+    ``changed``: the bins the last update replaced (every bin at a cold load), so an index
+    can replace only their rules. ``windows``: directive count per (valid_from, expires),
+    so "how many are in force now" needs no decoding.
+    """
+
+    sequence: int
+    generated_at: datetime
+    bits: int
+    raw: dict[int, bytes] = field(default_factory=dict)
+    changed: frozenset[int] = frozenset()
+    windows: Counter[tuple[Any, Any]] = field(default_factory=Counter)
+    bin_windows: dict[int, Counter[tuple[Any, Any]]] = field(default_factory=dict)
+    schema_version: int = BIN_FORMAT
+
+    def bin(self, i: int) -> tuple[Directive, ...]:
+        """The directives of bin ``i`` (decoded from its verified bytes)."""
+        data = self.raw.get(i)
+        return () if data is None else loads_bin(data, i, self.bits)
+
+    def iter_directives(self) -> Iterator[Directive]:
+        for i in sorted(self.raw):
+            yield from self.bin(i)
+
+    @property
+    def directives(self) -> tuple[Directive, ...]:
+        """Every directive (decodes every bin: for small sets and for ``feed pull``)."""
+        return tuple(sorted(self.iter_directives(), key=lambda d: d.id))
+
+    def __len__(self) -> int:
+        return sum(self.windows.values())
+
+    def updated(
+        self,
+        manifest: Manifest,
+        bins: Mapping[int, tuple[bytes, Counter[tuple[Any, Any]]] | None],
+    ) -> BinnedSet:
+        """A new set: these bins (bytes, directive count per validity window) replaced
+        (None: now empty), the others shared."""
+        raw = dict(self.raw)
+        windows = Counter(self.windows)
+        bin_windows = dict(self.bin_windows)
+        for i, new in bins.items():
+            old = bin_windows.pop(i, None)
+            if old:
+                windows.subtract(old)
+            raw.pop(i, None)
+            if new is not None and new[1]:
+                raw[i] = new[0]
+                bin_windows[i] = new[1]
+                windows.update(new[1])
+        windows = Counter({k: v for k, v in windows.items() if v > 0})
+        return BinnedSet(
+            manifest.sequence,
+            manifest.generated_at,
+            manifest.bits,
+            raw,
+            frozenset(bins),
+            windows,
+            bin_windows,
+        )
+
+    def to_directive_set(self) -> DirectiveSet:
+        """The same set as format 1 (``directives.dumps`` writes it)."""
+        return DirectiveSet(1, self.sequence, self.generated_at, self.directives)
