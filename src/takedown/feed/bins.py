@@ -449,6 +449,15 @@ class BinnedSet:
             bin_windows,
         )
 
+    @classmethod
+    def from_set(cls, ds: DirectiveSet, bits: int) -> BinnedSet:
+        """``ds`` held as bins (what a client holds after fetching it whole)."""
+        manifest = Manifest(ds.sequence, ds.generated_at, bits, len(ds.directives))
+        bins = {}
+        for i, group in split(ds.directives, bits).items():
+            bins[i] = (dumps_bin(i, bits, group), _windows(group))
+        return cls(ds.sequence, ds.generated_at, bits).updated(manifest, bins)
+
     def to_directive_set(self) -> DirectiveSet:
         """The same set as format 1 (``directives.dumps`` writes it)."""
         return DirectiveSet(1, self.sequence, self.generated_at, self.directives)
