@@ -33,6 +33,7 @@ import functools
 import hashlib
 import json
 import re
+import socket
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -41,19 +42,25 @@ from typing import Any
 
 from takedown.errors import InputError
 from takedown.feed.directives import _parse_time, format_time
-from takedown.match.rules import host_pattern_problem, ip_range_problem
+from takedown.match.matcher import MIN_PREFIX_V6, _psl_rules
+from takedown.match.rules import _FAST_PATTERN, host_pattern_problem, ip_range_problem
 from takedown.model import Directive, DirectiveSet, HostRule, MeasureAction
+from takedown.names import MAX_NAME
 
 BIN_FORMAT = 2
 MANIFEST_NAME = "set.json"
 BIN_ROLE_PREFIX = "bin"
 DEFAULT_BITS = 14  # 16,384 bins: at 1M directives ~60 a bin; 100 changes touch < 1%
+FILES_PER_ROLE_BITS = 4  # 16 bin files per delegated role
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}").fullmatch
 _TOKEN_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}").fullmatch
 _SCOPE_RE = re.compile(r"\*|[a-z0-9][a-z0-9_-]{0,31}").fullmatch
 _TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z").fullmatch
 _URL_RE = re.compile(r"https?://[^\s]+").fullmatch
+
+
+_PSL = _psl_rules()
 
 
 class UnknownFormat(InputError):
@@ -76,28 +83,52 @@ def bin_key(d: Directive) -> str:
     return min(d.ip_ranges) if d.ip_ranges else d.id
 
 
+def role_bits(bits: int) -> int:
+    """Bits of the delegated roles: each role lists ``2**FILES_PER_ROLE_BITS`` bin files,
+    so a cold load verifies 16 times fewer signed metadata files than bin files."""
+    return max(1, bits - FILES_PER_ROLE_BITS)
+
+
+def role_of(i: int, bits: int) -> int:
+    """The delegated role (number) that lists bin ``i``."""
+    return i >> (bits - role_bits(bits))
+
+
 def bin_role(i: int, bits: int) -> str:
-    """The delegated role of bin ``i`` (python-tuf ``SuccinctRoles`` naming)."""
-    width = (bits + 3) // 4
-    return f"{BIN_ROLE_PREFIX}-{i:0{width}x}"
+    """The name of the delegated role listing bin ``i`` (python-tuf ``SuccinctRoles``
+    naming, ``bin-XXX`` over ``role_bits(bits)`` bits)."""
+    rbits = role_bits(bits)
+    width = (rbits + 3) // 4
+    return f"{BIN_ROLE_PREFIX}-{role_of(i, bits):0{width}x}"
+
+
+def role_bins(r: int, bits: int) -> range:
+    """The bins role ``r`` lists."""
+    per = 1 << (bits - role_bits(bits))
+    return range(r * per, (r + 1) * per)
 
 
 @functools.lru_cache(maxsize=4)
 def bin_target_names(bits: int) -> tuple[str, ...]:
-    """For each bin, the target name TUF's hashed-bin delegation sends to that bin's role.
+    """For each bin, the target name TUF's hashed-bin delegation sends to the role that
+    lists the bin.
 
-    ``SuccinctRoles`` picks a role by the sha256 of the target *name*; the first name
-    ``bins-N.json`` (N = 0, 1, ...) that lands in a bin is that bin's name. Deterministic:
-    publisher and clients compute the same table (about N·ln N hashes, once).
+    ``SuccinctRoles`` picks a role by the sha256 of the target *name*; names
+    ``bins-N.json`` (N = 0, 1, ...) are dealt in order to the free bins of the role they
+    land in. Deterministic: publisher and clients compute the same table, once.
     """
+    rbits = role_bits(bits)
+    per = 1 << (bits - rbits)
     names: list[str | None] = [None] * (1 << bits)
+    filled = [0] * (1 << rbits)
     missing = 1 << bits
     n = 0
     while missing:
         name = f"bins-{n}.json"
-        i = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") >> (32 - bits)
-        if names[i] is None:
-            names[i] = name
+        r = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") >> (32 - rbits)
+        if filled[r] < per:
+            names[r * per + filled[r]] = name
+            filled[r] += 1
             missing -= 1
         n += 1
     return tuple(name for name in names if name is not None)
@@ -314,9 +345,51 @@ def _load_profile(p: Any, where: str, times: dict[str, datetime]) -> dict[str, A
     }
 
 
-def loads_bin(data: bytes | str, i: int, bits: int) -> tuple[Directive, ...]:
-    """Parse and strictly check bin ``i``; InputError naming the field, UnknownFormat for a
-    format this code does not know. Every directive must belong to bin ``i``."""
+def _host_problem(pattern: str) -> str | None:
+    """``host_pattern_problem`` with the matcher's fast public-suffix test in front: a
+    plain pattern whose base, ``*.base`` and ``*.parent`` are not PSL rules is fine."""
+    m = _FAST_PATTERN.fullmatch(pattern)
+    if m is not None and "xn--" not in pattern and _PSL is not None:
+        host = m.group(1)
+        dot = host.find(".")
+        if (
+            len(host) <= MAX_NAME
+            and not host.rpartition(".")[2].isdigit()
+            and dot > 0
+            and host not in _PSL
+            and "*." + host not in _PSL
+            and "*." + host[dot + 1 :] not in _PSL
+        ):
+            return None
+    return host_pattern_problem(pattern)
+
+
+def _ip_problem(text: str) -> str | None:
+    """``ip_range_problem``, with canonical IPv6 prefixes accepted without ``ipaddress``
+    (``inet_ntop`` prints what ``ipaddress`` prints whenever it prints no dotted quad)."""
+    addr, slash, plen_text = text.partition("/")
+    if ":" in addr and "." not in addr:
+        try:
+            packed = socket.inet_pton(socket.AF_INET6, addr)
+        except OSError:
+            packed = b""
+        if packed and socket.inet_ntop(socket.AF_INET6, packed) == addr:
+            value = int.from_bytes(packed, "big")
+            plen = int(plen_text) if plen_text.isdigit() and plen_text.isascii() else -1
+            if (
+                value >> 32 != 0xFFFF
+                and (not slash or (str(plen) == plen_text and MIN_PREFIX_V6 <= plen <= 128))
+                and not (slash and value & ((1 << (128 - plen)) - 1))
+            ):
+                return None
+    return ip_range_problem(text)
+
+
+_Row = tuple[str, int, list[tuple[str, str]], list[str], list[str]]
+
+
+def _rows(data: bytes | str, i: int, bits: int) -> tuple[list[dict[str, Any]], list[_Row]]:
+    """The checked profiles and rows of bin ``i`` (InputError naming the field)."""
     where = f"bin {i}"
     doc = _json(data, where)
     _check_format(doc, where)
@@ -330,9 +403,9 @@ def loads_bin(data: bytes | str, i: int, bits: int) -> tuple[Directive, ...]:
     profiles = [
         _load_profile(p, f"{where}.profiles[{k}]", times) for k, p in enumerate(doc["profiles"])
     ]
-    hosts_cache: dict[tuple[str, str], HostRule] = {}
-    out: list[Directive] = []
+    rows: list[_Row] = []
     last_id = ""
+    n_profiles = len(profiles)
     for k, row in enumerate(doc["directives"]):
         at = f"{where}.directives[{k}]"
         if type(row) is not list or len(row) != 5:
@@ -343,37 +416,64 @@ def loads_bin(data: bytes | str, i: int, bits: int) -> tuple[Directive, ...]:
         if ident <= last_id:
             raise _fail(f"directive ids must be unique and sorted ({ident!r})", f"{at}[0]")
         last_id = ident
-        if type(p) is not int or not 0 <= p < len(profiles):
+        if type(p) is not int or not 0 <= p < n_profiles:
             raise _fail("no such profile", f"{at}[1]")
         if type(hosts) is not list:
             raise _fail("expected a list of [pattern, content_class]", f"{at}[2]")
-        rules = []
         for j, h in enumerate(hosts):
             if type(h) is not list or len(h) != 2 or type(h[0]) is not str:
                 raise _fail("expected [pattern, content_class]", f"{at}[2][{j}]")
             pattern, cls = h
-            problem = host_pattern_problem(pattern) if len(pattern) <= 300 else "too long"
+            problem = _host_problem(pattern) if len(pattern) <= 300 else "too long"
             if problem is not None:
                 raise _fail(problem, f"{at}[2][{j}][0]")
             if type(cls) is not str or not _TOKEN_RE(cls):
                 raise _fail("invalid content class", f"{at}[2][{j}][1]")
+        _str_list(ips, f"{at}[3]", max_len=64)
+        for j, text in enumerate(ips):
+            problem = _ip_problem(text)
+            if problem is not None:
+                raise _fail(problem, f"{at}[3][{j}]")
+        _str_list(decisions, f"{at}[4]", max_len=500)
+        if hosts:
+            first = min(h[0] for h in hosts)
+            key = first[2:] if first.startswith("*.") else first
+        elif ips:
+            key = min(ips)
+        else:
+            raise _fail("a directive needs at least one host or IP range", at)
+        if bin_of(key, bits) != i:
+            raise _fail(f"directive {ident!r} belongs to another bin", f"{at}[0]")
+        rows.append(row)
+    return profiles, rows
+
+
+def check_bin(data: bytes | str, i: int, bits: int) -> Counter[tuple[Any, Any]]:
+    """Check bin ``i`` as ``loads_bin`` does, without building directives; return its
+    directive count per (valid_from, expires) window."""
+    profiles, rows = _rows(data, i, bits)
+    per_profile = Counter(row[1] for row in rows)
+    out: Counter[tuple[Any, Any]] = Counter()
+    for p, n in per_profile.items():
+        out[(profiles[p]["valid_from"], profiles[p]["expires"])] += n
+    return out
+
+
+def loads_bin(data: bytes | str, i: int, bits: int) -> tuple[Directive, ...]:
+    """Parse and strictly check bin ``i``; InputError naming the field, UnknownFormat for a
+    format this code does not know. Every directive must belong to bin ``i``."""
+    profiles, rows = _rows(data, i, bits)
+    hosts_cache: dict[tuple[str, str], HostRule] = {}
+    out: list[Directive] = []
+    for ident, p, hosts, ips, decisions in rows:
+        rules = []
+        for pattern, cls in hosts:
             rule = hosts_cache.get((pattern, cls))
             if rule is None:
                 rule = hosts_cache[(pattern, cls)] = HostRule(pattern, cls)
             rules.append(rule)
-        _str_list(ips, f"{at}[3]", max_len=64)
-        for j, text in enumerate(ips):
-            problem = ip_range_problem(text)
-            if problem is not None:
-                raise _fail(problem, f"{at}[3][{j}]")
-        _str_list(decisions, f"{at}[4]", max_len=500)
-        if not rules and not ips:
-            raise _fail("a directive needs at least one host or IP range", at)
-        d = Directive(ident, hosts=tuple(rules), ip_ranges=tuple(ips), decisions=tuple(decisions),
-                      **profiles[p])  # fmt: skip
-        if bin_of(bin_key(d), bits) != i:
-            raise _fail(f"directive {ident!r} belongs to another bin", f"{at}[0]")
-        out.append(d)
+        out.append(Directive(ident, hosts=tuple(rules), ip_ranges=tuple(ips),
+                             decisions=tuple(decisions), **profiles[p]))  # fmt: skip
     return tuple(out)
 
 

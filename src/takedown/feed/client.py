@@ -93,6 +93,21 @@ class _Guarded(FetcherInterface):
 
         return guarded()
 
+    def download_bytes(self, url: str, max_length: int) -> bytes:
+        """The body of ``url`` in memory, refused past ``max_length`` (as the base class,
+        without its temporary file: a sharded feed downloads thousands of small files)."""
+        received = 0
+        parts: list[bytes] = []
+        for chunk in self.fetch(url):
+            received += len(chunk)
+            if received > max_length:
+                raise tuf_errors.DownloadLengthMismatchError(
+                    f"Downloaded {received} bytes exceeding the maximum allowed length of "
+                    f"{max_length}"
+                )
+            parts.append(chunk)
+        return b"".join(parts)
+
 
 def _is_url(source: str) -> bool:
     return source.startswith(("http://", "https://"))
@@ -273,7 +288,8 @@ class FeedClient:
         """The sharded path: the manifest, then only the bins whose version changed."""
         try:
             record = self._bins_record if isinstance(self.last_good, BinnedSet) else BinRecord()
-            fetched = fetch_bins(updater, self._metadata_dir, self._bins_dir, record)
+            fetched = fetch_bins(updater, self._fetcher, self._targets_url, self._metadata_dir,
+                                 self._bins_dir, record)  # fmt: skip
         except (tuf_errors.RepositoryError, tuf_errors.DownloadError) as exc:
             raise self._refuse(type(exc).__name__, _describe(exc)) from exc
         except OSError as exc:

@@ -22,17 +22,18 @@ from pathlib import Path
 from typing import Any
 
 from tuf.api.metadata import Metadata
-from tuf.ngclient import Updater
+from tuf.ngclient import FetcherInterface, Updater
 
 from takedown.errors import InputError
 from takedown.feed.bins import (
     MANIFEST_NAME,
     BinnedSet,
     Manifest,
-    _windows,
     bin_target_names,
-    loads_bin,
+    check_bin,
     loads_manifest,
+    role_bins,
+    role_bits,
 )
 
 RECORD_NAME = "bins_record.json"
@@ -70,7 +71,7 @@ Bin = tuple[bytes, Counter[tuple[Any, Any]]] | None
 
 @dataclass
 class Fetched:
-    """A verified update not yet applied: manifest, changed bins, their incoming files."""
+    """A verified update not yet applied: the manifest and the changed bins' bytes."""
 
     bins_dir: Path
     manifest: Manifest
@@ -93,8 +94,11 @@ class Fetched:
         return start.updated(self.manifest, self.bins)
 
     def discard(self) -> None:
-        for path in self.incoming.values():
-            path.unlink(missing_ok=True)
+        """Forget the update (its bins were never written)."""
+        self.bins.clear()
+        self.incoming.clear()
+        if self.manifest_path != self.bins_dir / MANIFEST_NAME:
+            self.manifest_path.unlink(missing_ok=True)
 
     def commit(self, state_dir: Path, _version: int) -> BinRecord:
         """Move the incoming bins in place and record them as applied."""
@@ -105,9 +109,8 @@ class Fetched:
                 good.unlink(missing_ok=True)
                 shas.pop(i, None)
                 continue
-            tmp = self.incoming.get(i)
-            if tmp is not None:
-                os.replace(tmp, good)
+            if i in self.incoming:
+                good.write_bytes(b[0])  # no rename needed: restore checks each file's sha256
             shas[i] = hashlib.sha256(b[0]).hexdigest()
         good_manifest = self.bins_dir / MANIFEST_NAME
         if self.manifest_path != good_manifest:
@@ -126,12 +129,19 @@ def _bin_versions(metadata_dir: Path) -> dict[str, int]:
 
 
 def fetch_bins(
-    updater: Updater, metadata_dir: Path, bins_dir: Path, record: BinRecord
+    updater: Updater,
+    fetcher: FetcherInterface,
+    targets_url: str,
+    metadata_dir: Path,
+    bins_dir: Path,
+    record: BinRecord,
 ) -> Fetched | None:
     """Verify and download the manifest and the changed bins; None if nothing changed.
 
     Raises TUF's errors, InputError (a bin or manifest that fails its checks) and
-    UnknownFormat. Nothing is moved into place here (``Fetched.commit`` does).
+    UnknownFormat. Nothing is written into place here (``Fetched.commit`` does). Bin files
+    are fetched into memory and checked against their signed length and sha256 as
+    ``Updater.download_target`` does (without its temporary files: one write per bin).
     """
     info = updater.get_targetinfo(MANIFEST_NAME)
     if info is None:
@@ -160,21 +170,23 @@ def fetch_bins(
         for role, version in sorted(versions.items()):
             if record.versions.get(role) == version:
                 continue
-            i = int(role.rsplit("-", 1)[1], 16)
-            if i >= len(names):
+            r = int(role.rsplit("-", 1)[1], 16)
+            if r >= 1 << role_bits(manifest.bits):
                 raise InputError(f"bin role {role} beyond {manifest.bits} bits", where=role)
-            tf = updater.get_targetinfo(names[i])
-            if tf is None:
-                if i in record.shas:
-                    bins[i] = None  # the bin was emptied
-                continue
-            if record.shas.get(i) == tf.hashes["sha256"]:
-                continue  # re-signed with the same content
-            tmp = bins_dir / f".incoming.{i}.json"
-            incoming[i] = tmp
-            body = Path(updater.download_target(tf, str(tmp))).read_bytes()
-            fetched.nbytes += len(body)
-            bins[i] = (body, _windows(loads_bin(body, i, manifest.bits)))
+            for i in role_bins(r, manifest.bits):
+                tf = updater.get_targetinfo(names[i])
+                if tf is None:
+                    if i in record.shas:
+                        bins[i] = None  # the bin was emptied
+                    continue
+                digest = tf.hashes["sha256"]
+                if record.shas.get(i) == digest:
+                    continue  # unchanged (another bin of its role changed)
+                body = fetcher.download_bytes(f"{targets_url}{digest}.{tf.path}", tf.length)
+                tf.verify_length_and_hashes(body)
+                incoming[i] = bins_dir / f"{i}.json"
+                fetched.nbytes += len(body)
+                bins[i] = (body, check_bin(body, i, manifest.bits))
     except BaseException:
         fetched.discard()
         raise
@@ -198,7 +210,7 @@ def restore_bins(state_dir: Path, bins_dir: Path) -> tuple[BinnedSet, BinRecord,
             data = (bins_dir / f"{i}.json").read_bytes()
             if hashlib.sha256(data).hexdigest() != sha:
                 return None
-            bins[i] = (data, _windows(loads_bin(data, i, manifest.bits)))
+            bins[i] = (data, check_bin(data, i, manifest.bits))
     except (OSError, ValueError, KeyError, InputError):
         return None
     empty = BinnedSet(manifest.sequence, manifest.generated_at, manifest.bits)

@@ -45,6 +45,9 @@ from takedown.feed.bins import (
     dumps_manifest,
     loads_bin,
     loads_manifest,
+    role_bins,
+    role_bits,
+    role_of,
 )
 from takedown.feed.repository import (
     AUDIT_HEAD_FIELD,
@@ -61,6 +64,7 @@ from takedown.model import DirectiveSet
 from takedown.store.audit import ChainHead
 
 BINS_KEY = "bins"
+BITS_FIELD = "x-takedown-bin-bits"  # in the succinct roles: bins = 2**this, roles fewer
 STATE_NAME = "bins.json"
 BIN_EXPIRY = timedelta(days=365)
 
@@ -72,7 +76,7 @@ def bin_bits(repo: Repository) -> int | None:
     delegations = repo.load("targets").signed.delegations
     if delegations is None or delegations.succinct_roles is None:
         return None
-    return int(delegations.succinct_roles.bit_length)
+    return int(delegations.succinct_roles.unrecognized_fields[BITS_FIELD])
 
 
 def enable_bins(repo: Repository, bits: int = DEFAULT_BITS, *, now: datetime | None = None) -> int:
@@ -98,7 +102,9 @@ def enable_bins(repo: Repository, bits: int = DEFAULT_BITS, *, now: datetime | N
     keyid = signer.public_key.keyid
     md.signed.delegations = Delegations(
         keys={keyid: signer.public_key},
-        succinct_roles=SuccinctRoles([keyid], 1, bits, BIN_ROLE_PREFIX),
+        succinct_roles=SuccinctRoles(
+            [keyid], 1, role_bits(bits), BIN_ROLE_PREFIX, unrecognized_fields={BITS_FIELD: bits}
+        ),
     )
     md.signed.targets = {}
     _sign_top(repo, md, None, {}, now=now)
@@ -147,48 +153,48 @@ def publish_sharded(
                 f"sequence {ds.sequence} is older than the published {published}", where="sequence"
             )
     state = _read_state(repo)
-    known: dict[str, list[Any]] = state["bins"]
+    known: dict[str, list[Any]] = state["bins"]  # bin -> [sha256, length]
+    roles: dict[str, list[Any]] = state.setdefault("roles", {})  # role -> [version, expires]
     new_bins = dumps_bins(ds, bits)
     names = bin_target_names(bits)
     signer = _bins_signer(repo, targets_md.signed)
     changed: list[int] = []
-    renew_before = when + BIN_EXPIRY / 2
-    touched: dict[int, bytes | None] = {}
     for i, data in new_bins.items():
         entry = known.get(str(i))
         digest = hashlib.sha256(data).hexdigest()
-        if entry is None or entry[1] != digest:
+        if entry is None or entry[0] != digest:
             loads_bin(data, i, bits)  # never sign a bin the points would refuse
-            touched[i] = data
-    for key, entry in known.items():
-        i = int(key)
-        if i not in new_bins and entry[1] is not None:
-            touched[i] = None  # emptied
-        elif i not in touched and datetime.fromisoformat(entry[2]) < renew_before:
-            touched[i] = new_bins.get(i)  # same content, fresh expiry
+            changed.append(i)
+    changed += [int(k) for k in known if int(k) not in new_bins]  # emptied
+    renew_before = when + BIN_EXPIRY / 2
+    touched = {role_of(i, bits) for i in changed}
+    touched |= {int(r) for r, e in roles.items() if datetime.fromisoformat(e[1]) < renew_before}
     snapshot_md: Metadata[Snapshot] = repo.load("snapshot")
     repo.targets_dir.mkdir(exist_ok=True)
-    for i, data in sorted(touched.items()):
-        entry = known.get(str(i))
-        version = (entry[0] if entry else 0) + 1
-        role = bin_role(i, bits)
-        bin_targets = Targets(version=version, expires=when + BIN_EXPIRY)
-        digest = None
-        if data is not None:
-            tf = TargetFile.from_data(names[i], data, ["sha256"])
-            digest = tf.hashes["sha256"]
-            path = repo.targets_dir / f"{digest}.{names[i]}"
-            if not path.is_file():
-                write_atomic(path, data)
-            bin_targets.targets = {names[i]: tf}
-        md = Metadata(bin_targets)
+    for i in changed:
+        data = new_bins.get(i)
+        if data is None:
+            known.pop(str(i), None)
+            continue
+        digest = hashlib.sha256(data).hexdigest()
+        path = repo.targets_dir / f"{digest}.{names[i]}"
+        if not path.is_file():
+            write_atomic(path, data)
+        known[str(i)] = [digest, len(data)]
+    for r in sorted(touched):
+        version = roles.get(str(r), [0])[0] + 1
+        role_md = Targets(version=version, expires=when + BIN_EXPIRY)
+        for i in role_bins(r, bits):
+            entry = known.get(str(i))
+            if entry is not None:
+                role_md.targets[names[i]] = TargetFile(entry[1], {"sha256": entry[0]}, names[i])
+        md = Metadata(role_md)
         md.sign(signer)
+        role = bin_role(role_bins(r, bits)[0], bits)
         write_atomic(repo.metadata_dir / f"{version}.{role}.json", md.to_bytes(_serializer()))
         snapshot_md.signed.meta[f"{role}.json"] = MetaFile(version=version)
-        known[str(i)] = [version, digest, (when + BIN_EXPIRY).isoformat()]
-        _prune_bin(repo, role, names[i], version)
-        if entry is None or entry[1] != digest:
-            changed.append(i)
+        roles[str(r)] = [version, (when + BIN_EXPIRY).isoformat()]
+        _prune_role(repo, role, version)
     manifest = dumps_manifest(ds.sequence, ds.generated_at, bits, len(ds.directives))
     custom: dict[str, Any] = {
         "sequence": ds.sequence,
@@ -208,6 +214,7 @@ def publish_sharded(
         now=now,
     )
     state["bins"] = known
+    state["roles"] = roles
     write_atomic(repo.path / STATE_NAME, json.dumps(state, sort_keys=True).encode())
     return info, changed
 
@@ -218,8 +225,8 @@ def _serializer() -> Any:
     return JSONSerializer(compact=_SERIALIZER_COMPACT)
 
 
-def _prune_bin(repo: Repository, role: str, name: str, version: int) -> None:
-    """Drop the bin metadata (and its target, if no kept version lists it) that fell out of
+def _prune_role(repo: Repository, role: str, version: int) -> None:
+    """Drop the role metadata (and the bin files no kept version lists) that fell out of
     the last KEEP_VERSIONS versions."""
     old = version - KEEP_VERSIONS
     if old < 1:
@@ -231,13 +238,12 @@ def _prune_bin(repo: Repository, role: str, name: str, version: int) -> None:
     for v in range(old + 1, version + 1):
         p = repo.metadata_dir / f"{v}.{role}.json"
         if p.is_file():
-            kept.update(
-                t.hashes["sha256"] for t in Metadata.from_file(str(p)).signed.targets.values()
-            )
+            targets = Metadata.from_file(str(p)).signed.targets.values()
+            kept.update(t.hashes["sha256"] for t in targets)
     for tf in Metadata.from_file(str(path)).signed.targets.values():
         digest = tf.hashes["sha256"]
         if digest not in kept:
-            (repo.targets_dir / f"{digest}.{name}").unlink(missing_ok=True)
+            (repo.targets_dir / f"{digest}.{tf.path}").unlink(missing_ok=True)
     path.unlink(missing_ok=True)
 
 
