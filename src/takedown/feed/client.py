@@ -24,13 +24,14 @@ from urllib.parse import unquote, urlparse
 
 from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import Metadata
-from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig, Urllib3Fetcher
+from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from takedown.clock import Clock
 from takedown.errors import InputError, TakedownError
 from takedown.feed.bins import MANIFEST_NAME, BinnedSet, UnknownFormat
 from takedown.feed.directives import TARGET_NAME, loads
 from takedown.feed.fetch_bins import BinRecord, fetch_bins, restore_bins
+from takedown.feed.http_fetch import KeepAliveFetcher
 from takedown.model import DirectiveSet
 
 MAX_TARGETS_METADATA = 5_000_000
@@ -145,7 +146,7 @@ class FeedClient:
             base = self.source if self.source.endswith("/") else self.source + "/"
             self._metadata_url = base + "metadata/"
             self._targets_url = base + "targets/"
-            self._fetcher = _Guarded(fetcher or Urllib3Fetcher())
+            self._fetcher = _Guarded(fetcher or KeepAliveFetcher())
             local_root = None
         else:
             base_dir = Path(self.source).resolve()
