@@ -171,26 +171,43 @@ _PROFILE_FIELDS = (
 def dumps_bin(i: int, bits: int, directives: Iterable[Directive]) -> bytes:
     """A bin's canonical bytes (the same directives always give the same bytes)."""
     time_text = _time_text()
-    profiles: dict[tuple[Any, ...], int] = {}
+    seen: dict[tuple[Any, ...], int] = {}  # as the directive holds them -> profile number
+    canonical: dict[tuple[Any, ...], int] = {}  # canonical profile -> number
     rows = []
-    for d in sorted(directives, key=lambda d: d.id):
-        prof = _profile(d, time_text)
-        p = profiles.get(prof)
+    for d in sorted(directives, key=_by_id):
+        scope = d.scope
+        raw = (d.action, d.rate_kbps, tuple(scope.items()), d.valid_from, d.expires,
+               d.measure_id, d.reference_url)  # fmt: skip
+        p = seen.get(raw)
         if p is None:
-            p = profiles[prof] = len(profiles)
-        hosts = sorted((h.pattern, h.content_class) for h in d.hosts)
-        rows.append([d.id, p, hosts, sorted(d.ip_ranges, key=_ip_key), list(d.decisions)])
+            prof = _profile(d, time_text)
+            p = canonical.get(prof)
+            if p is None:
+                p = canonical[prof] = len(canonical)
+            seen[raw] = p
+        hosts = d.hosts
+        if len(hosts) == 1:
+            host_rows = [[hosts[0].pattern, hosts[0].content_class]]
+        else:
+            host_rows = sorted([h.pattern, h.content_class] for h in hosts)
+        ips = d.ip_ranges
+        rows.append([d.id, p, host_rows, sorted(ips, key=_ip_key) if len(ips) > 1 else list(ips),
+                     list(d.decisions)])  # fmt: skip
     doc = {
         "format": BIN_FORMAT,
         "bin": i,
         "bits": bits,
         "profiles": [
             dict(zip(_PROFILE_FIELDS, (*prof[:2], dict(prof[2]), *prof[3:]), strict=True))
-            for prof in profiles
+            for prof in canonical
         ],
         "directives": rows,
     }
     return _canonical(doc)
+
+
+def _by_id(d: Directive) -> str:
+    return d.id
 
 
 def _ip_key(text: str) -> tuple[int, str]:
@@ -403,49 +420,95 @@ def _rows(data: bytes | str, i: int, bits: int) -> tuple[list[dict[str, Any]], l
     profiles = [
         _load_profile(p, f"{where}.profiles[{k}]", times) for k, p in enumerate(doc["profiles"])
     ]
-    rows: list[_Row] = []
-    last_id = ""
+    rows: list[_Row] = doc["directives"]
     n_profiles = len(profiles)
-    for k, row in enumerate(doc["directives"]):
-        at = f"{where}.directives[{k}]"
-        if type(row) is not list or len(row) != 5:
-            raise _fail("a directive is [id, profile, hosts, ip_ranges, decisions]", at)
-        ident, p, hosts, ips, decisions = row
-        if type(ident) is not str or not _ID_RE(ident):
-            raise _fail("invalid directive id", f"{at}[0]")
-        if ident <= last_id:
-            raise _fail(f"directive ids must be unique and sorted ({ident!r})", f"{at}[0]")
+    last_id = ""
+    id_ok, token_ok, host_problem, ip_problem = _ID_RE, _TOKEN_RE, _host_problem, _ip_problem
+    # the common case in one pass with no error paths; any doubt re-checks the row slowly,
+    # which names the field
+    for k, row in enumerate(rows):
+        ok = type(row) is list and len(row) == 5
+        if ok:
+            ident, p, hosts, ips, decisions = row
+            ok = (
+                type(ident) is str
+                and ident > last_id
+                and id_ok(ident) is not None
+                and type(p) is int
+                and 0 <= p < n_profiles
+                and type(hosts) is list
+                and type(ips) is list
+                and type(decisions) is list
+                and bool(hosts or ips)
+            )
+        if ok:
+            for h in hosts:
+                if (
+                    type(h) is not list
+                    or len(h) != 2
+                    or type(h[0]) is not str
+                    or len(h[0]) > 300
+                    or host_problem(h[0]) is not None
+                    or type(h[1]) is not str
+                    or token_ok(h[1]) is None
+                ):
+                    ok = False
+                    break
+        if ok:
+            for t in ips:
+                if type(t) is not str or not 0 < len(t) <= 64 or ip_problem(t) is not None:
+                    ok = False
+                    break
+        if ok:
+            for t in decisions:
+                if type(t) is not str or not 0 < len(t) <= 500:
+                    ok = False
+                    break
+        if ok:
+            if hosts:
+                first = min(h[0] for h in hosts) if len(hosts) > 1 else hosts[0][0]
+                key = first[2:] if first.startswith("*.") else first
+            else:
+                key = min(ips)
+            ok = bin_of(key, bits) == i
+        if not ok:
+            _check_row(row, f"{where}.directives[{k}]", last_id, n_profiles, i, bits)
+            raise _fail("invalid directive", f"{where}.directives[{k}]")  # not reached
         last_id = ident
-        if type(p) is not int or not 0 <= p < n_profiles:
-            raise _fail("no such profile", f"{at}[1]")
-        if type(hosts) is not list:
-            raise _fail("expected a list of [pattern, content_class]", f"{at}[2]")
-        for j, h in enumerate(hosts):
-            if type(h) is not list or len(h) != 2 or type(h[0]) is not str:
-                raise _fail("expected [pattern, content_class]", f"{at}[2][{j}]")
-            pattern, cls = h
-            problem = _host_problem(pattern) if len(pattern) <= 300 else "too long"
-            if problem is not None:
-                raise _fail(problem, f"{at}[2][{j}][0]")
-            if type(cls) is not str or not _TOKEN_RE(cls):
-                raise _fail("invalid content class", f"{at}[2][{j}][1]")
-        _str_list(ips, f"{at}[3]", max_len=64)
-        for j, text in enumerate(ips):
-            problem = _ip_problem(text)
-            if problem is not None:
-                raise _fail(problem, f"{at}[3][{j}]")
-        _str_list(decisions, f"{at}[4]", max_len=500)
-        if hosts:
-            first = min(h[0] for h in hosts)
-            key = first[2:] if first.startswith("*.") else first
-        elif ips:
-            key = min(ips)
-        else:
-            raise _fail("a directive needs at least one host or IP range", at)
-        if bin_of(key, bits) != i:
-            raise _fail(f"directive {ident!r} belongs to another bin", f"{at}[0]")
-        rows.append(row)
     return profiles, rows
+
+
+def _check_row(row: Any, at: str, last_id: str, n_profiles: int, i: int, bits: int) -> None:
+    """Raise the InputError that names what is wrong with a row."""
+    if type(row) is not list or len(row) != 5:
+        raise _fail("a directive is [id, profile, hosts, ip_ranges, decisions]", at)
+    ident, p, hosts, ips, decisions = row
+    if type(ident) is not str or not _ID_RE(ident):
+        raise _fail("invalid directive id", f"{at}[0]")
+    if ident <= last_id:
+        raise _fail(f"directive ids must be unique and sorted ({ident!r})", f"{at}[0]")
+    if type(p) is not int or not 0 <= p < n_profiles:
+        raise _fail("no such profile", f"{at}[1]")
+    if type(hosts) is not list:
+        raise _fail("expected a list of [pattern, content_class]", f"{at}[2]")
+    for j, h in enumerate(hosts):
+        if type(h) is not list or len(h) != 2 or type(h[0]) is not str:
+            raise _fail("expected [pattern, content_class]", f"{at}[2][{j}]")
+        pattern, cls = h
+        problem = _host_problem(pattern) if len(pattern) <= 300 else "too long"
+        if problem is not None:
+            raise _fail(problem, f"{at}[2][{j}][0]")
+        if type(cls) is not str or not _TOKEN_RE(cls):
+            raise _fail("invalid content class", f"{at}[2][{j}][1]")
+    _str_list(ips, f"{at}[3]", max_len=64)
+    for j, text in enumerate(ips):
+        problem = _ip_problem(text)
+        if problem is not None:
+            raise _fail(problem, f"{at}[3][{j}]")
+    _str_list(decisions, f"{at}[4]", max_len=500)
+    if not hosts and not ips:
+        raise _fail("a directive needs at least one host or IP range", at)
+    raise _fail(f"directive {ident!r} belongs to another bin", f"{at}[0]")
 
 
 def check_bin(data: bytes | str, i: int, bits: int) -> Counter[tuple[Any, Any]]:
