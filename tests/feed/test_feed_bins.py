@@ -7,6 +7,9 @@ what the client reads; the tests play the attacker by writing into it.
 from __future__ import annotations
 
 import contextlib
+import json
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +24,7 @@ from tuf.api.serialization.json import JSONSerializer
 
 from takedown.clock import SystemClock
 from takedown.errors import InputError
-from takedown.feed import FeedClient, FeedError
+from takedown.feed import FeedClient, FeedError, dumps, loads
 from takedown.feed.bins import (
     BinnedSet,
     UnknownFormat,
@@ -40,6 +43,7 @@ from takedown.feed.sharded import _sign_top, publish_sharded
 from takedown.model import Directive, DirectiveSet, HostRule, MeasureAction
 
 T0 = datetime(2021, 3, 10, tzinfo=UTC)
+TAKEDOWN = str(Path(sys.executable).parent / "takedown")
 BITS = 8
 N = 300
 
@@ -280,6 +284,33 @@ def test_publish_refuses_a_sequence_going_back(bins_feed):
 
     with pytest.raises(Conflict, match="older"):
         publish(bins_feed.repo, big_set(2))
+
+
+def test_feed_pull_from_a_sharded_feed_fetches_changed_bins_only(bins_feed, tmp_path):
+    (tmp_path / "set.json").write_bytes(dumps(big_set(1)))
+    repo = str(bins_feed.repo)
+    assert _run("feed", "publish", repo, "--directives", "set.json", cwd=tmp_path).returncode == 0
+    bins_feed.sync()
+    root = tmp_path / "1.root.json"
+    root.write_bytes(bins_feed.root_bytes())
+    args = ("feed", "pull", bins_feed.source, "out", "--root", str(root), "--json")
+    first = json.loads(_run(*args, cwd=tmp_path).stdout)
+    assert first["format"] == 2 and first["directives"] == N and first["bins_fetched"] > 10
+    whole = big_set(1)
+    changed = replace(whole, sequence=2, directives=(
+        replace(whole.directives[0], rate_kbps=64), *whole.directives[1:]))  # fmt: skip
+    (tmp_path / "set.json").write_bytes(dumps(changed))
+    assert _run("feed", "publish", repo, "--directives", "set.json", cwd=tmp_path).returncode == 0
+    bins_feed.sync()
+    second = json.loads(_run(*args, cwd=tmp_path).stdout)
+    assert second["changed"] and second["sequence"] == 2 and second["bins_fetched"] == 1
+    assert loads((tmp_path / "out" / "directives.json").read_bytes()) == changed
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TAKEDOWN, *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 # --- the format --------------------------------------------------------------------------
