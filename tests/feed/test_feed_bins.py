@@ -362,3 +362,13 @@ def test_loads_bin_survives_any_mutation_of_a_valid_bin(data):
     good[at] = data.draw(st.integers(0, 255))
     with contextlib.suppress(InputError):
         loads_bin(bytes(good), i, BITS)
+
+
+def test_the_audit_head_is_signed_beside_the_manifest(bins_feed):
+    from takedown.feed.anchors import _head_of
+    from takedown.store.audit import ChainHead
+
+    head = ChainHead(42, "ab" * 32)
+    info = Repository(bins_feed.repo).publish_set(big_set(1), audit_head=head)
+    assert info.audit_head == head and info.sequence == 1 and info.directives == N
+    assert _head_of(Repository(bins_feed.repo).load("targets")) == head

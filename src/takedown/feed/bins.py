@@ -3,9 +3,10 @@
 Each directive belongs to one bin, chosen by a stable hash of its *bin key*: its first host
 pattern's base (``*.twimg.com`` → ``twimg.com``), or its first IP range when it has no
 host. ``bin_of(key, bits)`` is the top ``bits`` bits of ``sha256(key)``. A bin is one
-signed TUF target (``bin_target_name``), listed by the bin's own delegated targets role
-(``bin-XXXX``, TUF hashed-bin delegation): a publication re-signs only the bins whose bytes
-changed, and a client fetches only those.
+signed TUF target (``bin_target_names``); TUF hashed-bin delegation (python-tuf
+``SuccinctRoles``) gives ``2**(bits - 4)`` delegated roles ``bin-XXX``, each listing 16
+bins: a publication re-signs only the roles whose bins changed, and a client fetches only
+the changed bins (and their roles' metadata). See docs/feed-format.md.
 
 Bin file (format 2, canonical JSON: sorted keys, no whitespace, directives sorted by id)::
 

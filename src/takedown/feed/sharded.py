@@ -1,17 +1,20 @@
 """Publishing a sharded set: TUF hashed-bin delegation, one signed target per bin.
 
 A repository becomes sharded once (``enable_bins``, or ``feed init --bins BITS``): the
-top-level targets role delegates to ``2**BITS`` bin roles (python-tuf ``SuccinctRoles``,
-the PEP 458 pattern) signed by an online ``bins`` key (``KEYS/bins.pem``). Each bin role
-lists one target, the bin's file (``bins.bin_target_name``); the top-level targets role
-lists the set's manifest (``set.json``). A publication re-signs only the bins whose bytes
-changed, then targets, snapshot (which holds every bin's version: a client refuses a bin
-rolled back or mixed from another version) and timestamp.
+top-level targets role delegates to ``2**(BITS-4)`` bin roles (python-tuf
+``SuccinctRoles``, the PEP 458 pattern) signed by an online ``bins`` key
+(``KEYS/bins.pem``). Each role lists the files of its 16 bins (``bins.bin_target_names``);
+the top-level targets role lists the set's manifest (``set.json``). A publication writes
+only the bins whose bytes changed and re-signs only their roles, then targets, snapshot
+(which holds every role's version: a client refuses a role rolled back or mixed from
+another version) and timestamp.
 
-Publisher-side bookkeeping lives in ``DIR/bins.json`` (not served): per bin its version,
-sha256 and expiry, so a publication compares hashes instead of re-reading 16,384 files.
-Bin metadata expires after ``BIN_EXPIRY`` and is re-signed by any publication or renewal
-in the second half of that period; freshness comes from the timestamp as for format 1.
+Publisher-side bookkeeping lives in ``DIR/bins.json`` (not served): per bin its sha256 and
+length, per role its version and expiry, so a publication compares hashes instead of
+re-reading thousands of files. Role metadata expires after ``BIN_EXPIRY`` and is re-signed
+by any publication in the second half of that period; freshness comes from the timestamp
+as for format 1. The bins key cannot be rotated yet (``rotate_keys`` covers the top-level
+roles only).
 """
 
 from __future__ import annotations
