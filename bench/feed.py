@@ -155,7 +155,7 @@ def _child(argv: list[str]) -> int:
     """``--child SOURCE STATE ROOT``: cold load, say "ready", wait for a line, update."""
     from takedown.enforce.bin_index import BinnedIndex
     from takedown.enforce.decide import compile_index
-    from takedown.feed.bins import BinnedSet
+    from takedown.feed.binned_set import BinnedSet
 
     source, state, root = argv
     cpu0, wall0 = time.process_time(), time.perf_counter()

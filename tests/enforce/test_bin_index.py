@@ -19,7 +19,8 @@ from takedown.enforce.decide import compile_index, decide
 from takedown.enforce.feed_guard import FeedGuard
 from takedown.enforce.process import _feed_step
 from takedown.enforce.server import Mode
-from takedown.feed.bins import BinnedSet, bin_key, bin_of, dumps_manifest
+from takedown.feed.binned_set import BinnedSet
+from takedown.feed.bins import bin_key, bin_of, dumps_manifest
 from takedown.feed.client import FeedClient
 from takedown.feed.repository import Repository, init_repository, publish
 from takedown.feed.sharded import _sign_top

@@ -25,8 +25,8 @@ from tuf.api.serialization.json import JSONSerializer
 from takedown.clock import SystemClock
 from takedown.errors import InputError
 from takedown.feed import FeedClient, FeedError, dumps, loads
+from takedown.feed.binned_set import BinnedSet
 from takedown.feed.bins import (
-    BinnedSet,
     UnknownFormat,
     bin_key,
     bin_of,
@@ -372,3 +372,14 @@ def test_the_audit_head_is_signed_beside_the_manifest(bins_feed):
     info = Repository(bins_feed.repo).publish_set(big_set(1), audit_head=head)
     assert info.audit_head == head and info.sequence == 1 and info.directives == N
     assert _head_of(Repository(bins_feed.repo).load("targets")) == head
+
+
+def test_renewal_keeps_the_bins_and_fetches_nothing(bins_feed, tmp_path):
+    client = _loaded(bins_feed, tmp_path)
+    before = Repository(bins_feed.repo).info()
+    after = Repository(bins_feed.repo).renew()
+    assert after.versions["timestamp"] == before.versions["timestamp"] + 1
+    assert after.sequence == 1
+    bins_feed.sync()
+    assert client.refresh() is None
+    assert client.expires is not None and client.expires >= before.expires["timestamp"]

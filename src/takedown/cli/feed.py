@@ -296,7 +296,7 @@ def pull(
     Example: takedown feed pull http://127.0.0.1:8470/feed/ out/ --root 1.root.json
     """
     from takedown.clock import SystemClock
-    from takedown.feed.bins import BinnedSet
+    from takedown.feed.binned_set import BinnedSet
     from takedown.feed.client import FeedClient
     from takedown.feed.directives import TARGET_NAME, dumps, format_time
     from takedown.feed.repository import write_atomic

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from takedown.enforce.decide import ANY_CLASS, Hit, Index, InForce, compile_index
-from takedown.feed.bins import BinnedSet
+from takedown.feed.binned_set import BinnedSet
 from takedown.match.matcher import address_key, normalised_query
 from takedown.model import Directive
 

@@ -46,7 +46,7 @@ from takedown.enforce.handshake import Mode
 from takedown.enforce.metrics import EnforceMetrics
 from takedown.enforce.relay import PipePool, SharedBucket, SharedKey, ThrottleScope
 from takedown.enforce.subscribers import Subscribers
-from takedown.feed.bins import BinnedSet
+from takedown.feed.binned_set import BinnedSet
 from takedown.model import Directive, DirectiveSet
 from takedown.names import resolve_lookup
 

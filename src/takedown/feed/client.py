@@ -28,7 +28,8 @@ from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from takedown.clock import Clock
 from takedown.errors import InputError, TakedownError
-from takedown.feed.bins import MANIFEST_NAME, BinnedSet, UnknownFormat
+from takedown.feed.binned_set import BinnedSet
+from takedown.feed.bins import MANIFEST_NAME, UnknownFormat
 from takedown.feed.directives import TARGET_NAME, loads
 from takedown.feed.fetch_bins import BinRecord, fetch_bins, restore_bins
 from takedown.feed.http_fetch import KeepAliveFetcher

@@ -25,9 +25,9 @@ from tuf.api.metadata import Metadata
 from tuf.ngclient import FetcherInterface, Updater
 
 from takedown.errors import InputError
+from takedown.feed.binned_set import BinnedSet
 from takedown.feed.bins import (
     MANIFEST_NAME,
-    BinnedSet,
     Manifest,
     bin_target_names,
     check_bin,

@@ -53,6 +53,7 @@ from takedown.feed.bins import (
     role_of,
 )
 from takedown.feed.repository import (
+    _SERIALIZER,
     AUDIT_HEAD_FIELD,
     KEEP_VERSIONS,
     ONLINE_ROLES,
@@ -70,8 +71,6 @@ BINS_KEY = "bins"
 BITS_FIELD = "x-takedown-bin-bits"  # in the succinct roles: bins = 2**this, roles fewer
 STATE_NAME = "bins.json"
 BIN_EXPIRY = timedelta(days=365)
-
-_SERIALIZER_COMPACT = True
 
 
 def bin_bits(repo: Repository) -> int | None:
@@ -194,7 +193,7 @@ def publish_sharded(
         md = Metadata(role_md)
         md.sign(signer)
         role = bin_role(role_bins(r, bits)[0], bits)
-        write_atomic(repo.metadata_dir / f"{version}.{role}.json", md.to_bytes(_serializer()))
+        write_atomic(repo.metadata_dir / f"{version}.{role}.json", md.to_bytes(_SERIALIZER))
         snapshot_md.signed.meta[f"{role}.json"] = MetaFile(version=version)
         roles[str(r)] = [version, (when + BIN_EXPIRY).isoformat()]
         _prune_role(repo, role, version)
@@ -220,12 +219,6 @@ def publish_sharded(
     state["roles"] = roles
     write_atomic(repo.path / STATE_NAME, json.dumps(state, sort_keys=True).encode())
     return info, changed
-
-
-def _serializer() -> Any:
-    from tuf.api.serialization.json import JSONSerializer
-
-    return JSONSerializer(compact=_SERIALIZER_COMPACT)
 
 
 def _prune_role(repo: Repository, role: str, version: int) -> None:
