@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from takedown.enforce.decide import ANY_CLASS, Hit, Index, InForce, compile_index
+from takedown.enforce.decide import Hit, Index, InForce, compile_index
 from takedown.feed.binned_set import BinnedSet
 from takedown.match.matcher import address_key, normalised_query
 from takedown.model import Directive
@@ -218,6 +218,3 @@ def _extend(found: list[int], ref: BinRef | None) -> None:
     for b in ref:
         if b not in found:
             found.append(b)
-
-
-__all__ = ["ANY_CLASS", "BinnedIndex"]

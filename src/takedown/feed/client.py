@@ -208,7 +208,7 @@ class FeedClient:
         """Reload the last good set verified by an earlier run (its record and file)."""
         restored = restore_bins(self.state_dir, self._bins_dir)
         if restored is not None:
-            self.last_good, self._bins_record, _ = restored
+            self.last_good, self._bins_record = restored
             return
         record_path = self.state_dir / "last_good.json"
         target = self._targets_dir / TARGET_NAME
@@ -314,7 +314,7 @@ class FeedClient:
         new = fetched.apply(base)
         self.last_fetch = fetched.stats()
         self.last_good = new
-        self._bins_record = fetched.commit(self.state_dir, version)
+        self._bins_record = fetched.commit(self.state_dir)
         self._last_sha = None
         self.updates += 1
         self._mark(expires, version)

@@ -100,7 +100,7 @@ class Fetched:
         if self.manifest_path != self.bins_dir / MANIFEST_NAME:
             self.manifest_path.unlink(missing_ok=True)
 
-    def commit(self, state_dir: Path, _version: int) -> BinRecord:
+    def commit(self, state_dir: Path) -> BinRecord:
         """Move the incoming bins in place and record them as applied."""
         shas = dict(self.record.shas)
         for i, b in self.bins.items():
@@ -193,7 +193,7 @@ def fetch_bins(
     return fetched
 
 
-def restore_bins(state_dir: Path, bins_dir: Path) -> tuple[BinnedSet, BinRecord, None] | None:
+def restore_bins(state_dir: Path, bins_dir: Path) -> tuple[BinnedSet, BinRecord] | None:
     """The sharded set a former run applied, each file checked against its recorded hash;
     None if there is none or anything does not match."""
     path = state_dir / RECORD_NAME
@@ -214,4 +214,4 @@ def restore_bins(state_dir: Path, bins_dir: Path) -> tuple[BinnedSet, BinRecord,
     except (OSError, ValueError, KeyError, InputError):
         return None
     empty = BinnedSet(manifest.sequence, manifest.generated_at, manifest.bits)
-    return empty.updated(manifest, bins), record, None
+    return empty.updated(manifest, bins), record
