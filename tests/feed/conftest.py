@@ -59,6 +59,7 @@ class _Handler(SimpleHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        self.server.requests.append(self.path)
         if not self.path.startswith("/feed/"):
             self.send_error(404)
             return
@@ -84,6 +85,7 @@ class _FeedServer(ThreadingHTTPServer):
     def __init__(self, root: Path) -> None:
         self.root = root
         self.truncate: set[str] = set()
+        self.requests: list[str] = []  # every path asked for, in order
         handler = functools.partial(_Handler, directory=str(root))
         super().__init__(("127.0.0.1", 0), handler)
 
@@ -119,11 +121,21 @@ class Feed:
 
 @pytest.fixture(params=["http", "dir"])
 def feed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Feed]:
+    yield from _feed(request.param, tmp_path)
+
+
+@pytest.fixture(params=["http", "dir"])
+def bins_feed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Feed]:
+    """A sharded feed (format 2, 2**8 bins), served like ``feed``."""
+    yield from _feed(request.param, tmp_path, bins=8)
+
+
+def _feed(kind: str, tmp_path: Path, bins: int | None = None) -> Iterator[Feed]:
     repo = tmp_path / "repo"
     mirror = tmp_path / "mirror"
     mirror.mkdir()
-    init_repository(repo)
-    if request.param == "dir":
+    init_repository(repo, bins=bins)
+    if kind == "dir":
         f = Feed(repo, mirror, str(mirror))
         f.sync()
         yield f

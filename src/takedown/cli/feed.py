@@ -77,6 +77,14 @@ def init(
     root_key: Path = typer.Option(
         None, "--root-key", help="Write the root key here (offline media), not to the keys dir."
     ),
+    bins: int = typer.Option(
+        None,
+        "--bins",
+        min=1,
+        max=16,
+        help="Publish the set in 2**BITS hash bins (format 2): each publication re-signs "
+        "and clients fetch only the bins that changed. 14 suits a million directives.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
     """Create version-1 TUF metadata in DIR and the ed25519 keys (0600) outside it.
@@ -96,6 +104,7 @@ def init(
         snapshot_expiry=_duration(snapshot_expiry, "--snapshot-expiry"),
         targets_expiry=_duration(targets_expiry, "--targets-expiry"),
         root_expiry=_duration(root_expiry, "--root-expiry"),
+        bins=bins,
     )
     if json_out:
         common.print_json(info.to_json())
@@ -280,25 +289,35 @@ def pull(
 ) -> None:
     """Fetch and verify the feed (TUF), validate the set, write DIR/directives.json.
 
+    From a sharded feed (feed init --bins) only the bins that changed since the last pull
+    are downloaded; DIR/directives.json is still the whole set (format 1).
+
     Trusted metadata is kept in DIR/.tuf/, so rollbacks are refused on later pulls.
     Example: takedown feed pull http://127.0.0.1:8470/feed/ out/ --root 1.root.json
     """
     from takedown.clock import SystemClock
+    from takedown.feed.binned_set import BinnedSet
     from takedown.feed.client import FeedClient
-    from takedown.feed.directives import TARGET_NAME, format_time
+    from takedown.feed.directives import TARGET_NAME, dumps, format_time
     from takedown.feed.repository import write_atomic
 
     directory.mkdir(parents=True, exist_ok=True)
     client = FeedClient(url, directory / ".tuf", root=root, clock=SystemClock())
     new = client.refresh()
     ds = client.last_good
-    if ds is not None:
+    if isinstance(ds, BinnedSet):  # a sharded feed: only changed bins came; write it whole
+        if new is not None or not (directory / TARGET_NAME).is_file():
+            write_atomic(directory / TARGET_NAME, dumps(ds.to_directive_set()))
+    elif ds is not None:
         write_atomic(directory / TARGET_NAME, client.target_path.read_bytes())
+    count = len(ds) if isinstance(ds, BinnedSet) else len(ds.directives) if ds else None
     data = {
         "source": url,
         "changed": new is not None,
         "sequence": ds.sequence if ds else None,
-        "directives": len(ds.directives) if ds else None,
+        "directives": count,
+        "format": ds.schema_version if ds else None,
+        "bins_fetched": client.last_fetch.get("bins") if new is not None else 0,
         "targets_version": client.version,
         "timestamp_expires": format_time(client.expires) if client.expires else None,
         "file": str(directory / TARGET_NAME) if ds else None,
@@ -310,7 +329,7 @@ def pull(
     else:
         state = "updated" if new is not None else "unchanged"
         common.console.print(
-            f"{state}: sequence {ds.sequence}, {len(ds.directives)} directives, targets "
+            f"{state}: sequence {ds.sequence}, {count} directives, targets "
             f"v{client.version}, feed expires {data['timestamp_expires']} → {data['file']}"
         )
 

@@ -7,16 +7,20 @@ destination address, its subscriber and ``now``. No I/O, no clock of its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING, NamedTuple
 
 from takedown.enforce.subscribers import Subscribers
 from takedown.errors import InputError, PatternError
 from takedown.match.matcher import Matcher
 from takedown.model import SEVERITY, Directive, DirectiveSet, MeasureAction
 from takedown.names import normalise_host
+
+if TYPE_CHECKING:
+    from takedown.enforce.bin_index import BinnedIndex
 
 ANY_CLASS = "any"
 NO_CLASS = "none"  # content class of a flow no rule matched
@@ -53,9 +57,22 @@ class _Key:
     rule: str
 
 
+# what a lookup yields: the directive, the matched rule's content class, the rule
+Hit = tuple[Directive, str, str]
+
+
+class InForce(NamedTuple):
+    """What is in force at an instant: a value that changes when the set in force changes
+    (compare it to the last one), and the number of directives in force."""
+
+    key: Hashable
+    count: int
+
+
 @dataclass(frozen=True, slots=True)
 class Index:
-    """A directive set compiled for lookups; swapped as a whole on every feed update."""
+    """A directive set compiled for lookups; swapped as a whole on every feed update
+    (``enforce.bin_index.BinnedIndex`` is the sharded set's, updated bin by bin)."""
 
     matcher: Matcher[_Key]
     directives: tuple[Directive, ...]
@@ -65,6 +82,23 @@ class Index:
     def in_force_ids(self, now: datetime) -> frozenset[str]:
         """The ids of the directives in force at ``now`` (a change means: re-decide flows)."""
         return frozenset(d.id for d in self.directives if d.in_force(now))
+
+    def in_force(self, now: datetime) -> InForce:
+        """The ids in force at ``now`` (the key) and their number."""
+        ids = self.in_force_ids(now)
+        return InForce(ids, len(ids))
+
+    def host_hits(self, name: str) -> list[Hit]:
+        """(directive, content class, rule) of every host rule matching ``name``."""
+        directives = self.directives
+        return [
+            (directives[k.slot], k.content_class, k.rule) for k in self.matcher.match_host(name)
+        ]
+
+    def ip_hits(self, addr: str) -> list[Hit]:
+        """(directive, content class, rule) of every IP rule covering ``addr``."""
+        directives = self.directives
+        return [(directives[k.slot], k.content_class, k.rule) for k in self.matcher.match_ip(addr)]
 
 
 def compile_index(directives: DirectiveSet | Iterable[Directive]) -> Index:
@@ -126,7 +160,7 @@ def _clean_name(name: str) -> str | None:
 
 
 def decide(
-    index: Index,
+    index: Index | BinnedIndex,
     names: Sequence[str],
     dest_ip: str | None,
     subscriber_addr: str | None,
@@ -145,28 +179,28 @@ def decide(
     if subscriber_addr:
         sub_class = _classify(subs, subscriber_addr)
 
-    hits: list[tuple[_Key, str]] = []  # (key, what matched)
+    hits: list[tuple[Hit, str]] = []  # (hit, what matched)
     seen_names: list[str] = []
     for raw in names:
         name = _clean_name(raw) if raw else None
         if name is None or name in seen_names:
             continue
         seen_names.append(name)
-        hits.extend((key, name) for key in index.matcher.match_host(name))
+        hits.extend((hit, name) for hit in index.host_hits(name))
     if dest_ip:
-        hits.extend((key, dest_ip) for key in index.matcher.match_ip(dest_ip))
+        hits.extend((hit, dest_ip) for hit in index.ip_hits(dest_ip))
 
     if not hits:
         return Verdict(Action.PASS, subscriber_class=sub_class, reason="no rule matches")
 
     applicable: list[Directive] = []
-    first_hit: dict[str, tuple[_Key, str]] = {}  # directive id -> its first matching rule
+    first_hit: dict[str, tuple[Hit, str]] = {}  # directive id -> its first matching rule
     matched_class = NO_CLASS
     out_of_scope: list[str] = []
-    for key, what in hits:
-        directive = index.directives[key.slot]
+    for hit, what in hits:
+        directive, content_class, _rule = hit
         if matched_class == NO_CLASS:
-            matched_class = key.content_class
+            matched_class = content_class
         if not directive.in_force(now):
             continue
         share = directive.share_for(sub_class)
@@ -174,7 +208,7 @@ def decide(
             out_of_scope.append(directive.id)
             continue
         if directive.id not in first_hit:
-            first_hit[directive.id] = (key, what)
+            first_hit[directive.id] = (hit, what)
             applicable.append(directive)
     best = strictest(applicable)
 
@@ -187,7 +221,7 @@ def decide(
         )
 
     first = best[0]
-    first_key, first_what = first_hit[first.id]
+    (_d, first_class, first_rule), first_what = first_hit[first.id]
     action = Action.BLOCK if first.action == MeasureAction.BLOCK else Action.THROTTLE
     decisions: list[str] = []
     urls: list[str] = []
@@ -199,9 +233,9 @@ def decide(
         action=action,
         rate_kbps=first.rate_kbps if action == Action.THROTTLE else None,
         directives=tuple(d.id for d in best),
-        content_class=first_key.content_class,
+        content_class=first_class,
         subscriber_class=sub_class,
-        reason=f"{first_what} matches {first_key.rule} ({first.id})",
+        reason=f"{first_what} matches {first_rule} ({first.id})",
         decisions=tuple(decisions),
         reference_urls=tuple(urls),
     )

@@ -31,9 +31,11 @@ from datetime import datetime
 from typing import Any
 
 from takedown.clock import Clock, SystemClock
+from takedown.enforce.bin_index import BinnedIndex
 from takedown.enforce.decide import (
     Action,
     Index,
+    InForce,
     Verdict,
     compile_index,
     decide,
@@ -44,6 +46,7 @@ from takedown.enforce.handshake import Mode
 from takedown.enforce.metrics import EnforceMetrics
 from takedown.enforce.relay import PipePool, SharedBucket, SharedKey, ThrottleScope
 from takedown.enforce.subscribers import Subscribers
+from takedown.feed.binned_set import BinnedSet
 from takedown.model import Directive, DirectiveSet
 from takedown.names import resolve_lookup
 
@@ -88,7 +91,7 @@ class EnforcementServer:
         clock: Clock | None = None,
     ) -> None:
         self.config = config or ServerConfig()
-        self.index = index if index is not None else empty_index()
+        self.index: Index | BinnedIndex = index if index is not None else empty_index()
         self.subscribers = subscribers
         self.metrics = metrics or EnforceMetrics()
         self.clock = clock or SystemClock()
@@ -104,7 +107,7 @@ class EnforcementServer:
         self._listeners: list[socket.socket] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._tick: asyncio.TimerHandle | None = None
-        self._in_force: frozenset[str] = frozenset()
+        self._in_force = InForce(frozenset(), 0)
         self._accept_paused = False
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
 
@@ -127,7 +130,7 @@ class EnforcementServer:
         bound = lsock.getsockname()[:2]
         self.own_addresses.add((bound[0], bound[1]))
         self.loop.add_reader(lsock.fileno(), self._on_accept, lsock)
-        self._in_force = self.index.in_force_ids(self.clock.now())
+        self._in_force = self.index.in_force(self.clock.now())
         self._publish_index()
         if self._tick is None:
             self._tick = self.loop.call_later(self.config.tick, self._on_tick)
@@ -273,10 +276,22 @@ class EnforcementServer:
             log.debug("flow %s closed in %s: %s", flow.client_addr, was, why)
 
     # live updates -----------------------------------------------------------------------
-    def swap(self, new: Index | DirectiveSet | Iterable[Directive]) -> None:
-        """Replace the directives atomically and re-decide every live flow now."""
-        index = new if isinstance(new, Index) else compile_index(new)
-        in_force = index.in_force_ids(self.clock.now())
+    def swap(self, new: Index | BinnedSet | DirectiveSet | Iterable[Directive]) -> None:
+        """Replace the directives atomically and re-decide every live flow now.
+
+        A sharded set (``BinnedSet``) updates the index in place when it is already a
+        ``BinnedIndex`` of the same bin width: only the changed bins' rules are replaced.
+        """
+        index: Index | BinnedIndex
+        if isinstance(new, BinnedSet):
+            if isinstance(self.index, BinnedIndex) and self.index.accepts(new):
+                index = self.index
+                index.update(new)
+            else:
+                index = BinnedIndex(new)
+        else:
+            index = new if isinstance(new, Index) else compile_index(new)
+        in_force = index.in_force(self.clock.now())
         self.index, self._in_force = index, in_force  # both or neither: compile may raise
         self.metrics.feed_updates.inc()
         self._publish_index()  # after _in_force: the gauge shows this set, not the last
@@ -284,7 +299,7 @@ class EnforcementServer:
             "enforce: directive set %s applied (%d directives, %d in force)",
             index.sequence,
             len(index.directives),
-            len(self._in_force),
+            self._in_force.count,
         )
         self.redecide_all()
 
@@ -307,7 +322,7 @@ class EnforcementServer:
 
     def _publish_index(self) -> None:
         self.metrics.feed_sequence.set(self.index.sequence)
-        self.metrics.directives_in_force.set(len(self._in_force))
+        self.metrics.directives_in_force.set(self._in_force.count)
 
     def _feed_age(self) -> float:
         generated = self.index.generated_at
@@ -320,11 +335,11 @@ class EnforcementServer:
         self._flush_bytes()
         self.metrics.feed_age.set(self._feed_age())
         now: datetime = self.clock.now()
-        in_force = self.index.in_force_ids(now)
-        if in_force != self._in_force:
+        in_force = self.index.in_force(now)
+        if in_force.key != self._in_force.key:
             self._in_force = in_force
             self._publish_index()
-            log.info("enforce: directives in force changed: %s", sorted(in_force))
+            log.info("enforce: directives in force changed: %d now", in_force.count)
             self.redecide_all()
 
     def _flush_bytes(self) -> None:

@@ -19,6 +19,7 @@ from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, Root, Targets
 
 from takedown.errors import InputError, NotFound
+from takedown.feed.bins import MANIFEST_NAME
 from takedown.feed.directives import TARGET_NAME
 from takedown.feed.repository import AUDIT_HEAD_FIELD
 from takedown.store.audit import AnchorReport, ChainHead, ChainReport, verify_anchors, verify_chain
@@ -36,7 +37,8 @@ def _parse(data: bytes, where: str) -> Metadata[Any]:
 
 
 def _head_of(targets: Metadata[Targets]) -> ChainHead | None:
-    tf = targets.signed.targets.get(TARGET_NAME)
+    # format 1 signs the head beside the set; format 2 beside the set's manifest
+    tf = targets.signed.targets.get(TARGET_NAME) or targets.signed.targets.get(MANIFEST_NAME)
     custom = tf.custom if tf is not None and isinstance(tf.custom, dict) else {}
     return ChainHead.from_json(custom.get(AUDIT_HEAD_FIELD))
 

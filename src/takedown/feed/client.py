@@ -24,11 +24,15 @@ from urllib.parse import unquote, urlparse
 
 from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import Metadata
-from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig, Urllib3Fetcher
+from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from takedown.clock import Clock
 from takedown.errors import InputError, TakedownError
+from takedown.feed.binned_set import BinnedSet
+from takedown.feed.bins import MANIFEST_NAME, UnknownFormat
 from takedown.feed.directives import TARGET_NAME, loads
+from takedown.feed.fetch_bins import BinRecord, fetch_bins, restore_bins
+from takedown.feed.http_fetch import KeepAliveFetcher
 from takedown.model import DirectiveSet
 
 MAX_TARGETS_METADATA = 5_000_000
@@ -91,6 +95,21 @@ class _Guarded(FetcherInterface):
 
         return guarded()
 
+    def download_bytes(self, url: str, max_length: int) -> bytes:
+        """The body of ``url`` in memory, refused past ``max_length`` (as the base class,
+        without its temporary file: a sharded feed downloads thousands of small files)."""
+        received = 0
+        parts: list[bytes] = []
+        for chunk in self.fetch(url):
+            received += len(chunk)
+            if received > max_length:
+                raise tuf_errors.DownloadLengthMismatchError(
+                    f"Downloaded {received} bytes exceeding the maximum allowed length of "
+                    f"{max_length}"
+                )
+            parts.append(chunk)
+        return b"".join(parts)
+
 
 def _is_url(source: str) -> bool:
     return source.startswith(("http://", "https://"))
@@ -128,7 +147,7 @@ class FeedClient:
             base = self.source if self.source.endswith("/") else self.source + "/"
             self._metadata_url = base + "metadata/"
             self._targets_url = base + "targets/"
-            self._fetcher = _Guarded(fetcher or Urllib3Fetcher())
+            self._fetcher = _Guarded(fetcher or KeepAliveFetcher())
             local_root = None
         else:
             base_dir = Path(self.source).resolve()
@@ -140,11 +159,14 @@ class FeedClient:
         self.refusals: dict[str, int] = {}
         self.updates = 0
         self.last_error: str | None = None
-        self.last_good: DirectiveSet | None = None
+        self.last_good: DirectiveSet | BinnedSet | None = None
         self.version: int | None = None
         self.expires: datetime | None = None
         self.fetched_at: datetime | None = None
         self._last_sha: str | None = None
+        self._bins_dir = self.state_dir / "bins"
+        self._bins_record = BinRecord()
+        self.last_fetch: dict[str, int] = {}  # bins and bytes the last update downloaded
 
         if isinstance(root, Path):
             root = root.read_bytes()
@@ -184,6 +206,10 @@ class FeedClient:
 
     def _restore(self) -> None:
         """Reload the last good set verified by an earlier run (its record and file)."""
+        restored = restore_bins(self.state_dir, self._bins_dir)
+        if restored is not None:
+            self.last_good, self._bins_record = restored
+            return
         record_path = self.state_dir / "last_good.json"
         target = self._targets_dir / TARGET_NAME
         if not record_path.is_file() or not target.is_file():
@@ -204,28 +230,33 @@ class FeedClient:
         self.last_error = f"{reason}: {message}"
         return FeedError(reason, message, where=self.source)
 
-    def refresh(self) -> DirectiveSet | None:
+    def refresh(self) -> DirectiveSet | BinnedSet | None:
         """Run the TUF update; return the new directive set, or None if unchanged.
 
-        Raises FeedError (and counts it in ``refusals``) when anything fails to verify or
-        validate; ``last_good`` is left as it was.
+        A sharded feed (format 2) gives a ``BinnedSet`` whose ``changed`` names the bins
+        this update replaced; only those bins were downloaded. Raises FeedError (and counts
+        it in ``refusals``) when anything fails to verify or validate, or when the set is
+        in a format this code does not know (``UnknownFormat``); ``last_good`` is left as
+        it was.
         """
+        incoming = self._targets_dir / f".incoming.{TARGET_NAME}"
         try:
             updater = self._updater()
             updater.refresh()
-            info = updater.get_targetinfo(TARGET_NAME)
             timestamp = Metadata.from_file(str(self._metadata_dir / "timestamp.json")).signed
             targets = Metadata.from_file(str(self._metadata_dir / "targets.json")).signed
+            if MANIFEST_NAME in targets.targets:
+                return self._refresh_bins(updater, timestamp.expires, targets.version)
+            info = updater.get_targetinfo(TARGET_NAME)
             if info is None:
                 self._mark(timestamp.expires, targets.version)
                 return None
             sha = info.hashes["sha256"]
-            if self.last_good is not None and sha == self._last_sha:
+            if isinstance(self.last_good, DirectiveSet) and sha == self._last_sha:
                 self._mark(timestamp.expires, targets.version)
                 return None
             # download beside the good copy: it replaces it only once it has loaded
             good = self._targets_dir / TARGET_NAME
-            incoming = self._targets_dir / f".incoming.{TARGET_NAME}"
             path = updater.find_cached_target(info, str(good)) or updater.download_target(
                 info, str(incoming)
             )
@@ -254,6 +285,40 @@ class FeedClient:
         self.updates += 1
         self._mark(timestamp.expires, targets.version)
         return ds
+
+    def _refresh_bins(self, updater: Updater, expires: datetime, version: int) -> BinnedSet | None:
+        """The sharded path: the manifest, then only the bins whose version changed."""
+        try:
+            record = self._bins_record if isinstance(self.last_good, BinnedSet) else BinRecord()
+            fetched = fetch_bins(updater, self._fetcher, self._targets_url, self._metadata_dir,
+                                 self._bins_dir, record)  # fmt: skip
+        except (tuf_errors.RepositoryError, tuf_errors.DownloadError) as exc:
+            raise self._refuse(type(exc).__name__, _describe(exc)) from exc
+        except OSError as exc:
+            raise self._refuse("OSError", str(exc)) from exc
+        except UnknownFormat as exc:
+            raise self._refuse("UnknownFormat", str(exc)) from exc
+        except InputError as exc:
+            raise self._refuse("InvalidDirectives", str(exc)) from exc
+        if fetched is None:
+            self._mark(expires, version)
+            return None
+        last = self.last_good
+        if last is not None and fetched.manifest.sequence < last.sequence:
+            fetched.discard()
+            raise self._refuse(
+                "SequenceRollback",
+                f"sequence {fetched.manifest.sequence} is older than the loaded {last.sequence}",
+            )
+        base = last if isinstance(last, BinnedSet) and last.bits == fetched.manifest.bits else None
+        new = fetched.apply(base)
+        self.last_fetch = fetched.stats()
+        self.last_good = new
+        self._bins_record = fetched.commit(self.state_dir)
+        self._last_sha = None
+        self.updates += 1
+        self._mark(expires, version)
+        return new
 
     def _mark(self, expires: datetime, version: int) -> None:
         self.expires = expires

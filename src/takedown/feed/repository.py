@@ -66,6 +66,7 @@ from tuf.api.metadata import (
 from tuf.api.serialization.json import JSONSerializer
 
 from takedown.errors import AuthError, Conflict, InputError, NotFound
+from takedown.feed.bins import MANIFEST_NAME
 from takedown.feed.directives import TARGET_NAME, dumps, loads
 from takedown.model import DirectiveSet
 from takedown.store.audit import ChainHead
@@ -242,7 +243,8 @@ class Repository:
         """Current versions, expiries and the published directive set's sequence."""
         mds = {role: self.load(role) for role in ("root", *ONLINE_ROLES)}
         targets: Targets = mds["targets"].signed
-        tf = targets.targets.get(TARGET_NAME)
+        # format 1: the whole set; format 2 (feed.sharded): the set's manifest
+        tf = targets.targets.get(TARGET_NAME) or targets.targets.get(MANIFEST_NAME)
         custom = tf.custom if tf is not None and isinstance(tf.custom, dict) else {}
         return RepoInfo(
             path=self.path,
@@ -291,6 +293,14 @@ class Repository:
         anchor of the audit log (``takedown audit verify --against``).
         ``validate=False`` skips ``loads`` (only for tests that play a faulty publisher).
         """
+        from takedown.feed.sharded import bin_bits, publish_sharded
+
+        if bin_bits(self) is not None:  # a sharded repository: the set goes out in bins
+            info, _changed = publish_sharded(
+                self, loads(data), timestamp_expiry=timestamp_expiry, now=now,
+                audit_head=audit_head,
+            )  # fmt: skip
+            return info
         meta: dict[str, Any] = {}
         if validate:
             ds = loads(data)
@@ -299,6 +309,26 @@ class Repository:
         if audit_head is not None:
             meta[AUDIT_HEAD_FIELD] = audit_head.to_json()
         return self._sign_online(data, meta, timestamp_expiry=timestamp_expiry, now=now)
+
+    def publish_set(
+        self,
+        ds: DirectiveSet,
+        *,
+        timestamp_expiry: timedelta | None = None,
+        now: datetime | None = None,
+        audit_head: ChainHead | None = None,
+    ) -> RepoInfo:
+        """Publish ``ds`` in the repository's format: whole (format 1) or in bins (2)."""
+        from takedown.feed.sharded import bin_bits, publish_sharded
+
+        if bin_bits(self) is not None:
+            info, _changed = publish_sharded(
+                self, ds, timestamp_expiry=timestamp_expiry, now=now, audit_head=audit_head
+            )
+            return info
+        return self.publish_bytes(
+            dumps(ds), timestamp_expiry=timestamp_expiry, now=now, audit_head=audit_head
+        )
 
     def _check_sequence(self, sequence: int, data: bytes) -> None:
         current = self.info()
@@ -486,13 +516,15 @@ def init_repository(
     targets_expiry: timedelta = DEFAULT_EXPIRY["targets"],
     root_expiry: timedelta = DEFAULT_EXPIRY["root"],
     now: datetime | None = None,
+    bins: int | None = None,
 ) -> RepoInfo:
     """Create a new feed repository in ``path`` (version-1 metadata) and its private keys
     (0600) in ``keys`` (default ``default_keys_dir(path)``), never inside ``path``.
 
     ``root_key``: write the root key to this file instead (e.g. removable media), so it
     never sits with the online keys. Refuses (Conflict) if ``path`` already holds a
-    repository or the keys directory already holds keys.
+    repository or the keys directory already holds keys. ``bins``: publish in 2**bins
+    hash bins (format 2, ``feed.sharded``) instead of one whole file.
     """
     base = Path(path)
     keys_dir = _outside(Path(keys) if keys is not None else default_keys_dir(base), base, "keys")
@@ -551,7 +583,12 @@ def init_repository(
         write_atomic(repo_md / f"1.{role}.json", data)
         write_atomic(repo_md / f"{role}.json", data)
     write_atomic(repo_md / "timestamp.json", mds["timestamp"].to_bytes(_SERIALIZER))
-    return Repository(base, keys_dir).info()
+    repo = Repository(base, keys_dir)
+    if bins is not None:
+        from takedown.feed.sharded import enable_bins
+
+        enable_bins(repo, bins, now=now)
+    return repo.info()
 
 
 def _refuse_existing_keys(pems: list[Path], root_path: Path | None) -> None:
@@ -579,8 +616,7 @@ def publish(
     is never signed. ``sequence`` must not go back (Conflict). ``timestamp_expiry``
     defaults to the repository's setting (``feed init --timestamp-expiry``, default 1 day);
     ``now`` (default: real time) is the base of all metadata expiries.
-    Needs only the online keys (targets, snapshot, timestamp).
+    Needs only the online keys (targets, snapshot, timestamp; and bins when sharded).
+    A sharded repository (``feed init --bins``) re-signs only the bins that changed.
     """
-    return Repository(path, keys).publish_bytes(
-        dumps(ds), timestamp_expiry=timestamp_expiry, now=now
-    )
+    return Repository(path, keys).publish_set(ds, timestamp_expiry=timestamp_expiry, now=now)
