@@ -48,7 +48,7 @@ async def test_connect_pass_throttle_block(ca: CA, origin: Origin) -> None:
         assert flows(server, "throttle", content="media") == 1
         assert (
             server.metrics.value(
-                "takedown_enforce_directive_flows_total", {"directive": "d-throttle"}
+                "takedown_enforce_directive_flows_total", {"directive": "d-throttle", "measure": ""}
             )
             == 1
         )

@@ -41,6 +41,7 @@ class Verdict:
     action: Action
     rate_kbps: int | None = None
     directives: tuple[str, ...] = ()  # ids of the directives that impose the action
+    measures: tuple[int | None, ...] = ()  # their measures' ids, in the same order
     content_class: str = NO_CLASS
     subscriber_class: str = OTHER_SUBSCRIBERS
     reason: str = ""
@@ -233,6 +234,7 @@ def decide(
         action=action,
         rate_kbps=first.rate_kbps if action == Action.THROTTLE else None,
         directives=tuple(d.id for d in best),
+        measures=tuple(d.measure_id for d in best),
         content_class=first_class,
         subscriber_class=sub_class,
         reason=f"{first_what} matches {first_rule} ({first.id})",

@@ -26,13 +26,17 @@ class EnforceMetrics:
             ["decision", "subscriber_class", "content_class"],
             registry=r,
         )
+        # the measure rides along so that a report can name it without scanning the set
         self.directive_flows = Counter(
-            p + "directive_flows", "Flows each directive was applied to.", ["directive"], registry=r
+            p + "directive_flows",
+            "Flows each directive was applied to.",
+            ["directive", "measure"],
+            registry=r,
         )
         self.directive_bytes = Counter(
             p + "directive_bytes",
             "Bytes relayed (both directions) in flows each directive was applied to.",
-            ["directive"],
+            ["directive", "measure"],
             registry=r,
         )
         self.redecisions = Counter(

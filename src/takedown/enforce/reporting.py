@@ -3,9 +3,10 @@ report of the set in force, its age, fail-open, and each directive's flow and by
 counters, POSTed to the regulator (``--report URL --token T [--point-id ID]``).
 
 ``build_report`` is the sans-IO core: it reads the point's Prometheus registry (so with
-``--workers N`` it reads the sum of every worker's counters) and the index for measure
-ids. ``report_loop`` does the I/O; a failed POST is logged once per cause and retried at
-the next interval, and never touches the datapath.
+``--workers N`` it reads the sum of every worker's counters, each labelled with its
+directive's measure) and the index only for its publication time. ``report_loop`` does
+the I/O; a failed POST is logged once per cause and retried at the next interval, and
+never touches the datapath.
 """
 
 from __future__ import annotations
@@ -55,13 +56,14 @@ def default_point_id() -> str:
     return name or "point"
 
 
-def _by_directive(registry: CollectorRegistry, metric: str) -> dict[str, int]:
-    out: dict[str, int] = {}
+def _by_directive(registry: CollectorRegistry, metric: str) -> dict[tuple[str, str], int]:
+    """(directive id, measure label) -> the counter's value, summed over its samples."""
+    out: dict[tuple[str, str], int] = {}
     for family in registry.collect():
         for sample in family.samples:
             if sample.name == metric and "directive" in sample.labels:
-                did = sample.labels["directive"]
-                out[did] = out.get(did, 0) + int(sample.value)
+                key = (sample.labels["directive"], sample.labels.get("measure", ""))
+                out[key] = out.get(key, 0) + int(sample.value)
     return out
 
 
@@ -76,18 +78,17 @@ def build_report(
     *,
     now: datetime,
     fail_open_reason: str = "",
-    measures: dict[str, int | None] | None = None,
 ) -> rep.Report:
-    """The report of this point at ``now`` from its metrics and its index. ``measures``
-    (directive id → measure id) remembers directives of earlier sets: the counters run
-    since the point started, and a lifted measure's directive is in them still."""
+    """The report of this point at ``now`` from its metrics (the counters run since the
+    point started and carry each directive's measure, so a lifted measure's directive is
+    in them still; the directive set is never scanned: it may hold a million)."""
     flows = _by_directive(registry, "takedown_enforce_directive_flows_total")
     nbytes = _by_directive(registry, "takedown_enforce_directive_bytes_total")
-    measures = measures if measures is not None else {}
-    measures.update((d.id, d.measure_id) for d in index.directives)
     counters = tuple(
-        rep.DirectiveCounters(did, flows.get(did, 0), nbytes.get(did, 0), measures.get(did))
-        for did in sorted(set(flows) | set(nbytes))
+        rep.DirectiveCounters(
+            did, flows.get((did, m), 0), nbytes.get((did, m), 0), int(m) if m else None
+        )
+        for did, m in sorted(set(flows) | set(nbytes))
     )
     sequence = _value(registry, "takedown_enforce_feed_sequence")
     age = _value(registry, "takedown_enforce_feed_age_seconds")
@@ -138,7 +139,6 @@ async def report_loop(
     reported: tuple[int | None, bool] | None = None  # its (sequence, fail_open)
     sent_at: datetime | None = None
     logged: set[str] = set()
-    measures: dict[str, int | None] = {}
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per report
     async with httpx.AsyncClient(timeout=10.0) as client:
         while True:
@@ -150,7 +150,6 @@ async def report_loop(
                     state.index,  # type: ignore[attr-defined]
                     now=next_sent_at(now, sent_at),
                     fail_open_reason=getattr(state, "fail_open_reason", ""),
-                    measures=measures,
                 )
                 due = reported_at is None or now - reported_at >= timedelta(seconds=cfg.interval)
                 if due or (report.sequence, report.fail_open) != reported:

@@ -100,6 +100,7 @@ class EnforcementServer:
         self.fail_open_reason = ""
         # (throttled, up, directive ids) -> bytes since the last flush
         self.byte_counts: dict[tuple[bool, bool, tuple[str, ...]], int] = {}
+        self.directive_measures: dict[str, str] = {}  # directive id -> its measure's label
         # throttle_scope=subscriber: one bucket per subscriber, directive(s) and direction
         self.shared_buckets: dict[SharedKey, SharedBucket] = {}
         self.pipes = PipePool(self.config.max_pipes)
@@ -251,8 +252,10 @@ class EnforcementServer:
                 verdict.subscriber_class,
                 verdict.content_class,
             )
-        for did in verdict.directives:
-            m.directive_flows.labels(did).inc()
+        for did, measure_id in zip(verdict.directives, verdict.measures, strict=True):
+            label = "" if measure_id is None else str(measure_id)
+            self.directive_measures[did] = label
+            m.directive_flows.labels(did, label).inc()
         if verdict.action != Action.BLOCK:
             m.active.labels(verdict.action.value).inc()
 
@@ -349,7 +352,8 @@ class EnforcementServer:
                 "throttle" if throttled else "pass", "up" if up else "down"
             ).inc(n)
             for did in directives:
-                self.metrics.directive_bytes.labels(did).inc(n)
+                measure = self.directive_measures.get(did, "")
+                self.metrics.directive_bytes.labels(did, measure).inc(n)
 
     # introspection for tests and the CLI -------------------------------------------------------
     def flow_summaries(self) -> list[dict[str, object]]:
