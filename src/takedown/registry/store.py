@@ -134,6 +134,9 @@ class EntryWriter:
         )
         processor = Item.__table__.c.listed_at.type.dialect_impl(dialect).bind_processor(dialect)
         self.bind: Callable[[datetime], object] = processor or (lambda value: value)
+        if self.postgres:  # COPY takes text: ISO strings pass a reading process's pipe
+            bind_aware = self.bind  # as marshal, which knows no datetime
+            self.bind = lambda value: bind_aware(value).isoformat()  # type: ignore[union-attr]
         self.now = self.bind(now)
         self.register_id = register_id
         self.actor = actor  # each new item's listed_by

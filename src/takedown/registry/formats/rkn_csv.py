@@ -51,7 +51,7 @@ from takedown.registry.formats._base import (
     as_utc,
     fingerprint_salt,
     raw_text,
-    row_fingerprint,
+    row_fingerprinter,
     valid_date,
 )
 
@@ -80,12 +80,12 @@ def read(
     updated = _check_header(stream.readline(), source)
     if facts is not None:
         facts.updated_at = updated
-    salt = fingerprint_salt(defaults)
+    row_fingerprint = row_fingerprinter(fingerprint_salt(defaults))
     judged_encoding = False
     basis_cache: dict[tuple[str | None, str], str] = {}
     for lineno, raw in enumerate(stream, start=2):
         raw = raw.rstrip(b"\r\n")
-        fingerprint = row_fingerprint(salt, raw)
+        fingerprint = row_fingerprint(raw)
         if known is not None and fingerprint in known and judged_encoding:
             yield Known(fingerprint)  # read before as it is, encoding and all
             continue
