@@ -12,8 +12,9 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import Index, func, select, update
+from sqlalchemy import ForeignKeyConstraint, Index, func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.schema import AddConstraint, DropConstraint
 
 from takedown import config as config_mod
 from takedown.errors import InputError, NotFound
@@ -28,6 +29,7 @@ ANALYZE_AFTER = 100_000  # new entries after which a PostgreSQL writer updates s
 # what the entries and items columns hold
 MAX_DECISION, MAX_AUTHORITY, MAX_SOURCE_ID = 200, 500, 64
 SQLITE_CACHE_KIB = 256 * 1024  # page cache of a bulk write on SQLite
+PG_INDEX_MEMORY = "256MB"  # maintenance_work_mem of a first load's index builds
 DEFAULT_SOURCE = "default"  # the register an import without --source fills
 MANUAL_SOURCE = "manual"  # entries added one by one (registry add)
 
@@ -148,6 +150,7 @@ class EntryWriter:
         self._first_write = True
         self.written = 0  # entries written since the statistics were last brought up to date
         self._deferred: list[Index] = []  # indexes to build again (a first load)
+        self._deferred_keys: list[ForeignKeyConstraint] = []  # foreign keys to check again
         # where full batches go instead of the database (a reading process's pipe)
         self.sink: Callable[[list[tuple], list[tuple]], None] | None = None
         self.new_state = projection.NEW_ITEM_STATE.value
@@ -280,13 +283,25 @@ class EntryWriter:
             if not index.unique:
                 index.drop(self.conn)
                 self._deferred.append(index)
+        if self.postgres:
+            # PostgreSQL checks a foreign key with a query per row written (millions);
+            # adding the key back at the end checks every row in one join, in this
+            # transaction, so a row that would have failed still fails the sync
+            for key in _deferred_foreign_keys():
+                self.conn.execute(DropConstraint(key))
+                self._deferred_keys.append(key)
 
     def finish(self) -> None:
         """Write what is queued and rebuild any index dropped for a first load."""
         self.flush()
+        if self.postgres and self._deferred:
+            self.conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{PG_INDEX_MEMORY}'")
         for index in self._deferred:
             index.create(self.conn)
         self._deferred.clear()
+        for key in self._deferred_keys:
+            self.conn.execute(AddConstraint(key))
+        self._deferred_keys.clear()
         if self.postgres and self.written >= ANALYZE_AFTER:
             # fresh statistics now, not when autovacuum gets to it: without them the
             # planner takes a table of a million entries for a few rows and reads the
@@ -298,6 +313,17 @@ class EntryWriter:
                 "SELECT setval(pg_get_serial_sequence('entries', 'id'), "
                 "(SELECT COALESCE(MAX(id), 1) FROM entries))"
             )
+
+
+def _deferred_foreign_keys() -> list[ForeignKeyConstraint]:
+    """The foreign keys every row of a first load is checked against: items to their
+    entries, entries to their register."""
+    keys = []
+    for table, column in ((Item.__table__, "entry_id"), (Entry.__table__, "register_id")):
+        for key in table.foreign_key_constraints:
+            if list(key.column_keys) == [column]:
+                keys.append(key)
+    return keys
 
 
 # A live entry in memory: its key (64 bits) → id, target count and digest in one int.
