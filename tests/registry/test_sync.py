@@ -327,14 +327,24 @@ def test_a_big_first_sync_builds_the_indexes_it_deferred(db: Database, tmp_path:
     decision stays the first one's item (the conflict rule of the bulk path)."""
     rows = [f";bulk{i}.example;;Роскомнадзор;B-{i};2021-03-11" for i in range(6000)]
     rows += [";dup.example;;Суд;D-9;2021-03-11", ";dup.example|more.example;;Суд;D-9;2021-03-11"]
+    # a target the first batch wrote, listed again by another entry in the second
+    rows += [";bulk0.example|extra.example;;Роскомнадзор;B-0;2021-03-11"]
     result = sync(db, dump(tmp_path / "big.csv", rows))
-    assert (result.added, result.targets, result.items_added) == (6002, 6003, 6002)
+    assert (result.added, result.targets, result.items_added) == (6003, 6005, 6003)
     with db.reading() as s:
         names = {i["name"] for i in inspect(s.connection()).get_indexes("items")}
+        keys = {
+            k["name"]
+            for table in ("items", "entries")
+            for k in inspect(s.connection()).get_foreign_keys(table)
+        }
         first = s.scalar(select(func.min(Entry.id)).where(Entry.decision_ref == "D-9"))
         owner = s.scalar(select(Item.entry_id).where(Item.target == "dup.example"))
+        bulk0 = s.scalars(select(Item.entry_id).where(Item.target == "bulk0.example")).all()
     assert {i.name for i in Item.__table__.indexes} <= names
+    assert {k.name for t in (Item, Entry) for k in t.__table__.foreign_key_constraints} <= keys
     assert owner == first
-    assert len(live(db)) == 6002
+    assert bulk0 == [1]
+    assert len(live(db)) == 6003
     again = sync(db, dump(tmp_path / "big.csv", rows))
-    assert (again.added, again.unchanged, again.items_added) == (0, 6002, 0)
+    assert (again.added, again.unchanged, again.items_added) == (0, 6003, 0)

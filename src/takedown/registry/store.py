@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ForeignKeyConstraint, Index, func, select, update
 from sqlalchemy.orm import Session
@@ -151,6 +152,8 @@ class EntryWriter:
         self.written = 0  # entries written since the statistics were last brought up to date
         self._deferred: list[Index] = []  # indexes to build again (a first load)
         self._deferred_keys: list[ForeignKeyConstraint] = []  # foreign keys to check again
+        # PostgreSQL, a first load: hashes of the (target, decision) pairs it wrote
+        self._first_load: set[int] | None = None
         # where full batches go instead of the database (a reading process's pipe)
         self.sink: Callable[[list[tuple], list[tuple]], None] | None = None
         self.new_state = projection.NEW_ITEM_STATE.value
@@ -252,9 +255,11 @@ class EntryWriter:
             with cursor.copy(f"COPY entries ({columns}) FROM STDIN") as copy:
                 for row in entries:
                     copy.write_row(row)
+        columns = ", ".join(_ITEM_COLUMNS)
+        if items and self._first_load is not None:
+            items = self._copy_new_items(cursor, columns, items)
         if not items:
             return
-        columns = ", ".join(_ITEM_COLUMNS)
         if not self._load_table:
             cursor.execute(
                 f"CREATE TEMPORARY TABLE IF NOT EXISTS items_load ON COMMIT DROP AS "
@@ -270,6 +275,28 @@ class EntryWriter:
         )
         self.items_added += cursor.rowcount
         cursor.execute("TRUNCATE items_load")
+
+    def _copy_new_items(self, cursor: Any, columns: str, items: list[tuple]) -> list[tuple]:
+        """A first load: COPY straight into items each row whose (target, decision) this
+        load has surely not written yet; return the rest (a repeat, or a hash collision),
+        which the conflict-skipping path decides exactly. Into an empty, locked table
+        nothing else can conflict."""
+        seen = self._first_load
+        assert seen is not None
+        new, maybe = [], []
+        for row in items:
+            mark = hash((row[2], row[8]))  # target_key, decision_ref: the unique index's
+            if mark in seen:
+                maybe.append(row)
+            else:
+                seen.add(mark)
+                new.append(row)
+        if new:
+            with cursor.copy(f"COPY items ({columns}) FROM STDIN") as copy:
+                for row in new:
+                    copy.write_row(row)
+            self.items_added += len(new)
+        return maybe
 
     def _defer_indexes(self) -> None:
         """Into an empty items table (a register's first load), drop the indexes the
@@ -290,6 +317,7 @@ class EntryWriter:
             for key in _deferred_foreign_keys():
                 self.conn.execute(DropConstraint(key))
                 self._deferred_keys.append(key)
+            self._first_load = set()
 
     def finish(self) -> None:
         """Write what is queued and rebuild any index dropped for a first load."""
