@@ -309,6 +309,24 @@ def _exact_answers(
     return full
 
 
+# Labels seen before a wildcard suffix in queries and found plain: a query's labels below
+# a listed domain are few (www, pbs, api...), and one set lookup is cheaper than checking
+# them again. Emptied when full, as names._HOSTS.
+_PLAIN_PREFIXES: set[str] = set()
+
+
+def _is_plain_prefix(prefix: str) -> bool:
+    """True if ``prefix`` is one or more plain lower-case labels (remembered if so)."""
+    if (len(prefix) < 64 and prefix.isalnum() and prefix.isascii() and prefix.islower()) or _labels(
+        prefix
+    ) is not None:
+        if len(_PLAIN_PREFIXES) >= 4096:
+            _PLAIN_PREFIXES.clear()
+        _PLAIN_PREFIXES.add(prefix)
+        return True
+    return False
+
+
 def _ip_chains(
     tables: list[tuple[int, int, dict[int, list[K]]]],
 ) -> list[tuple[int, dict[int, tuple[K, ...]]]]:
@@ -484,37 +502,23 @@ class Matcher(Generic[K]):
             found = self._full.get(name)
             if found is not None:
                 return found
-            # the proper suffixes from the shortest (two labels) while a wildcard's suffix
-            i = name.rfind(".", 0, name.rfind("."))
-            if i >= 0 and (found := self._suffixes.get(name[i + 1 :])) is not None:
-                get = self._suffixes.get
-                start = i
-                i = name.rfind(".", 0, i)
-                while i >= 0:
-                    deeper = get(name[i + 1 :])
-                    if deeper is None:
-                        break
-                    found, start = deeper, i
-                    i = name.rfind(".", 0, i)
-                # name[start + 1:] is a compiled (normal) name: is the rest plain labels?
-                # (with an IDNA label anywhere, IDNA checks every label: the slow path)
-                prefix = name[:start]
-                if (
-                    len(name) <= _MAX_NAME
-                    and "xn--" not in name
-                    and (
-                        (
-                            len(prefix) < 64
-                            and prefix.isalnum()
-                            and prefix.isascii()
-                            and prefix.islower()
-                        )
-                        or _labels(prefix) is not None
-                    )
-                ):
-                    return found
-            elif not name.endswith(".") and _odd_char(name) is None:
-                return ()
+            chains = self._suffixes
+            i = name.find(".")
+            j = name.find(".", i + 1)
+            while j >= 0:
+                found = chains.get(name[i + 1 :])
+                if found is not None:
+                    if len(name) <= _MAX_NAME and "xn--" not in name:
+                        prefix = name[:i]
+                        if prefix in _PLAIN_PREFIXES or _is_plain_prefix(prefix):
+                            return found
+                    break
+                i = j
+                j = name.find(".", i + 1)
+            else:
+                # i is the last dot: a trailing one means the name is not in normal form
+                if i != len(name) - 1 and _odd_char(name) is None:
+                    return ()
         except (TypeError, AttributeError):  # not a string
             return ()
         host = normalised_query(name)
@@ -538,8 +542,8 @@ class Matcher(Generic[K]):
     def match_hosts(self, names_: Iterable[str]) -> list[Sequence[K]]:
         """``match_host`` for each name, in order."""
         full_get = self._full.get
-        get = self._suffixes.get
-        labels = _labels
+        chains_get = self._suffixes.get
+        plain, is_plain = _PLAIN_PREFIXES, _is_plain_prefix
         odd_char = _odd_char
         max_name = _MAX_NAME
         slow = self._match_slow
@@ -548,33 +552,24 @@ class Matcher(Generic[K]):
         for name in names_:
             try:
                 found = full_get(name)
-                if found is None:
-                    i = name.rfind(".", 0, name.rfind("."))
-                    if i >= 0 and (found := get(name[i + 1 :])) is not None:
-                        start = i
-                        i = name.rfind(".", 0, i)
-                        while i >= 0:
-                            deeper = get(name[i + 1 :])
-                            if deeper is None:
+                if found is not None:
+                    append(found)
+                    continue
+                i = name.find(".")
+                j = name.find(".", i + 1)
+                while j >= 0:
+                    found = chains_get(name[i + 1 :])
+                    if found is not None:
+                        if len(name) <= max_name and "xn--" not in name:
+                            prefix = name[:i]
+                            if prefix in plain or is_plain(prefix):
                                 break
-                            found, start = deeper, i
-                            i = name.rfind(".", 0, i)
-                        prefix = name[:start]
-                        if (
-                            len(name) > max_name
-                            or "xn--" in name
-                            or not (
-                                (
-                                    len(prefix) < 64
-                                    and prefix.isalnum()
-                                    and prefix.isascii()
-                                    and prefix.islower()
-                                )
-                                or labels(prefix) is not None
-                            )
-                        ):
-                            found = None
-                    elif not name.endswith(".") and odd_char(name) is None:
+                        found = None
+                        break
+                    i = j
+                    j = name.find(".", i + 1)
+                else:
+                    if i != len(name) - 1 and odd_char(name) is None:
                         found = ()
             except (TypeError, AttributeError):  # not a string
                 found = ()
