@@ -521,8 +521,7 @@ class Matcher(Generic[K]):
                     return ()
         except (TypeError, AttributeError):  # not a string
             return ()
-        host = normalised_query(name)
-        return () if host is None else self._match_normal(host)
+        return self._match_slow(name)
 
     def _match_normal(self, name: str) -> tuple[K, ...]:
         found = self._full.get(name)
@@ -576,7 +575,15 @@ class Matcher(Generic[K]):
             append(slow(name) if found is None else found)
         return out
 
-    def _match_slow(self, name: str) -> tuple[K, ...]:
+    def _match_slow(self, name: str) -> Sequence[K]:
+        if type(name) is str and name.isascii():
+            # normalising ASCII lower-cases it and drops one trailing dot, so the name
+            # without them has the same answer and may take the fast path
+            host = name.lower()
+            if host.endswith(".") and not host.endswith(".."):
+                host = host[:-1]
+            if host != name:
+                return self.match_host(host)
         host = normalised_query(name)
         return () if host is None else self._match_normal(host)
 
