@@ -351,24 +351,33 @@ def _ip_chains(
 class Matcher(Generic[K]):
     """Host patterns and IP rules compiled for lookup; each rule carries a key of type K.
 
-    Every result is precomputed at compile time: the whole name's entry holds its exact
-    rules and every wildcard above it; every suffix of a wildcard base (two labels or
-    more) holds the wildcards at or above it, so a name's suffixes are walked from the
-    shortest and the walk stops at the first one missing; an IP slot holds its rules and
+    Every result is precomputed at compile time, so a query stops at its first hit: the
+    whole name's entry holds its exact rules and every wildcard above it, a wildcard
+    base's entry its own rules and every wildcard above it, and an IP slot its rules and
     every shorter prefix covering it. Results are shared immutable tuples.
     """
 
-    __slots__ = ("_exact", "_full", "_n_host", "_n_ip", "_suffixes", "_v4", "_v4q", "_v6",
-                 "_v6q", "_wild")  # fmt: skip
+    __slots__ = (
+        "_chain",
+        "_exact",
+        "_full",
+        "_n_host",
+        "_n_ip",
+        "_v4",
+        "_v4q",
+        "_v6",
+        "_v6q",
+        "_wild",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         # as compiled, for explain_* and *_rules: base -> keys in compile order
         self._exact: dict[str, tuple[K, ...]] = {}
         self._wild: dict[str, tuple[K, ...]] = {}
-        # for queries: exact name -> the whole answer; every suffix of two labels or more
-        # of a wildcard base -> the answer for a name whose longest such suffix it is
+        # for queries: exact name -> the whole answer; wildcard base -> the answer for
+        # any name below it whose longer suffixes are no wildcard base
         self._full: dict[str, tuple[K, ...]] = {}
-        self._suffixes: dict[str, tuple[K, ...]] = {}
+        self._chain: dict[str, tuple[K, ...]] = {}
         # (prefix length, shift, {network >> shift: keys}), longest prefix first
         self._v4: list[tuple[int, int, dict[int, list[K]]]] = []
         self._v6: list[tuple[int, int, dict[int, list[K]]]] = []
@@ -424,8 +433,10 @@ class Matcher(Generic[K]):
                 keys = table.get(base)
                 table[base] = (key,) if keys is None else (*keys, key)
         self._n_host = len(rules)
-        self._suffixes = _suffix_answers(wild)
-        self._full = _exact_answers(exact, self._suffixes)
+        suffixes = _suffix_answers(wild)
+        self._full = _exact_answers(exact, suffixes)
+        # a query walks from its longest suffix and stops at the first wildcard base
+        self._chain = {base: suffixes[base] for base in wild}
 
     def _add_ip_rules(self, ip_rules: Iterable[tuple[str, K]], min_v4: int, min_v6: int) -> None:
         """IP rules into per-prefix-length tables, longest first, and the query chains."""
@@ -490,8 +501,8 @@ class Matcher(Generic[K]):
     # -- host names ---------------------------------------------------------------------
     #
     # A name is looked up as given, and normalised only when that could be wrong: a name
-    # found whole equals a compiled (normal-form) name; a name with a wildcard suffix is
-    # in normal form if the labels before it are plain and no label is IDNA; a name with
+    # found whole equals a compiled (normal-form) name; a name with a wildcard hit is in
+    # normal form if the labels before the hit are plain and no label is IDNA; a name with
     # no hit, lower-case ASCII letters, digits, '.', '-' and '_' only and no trailing dot,
     # is one that normalising either leaves as it is or refuses. ``match_hosts`` repeats
     # ``match_host``'s body inline (a call per name is a fair share of the cost).
@@ -502,7 +513,7 @@ class Matcher(Generic[K]):
             found = self._full.get(name)
             if found is not None:
                 return found
-            chains = self._suffixes
+            chains = self._chain
             i = name.find(".")
             j = name.find(".", i + 1)
             while j >= 0:
@@ -527,21 +538,21 @@ class Matcher(Generic[K]):
         found = self._full.get(name)
         if found is not None:
             return found
-        get = self._suffixes.get
-        inherited: tuple[K, ...] = ()
-        i = name.rfind(".", 0, name.rfind("."))
-        while i >= 0:
-            deeper = get(name[i + 1 :])
-            if deeper is None:
-                break
-            inherited = deeper
-            i = name.rfind(".", 0, i)
-        return inherited
+        get = self._chain.get
+        i = name.find(".")
+        j = name.find(".", i + 1)
+        while j >= 0:
+            found = get(name[i + 1 :])
+            if found is not None:
+                return found
+            i = j
+            j = name.find(".", i + 1)
+        return ()
 
     def match_hosts(self, names_: Iterable[str]) -> list[Sequence[K]]:
         """``match_host`` for each name, in order."""
         full_get = self._full.get
-        chains_get = self._suffixes.get
+        chains_get = self._chain.get
         plain, is_plain = _PLAIN_PREFIXES, _is_plain_prefix
         odd_char = _odd_char
         max_name = _MAX_NAME
