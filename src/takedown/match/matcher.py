@@ -15,6 +15,7 @@ cannot change them), precomputed at compile time so that a query stops at its fi
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
@@ -212,17 +213,118 @@ def normalised_query(name: object) -> str | None:
         return None
 
 
-def _inherited(chains: dict[str, tuple[K, ...]], name: str) -> tuple[K, ...]:
-    """The chain of the nearest proper suffix of ``name`` that has one, else ()."""
-    i = name.find(".")
-    j = name.find(".", i + 1)
-    while j >= 0:
-        keys = chains.get(name[i + 1 :])
-        if keys is not None:
-            return keys
-        i = j
-        j = name.find(".", i + 1)
-    return ()
+@functools.cache
+def _psl_wildcard_bases() -> frozenset[str]:
+    """``x`` for every ``*.x`` rule of the public suffix list."""
+    return frozenset(r[2:] for r in _psl_rules() or () if r.startswith("*."))
+
+
+# What a list of patterns, joined by newlines, must not contain for every pattern to be a
+# plain name ``_split_fast`` would accept without ``names.split_pattern``.
+_BULK_ODD = re.compile(r"[^a-z0-9_.\n-]").search
+_BULK_BAD = ("xn--", "..", ".-", "-.")
+_BULK_BAD_END = re.compile(r"[0-9.-]\n").search
+_BULK_BAD_START = re.compile(r"\n(?:[.-]|[^.\n]*\n)").search  # or no dot at all
+
+
+def _plain_bases(rules: Sequence[tuple[str, object]]) -> list[str] | None:
+    """Every pattern's base, if each is one ``_split_fast`` accepts on its fast path;
+    None if any is not (the caller then checks them one by one and names the bad one).
+
+    Checked in bulk, over all the patterns joined, not per rule: a 1M-rule compile spent
+    most of its time in ``_split_fast`` (bench match)."""
+    psl = _psl_rules()
+    if psl is None or not rules:
+        return None
+    try:
+        patterns = [p for p, _ in rules]
+    except (TypeError, ValueError):  # not a pair: one by one, with errors
+        return None
+    if set(map(type, patterns)) != {str}:
+        return None
+    text = "\n" + "\n".join(patterns) + "\n"
+    text = text.replace("\n*.", "\n")
+    if _BULK_ODD(text) or _BULK_BAD_END(text) or _BULK_BAD_START(text):
+        return None
+    if any(bad in text for bad in _BULK_BAD):
+        return None
+    bases = text[1:-1].split("\n")
+    if len(bases) != len(rules):
+        return None
+    if max(map(len, bases)) >= 64 and not all(_plain_host(b) for b in bases if len(b) >= 64):
+        return None
+    # publicsuffixlist can only call a base public if the PSL holds it, ``*.base`` or
+    # ``*.parent`` (see _split_fast)
+    wild_psl = _psl_wildcard_bases()
+    if not (psl.isdisjoint(bases) and wild_psl.isdisjoint(bases)):
+        return None
+    if not wild_psl.isdisjoint({b[b.find(".") + 1 :] for b in bases}):
+        return None
+    return bases
+
+
+def _suffix_answers(wild: dict[str, tuple[K, ...]]) -> dict[str, tuple[K, ...]]:
+    """Every suffix of two labels or more of a wildcard base -> the keys of the wildcards
+    at or above it, nearest first (``()`` for a suffix that is below no wildcard).
+
+    A name's proper suffixes can be walked from the shortest and the walk stopped at the
+    first one missing: no wildcard base lies above it."""
+    answers = dict(wild)
+    # names of three labels or more: only these have a parent that may be in the table
+    deep = [b for b in wild if b.count(".") > 1]
+    level = deep
+    while level:
+        new = {p for b in level if (p := b[b.find(".") + 1 :]) not in answers}
+        answers.update(dict.fromkeys(new, ()))
+        level = [p for p in new if p.count(".") > 1]
+        deep += level
+    deep.sort(key=len)  # a parent is shorter: its answer is final before its children's
+    for name in deep:
+        inherited = answers[name[name.find(".") + 1 :]]
+        if inherited:
+            answers[name] = (*answers[name], *inherited)
+    return answers
+
+
+def _exact_answers(
+    exact: dict[str, tuple[K, ...]], suffixes: dict[str, tuple[K, ...]]
+) -> dict[str, tuple[K, ...]]:
+    """Exact name -> its keys and those of every wildcard above it."""
+    full = dict(exact)
+    if not suffixes:
+        return full
+    get = suffixes.get
+    for name, keys in exact.items():
+        # from the shortest proper suffix (two labels) while it is a wildcard's suffix
+        i = name.rfind(".", 0, name.rfind("."))
+        inherited = None
+        while i >= 0:
+            found = get(name[i + 1 :])
+            if found is None:
+                break
+            inherited = found
+            i = name.rfind(".", 0, i)
+        if inherited:
+            full[name] = (*keys, *inherited)
+    return full
+
+
+# Labels seen before a wildcard suffix in queries and found plain: a query's labels below
+# a listed domain are few (www, pbs, api...), and one set lookup is cheaper than checking
+# them again. Emptied when full, as names._HOSTS.
+_PLAIN_PREFIXES: set[str] = set()
+
+
+def _is_plain_prefix(prefix: str) -> bool:
+    """True if ``prefix`` is one or more plain lower-case labels (remembered if so)."""
+    if (len(prefix) < 64 and prefix.isalnum() and prefix.isascii() and prefix.islower()) or _labels(
+        prefix
+    ) is not None:
+        if len(_PLAIN_PREFIXES) >= 4096:
+            _PLAIN_PREFIXES.clear()
+        _PLAIN_PREFIXES.add(prefix)
+        return True
+    return False
 
 
 def _ip_chains(
@@ -255,13 +357,23 @@ class Matcher(Generic[K]):
     every shorter prefix covering it. Results are shared immutable tuples.
     """
 
-    __slots__ = ("_chain", "_exact", "_full", "_n_host", "_n_ip", "_v4", "_v4q", "_v6", "_v6q",
-                 "_wild")  # fmt: skip
+    __slots__ = (
+        "_chain",
+        "_exact",
+        "_full",
+        "_n_host",
+        "_n_ip",
+        "_v4",
+        "_v4q",
+        "_v6",
+        "_v6q",
+        "_wild",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         # as compiled, for explain_* and *_rules: base -> keys in compile order
-        self._exact: dict[str, list[K]] = {}
-        self._wild: dict[str, list[K]] = {}
+        self._exact: dict[str, tuple[K, ...]] = {}
+        self._wild: dict[str, tuple[K, ...]] = {}
         # for queries: exact name -> the whole answer; wildcard base -> the answer for
         # any name below it whose longer suffixes are no wildcard base
         self._full: dict[str, tuple[K, ...]] = {}
@@ -293,35 +405,38 @@ class Matcher(Generic[K]):
         return m
 
     def _add_host_rules(self, host_rules: Iterable[tuple[str, K]]) -> None:
-        """Host rules into the exact and wildcard tables (base -> keys), then each base's
-        whole answer: its own keys and those of the wildcards above it."""
-        psl = _psl_rules()
+        """Host rules into the exact and wildcard tables (base -> keys), then the answers:
+        each exact name's and each wildcard suffix's keys with those of the wildcards above."""
+        rules = host_rules if type(host_rules) is list else list(host_rules)
         exact, wild = self._exact, self._wild
-        n = -1
-        for n, (pattern, key) in enumerate(host_rules):
-            try:
-                base, wildcard = _split_fast(pattern, psl)
-            except PatternError as exc:
-                raise PatternError(exc.message, where=f"host rule {n + 1} ({pattern!r})") from None
-            table = wild if wildcard else exact
-            keys = table.get(base)
-            if keys is None:
-                table[base] = [key]
-            else:
-                keys.append(key)
-        self._n_host = n + 1
-        # A proper suffix is shorter than the name, so shortest first finds it built.
-        chains = self._chain
-        for base in sorted(wild, key=len):
-            chains[base] = (*wild[base], *_inherited(chains, base))
-        if chains:
-            # only a name of three labels or more can be below a wildcard base
-            self._full = {
-                base: (*keys, *_inherited(chains, base)) if base.count(".") > 1 else tuple(keys)
-                for base, keys in exact.items()
-            }
+        bases = _plain_bases(rules)
+        if bases is not None:  # the usual case: a feed's patterns are canonical
+            # an exact rule's own pattern string is its key (no copy of it)
+            exact.update({p: (k,) for p, k in rules if p[0] != "*"})
+            wild.update({b: (k,) for b, (p, k) in zip(bases, rules, strict=True) if p[0] == "*"})
+            if len(exact) + len(wild) < len(rules):  # repeated patterns: keys in order
+                exact.clear()
+                wild.clear()
+                for base, (pattern, key) in zip(bases, rules, strict=True):
+                    table = wild if pattern[0] == "*" else exact
+                    keys = table.get(base)
+                    table[base] = (key,) if keys is None else (*keys, key)
         else:
-            self._full = {base: tuple(keys) for base, keys in exact.items()}
+            psl = _psl_rules()
+            for n, (pattern, key) in enumerate(rules):
+                try:
+                    base, wildcard = _split_fast(pattern, psl)
+                except PatternError as exc:
+                    where = f"host rule {n + 1} ({pattern!r})"
+                    raise PatternError(exc.message, where=where) from None
+                table = wild if wildcard else exact
+                keys = table.get(base)
+                table[base] = (key,) if keys is None else (*keys, key)
+        self._n_host = len(rules)
+        suffixes = _suffix_answers(wild)
+        self._full = _exact_answers(exact, suffixes)
+        # a query walks from its longest suffix and stops at the first wildcard base
+        self._chain = {base: suffixes[base] for base in wild}
 
     def _add_ip_rules(self, ip_rules: Iterable[tuple[str, K]], min_v4: int, min_v6: int) -> None:
         """IP rules into per-prefix-length tables, longest first, and the query chains."""
@@ -406,12 +521,7 @@ class Matcher(Generic[K]):
                 if found is not None:
                     if len(name) <= _MAX_NAME and "xn--" not in name:
                         prefix = name[:i]
-                        if (
-                            len(prefix) < 64
-                            and prefix.isalnum()
-                            and prefix.isascii()
-                            and prefix.islower()
-                        ) or _labels(prefix) is not None:
+                        if prefix in _PLAIN_PREFIXES or _is_plain_prefix(prefix):
                             return found
                     break
                 i = j
@@ -422,18 +532,28 @@ class Matcher(Generic[K]):
                     return ()
         except (TypeError, AttributeError):  # not a string
             return ()
-        host = normalised_query(name)
-        return () if host is None else self._match_normal(host)
+        return self._match_slow(name)
 
     def _match_normal(self, name: str) -> tuple[K, ...]:
         found = self._full.get(name)
-        return found if found is not None else _inherited(self._chain, name)
+        if found is not None:
+            return found
+        get = self._chain.get
+        i = name.find(".")
+        j = name.find(".", i + 1)
+        while j >= 0:
+            found = get(name[i + 1 :])
+            if found is not None:
+                return found
+            i = j
+            j = name.find(".", i + 1)
+        return ()
 
     def match_hosts(self, names_: Iterable[str]) -> list[Sequence[K]]:
         """``match_host`` for each name, in order."""
         full_get = self._full.get
         chains_get = self._chain.get
-        labels = _labels
+        plain, is_plain = _PLAIN_PREFIXES, _is_plain_prefix
         odd_char = _odd_char
         max_name = _MAX_NAME
         slow = self._match_slow
@@ -452,12 +572,7 @@ class Matcher(Generic[K]):
                     if found is not None:
                         if len(name) <= max_name and "xn--" not in name:
                             prefix = name[:i]
-                            if (
-                                len(prefix) < 64
-                                and prefix.isalnum()
-                                and prefix.isascii()
-                                and prefix.islower()
-                            ) or labels(prefix) is not None:
+                            if prefix in plain or is_plain(prefix):
                                 break
                         found = None
                         break
@@ -471,7 +586,15 @@ class Matcher(Generic[K]):
             append(slow(name) if found is None else found)
         return out
 
-    def _match_slow(self, name: str) -> tuple[K, ...]:
+    def _match_slow(self, name: str) -> Sequence[K]:
+        if type(name) is str and name.isascii():
+            # normalising ASCII lower-cases it and drops one trailing dot, so the name
+            # without them has the same answer and may take the fast path
+            host = name.lower()
+            if host.endswith(".") and not host.endswith(".."):
+                host = host[:-1]
+            if host != name:
+                return self.match_host(host)
         host = normalised_query(name)
         return () if host is None else self._match_normal(host)
 
