@@ -15,17 +15,19 @@ client shares unchanged bins' bytes between sets), nothing else.
 from __future__ import annotations
 
 import json
+import logging
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from takedown.enforce.decide import Hit, Index, InForce, compile_index
+from takedown.errors import InputError
 from takedown.feed.binned_set import BinnedSet
 from takedown.match.matcher import address_key, normalised_query
 from takedown.model import Directive
 
+_log = logging.getLogger(__name__)
 CACHED_BINS = 1024
 
 BinRef = int | tuple[int, ...]
@@ -54,13 +56,14 @@ def _remove(table: dict[Any, BinRef], key: Any, i: int) -> None:
     table[key] = rest[0] if len(rest) == 1 else rest
 
 
-def _rules(data: bytes) -> Iterator[tuple[str, str]]:
-    """("host", pattern) and ("ip", range) of a verified bin, without building directives."""
+def _rules(data: bytes) -> tuple[list[str], list[str]]:
+    """The host patterns and IP ranges of a verified bin, without building directives."""
+    hosts: list[str] = []
+    ips: list[str] = []
     for row in json.loads(data)["directives"]:
-        for pattern, _cls in row[2]:
-            yield "host", pattern
-        for text in row[3]:
-            yield "ip", text
+        hosts.extend(pattern for pattern, _cls in row[2])
+        ips.extend(row[3])
+    return hosts, ips
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,7 @@ class BinnedIndex:
         self._v4_lens: list[int] = []
         self._v6_lens: list[int] = []
         self._cache: OrderedDict[int, Index] = OrderedDict()
+        self.refused_bins: dict[int, str] = {}  # bin -> why its first decoding failed
         self._set = BinnedSet(bset.sequence, bset.generated_at, bset.bits)
         self.update(bset)
 
@@ -159,37 +163,42 @@ class BinnedIndex:
         old = self._set.raw
         new = bset.raw
         changed = [i for i in old.keys() | new.keys() if old.get(i) is not new.get(i)]
-        removed = {i: list(_rules(old[i])) for i in changed if i in old}
-        added = {i: list(_rules(new[i])) for i in changed if i in new}
-        for i, rules in removed.items():
-            self._apply(rules, i, _remove)
-        for i, rules in added.items():
-            self._apply(rules, self._ints[i], _add)
+        pending = bset.rules  # what the scan of a fetched bin collected: no second parse
+        removed = {i: _rules(old[i]) for i in changed if i in old}
+        added = {i: pending.pop(i, None) or _rules(new[i]) for i in changed if i in new}
+        for i, (hosts, ips) in removed.items():
+            self._apply(hosts, ips, i, _remove)
+        for i, (hosts, ips) in added.items():
+            self._apply(hosts, ips, self._ints[i], _add)
         for i in changed:
             self._cache.pop(i, None)
+            self.refused_bins.pop(i, None)
         self._v4_lens = sorted((p for p, t in self._v4.items() if t), reverse=True)
         self._v6_lens = sorted((p for p, t in self._v6.items() if t), reverse=True)
         self._set = bset
         return changed
 
-    def _apply(self, rules: list[tuple[str, str]], i: int, op: Any) -> None:
+    def _apply(self, hosts: list[str], ips: list[str], i: int, op: Any) -> None:
         exact, wild = self._exact, self._wild
-        for kind, text in rules:
-            if kind == "host":
-                if text.startswith("*."):
-                    op(wild, text[2:], i)
-                else:
-                    op(exact, text, i)
-                continue
+        for text in hosts:
+            if text.startswith("*."):
+                op(wild, text[2:], i)
+            elif op is _add and text not in exact:
+                exact[text] = i  # the common case, without a call
+            else:
+                op(exact, text, i)
+        for text in ips:
             addr, _, plen_text = text.partition("/")
             key = address_key(addr)
             if key is None:
-                continue  # cannot happen: the bin was validated
+                continue  # not an address: refused when the bin is first decoded
             version, value = key
             bits = 32 if version == 4 else 128
-            plen = int(plen_text) if plen_text else bits
+            plen = int(plen_text) if plen_text.isdigit() else bits
             if version == 4 and ":" in addr:
                 plen -= 96  # an IPv4-mapped prefix is its IPv4 prefix
+            if not 0 <= plen <= bits:
+                continue  # refused when the bin is first decoded
             tables = self._v4 if version == 4 else self._v6
             table = tables.get(plen)
             if table is None:
@@ -199,7 +208,15 @@ class BinnedIndex:
     def _bin_index(self, i: int) -> Index:
         index = self._cache.get(i)
         if index is None:
-            index = compile_index(self._set.bin(i))
+            try:
+                index = compile_index(self._set.bin(i))
+            except InputError as exc:
+                # verified by TUF and scanned, yet a field fails its check (a publisher
+                # bug): none of the bin's directives is applied; said in logs and metrics
+                if i not in self.refused_bins:
+                    _log.error("bin %d of sequence %d refused: %s", i, self.sequence, exc)
+                self.refused_bins[i] = str(exc)
+                index = compile_index(())
             self._cache[i] = index
             if len(self._cache) > CACHED_BINS:
                 self._cache.popitem(last=False)

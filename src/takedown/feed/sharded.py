@@ -12,10 +12,10 @@ another version) and timestamp.
 Publisher-side bookkeeping lives in ``DIR/bins.json`` (not served): per bin its sha256 and
 length, per role its version and expiry, so a publication compares hashes instead of
 re-reading thousands of files; in a process that published before, only the bins whose
-directives differ from the last publication's are encoded again (``_ENCODED``). Role metadata expires after ``BIN_EXPIRY`` and is re-signed
-by any publication in the second half of that period; freshness comes from the timestamp
-as for format 1. The bins key cannot be rotated yet (``rotate_keys`` covers the top-level
-roles only).
+directives differ from the last publication's are encoded again (``_ENCODED``). Role
+metadata expires after ``BIN_EXPIRY`` and is re-signed by any publication in the second
+half of that period; freshness comes from the timestamp as for format 1. The bins key
+cannot be rotated yet (``rotate_keys`` covers the top-level roles only).
 """
 
 from __future__ import annotations
