@@ -19,6 +19,7 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
+from socket import AF_INET, AF_INET6, inet_pton
 from typing import Any
 
 from takedown.enforce.decide import Hit, Index, InForce, compile_index
@@ -28,6 +29,9 @@ from takedown.match.matcher import address_key, normalised_query
 from takedown.model import Directive
 
 _log = logging.getLogger(__name__)
+_MAPPED = 0xFFFF  # the top of an IPv4-mapped IPv6 address, shifted down 32 bits
+_V4_ALL = (1 << 32) - 1
+from_bytes = int.from_bytes
 CACHED_BINS = 1024
 
 BinRef = int | tuple[int, ...]
@@ -179,31 +183,40 @@ class BinnedIndex:
         return changed
 
     def _apply(self, hosts: list[str], ips: list[str], i: int, op: Any) -> None:
-        exact, wild = self._exact, self._wild
+        exact, wild, v4, v6 = self._exact, self._wild, self._v4, self._v6
+        adding = op is _add
         for text in hosts:
-            if text.startswith("*."):
-                op(wild, text[2:], i)
-            elif op is _add and text not in exact:
-                exact[text] = i  # the common case, without a call
-            else:
-                op(exact, text, i)
+            table, key = (wild, text[2:]) if text.startswith("*.") else (exact, text)
+            # adding, the common case is a key no other bin has: one call, no function
+            if not adding or table.setdefault(key, i) is not i:
+                op(table, key, i)
         for text in ips:
             addr, _, plen_text = text.partition("/")
-            key = address_key(addr)
-            if key is None:
-                continue  # not an address: refused when the bin is first decoded
-            version, value = key
+            try:
+                if ":" in addr:
+                    version, value = 6, from_bytes(inet_pton(AF_INET6, addr), "big")
+                    if value >> 32 == _MAPPED:
+                        version, value = 4, value & _V4_ALL
+                else:
+                    version, value = 4, from_bytes(inet_pton(AF_INET, addr), "big")
+            except OSError:
+                key = address_key(addr)  # the forms inet_pton does not take
+                if key is None:
+                    continue  # not an address: refused when the bin is first decoded
+                version, value = key
             bits = 32 if version == 4 else 128
             plen = int(plen_text) if plen_text.isdigit() else bits
             if version == 4 and ":" in addr:
                 plen -= 96  # an IPv4-mapped prefix is its IPv4 prefix
             if not 0 <= plen <= bits:
                 continue  # refused when the bin is first decoded
-            tables = self._v4 if version == 4 else self._v6
+            tables = v4 if version == 4 else v6
             table = tables.get(plen)
             if table is None:
                 table = tables[plen] = {}
-            op(table, value >> (bits - plen), i)
+            key = value >> (bits - plen)
+            if not adding or table.setdefault(key, i) is not i:
+                op(table, key, i)
 
     def _bin_index(self, i: int) -> Index:
         index = self._cache.get(i)
