@@ -472,6 +472,9 @@ def test_a_signed_bin_failing_a_field_check_is_refused_at_its_first_use():
         (b'[["h1.example.org","media"]]', b'[["h1.example.org"]]', "directives[0][2][0]"),
         (b'["198.51.0.1"]', b"[7]", "directives[0][3]"),
         (b'"block"', b'"sever"', "profiles[0].action"),
+        (b'"measure_id"', b'"measure_no"', "profiles[0]"),
+        (b'"rate_kbps":null', b'"rate_kbps":false', "profiles[0].rate_kbps"),
+        (b'"measure_id":2', b'"measure_id":2.0', "profiles[0].measure_id"),
     ],
 )
 def test_a_scan_refuses_a_malformed_bin_naming_the_field(old, new, where):
@@ -481,6 +484,7 @@ def test_a_scan_refuses_a_malformed_bin_naming_the_field(old, new, where):
     i = bin_of(bin_key(d), BITS)
     data = dumps_bin(i, BITS, [d])
     assert old in data
+    scan_bin(data, i, BITS)  # the good profile is remembered: its look-alike still refused
     with pytest.raises(InputError) as info:
         scan_bin(data.replace(old, new), i, BITS)
     assert where in (info.value.where or ""), info.value.where

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 from takedown.errors import InputError
 from takedown.feed.bins import (
+    _PROFILE_FIELDS,
     BIN_FORMAT,
     Manifest,
     _check_format,
@@ -54,9 +55,8 @@ def scan_bin(data: bytes, i: int, bits: int) -> ScannedBin:
         )
     if type(doc["profiles"]) is not list or type(doc["directives"]) is not list:
         raise InputError("profiles and directives are lists", where=where)
-    times: dict[str, datetime] = {}
     profiles = [
-        _load_profile(p, f"{where}.profiles[{k}]", times) for k, p in enumerate(doc["profiles"])
+        _checked_profile(p, f"{where}.profiles[{k}]") for k, p in enumerate(doc["profiles"])
     ]
     n_profiles = len(profiles)
     per_profile = [0] * n_profiles
@@ -91,6 +91,38 @@ def scan_bin(data: bytes, i: int, bits: int) -> ScannedBin:
         if n:
             windows[(profiles[p]["valid_from"], profiles[p]["expires"])] += n
     return ScannedBin(data, windows, hosts, ips)
+
+
+# profiles already checked, by their values *and* the types of those that may be numbers
+# (1, 1.0 and True are equal keys): a million directives share a few hundred profiles
+_PROFILES: dict[tuple[Any, ...], dict[str, Any]] = {}
+_PROFILES_MAX = 4096
+_PROFILE_KEYS = frozenset(_PROFILE_FIELDS)
+_TIMES: dict[str, datetime] = {}
+
+
+def _checked_profile(p: Any, where: str) -> dict[str, Any]:
+    """``_load_profile``, remembered for a profile seen (and found good) before."""
+    key: tuple[Any, ...] | None = None
+    if type(p) is dict and p.keys() == _PROFILE_KEYS and type(p["scope"]) is dict:
+        rate, measure = p.get("rate_kbps"), p.get("measure_id")
+        scope = tuple([(k, type(v), v) for k, v in p["scope"].items()])
+        key = (p.get("action"), type(rate), rate, scope, p.get("valid_from"), p.get("expires"),
+               type(measure), measure, p.get("reference_url"))  # fmt: skip
+        try:
+            found = _PROFILES.get(key)
+        except TypeError:  # an unhashable value: not a good profile, let the check say so
+            found = key = None
+        if found is not None:
+            return found
+    if len(_TIMES) > _PROFILES_MAX:
+        _TIMES.clear()
+    profile = _load_profile(p, where, _TIMES)
+    if key is not None:
+        if len(_PROFILES) >= _PROFILES_MAX:
+            _PROFILES.clear()
+        _PROFILES[key] = profile
+    return profile
 
 
 def _windows(directives: Iterable[Directive]) -> Counter[tuple[Any, Any]]:
