@@ -383,3 +383,122 @@ def test_renewal_keeps_the_bins_and_fetches_nothing(bins_feed, tmp_path):
     bins_feed.sync()
     assert client.refresh() is None
     assert client.expires is not None and client.expires >= before.expires["timestamp"]
+
+
+# --- publishing only what changed; scanning instead of decoding at a cold load ------------
+
+
+def test_a_publication_encodes_only_the_bins_whose_directives_changed(bins_feed, tmp_path):
+    from takedown.feed import sharded
+
+    client = _loaded(bins_feed, tmp_path)
+    repo = Repository(bins_feed.repo)
+    encoded: list[int] = []
+    real = sharded.dumps_bin
+
+    def counting(i, bits, group):  # the real encoder, counted
+        encoded.append(i)
+        return real(i, bits, group)
+
+    sharded.dumps_bin = counting
+    try:
+        changed = {7: 64, 120: 32}
+        _info, resigned = publish_sharded(repo, big_set(2, changed))
+        assert sorted(encoded) == sorted(resigned) == sorted(bins_of(list(changed)))
+        # back to the first set: the same bins again, re-encoded from their directives
+        encoded.clear()
+        _info, resigned = publish_sharded(repo, big_set(3))
+        assert sorted(encoded) == sorted(resigned) == sorted(bins_of(list(changed)))
+        # another process published since (its hashes in bins.json): re-encode, not trust
+        state = json.loads((bins_feed.repo / "bins.json").read_text())
+        b = next(iter(bins_of([7])))
+        state["bins"][str(b)][0] = "0" * 64
+        (bins_feed.repo / "bins.json").write_text(json.dumps(state))
+        encoded.clear()
+        _info, resigned = publish_sharded(repo, big_set(4))
+        assert encoded == [b] and resigned == [b]
+    finally:
+        sharded.dumps_bin = real
+    bins_feed.sync()
+    got = client.refresh()
+    assert got is not None and got.sequence == 4
+    assert _ids(got) == _ids(big_set(4))
+
+
+def test_a_cold_load_scans_bins_and_the_index_finds_every_rule(tmp_path):
+    from takedown.enforce.bin_index import BinnedIndex
+    from takedown.feed.binned_set import scan_bin
+    from takedown.feed.bins import Manifest
+
+    ds = big_set(1)
+    bins = {
+        i: scan_bin(dumps_bin(i, BITS, g), i, BITS) for i, g in split(ds.directives, BITS).items()
+    }
+    scanned = BinnedSet(1, T0, BITS).updated(Manifest(1, T0, BITS, N), bins)
+    assert len(scanned) == N and scanned.windows == BinnedSet.from_set(ds, BITS).windows
+    index = BinnedIndex(scanned)
+    assert scanned.rules == {}  # the index took what the scan collected
+    for d in ds.directives:
+        pattern = d.hosts[0].pattern
+        name = "www." + pattern[2:] if pattern.startswith("*.") else pattern
+        assert d in [hit[0] for hit in index.host_hits(name)]
+        for text in d.ip_ranges:
+            assert d in [hit[0] for hit in index.ip_hits(text)]
+
+
+def test_a_signed_bin_failing_a_field_check_is_refused_at_its_first_use():
+    from takedown.enforce.bin_index import BinnedIndex
+    from takedown.feed.binned_set import scan_bin
+    from takedown.feed.bins import Manifest
+
+    good, bad = directive(1), directive(2)
+    i, j = bin_of(bin_key(good), BITS), bin_of(bin_key(bad), BITS)
+    assert i != j
+    bad_data = dumps_bin(j, BITS, [bad]).replace(b'"h2.example.org"', b'"com"')
+    bins = {i: scan_bin(dumps_bin(i, BITS, [good]), i, BITS), j: scan_bin(bad_data, j, BITS)}
+    index = BinnedIndex(BinnedSet(1, T0, BITS).updated(Manifest(1, T0, BITS, 2), bins))
+    assert [h[0] for h in index.host_hits("h1.example.org")] == [good]
+    assert index.refused_bins == {}  # the bad bin was scanned, not yet decoded
+    assert index.host_hits("com") == []  # the bad bin is decoded at last, and refused
+    assert list(index.refused_bins) == [j] and "[2][0][0]" in index.refused_bins[j]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where"),
+    [
+        (b'"format":2', b'"format":3', "format"),
+        (b'"d-00001",0', b"1,0", "directives[0][0]"),
+        (b'"d-00001",0', b'"d-00001",5', "directives[0][1]"),
+        (b'[["h1.example.org","media"]]', b'[["h1.example.org"]]', "directives[0][2][0]"),
+        (b'["198.51.0.1"]', b"[7]", "directives[0][3]"),
+        (b'"block"', b'"sever"', "profiles[0].action"),
+        (b'"measure_id"', b'"measure_no"', "profiles[0]"),
+        (b'"rate_kbps":null', b'"rate_kbps":false', "profiles[0].rate_kbps"),
+        (b'"measure_id":2', b'"measure_id":2.0', "profiles[0].measure_id"),
+    ],
+)
+def test_a_scan_refuses_a_malformed_bin_naming_the_field(old, new, where):
+    from takedown.feed.binned_set import scan_bin
+
+    d = directive(1)
+    i = bin_of(bin_key(d), BITS)
+    data = dumps_bin(i, BITS, [d])
+    assert old in data
+    scan_bin(data, i, BITS)  # the good profile is remembered: its look-alike still refused
+    with pytest.raises(InputError) as info:
+        scan_bin(data.replace(old, new), i, BITS)
+    assert where in (info.value.where or ""), info.value.where
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_scan_bin_never_raises_anything_but_input_error(data):
+    from takedown.feed.binned_set import scan_bin
+
+    d = directive(3)
+    i = bin_of(bin_key(d), BITS)
+    good = bytearray(dumps_bin(i, BITS, [d, directive(3 + 256 * 7)]))
+    at = data.draw(st.integers(0, len(good) - 1))
+    good[at] = data.draw(st.integers(0, 255))
+    with contextlib.suppress(InputError):
+        scan_bin(bytes(good), i, BITS)

@@ -15,17 +15,23 @@ client shares unchanged bins' bytes between sets), nothing else.
 from __future__ import annotations
 
 import json
+import logging
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from socket import AF_INET, AF_INET6, inet_pton
 from typing import Any
 
 from takedown.enforce.decide import Hit, Index, InForce, compile_index
+from takedown.errors import InputError
 from takedown.feed.binned_set import BinnedSet
 from takedown.match.matcher import address_key, normalised_query
 from takedown.model import Directive
 
+_log = logging.getLogger(__name__)
+_MAPPED = 0xFFFF  # the top of an IPv4-mapped IPv6 address, shifted down 32 bits
+_V4_ALL = (1 << 32) - 1
+from_bytes = int.from_bytes
 CACHED_BINS = 1024
 
 BinRef = int | tuple[int, ...]
@@ -54,13 +60,14 @@ def _remove(table: dict[Any, BinRef], key: Any, i: int) -> None:
     table[key] = rest[0] if len(rest) == 1 else rest
 
 
-def _rules(data: bytes) -> Iterator[tuple[str, str]]:
-    """("host", pattern) and ("ip", range) of a verified bin, without building directives."""
+def _rules(data: bytes) -> tuple[list[str], list[str]]:
+    """The host patterns and IP ranges of a verified bin, without building directives."""
+    hosts: list[str] = []
+    ips: list[str] = []
     for row in json.loads(data)["directives"]:
-        for pattern, _cls in row[2]:
-            yield "host", pattern
-        for text in row[3]:
-            yield "ip", text
+        hosts.extend(pattern for pattern, _cls in row[2])
+        ips.extend(row[3])
+    return hosts, ips
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +93,7 @@ class BinnedIndex:
         self._v4_lens: list[int] = []
         self._v6_lens: list[int] = []
         self._cache: OrderedDict[int, Index] = OrderedDict()
+        self.refused_bins: dict[int, str] = {}  # bin -> why its first decoding failed
         self._set = BinnedSet(bset.sequence, bset.generated_at, bset.bits)
         self.update(bset)
 
@@ -159,47 +167,69 @@ class BinnedIndex:
         old = self._set.raw
         new = bset.raw
         changed = [i for i in old.keys() | new.keys() if old.get(i) is not new.get(i)]
-        removed = {i: list(_rules(old[i])) for i in changed if i in old}
-        added = {i: list(_rules(new[i])) for i in changed if i in new}
-        for i, rules in removed.items():
-            self._apply(rules, i, _remove)
-        for i, rules in added.items():
-            self._apply(rules, self._ints[i], _add)
+        pending = bset.rules  # what the scan of a fetched bin collected: no second parse
+        removed = {i: _rules(old[i]) for i in changed if i in old}
+        added = {i: pending.pop(i, None) or _rules(new[i]) for i in changed if i in new}
+        for i, (hosts, ips) in removed.items():
+            self._apply(hosts, ips, i, _remove)
+        for i, (hosts, ips) in added.items():
+            self._apply(hosts, ips, self._ints[i], _add)
         for i in changed:
             self._cache.pop(i, None)
+            self.refused_bins.pop(i, None)
         self._v4_lens = sorted((p for p, t in self._v4.items() if t), reverse=True)
         self._v6_lens = sorted((p for p, t in self._v6.items() if t), reverse=True)
         self._set = bset
         return changed
 
-    def _apply(self, rules: list[tuple[str, str]], i: int, op: Any) -> None:
-        exact, wild = self._exact, self._wild
-        for kind, text in rules:
-            if kind == "host":
-                if text.startswith("*."):
-                    op(wild, text[2:], i)
-                else:
-                    op(exact, text, i)
-                continue
+    def _apply(self, hosts: list[str], ips: list[str], i: int, op: Any) -> None:
+        exact, wild, v4, v6 = self._exact, self._wild, self._v4, self._v6
+        adding = op is _add
+        for text in hosts:
+            table, key = (wild, text[2:]) if text.startswith("*.") else (exact, text)
+            # adding, the common case is a key no other bin has: one call, no function
+            if not adding or table.setdefault(key, i) is not i:
+                op(table, key, i)
+        for text in ips:
             addr, _, plen_text = text.partition("/")
-            key = address_key(addr)
-            if key is None:
-                continue  # cannot happen: the bin was validated
-            version, value = key
+            try:
+                if ":" in addr:
+                    version, value = 6, from_bytes(inet_pton(AF_INET6, addr), "big")
+                    if value >> 32 == _MAPPED:
+                        version, value = 4, value & _V4_ALL
+                else:
+                    version, value = 4, from_bytes(inet_pton(AF_INET, addr), "big")
+            except OSError:
+                key = address_key(addr)  # the forms inet_pton does not take
+                if key is None:
+                    continue  # not an address: refused when the bin is first decoded
+                version, value = key
             bits = 32 if version == 4 else 128
-            plen = int(plen_text) if plen_text else bits
+            plen = int(plen_text) if plen_text.isdigit() else bits
             if version == 4 and ":" in addr:
                 plen -= 96  # an IPv4-mapped prefix is its IPv4 prefix
-            tables = self._v4 if version == 4 else self._v6
+            if not 0 <= plen <= bits:
+                continue  # refused when the bin is first decoded
+            tables = v4 if version == 4 else v6
             table = tables.get(plen)
             if table is None:
                 table = tables[plen] = {}
-            op(table, value >> (bits - plen), i)
+            key = value >> (bits - plen)
+            if not adding or table.setdefault(key, i) is not i:
+                op(table, key, i)
 
     def _bin_index(self, i: int) -> Index:
         index = self._cache.get(i)
         if index is None:
-            index = compile_index(self._set.bin(i))
+            try:
+                index = compile_index(self._set.bin(i))
+            except InputError as exc:
+                # verified by TUF and scanned, yet a field fails its check (a publisher
+                # bug): none of the bin's directives is applied; said in logs and metrics
+                if i not in self.refused_bins:
+                    _log.error("bin %d of sequence %d refused: %s", i, self.sequence, exc)
+                self.refused_bins[i] = str(exc)
+                index = compile_index(())
             self._cache[i] = index
             if len(self._cache) > CACHED_BINS:
                 self._cache.popitem(last=False)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,12 +24,11 @@ from tuf.api.metadata import Metadata
 from tuf.ngclient import FetcherInterface, Updater
 
 from takedown.errors import InputError
-from takedown.feed.binned_set import BinnedSet
+from takedown.feed.binned_set import BinnedSet, ScannedBin, scan_bin
 from takedown.feed.bins import (
     MANIFEST_NAME,
     Manifest,
     bin_target_names,
-    check_bin,
     loads_manifest,
     role_bins,
     role_bits,
@@ -66,7 +64,7 @@ class BinRecord:
         )
 
 
-Bin = tuple[bytes, Counter[tuple[Any, Any]]] | None
+Bin = ScannedBin | None
 
 
 @dataclass
@@ -186,7 +184,7 @@ def fetch_bins(
                 tf.verify_length_and_hashes(body)
                 incoming[i] = bins_dir / f"{i}.json"
                 fetched.nbytes += len(body)
-                bins[i] = (body, check_bin(body, i, manifest.bits))
+                bins[i] = scan_bin(body, i, manifest.bits)
     except BaseException:
         fetched.discard()
         raise
@@ -210,7 +208,7 @@ def restore_bins(state_dir: Path, bins_dir: Path) -> tuple[BinnedSet, BinRecord]
             data = (bins_dir / f"{i}.json").read_bytes()
             if hashlib.sha256(data).hexdigest() != sha:
                 return None
-            bins[i] = (data, check_bin(data, i, manifest.bits))
+            bins[i] = scan_bin(data, i, manifest.bits)
     except (OSError, ValueError, KeyError, InputError):
         return None
     empty = BinnedSet(manifest.sequence, manifest.generated_at, manifest.bits)

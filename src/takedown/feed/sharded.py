@@ -11,10 +11,11 @@ another version) and timestamp.
 
 Publisher-side bookkeeping lives in ``DIR/bins.json`` (not served): per bin its sha256 and
 length, per role its version and expiry, so a publication compares hashes instead of
-re-reading thousands of files. Role metadata expires after ``BIN_EXPIRY`` and is re-signed
-by any publication in the second half of that period; freshness comes from the timestamp
-as for format 1. The bins key cannot be rotated yet (``rotate_keys`` covers the top-level
-roles only).
+re-reading thousands of files; in a process that published before, only the bins whose
+directives differ from the last publication's are encoded again (``_ENCODED``). Role
+metadata expires after ``BIN_EXPIRY`` and is re-signed by any publication in the second
+half of that period; freshness comes from the timestamp as for format 1. The bins key
+cannot be rotated yet (``rotate_keys`` covers the top-level roles only).
 """
 
 from __future__ import annotations
@@ -44,13 +45,14 @@ from takedown.feed.bins import (
     MANIFEST_NAME,
     bin_role,
     bin_target_names,
-    dumps_bins,
+    dumps_bin,
     dumps_manifest,
     loads_bin,
     loads_manifest,
     role_bins,
     role_bits,
     role_of,
+    split,
 )
 from takedown.feed.repository import (
     _SERIALIZER,
@@ -64,13 +66,19 @@ from takedown.feed.repository import (
     _write_key,
     write_atomic,
 )
-from takedown.model import DirectiveSet
+from takedown.model import Directive, DirectiveSet
 from takedown.store.audit import ChainHead
 
 BINS_KEY = "bins"
 BITS_FIELD = "x-takedown-bin-bits"  # in the succinct roles: bins = 2**this, roles fewer
 STATE_NAME = "bins.json"
 BIN_EXPIRY = timedelta(days=365)
+
+# per (repository, bits), the last publication in this process: bin -> (its directives,
+# the sha256 of its bytes). A publication re-encodes only the bins whose directives are not
+# the ones listed here, or whose hash is no longer the published one (another process
+# published since): a 100-directive change among a million encodes ~100 bins, not 16,384.
+_ENCODED: dict[tuple[str, int], dict[int, tuple[list[Directive], str]]] = {}
 
 
 def bin_bits(repo: Repository) -> int | None:
@@ -157,17 +165,29 @@ def publish_sharded(
     state = _read_state(repo)
     known: dict[str, list[Any]] = state["bins"]  # bin -> [sha256, length]
     roles: dict[str, list[Any]] = state.setdefault("roles", {})  # role -> [version, expires]
-    new_bins = dumps_bins(ds, bits)
     names = bin_target_names(bits)
     signer = _bins_signer(repo, targets_md.signed)
+    memo_key = (str(repo.path.resolve()), bits)
+    memo = _ENCODED.get(memo_key, {})
+    encoded: dict[int, tuple[list[Directive], str]] = {}
+    new_bins: dict[int, bytes] = {}  # the changed bins' bytes
     changed: list[int] = []
-    for i, data in new_bins.items():
+    for i, group in split(ds.directives, bits).items():
         entry = known.get(str(i))
+        seen = memo.get(i)
+        # the same directives (by identity, else by value) as the bin published last:
+        # its bytes are the published ones, no need to encode it again
+        if seen is not None and entry is not None and seen[1] == entry[0] and seen[0] == group:
+            encoded[i] = seen
+            continue
+        data = dumps_bin(i, bits, group)
         digest = hashlib.sha256(data).hexdigest()
+        encoded[i] = (group, digest)
         if entry is None or entry[0] != digest:
             loads_bin(data, i, bits)  # never sign a bin the points would refuse
             changed.append(i)
-    changed += [int(k) for k in known if int(k) not in new_bins]  # emptied
+            new_bins[i] = data
+    changed += [int(k) for k in known if int(k) not in encoded]  # emptied
     renew_before = when + BIN_EXPIRY / 2
     touched = {role_of(i, bits) for i in changed}
     touched |= {int(r) for r, e in roles.items() if datetime.fromisoformat(e[1]) < renew_before}
@@ -218,6 +238,8 @@ def publish_sharded(
     state["bins"] = known
     state["roles"] = roles
     write_atomic(repo.path / STATE_NAME, json.dumps(state, sort_keys=True).encode())
+    _ENCODED.clear()  # one repository's last publication: the publisher holds that set anyway
+    _ENCODED[memo_key] = encoded
     return info, changed
 
 
