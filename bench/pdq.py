@@ -18,6 +18,12 @@ else the machine is doing) and this thread's CPU time (``thread_time``, the quer
 cost); the goals are judged on each. On a shared machine the wall-clock tail is the
 scheduler's: the run prints how many queries waited more than 1 ms for a core, the garbage
 collections during the timed queries, and the load average.
+
+Measured at 1M hashes on the 2-core machine shared by 4 sessions (load average 6.3):
+index p50 0.157 ms / p99 8.26 ms wall, 0.156 / 0.340 ms CPU; linear scan p50 23.2 ms wall,
+9.5 ms CPU; 61x the linear scan (60x by CPU); 0 of 10,000 answers differ; 87 of 2,000
+queries (4.3%) waited > 1 ms for a core, 1 garbage collection (0.21 ms) in the timed loop.
+Before the query's numpy work was trimmed (same machine): CPU p50 0.46-0.51 ms, p99 0.83-0.92.
 """
 
 from __future__ import annotations
