@@ -10,8 +10,10 @@ and is encoded again before hashing, as a re-upload would be:
 
 jpeg-q30, jpeg-q70 (re-encoded), resize-50, resize-200, crop-5 and crop-10 (5% / 10% of
 width and height cut, half from each side), rotate-10 (10 degrees, corners filled black),
-overlay-text (a white outlined caption over the lower part), overlay-bar (the caption on a
-black bar covering the lower fifth), grayscale.
+overlay-text (a white outlined caption, text 1/12 of the height, across ~3/4 of the width of
+the lower part: ~8% of the height, 2-3% of the pixels), overlay-bar (the caption on a black
+bar covering the lower fifth), overlay-mark (a corner handle, text 1/20 of the height),
+grayscale.
 
 Recall: the share of images whose transformed hash is within ``--threshold`` bits of the
 original's, with both qualities at least ``--quality``. False matches: pairs of distinct
@@ -22,21 +24,49 @@ Measured (16 images, all of quality >= 50; deterministic, so any run gives the s
 
 | transformation | recall at <= 31 | matched | median distance | max |
 | --- | --- | --- | --- | --- |
-| jpeg-q30 | 1.00 | 16/16 | 2 | 10 |
-| jpeg-q70 | 1.00 | 16/16 | 0 | 4 |
-| resize-50 | 0.88 | 14/16 | 16 | 60 |
-| resize-200 | 1.00 | 16/16 | 2 | 20 |
-| crop-5 | 0.00 | 0/16 | 53 | 110 |
-| crop-10 | 0.00 | 0/16 | 91 | 134 |
+| jpeg-q30 | 1.00 | 16/16 | 2 | 8 |
+| jpeg-q70 | 1.00 | 16/16 | 0 | 2 |
+| resize-50 | 1.00 | 16/16 | 1 | 22 |
+| resize-200 | 1.00 | 16/16 | 0 | 2 |
+| crop-5 | 0.00 | 0/16 | 51 | 108 |
+| crop-10 | 0.00 | 0/16 | 92 | 134 |
 | rotate-10 | 0.00 | 0/16 | 126 | 150 |
-| overlay-text | 0.62 | 10/16 | 25 | 52 |
-| overlay-bar | 0.06 | 1/16 | 56 | 100 |
+| overlay-text | 0.75 | 12/16 | 26 | 52 |
+| overlay-bar | 0.06 | 1/16 | 53 | 100 |
+| overlay-mark | 0.88 | 14/16 | 11 | 40 |
 | grayscale | 1.00 | 16/16 | 0 | 2 |
 
-False matches: 0 of 2,520 pairs of distinct images (closest distinct pair: 102 bits).
-PDQ is a global hash of the whole frame: crops shift it and rotation rewrites it (only the
-eight 90-degree rotations and flips are recoverable, with ``pdqhash.compute_dihedral``);
-resize-50 misses a brick texture and a page of text, whose detail halving destroys.
+False matches: 0 of 2,760 pairs of distinct images (closest distinct pair: 102 bits).
+
+Working size (``hashing.WORK_SIDE``): PDQ's pre-filter (two box passes ceil(side / 128)
+wide) depends on the input size, so a picture and its half-size copy went through
+different filters. Measured on this corpus (recall resize-50 / overlay-text / overlay-bar;
+closest distinct pair; median / max bits from PDQ of the full, unresampled image):
+
+| before PDQ | resize-50 | overlay-text | overlay-bar | closest | vs full image |
+| --- | --- | --- | --- | --- | --- |
+| bilinear, longest side <= 512 (before) | 0.88 | 0.62 | 0.06 | 102 | 0 / 20 |
+| full image, no resampling | 0.88 | 0.69 | 0.06 | 102 | 0 / 0 |
+| reference-like: 512 x 512 nearest if larger | 0.88 | 0.69 | 0.06 | 100 | 0 / 16 |
+| Lanczos / box, longest side <= 512 | 0.88 | 0.62 / 0.69 | 0.06 | 102 | 0 / 22 |
+| Lanczos / box, longest side <= 256 | 0.94 | 0.62 | 0.00 | 102-104 | 20 / 82 |
+| Lanczos / box to 64 x 64 | 1.00 | 0.75 | 0.06-0.12 | 100-104 | 10 / 60 |
+| Lanczos, longest side = 512 (up or down) | 1.00 | 0.62 | 0.06 | 102 | 5 / 22 |
+| **Lanczos to 512 x 512 (up or down)** | 1.00 | 0.75 | 0.06 | 102 | 4 / 22 |
+
+jpeg, resize-200 and grayscale stay 1.00 and crops and rotation 0.00 in every row; box
+instead of Lanczos at = 512 gives 0.94 on resize-50. A platform hashing a copy with the
+reference (512 x 512 nearest) still finds our evidence as before (jpeg, resize-200,
+grayscale 1.00; resize-50 0.88; overlay-text 0.69). Caption overlays stay short of 0.95:
+PDQ keeps only the lowest 16 x 16 frequencies of a 64 x 64 reduction, and a bright line
+across the frame moves them (the misses are the dark retina, the text scan, the brick
+and the deep field); a corner handle (overlay-mark) misses on the retina and the page.
+
+PDQ is a global hash of the whole frame: crops shift it and rotation rewrites it. Querying
+with the eight dihedral hashes (``pdqhash.compute_dihedral``, not done by the matcher)
+finds 11/16 mirrored and 11/16 90-degree-rotated copies (PDQ's box filter is not symmetric,
+so a flipped copy lands 10-40 bits from the flipped hash) and no 10-degree rotation, with
+the closest distinct pair still 98-102 bits (the second table the bench prints).
 """
 
 from __future__ import annotations
@@ -48,7 +78,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from takedown.media.hashing import hash_media
+from takedown.media.hashing import decode_image, hash_media, pdq_pixels
 from takedown.media.index import hash_from_hex
 
 # skimage.data images shipped in the wheel, with their stated licences (fixture README)
@@ -112,6 +142,24 @@ def _overlay(image: Image.Image, *, bar: bool = False) -> Image.Image:
     return out
 
 
+def _watermark(image: Image.Image) -> Image.Image:
+    """A handle in the lower-right corner, its text a twentieth of the height (as platforms'
+    and re-posters' watermarks are)."""
+    out = image.convert("RGB")
+    w, h = out.size
+    draw = ImageDraw.Draw(out)
+    try:
+        font = ImageFont.load_default(size=max(8, h // 20))
+    except TypeError:  # Pillow without FreeType
+        font = ImageFont.load_default()
+    text = "@example"
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font, stroke_width=1)
+    x, y = w - (right - left) - w // 40, h - (bottom - top) - h // 40
+    draw.text((x - left, y - top), text, fill=(255, 255, 255), font=font, stroke_width=1,
+              stroke_fill=(0, 0, 0))  # fmt: skip
+    return out
+
+
 def _resize(factor: float) -> Callable[[Image.Image], Image.Image]:
     def apply(image: Image.Image) -> Image.Image:
         w, h = image.size
@@ -130,6 +178,7 @@ TRANSFORMS: dict[str, Callable[[Image.Image], bytes]] = {
     "rotate-10": lambda im: _jpeg(im.convert("RGB").rotate(10, expand=True)),
     "overlay-text": lambda im: _jpeg(_overlay(im)),
     "overlay-bar": lambda im: _jpeg(_overlay(im, bar=True)),
+    "overlay-mark": lambda im: _jpeg(_watermark(im)),
     "grayscale": lambda im: _jpeg(im.convert("L")),
 }
 
@@ -195,6 +244,46 @@ def measure(threshold: int, min_quality: int) -> dict[str, object]:
     }
 
 
+# transformations only PDQ's dihedral hashes undo (the eight 90-degree rotations and flips
+# that ``pdqhash.compute_dihedral`` hashes in one pass)
+DIHEDRAL_TRANSFORMS: dict[str, Callable[[Image.Image], bytes]] = {
+    "mirror": lambda im: _jpeg(im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)),
+    "rotate-90": lambda im: _jpeg(im.transpose(Image.Transpose.ROTATE_90)),
+    "rotate-10": TRANSFORMS["rotate-10"],
+}
+
+
+def _dihedral(data: bytes) -> list[np.ndarray]:
+    import pdqhash
+
+    vectors, _ = pdqhash.compute_dihedral(pdq_pixels(decode_image(data)))
+    return [np.packbits(np.asarray(v, dtype=np.uint8)) for v in vectors]
+
+
+def measure_dihedral(threshold: int) -> list[dict[str, object]]:
+    """Recall of a plain PDQ query and of a query by all eight dihedral hashes of the copy
+    (the nearest counts), and the closest distinct pair the eight hashes then meet."""
+    corpus = load_corpus()
+    originals = {n: hash_from_hex(hash_media(_jpeg(im)).pdq or "") for n, im in corpus.items()}
+    rows = []
+    for t, f in DIHEDRAL_TRANSFORMS.items():
+        plain = eight = 0
+        closest = 256
+        for n, im in corpus.items():
+            hashes = _dihedral(f(im))
+            plain += _bits(originals[n] ^ hashes[0]) <= threshold
+            eight += min(_bits(originals[n] ^ h) for h in hashes) <= threshold
+            others = [o for m, o in originals.items() if m != n]
+            closest = min(closest, *(_bits(o ^ h) for o in others for h in hashes))
+        rows.append({"transform": t, "plain": plain, "dihedral": eight,
+                     "images": len(corpus), "closest_distinct": closest})  # fmt: skip
+    return rows
+
+
+def _bits(xor: np.ndarray) -> int:
+    return int(np.unpackbits(xor).sum())
+
+
 def table(result: dict[str, object], threshold: int) -> str:
     lines = [
         f"| transformation | recall at <= {threshold} | matched | median distance | max |",
@@ -224,4 +313,10 @@ def main(argv: list[str]) -> int:
         f"false matches: {result['false_matches']} of {result['pairs']} pairs of distinct "
         f"images (closest distinct pair: {result['closest_distinct']} bits)"
     )
+    print("query by the eight dihedral hashes (rotations by 90 degrees and flips):")
+    print("| transformation | plain query | dihedral query | closest distinct |")
+    print("| --- | --- | --- | --- |")
+    for r in measure_dihedral(args.threshold):
+        print(f"| {r['transform']} | {r['plain']}/{r['images']} | {r['dihedral']}/{r['images']} "
+              f"| {r['closest_distinct']} |")  # fmt: skip
     return 0

@@ -52,7 +52,17 @@ def as_words(hashes: np.ndarray) -> np.ndarray:
 def distances(words: np.ndarray, query: np.ndarray) -> np.ndarray:
     """Hamming distance of ``query`` (32 bytes) to each row of ``words`` (``(n, 4)``)."""
     q = as_words(query.reshape(1, 32))[0]
-    return np.bitwise_count(words ^ q).sum(axis=1, dtype=np.int32)
+    x = words ^ q
+    # the four per-word counts (0..64) as the bytes of one uint32, summed in two 16-bit
+    # lanes and then across: three cheap passes instead of numpy's slow 4-wide row sum
+    v = np.bitwise_count(x).view(np.uint32).reshape(-1)
+    pairs = (v & _LOW_BYTES) + ((v >> _EIGHT) & _LOW_BYTES)
+    return (pairs & _LOW_HALF) + (pairs >> _SIXTEEN)
+
+
+_LOW_BYTES = np.uint32(0x00FF00FF)
+_LOW_HALF = np.uint32(0xFFFF)
+_EIGHT, _SIXTEEN = np.uint32(8), np.uint32(16)
 
 
 def linear_scan(words: np.ndarray, query: np.ndarray, radius: int) -> list[tuple[int, int]]:
@@ -95,8 +105,10 @@ class PdqIndex:
             self._starts[j, 0] = j * n
             np.cumsum(counts, out=self._starts[j, 1:])
             self._starts[j, 1:] += j * n
+        self._starts_flat = self._starts.reshape(-1)
         self._masks: dict[int, np.ndarray] = {}
-        self._position = np.arange(SUBSTRINGS)[:, None]
+        # substring j's value v is at self._starts_flat[j * (_VALUES + 1) + v]
+        self._position = (np.arange(SUBSTRINGS) * (_VALUES + 1))[:, None]
 
     @classmethod
     def from_hex(cls, values: Sequence[str]) -> PdqIndex:
@@ -111,21 +123,16 @@ class PdqIndex:
         """Rows sharing a substring within ``radius // 16`` bits with ``query`` (a superset
         of the rows within ``radius``; may repeat a row)."""
         q = np.ascontiguousarray(query, dtype=np.uint8).reshape(32).view(">u2").astype(np.int64)
-        keys = q[:, None] ^ self._masks_for(radius // SUBSTRINGS)[None, :]
-        begins = self._starts[self._position, keys].ravel()
-        ends = self._starts[self._position, keys + 1].ravel()
-        lengths = ends - begins
+        keys = (q[:, None] ^ self._masks_for(radius // SUBSTRINGS)[None, :]) + self._position
+        keys = keys.reshape(-1)
+        begins = self._starts_flat[keys]
+        lengths = self._starts_flat[keys + 1] - begins
         total = int(lengths.sum())
-        if total == 0:
-            return np.zeros(0, dtype=np.int32)
-        # concatenate the runs [begin, end) without a Python loop
-        steps = np.ones(total, dtype=np.int64)
-        nonempty = lengths > 0
-        firsts = np.cumsum(lengths[nonempty])[:-1]
-        b = begins[nonempty]
-        steps[0] = b[0]
-        steps[firsts] = b[1:] - (b[:-1] + lengths[nonempty][:-1] - 1)
-        return self._rows[np.cumsum(steps)]
+        # concatenate the runs [begin, begin + length) without a Python loop: each
+        # candidate's place in _rows is its run's begin plus its offset in the run
+        at = np.repeat(begins - (np.cumsum(lengths) - lengths), lengths)
+        at += np.arange(total)
+        return self._rows[at]
 
     def query(self, query: np.ndarray, radius: int) -> list[tuple[int, int]]:
         """(row, distance) of every hash within ``radius`` of ``query`` (32 bytes), by
@@ -133,16 +140,13 @@ class PdqIndex:
         if radius < 0 or self.size == 0:
             return []
         cand = self.candidates(query, radius)
-        if len(cand) == 0:
-            return []
-        d = distances(self.words[cand], query)
-        keep = d <= radius
+        # np.take, not words[cand]: numpy's fancy indexing of rows is ~10x slower here
+        d = distances(np.take(self.words, cand, axis=0), query)
+        hit = np.flatnonzero(d <= radius)
         # a row found through several substrings is checked more than once: cheaper than
-        # making the candidates unique first (the survivors are few)
-        rows, first = np.unique(cand[keep], return_index=True)
-        dist = d[keep][first]
-        order = np.lexsort((rows, dist))
-        return [(int(rows[i]), int(dist[i])) for i in order]
+        # making the candidates unique first (the survivors are few, so a dict does it)
+        found = dict(zip(cand[hit].tolist(), d[hit].tolist(), strict=True))
+        return sorted(found.items(), key=lambda row_distance: (row_distance[1], row_distance[0]))
 
     def query_hex(self, value: str, radius: int) -> list[tuple[int, int]]:
         return self.query(hash_from_hex(value), radius)
