@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from takedown import names
 from takedown.errors import PatternError
 from takedown.match import IPRule, Matcher, ReferenceMatcher, parse_host_rule, parse_ip_rule
-from takedown.match.matcher import _odd_char, normalised_query
+from takedown.match.host_patterns import odd_char as _odd_char
+from takedown.match.matcher import normalised_query
 from takedown.match.reference import reference_network
 
 TWITTER = [("twitter.com", "tw"), ("*.twimg.com", "img"), ("t.co", "tco")]

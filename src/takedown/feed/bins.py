@@ -44,7 +44,8 @@ from typing import Any
 
 from takedown.errors import InputError
 from takedown.feed.directives import _parse_time, format_time
-from takedown.match.matcher import MIN_PREFIX_V6, _psl_rules
+from takedown.match.host_patterns import psl_rules as _psl_rules
+from takedown.match.matcher import MIN_PREFIX_V6
 from takedown.match.rules import _FAST_PATTERN, host_pattern_problem, ip_range_problem
 from takedown.model import Directive, DirectiveSet, HostRule, MeasureAction
 from takedown.names import MAX_NAME

@@ -12,12 +12,12 @@ from takedown.match.collateral import (
     read_resolved,
     substring_rule_hits,
 )
+from takedown.match.host_patterns import parse_host_rule
 from takedown.match.matcher import (
     MIN_PREFIX_V4,
     MIN_PREFIX_V6,
     IPRule,
     Matcher,
-    parse_host_rule,
     parse_ip_rule,
 )
 from takedown.match.reference import ReferenceMatcher

@@ -15,9 +15,7 @@ cannot change them), precomputed at compile time so that a query stops at its fi
 
 from __future__ import annotations
 
-import functools
 import ipaddress
-import re
 import socket
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -25,6 +23,11 @@ from typing import Generic, TypeVar
 
 from takedown import names
 from takedown.errors import PatternError
+from takedown.match.answers import exact_answers, ip_chains, suffix_answers
+from takedown.match.host_patterns import labels as _labels
+from takedown.match.host_patterns import odd_char as _odd_char
+from takedown.match.host_patterns import plain_bases, psl_rules, split_fast
+from takedown.match.host_patterns import plain_host as _plain_host
 from takedown.perf import no_cycle_collection
 
 K = TypeVar("K")
@@ -36,16 +39,6 @@ Address = str | ipaddress.IPv4Address | ipaddress.IPv6Address
 MIN_PREFIX_V4 = 8
 MIN_PREFIX_V6 = 32
 
-_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
-# A name this accepts is its own normal form: ``normalise_host(name) == name``. Names with
-# an ``xn--`` anywhere, upper case, a trailing dot or non-ASCII take the slow path.
-_plain_host = re.compile(
-    rf"(?!.*xn--)(?=.{{1,{names.MAX_NAME}}}\Z){_LABEL}(?:\.{_LABEL})*"
-).fullmatch
-
-_labels = re.compile(rf"{_LABEL}(?:\.{_LABEL})*").fullmatch
-# Any character that normalising could change or refuse (upper case, space, non-ASCII).
-_odd_char = re.compile(r"[^a-z0-9_.\-]").search
 _MAX_NAME = names.MAX_NAME
 _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
@@ -54,48 +47,6 @@ _AF_INET6 = socket.AF_INET6
 _MAPPED_PREFIX = 0xFFFF  # the high 96 bits of ::ffff:0:0/96
 _V4_ALL = (1 << 32) - 1
 _V6_ALL = (1 << 128) - 1
-
-
-def _psl_rules() -> frozenset[str] | set[str] | None:
-    rules = getattr(names._psl(), "_publicsuffix", None)
-    return rules if isinstance(rules, set | frozenset) else None
-
-
-def parse_host_rule(pattern: str) -> tuple[str, bool]:
-    """Normalise a host pattern to (base, is_wildcard); PatternError if malformed or too broad.
-
-    Same result as ``takedown.names.split_pattern``, which it calls for anything but a plain
-    lower-case ASCII pattern that cannot be near a public suffix.
-    """
-    return _split_fast(pattern, _psl_rules())
-
-
-def _split_fast(pattern: str, psl_rules: set[str] | frozenset[str] | None) -> tuple[str, bool]:
-    if psl_rules is not None and type(pattern) is str:
-        wildcard = pattern.startswith("*.")
-        base = pattern[2:] if wildcard else pattern
-        # Short plain names (every label then at most 63 characters) skip the regex.
-        if (
-            0 < len(base) < 64
-            and "xn--" not in base
-            and ".." not in base
-            and ".-" not in base
-            and "-." not in base
-            and base[0] not in "-."
-            and base[-1] not in "-.0123456789"
-            and _odd_char(base) is None
-        ) or (_plain_host(base) and not base[-1].isdigit()):
-            dot = base.find(".")
-            # publicsuffixlist can only call ``base`` public if the PSL holds ``base``,
-            # ``*.base`` or ``*.parent``; otherwise the full check cannot refuse it.
-            if (
-                dot > 0
-                and base not in psl_rules
-                and "*." + base not in psl_rules
-                and "*." + base[dot + 1 :] not in psl_rules
-            ):
-                return base, wildcard
-    return names.split_pattern(pattern)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,102 +164,6 @@ def normalised_query(name: object) -> str | None:
         return None
 
 
-@functools.cache
-def _psl_wildcard_bases() -> frozenset[str]:
-    """``x`` for every ``*.x`` rule of the public suffix list."""
-    return frozenset(r[2:] for r in _psl_rules() or () if r.startswith("*."))
-
-
-# What a list of patterns, joined by newlines, must not contain for every pattern to be a
-# plain name ``_split_fast`` would accept without ``names.split_pattern``.
-_BULK_ODD = re.compile(r"[^a-z0-9_.\n-]").search
-_BULK_BAD = ("xn--", "..", ".-", "-.")
-_BULK_BAD_END = re.compile(r"[0-9.-]\n").search
-_BULK_BAD_START = re.compile(r"\n(?:[.-]|[^.\n]*\n)").search  # or no dot at all
-
-
-def _plain_bases(rules: Sequence[tuple[str, object]]) -> list[str] | None:
-    """Every pattern's base, if each is one ``_split_fast`` accepts on its fast path;
-    None if any is not (the caller then checks them one by one and names the bad one).
-
-    Checked in bulk, over all the patterns joined, not per rule: a 1M-rule compile spent
-    most of its time in ``_split_fast`` (bench match)."""
-    psl = _psl_rules()
-    if psl is None or not rules:
-        return None
-    try:
-        patterns = [p for p, _ in rules]
-    except (TypeError, ValueError):  # not a pair: one by one, with errors
-        return None
-    if set(map(type, patterns)) != {str}:
-        return None
-    text = "\n" + "\n".join(patterns) + "\n"
-    text = text.replace("\n*.", "\n")
-    if _BULK_ODD(text) or _BULK_BAD_END(text) or _BULK_BAD_START(text):
-        return None
-    if any(bad in text for bad in _BULK_BAD):
-        return None
-    bases = text[1:-1].split("\n")
-    if len(bases) != len(rules):
-        return None
-    if max(map(len, bases)) >= 64 and not all(_plain_host(b) for b in bases if len(b) >= 64):
-        return None
-    # publicsuffixlist can only call a base public if the PSL holds it, ``*.base`` or
-    # ``*.parent`` (see _split_fast)
-    wild_psl = _psl_wildcard_bases()
-    if not (psl.isdisjoint(bases) and wild_psl.isdisjoint(bases)):
-        return None
-    if not wild_psl.isdisjoint({b[b.find(".") + 1 :] for b in bases}):
-        return None
-    return bases
-
-
-def _suffix_answers(wild: dict[str, tuple[K, ...]]) -> dict[str, tuple[K, ...]]:
-    """Every suffix of two labels or more of a wildcard base -> the keys of the wildcards
-    at or above it, nearest first (``()`` for a suffix that is below no wildcard).
-
-    A name's proper suffixes can be walked from the shortest and the walk stopped at the
-    first one missing: no wildcard base lies above it."""
-    answers = dict(wild)
-    # names of three labels or more: only these have a parent that may be in the table
-    deep = [b for b in wild if b.count(".") > 1]
-    level = deep
-    while level:
-        new = {p for b in level if (p := b[b.find(".") + 1 :]) not in answers}
-        answers.update(dict.fromkeys(new, ()))
-        level = [p for p in new if p.count(".") > 1]
-        deep += level
-    deep.sort(key=len)  # a parent is shorter: its answer is final before its children's
-    for name in deep:
-        inherited = answers[name[name.find(".") + 1 :]]
-        if inherited:
-            answers[name] = (*answers[name], *inherited)
-    return answers
-
-
-def _exact_answers(
-    exact: dict[str, tuple[K, ...]], suffixes: dict[str, tuple[K, ...]]
-) -> dict[str, tuple[K, ...]]:
-    """Exact name -> its keys and those of every wildcard above it."""
-    full = dict(exact)
-    if not suffixes:
-        return full
-    get = suffixes.get
-    for name, keys in exact.items():
-        # from the shortest proper suffix (two labels) while it is a wildcard's suffix
-        i = name.rfind(".", 0, name.rfind("."))
-        inherited = None
-        while i >= 0:
-            found = get(name[i + 1 :])
-            if found is None:
-                break
-            inherited = found
-            i = name.rfind(".", 0, i)
-        if inherited:
-            full[name] = (*keys, *inherited)
-    return full
-
-
 # Labels seen before a wildcard suffix in queries and found plain: a query's labels below
 # a listed domain are few (www, pbs, api...), and one set lookup is cheaper than checking
 # them again. Emptied when full, as names._HOSTS.
@@ -325,27 +180,6 @@ def _is_plain_prefix(prefix: str) -> bool:
         _PLAIN_PREFIXES.add(prefix)
         return True
     return False
-
-
-def _ip_chains(
-    tables: list[tuple[int, int, dict[int, list[K]]]],
-) -> list[tuple[int, dict[int, tuple[K, ...]]]]:
-    """Per prefix length (longest first): (shift, {slot: keys of it and every shorter cover})."""
-    shorter: list[tuple[int, dict[int, tuple[K, ...]]]] = []  # built so far, longest first
-    for plen, _shift, table in reversed(tables):
-        inherited: dict[int, tuple[K, ...]] = {}
-        remaining: Iterable[int] = table
-        for length, covers in shorter:  # the nearest cover holds the farther ones
-            delta = plen - length
-            get = covers.get
-            found = {s: c for s in remaining if (c := get(s >> delta)) is not None}
-            if found:
-                inherited.update(found)
-                remaining = [s for s in remaining if s not in found]
-        get = inherited.get
-        chains = {s: (*keys, *get(s, ())) for s, keys in table.items()}
-        shorter.insert(0, (plen, chains))
-    return [(shift, chains) for (_p, shift, _t), (_l, chains) in zip(tables, shorter, strict=True)]
 
 
 class Matcher(Generic[K]):
@@ -409,7 +243,7 @@ class Matcher(Generic[K]):
         each exact name's and each wildcard suffix's keys with those of the wildcards above."""
         rules = host_rules if type(host_rules) is list else list(host_rules)
         exact, wild = self._exact, self._wild
-        bases = _plain_bases(rules)
+        bases = plain_bases(rules)
         if bases is not None:  # the usual case: a feed's patterns are canonical
             # an exact rule's own pattern string is its key (no copy of it)
             exact.update({p: (k,) for p, k in rules if p[0] != "*"})
@@ -422,10 +256,10 @@ class Matcher(Generic[K]):
                     keys = table.get(base)
                     table[base] = (key,) if keys is None else (*keys, key)
         else:
-            psl = _psl_rules()
+            psl = psl_rules()
             for n, (pattern, key) in enumerate(rules):
                 try:
-                    base, wildcard = _split_fast(pattern, psl)
+                    base, wildcard = split_fast(pattern, psl)
                 except PatternError as exc:
                     where = f"host rule {n + 1} ({pattern!r})"
                     raise PatternError(exc.message, where=where) from None
@@ -433,8 +267,8 @@ class Matcher(Generic[K]):
                 keys = table.get(base)
                 table[base] = (key,) if keys is None else (*keys, key)
         self._n_host = len(rules)
-        suffixes = _suffix_answers(wild)
-        self._full = _exact_answers(exact, suffixes)
+        suffixes = suffix_answers(wild)
+        self._full = exact_answers(exact, suffixes)
         # a query walks from its longest suffix and stops at the first wildcard base
         self._chain = {base: suffixes[base] for base in wild}
 
@@ -491,8 +325,8 @@ class Matcher(Generic[K]):
         self._n_ip = n + 1
         self._v4 = [(p, 32 - p, v4[p]) for p in sorted(v4, reverse=True)]
         self._v6 = [(p, 128 - p, v6[p]) for p in sorted(v6, reverse=True)]
-        self._v4q = _ip_chains(self._v4)
-        self._v6q = _ip_chains(self._v6)
+        self._v4q = ip_chains(self._v4)
+        self._v6q = ip_chains(self._v6)
 
     def __len__(self) -> int:
         """The number of rules compiled (host and IP)."""
