@@ -110,52 +110,6 @@ class PlatformRange(Base):
     prefix: Mapped[str] = mapped_column(String(64))  # canonical network, e.g. 203.0.113.0/24
 
 
-class Operator(Base):
-    """A network operator running enforcement points that report back."""
-
-    __tablename__ = "operators"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime]
-
-
-class OperatorToken(Base):
-    """An operator's report token: its SHA-256 and the Ed25519 public key derived from it."""
-
-    __tablename__ = "operator_tokens"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    operator_id: Mapped[int] = mapped_column(
-        ForeignKey("operators.id", ondelete="CASCADE"), index=True
-    )
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    public_key: Mapped[str] = mapped_column(String(64))  # raw Ed25519 key, hex
-    created_at: Mapped[datetime]
-    revoked_at: Mapped[datetime | None]
-
-
-class PointReport(Base):
-    """One signed report of an enforcement point, as received (append-only)."""
-
-    __tablename__ = "point_reports"
-    __table_args__ = (
-        UniqueConstraint("operator_id", "point_id", "sent_at"),
-        Index("ix_point_reports_latest", "operator_id", "point_id", "id"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id", ondelete="CASCADE"))
-    point_id: Mapped[str] = mapped_column(String(100))
-    sent_at: Mapped[datetime]  # the point's clock
-    received_at: Mapped[datetime]  # the regulator's clock
-    sequence: Mapped[int | None]
-    set_age_seconds: Mapped[float | None] = mapped_column(Float)
-    fail_open: Mapped[bool] = mapped_column(Boolean)
-    fail_open_reason: Mapped[str | None] = mapped_column(Text)
-    directives: Mapped[list[Any]] = mapped_column(JSON)  # [{id, measure_id, flows, bytes}]
-
-
 class StaffAccount(Base):
     """A regulator staff account: a normalised, unique name, its roles, an Argon2id hash."""
 
@@ -483,50 +437,6 @@ class CheckTask(Base):
     done_at: Mapped[datetime | None]
 
 
-class MediaEvidence(Base):
-    """What is kept of an item's media: its hashes, never the media unless kept on purpose
-    (``kept_path``; never for CSAM). Its id is the platform hash feed's cursor."""
-
-    __tablename__ = "media_evidence"
-    __table_args__ = (UniqueConstraint("item_id", "sha256", name="uq_media_evidence_item_sha256"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(8))  # image, video
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
-    size: Mapped[int] = mapped_column(BigInteger)
-    pdq: Mapped[str | None] = mapped_column(String(64))
-    quality: Mapped[int | None]
-    source: Mapped[str] = mapped_column(Text)  # the file's name or the URL fetched
-    kept_path: Mapped[str | None] = mapped_column(Text)
-    recorded_at: Mapped[datetime]
-    recorded_by: Mapped[str] = mapped_column(String(100))
-
-
-class Reupload(Base):
-    """Media of a listed item found again under another URL: by verification (``verify``,
-    ``probe``) or reported by the platform (``platform``), removed when ``removed_at``."""
-
-    __tablename__ = "reuploads"
-    __table_args__ = (
-        UniqueConstraint("platform_id", "client_key", name="uq_reuploads_key"),
-        Index("ix_reuploads_platform_found", "platform_id", "found_at", "removed_at"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
-    platform_id: Mapped[int | None] = mapped_column(ForeignKey("platforms.id"))
-    evidence_id: Mapped[int | None] = mapped_column(ForeignKey("media_evidence.id"))
-    url: Mapped[str | None] = mapped_column(Text)
-    sha256: Mapped[str | None] = mapped_column(String(64))
-    pdq: Mapped[str | None] = mapped_column(String(64))
-    distance: Mapped[int | None]
-    found_at: Mapped[datetime]
-    found_by: Mapped[str] = mapped_column(String(16))  # verify, probe, platform
-    removed_at: Mapped[datetime | None]
-    client_key: Mapped[str | None] = mapped_column(String(200))
-
-
 class Measure(Base):
     __tablename__ = "measures"
 
@@ -615,3 +525,12 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, default=0)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+# Tables kept in modules of their own, imported here so that every mapper is registered
+# with Base.metadata (migrations compare against it) and importable from this module.
+from takedown.store.fleet_schema import Operator as Operator  # noqa: E402
+from takedown.store.fleet_schema import OperatorToken as OperatorToken  # noqa: E402
+from takedown.store.fleet_schema import PointReport as PointReport  # noqa: E402
+from takedown.store.media_schema import MediaEvidence as MediaEvidence  # noqa: E402
+from takedown.store.media_schema import Reupload as Reupload  # noqa: E402
