@@ -93,7 +93,8 @@ def init(
     sign a new root (sign-root, rotate): keep it offline.
     Example: takedown feed init feed/ --root-key /media/usb/root.pem
     """
-    from takedown.feed.repository import default_keys_dir, init_repository
+    from takedown.feed.keyfiles import default_keys_dir
+    from takedown.feed.repository import init_repository
 
     keys_dir = keys or default_keys_dir(directory)
     info = init_repository(
@@ -299,7 +300,7 @@ def pull(
     from takedown.feed.binned_set import BinnedSet
     from takedown.feed.client import FeedClient
     from takedown.feed.directives import TARGET_NAME, dumps, format_time
-    from takedown.feed.repository import write_atomic
+    from takedown.feed.keyfiles import write_atomic
 
     directory.mkdir(parents=True, exist_ok=True)
     client = FeedClient(url, directory / ".tuf", root=root, clock=SystemClock())
@@ -361,7 +362,7 @@ def export_steering(
     from takedown.feed import steering
     from takedown.feed.compile import directives_in_force
     from takedown.feed.directives import loads
-    from takedown.feed.repository import write_atomic
+    from takedown.feed.keyfiles import write_atomic
     from takedown.match import read_resolved
 
     db = common.database()

@@ -60,7 +60,7 @@ def serve(
     if feed_dir is not None:  # never serve a directory that holds signing keys
         from pathlib import Path
 
-        from takedown.feed.repository import refuse_keys_inside
+        from takedown.feed.keyfiles import refuse_keys_inside
 
         refuse_keys_inside(Path(feed_dir))
     delivery = None

@@ -38,21 +38,17 @@ and is not checked here.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from securesystemslib.signer import CryptoSigner, Signer, SSlibKey
+from securesystemslib.signer import CryptoSigner, Signer
 from tuf.api.metadata import (
     TOP_LEVEL_ROLE_NAMES,
     Metadata,
@@ -68,6 +64,15 @@ from tuf.api.serialization.json import JSONSerializer
 from takedown.errors import AuthError, Conflict, InputError, NotFound
 from takedown.feed.bins import MANIFEST_NAME
 from takedown.feed.directives import TARGET_NAME, dumps, loads
+from takedown.feed.keyfiles import (
+    OLD_KEYS_NAME,
+    default_keys_dir,
+    keys_outside,
+    load_signer,
+    refuse_keys_inside,
+    write_atomic,
+    write_key,
+)
 from takedown.model import DirectiveSet
 from takedown.store.audit import ChainHead
 
@@ -77,7 +82,6 @@ SERVED_DIRS = ("metadata", "targets")
 KEEP_VERSIONS = 4  # versioned snapshot/targets files (and their target files) kept on disk
 CONFIG_NAME = "feed.json"
 AUDIT_HEAD_FIELD = "audit_head"  # in the directive set's target ``custom``: the chain head
-OLD_KEYS_NAME = "keys"  # where keys lived inside the repository before the split
 
 DEFAULT_EXPIRY = {
     "root": timedelta(days=365),
@@ -125,74 +129,9 @@ def _iso(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def default_keys_dir(repo: str | Path) -> Path:
-    """Where a repository's keys live unless told otherwise: ``DIR.keys`` beside ``DIR``."""
-    path = Path(repo).absolute()
-    return path.with_name(path.name + ".keys")
-
-
-def _outside(keys: Path, repo: Path, where: str) -> Path:
-    """``keys``, refused when it is (or would be) inside the published ``repo``."""
-    if keys.resolve().is_relative_to(repo.resolve()):
-        raise InputError(
-            f"the keys directory {keys} is inside the repository {repo}, which is published "
-            "as it is: keep the keys outside it",
-            where=where,
-        )
-    return keys
-
-
-def refuse_keys_inside(repo: Path) -> None:
-    """InputError (with the command that fixes it) if private keys sit inside ``repo``."""
-    old = repo / OLD_KEYS_NAME
-    if old.exists():
-        raise InputError(
-            f"private signing keys inside the published repository ({old}): anything that "
-            f"serves or copies {repo} publishes them. Move them out: "
-            f"mv {old} {default_keys_dir(repo)} (or elsewhere, then pass --keys)",
-            where=str(old),
-        )
-
-
 def _now(now: datetime | None) -> datetime:
     when = datetime.now(UTC) if now is None else now.astimezone(UTC)
     return when.replace(microsecond=0)  # TUF expiry has second precision
-
-
-# --- files ------------------------------------------------------------------------------
-
-
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` through a temporary file and rename: all or nothing."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _write_key(path: Path, signer: CryptoSigner) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(signer.private_bytes)
-
-
-def _load_signer(path: Path) -> CryptoSigner:
-    try:
-        pem = path.read_bytes()
-    except FileNotFoundError:
-        raise NotFound("private key not found", where=str(path)) from None
-    key = load_pem_private_key(pem, password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise InputError("not an ed25519 private key", where=str(path))
-    return CryptoSigner(key, SSlibKey.from_crypto(key.public_key()))
 
 
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
@@ -220,7 +159,7 @@ class Repository:
         if not (self.metadata_dir / "root.json").is_file():
             raise NotFound("not a feed repository (no metadata/root.json)", where=str(self.path))
         refuse_keys_inside(self.path)
-        self.keys_dir = _outside(
+        self.keys_dir = keys_outside(
             Path(keys) if keys is not None else default_keys_dir(self.path), self.path, "keys"
         )
 
@@ -262,7 +201,7 @@ class Repository:
     def signer(self, role: str, key_path: Path | None = None) -> Signer:
         """The signer of ``role`` from ``keys/ROLE.pem`` (or ``key_path``), checked against root."""
         path = key_path or self.keys_dir / f"{role}.pem"
-        signer = _load_signer(path)
+        signer = load_signer(path)
         root: Root = self.load("root").signed
         if signer.public_key.keyid not in root.roles[role].keyids:
             raise AuthError(f"key is not a current {role} key of this repository", where=str(path))
@@ -388,10 +327,25 @@ class Repository:
         targets_md.sign(signers["targets"], append=False)
         targets_bytes = self._write_role(targets_md, versioned=True)
 
-        snapshot_md: Metadata[Snapshot] = self.load("snapshot")
+        self.release(targets.version, targets_bytes, signers, expiry, when)
+        self._prune()
+        return self.info()
+
+    def release(
+        self,
+        targets_version: int,
+        targets_bytes: bytes,
+        signers: dict[str, Signer],
+        expiry: dict[str, timedelta],
+        when: datetime,
+        snapshot_md: Metadata[Snapshot] | None = None,
+    ) -> None:
+        """Sign and write a snapshot naming these targets, then the timestamp naming it:
+        written last, the timestamp makes the version live."""
+        snapshot_md = snapshot_md or self.load("snapshot")
         snapshot = snapshot_md.signed
         snapshot.meta["targets.json"] = MetaFile.from_data(
-            targets.version, targets_bytes, ["sha256"]
+            targets_version, targets_bytes, ["sha256"]
         )
         snapshot.version += 1
         snapshot.expires = when + expiry["snapshot"]
@@ -404,10 +358,7 @@ class Repository:
         timestamp.version += 1
         timestamp.expires = when + expiry["timestamp"]
         timestamp_md.sign(signers["timestamp"], append=False)
-        self._write_role(timestamp_md, versioned=False)  # last: this makes the version live
-
-        self._prune()
-        return self.info()
+        self._write_role(timestamp_md, versioned=False)
 
     def _prune(self) -> None:
         """Drop versioned snapshot/targets files and target files older than KEEP_VERSIONS."""
@@ -468,7 +419,7 @@ class Repository:
             path = root_key if role == "root" and root_key else self.keys_dir / f"{role}.pem"
             if path.exists():
                 os.replace(path, path.with_suffix(".pem.old"))
-            _write_key(path, signer)
+            write_key(path, signer)
         self._write_role(root_md, versioned=True)
         return self._sign_online(
             self._current_target(), self._current_custom(), timestamp_expiry=None, now=now
@@ -527,8 +478,10 @@ def init_repository(
     hash bins (format 2, ``feed.sharded``) instead of one whole file.
     """
     base = Path(path)
-    keys_dir = _outside(Path(keys) if keys is not None else default_keys_dir(base), base, "keys")
-    root_path = _outside(Path(root_key), base, "root_key") if root_key is not None else None
+    keys_dir = keys_outside(
+        Path(keys) if keys is not None else default_keys_dir(base), base, "keys"
+    )
+    root_path = keys_outside(Path(root_key), base, "root_key") if root_key is not None else None
     if (base / "metadata" / "root.json").exists() or (base / OLD_KEYS_NAME).exists():
         raise Conflict("a feed repository already exists here", where=str(base))
     _refuse_existing_keys([keys_dir / f"{r}.pem" for r in ("root", *ONLINE_ROLES)], root_path)
@@ -559,7 +512,7 @@ def init_repository(
     signers = {role: CryptoSigner.generate_ed25519() for role in ("root", *ONLINE_ROLES)}
     for role, signer in signers.items():
         pem = root_path if role == "root" and root_path is not None else keys_dir / f"{role}.pem"
-        _write_key(pem, signer)
+        write_key(pem, signer)
 
     root = Root(expires=when + expiry["root"], consistent_snapshot=True)
     for role, signer in signers.items():

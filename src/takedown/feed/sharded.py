@@ -35,7 +35,6 @@ from tuf.api.metadata import (
     SuccinctRoles,
     TargetFile,
     Targets,
-    Timestamp,
 )
 
 from takedown.errors import AuthError, Conflict, InputError
@@ -54,6 +53,7 @@ from takedown.feed.bins import (
     role_of,
     split,
 )
+from takedown.feed.keyfiles import load_signer, write_atomic, write_key
 from takedown.feed.repository import (
     _SERIALIZER,
     AUDIT_HEAD_FIELD,
@@ -61,10 +61,7 @@ from takedown.feed.repository import (
     ONLINE_ROLES,
     RepoInfo,
     Repository,
-    _load_signer,
     _now,
-    _write_key,
-    write_atomic,
 )
 from takedown.model import Directive, DirectiveSet
 from takedown.store.audit import ChainHead
@@ -104,10 +101,10 @@ def enable_bins(repo: Repository, bits: int = DEFAULT_BITS, *, now: datetime | N
         return current
     key_path = repo.keys_dir / f"{BINS_KEY}.pem"
     if key_path.exists():
-        signer = _load_signer(key_path)
+        signer = load_signer(key_path)
     else:
         signer = CryptoSigner.generate_ed25519()
-        _write_key(key_path, signer)
+        write_key(key_path, signer)
     md: Metadata[Targets] = repo.load("targets")
     keyid = signer.public_key.keyid
     md.signed.delegations = Delegations(
@@ -123,7 +120,7 @@ def enable_bins(repo: Repository, bits: int = DEFAULT_BITS, *, now: datetime | N
 
 def _bins_signer(repo: Repository, targets: Targets) -> Signer:
     path = repo.keys_dir / f"{BINS_KEY}.pem"
-    signer = _load_signer(path)
+    signer = load_signer(path)
     roles = targets.delegations.succinct_roles if targets.delegations else None
     if roles is None or signer.public_key.keyid not in roles.keyids:
         raise AuthError("key is not the current bins key of this repository", where=str(path))
@@ -294,21 +291,7 @@ def _sign_top(
     targets_md.sign(signers["targets"], append=False)
     targets_bytes = repo._write_role(targets_md, versioned=True)
 
-    snapshot_md = snapshot_md or repo.load("snapshot")
-    snapshot = snapshot_md.signed
-    snapshot.meta["targets.json"] = MetaFile.from_data(targets.version, targets_bytes, ["sha256"])
-    snapshot.version += 1
-    snapshot.expires = when + expiry["snapshot"]
-    snapshot_md.sign(signers["snapshot"], append=False)
-    snapshot_bytes = repo._write_role(snapshot_md, versioned=True)
-
-    timestamp_md: Metadata[Timestamp] = repo.load("timestamp")
-    timestamp = timestamp_md.signed
-    timestamp.snapshot_meta = MetaFile.from_data(snapshot.version, snapshot_bytes, ["sha256"])
-    timestamp.version += 1
-    timestamp.expires = when + expiry["timestamp"]
-    timestamp_md.sign(signers["timestamp"], append=False)
-    repo._write_role(timestamp_md, versioned=False)
+    repo.release(targets.version, targets_bytes, signers, expiry, when, snapshot_md)
     _prune_manifests(repo)
     return repo.info()
 
