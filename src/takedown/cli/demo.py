@@ -66,7 +66,8 @@ def demo(
     from rich.live import Live
 
     from takedown.sim.report import PointLine
-    from takedown.sim.scenario import Demo, DemoOptions, install_signal_handlers, wait_forever
+    from takedown.sim.scenario import Demo, DemoOptions
+    from takedown.sim.services import install_signal_handlers, wait_forever
 
     opts = DemoOptions(
         out=out,

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-from sqlalchemy import Row, Select, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from takedown.errors import Conflict, InputError, NotFound
@@ -52,6 +52,7 @@ from takedown.store.schema import (
     RegisterSource,
     target_key,
 )
+from takedown.store.streaming import stream_rows, stream_tuples
 
 
 def import_file(
@@ -280,42 +281,8 @@ def iter_entries(
         query = query.where(Item.platform_id == pid)
     if not include_delisted:
         query = query.where(Item.delisted_at.is_(None))
-    for row in _stream(session, query, batch):
+    for row in stream_rows(session, query, batch):
         yield _stored(row, slugs)
-
-
-def _stream(session: Session, query: Select, batch: int) -> Iterator[Row]:
-    """The rows of one ordered query, fetched a batch at a time (a server-side cursor on
-    PostgreSQL): one plan for the whole export, not a sort per page; Core rows, not ORM
-    loading, for millions of them."""
-    conn = session.connection().execution_options(stream_results=True, yield_per=batch)
-    for part in conn.execute(query).partitions():
-        yield from part
-
-
-_CURSORS = itertools.count()  # names of server-side cursors
-
-
-def _stream_plain(session: Session, query: Select, batch: int) -> Iterator[tuple]:
-    """``_stream`` through the driver's own cursor, for a query of columns that need no
-    conversion (text, integers): plain tuples, a third of the cost per row of Core rows
-    (the exports of a national register read millions)."""
-    conn = session.connection()
-    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    params: dict | tuple = compiled.params
-    if compiled.positiontup is not None:
-        params = tuple(compiled.params[name] for name in compiled.positiontup)
-    driver = conn.connection.driver_connection
-    if conn.dialect.name == "postgresql":  # server-side: one plan, a batch at a time
-        cursor = driver.cursor(name=f"takedown_export_{next(_CURSORS)}")  # type: ignore[union-attr]
-    else:
-        cursor = driver.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(str(compiled), params)
-        while rows := cursor.fetchmany(batch):
-            yield from rows
-    finally:
-        cursor.close()
 
 
 def read_entries(
@@ -471,7 +438,7 @@ def _live_targets(
     if platform:
         query = query.where(Item.platform_id == _platform_id(session, platform))
     kind_of = _KINDS
-    for iid, target, kind, host in _stream_plain(session, query, batch):
+    for iid, target, kind, host in stream_tuples(session, query, batch):
         yield iid, kind_of[kind], target, host
 
 
@@ -488,7 +455,7 @@ def _entry_rows(
     if platform:
         query = query.where(Entry.platform_id == _platform_id(session, platform))
     format_stored = rkn_csv.format_stored
-    for _, ips, domains, urls, ref, authority, date in _stream_plain(session, query, batch):
+    for _, ips, domains, urls, ref, authority, date in stream_tuples(session, query, batch):
         yield format_stored(ips, domains, urls, authority, ref, date)
 
 

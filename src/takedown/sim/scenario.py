@@ -16,10 +16,9 @@ import contextlib
 import json
 import random
 import secrets
-import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -47,7 +46,8 @@ from takedown.sim import readout, reuploads
 from takedown.sim import report as report_mod
 from takedown.sim.measuring import expected_restriction
 from takedown.sim.rundir import check_writable, clear_earlier_run, write_register
-from takedown.sim.services import Services, http_ready, port_is_free, tcp_ready
+from takedown.sim.runinfo import DemoOptions, DemoResult, Progress
+from takedown.sim.services import Services, http_ready, poll_until, port_is_free, tcp_ready
 from takedown.store import migrate
 from takedown.store.db import Database
 from takedown.store.schema import Item, Measure, Measurement, Notice
@@ -82,43 +82,6 @@ PHASES = (
     Phase("after 17 May", datetime(2021, 5, 20, 12, tzinfo=UTC)),
     Phase("end", END),
 )
-
-
-@dataclass
-class DemoOptions:
-    out: Path
-    items: int = 6200
-    days_per_second: float = 0.0  # 0: as fast as the work allows
-    keep_running: bool = False
-    base_port: int = 8470
-    behaviour: Path | None = None  # default: the shipped 2021 demo behaviour
-    ladder: Path | None = None  # default: the shipped 2021 ladder
-    measure_seconds: float = 2.0
-    host: str = "127.0.0.1"
-
-
-@dataclass
-class Progress:
-    """What the driver reports to the screen after each step."""
-
-    now: datetime
-    remaining: int
-    removed_share: float | None
-    measures: list[str]
-    last_rates: dict[str, float]
-    step: int
-    steps: int
-
-
-@dataclass
-class DemoResult:
-    out: Path
-    report: Path
-    figures_17_may: Figures
-    statement: str
-    urls: dict[str, str] = field(default_factory=dict)
-    logins: dict[str, str] = field(default_factory=dict)  # demo staff account -> password
-    points: list[dict[str, Any]] = field(default_factory=list)  # each point's status
 
 
 def shipped(name: str) -> Path:
@@ -310,46 +273,46 @@ class Demo:
 
     def wait_for_feed(self, sequence: int, timeout: float = 30.0) -> None:
         """Until the enforcement point reports it has loaded ``sequence``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def loaded() -> bool:
             with contextlib.suppress(httpx.HTTPError):
                 text = self.http.get(self.urls["metrics"], timeout=2.0).text
-                for line in text.splitlines():
-                    if line.startswith("takedown_enforce_feed_sequence") and (
-                        float(line.rsplit(" ", 1)[1]) >= sequence
-                    ):
-                        return
-            assert self.services is not None
-            self.services.check_alive()
-            time.sleep(0.05)
-        raise TakedownError(f"the enforcement point did not load feed sequence {sequence}")
+                return any(
+                    line.startswith("takedown_enforce_feed_sequence")
+                    and float(line.rsplit(" ", 1)[1]) >= sequence
+                    for line in text.splitlines()
+                )
+            return False
+
+        failure = f"the enforcement point did not load feed sequence {sequence}"
+        poll_until(loaded, timeout, self._check_alive, failure)
 
     def wait_reported(self, sequence: int, timeout: float = 30.0) -> None:
         """Until the point reports that it applies ``sequence`` (the clock stands still)."""
-        assert self.db is not None and self.services is not None
-        deadline = time.monotonic() + timeout
-        while not (
-            (r := fleet.recent_reports(self.db, limit=1)) and (r[0]["sequence"] or 0) >= sequence
-        ):
-            if time.monotonic() > deadline:
-                raise TakedownError(f"the enforcement point did not report sequence {sequence}")
-            self.services.check_alive()
-            time.sleep(0.05)
+        db = self.db
+        assert db is not None
+        failure = f"the enforcement point did not report sequence {sequence}"
+        reported = lambda: bool(  # noqa: E731
+            (r := fleet.recent_reports(db, limit=1)) and (r[0]["sequence"] or 0) >= sequence
+        )
+        poll_until(reported, timeout, self._check_alive, failure)
 
     def wait_delivered(self, timeout: float = 60.0) -> None:
-        assert self.db is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.db.reading() as s:
-                pending = s.scalar(
-                    select(func.count())
-                    .select_from(Notice)
-                    .where(Notice.delivery_state == "pending")
-                )
-            if not pending:
-                return
-            time.sleep(0.05)
-        raise TakedownError("notices were not delivered in time (see logs/serve.log)")
+        """Until no notice waits for delivery."""
+        db = self.db
+        assert db is not None
+        pending = select(func.count()).select_from(Notice).where(Notice.delivery_state == "pending")
+        failure = "notices were not delivered in time (see logs/serve.log)"
+
+        def delivered() -> bool:
+            with db.reading() as s:
+                return not s.scalar(pending)
+
+        poll_until(delivered, timeout, None, failure)
+
+    def _check_alive(self) -> None:
+        assert self.services is not None
+        self.services.check_alive()
 
     def tick_platform(self) -> dict[str, Any]:
         r = self.http.post(f"{self.urls['platform']}/_sim/tick")
@@ -599,28 +562,10 @@ class Demo:
         return DemoResult(self.out, page, fig, text, dict(self.urls), dict(self.logins), points)
 
 
-def install_signal_handlers() -> Callable[[], None]:
-    """SIGTERM behaves like Ctrl-C (so the driver's cleanup runs); returns a restorer."""
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def on_term(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    return lambda: signal.signal(signal.SIGTERM, previous)
-
-
-def wait_forever() -> None:
-    while True:
-        time.sleep(3600)
-
-
 __all__ = [
     "Demo",
     "DemoOptions",
     "DemoResult",
     "Progress",
-    "install_signal_handlers",
     "shipped",
-    "wait_forever",
 ]

@@ -139,3 +139,35 @@ def tcp_ready(host: str, port: int) -> Callable[[], bool]:
             return True
 
     return probe
+
+
+def install_signal_handlers() -> Callable[[], None]:
+    """SIGTERM behaves like Ctrl-C (so the driver's cleanup runs); returns a restorer."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def wait_forever() -> None:
+    """Sleep until interrupted (``--keep-running``: the services stay up)."""
+    while True:
+        time.sleep(3600)
+
+
+def poll_until(
+    done: Callable[[], bool], timeout: float, check: Callable[[], None] | None, failure: str
+) -> None:
+    """Poll ``done`` every 50 ms until true; TakedownError(``failure``) after ``timeout``
+    seconds. ``check`` runs between polls (``Services.check_alive``: fail at once when a
+    service died)."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise TakedownError(failure)
+        if check is not None:
+            check()
+        time.sleep(0.05)
