@@ -146,9 +146,13 @@ class EntryWriter:
         self.next_id = (session.scalar(select(func.max(Entry.id))) or 0) + 1
         self.entries: list[tuple] = []
         self.items: list[tuple] = []
+        self._queued = 0  # targets queued
         self.items_added = 0
         self._load_table = False  # PostgreSQL: items_load made in this transaction
         self._first_write = True
+        # drop the items' secondary indexes for a first load and build them at the end
+        # (see _defer_indexes); the reading pass turns it off where it does not pay
+        self.defer_indexes = True
         self.written = 0  # entries written since the statistics were last brought up to date
         self._deferred: list[Index] = []  # indexes to build again (a first load)
         self._deferred_keys: list[ForeignKeyConstraint] = []  # foreign keys to check again
@@ -158,13 +162,21 @@ class EntryWriter:
         self.sink: Callable[[list[tuple], list[tuple]], None] | None = None
         self.new_state = projection.NEW_ITEM_STATE.value
 
-    def add(self, entry: EntryRecord, key: str, digest: str, platform_id: int | None) -> int:
-        """Queue a new entry and its items; return the entry's id."""
+    def add(self, entry: EntryRecord, key: str, digest: int, platform_id: int | None) -> int:
+        """Queue a new entry and its items; return the entry's id.
+
+        What is queued is the entry's row with its targets after it; ``write`` makes the
+        item rows, in the writing process (where a second process reads, that one is the
+        busier: the less it does per entry, the sooner the sync ends).
+        """
         entry_id = self.next_id
         self.next_id += 1
         d = entry.decision
-        listed = self.now if entry.listed_at is None else self.bind(entry.listed_at)
         cells = entry.cells
+        targets = []
+        for target, flags in entry.targets:
+            # the plain str of the kind (the enum's .value is a property)
+            targets += (target.value, target.kind._value_, target.host, ",".join(flags))
         self.entries.append(
             (
                 entry_id,
@@ -183,19 +195,21 @@ class EntryWriter:
                 entry.category,
                 entry.basis,
                 platform_id,
-                listed,
+                self.now if entry.listed_at is None else self.bind(entry.listed_at),
                 entry.source,
                 json.dumps(dict(entry.attrs), ensure_ascii=False) if entry.attrs else "",
+                targets,
             )
         )
-        self.add_items(entry, entry_id, platform_id, listed)
-        if len(self.entries) >= BATCH or len(self.items) >= BATCH:
+        self._queued += len(entry.targets)
+        if len(self.entries) >= BATCH or self._queued >= BATCH:
             self.flush()
         return entry_id
 
     def add_items(
         self, entry: EntryRecord, entry_id: int, platform_id: int | None, listed: object
     ) -> None:
+        """Queue items of an entry already stored (the targets a changed entry gained)."""
         d = entry.decision
         for target, flags in entry.targets:
             self.items.append(
@@ -203,7 +217,7 @@ class EntryWriter:
                     entry_id,
                     target.value,
                     target_key(target.value),
-                    target.kind._value_,  # the plain str (the enum's .value is a property)
+                    target.kind._value_,
                     target.host,
                     platform_id,
                     entry.category,
@@ -214,28 +228,64 @@ class EntryWriter:
                     listed,
                     entry.source,
                     self.actor,
-                    ",".join(flags) if flags else "",
+                    ",".join(flags),
                     self.new_state,
                     self.now,
                 )
             )
+        self._queued += len(entry.targets)
 
     def flush(self) -> None:
-        """Write (or hand to ``sink``) the queued rows."""
+        """Write (or hand to ``sink``) what is queued."""
         if not (self.entries or self.items):
             return
         if self.sink is not None:
             self.sink(self.entries, self.items)
         else:
             self.write(self.entries, self.items)
-        self.entries, self.items = [], []
+        self.entries, self.items, self._queued = [], [], 0
 
-    def write(self, entries: list[tuple], items: list[tuple]) -> None:
-        """Insert rows built by ``add`` and ``add_items`` (here or in a reading process)."""
+    def _rows(self, queued: list[tuple], items: list[tuple]) -> tuple[list[tuple], list[tuple]]:
+        """The entry rows and item rows of what ``add`` queued (and ``add_items`` rows)."""
+        actor, state, now = self.actor, self.new_state, self.now
+        rows = []
+        for q in queued:
+            rows.append(q[:19])
+            entry_id, platform_id, listed, source = q[0], q[15], q[16], q[17]
+            category, basis, reference, authority, date = q[13], q[14], q[10], q[11], q[12]
+            targets = q[19]
+            for i in range(0, len(targets), 4):
+                value = targets[i]
+                items.append(
+                    (
+                        entry_id,
+                        value,
+                        target_key(value),
+                        targets[i + 1],
+                        targets[i + 2],
+                        platform_id,
+                        category,
+                        basis,
+                        reference,
+                        authority,
+                        date,
+                        listed,
+                        source,
+                        actor,
+                        targets[i + 3],
+                        state,
+                        now,
+                    )
+                )
+        return rows, items
+
+    def write(self, queued: list[tuple], items: list[tuple]) -> None:
+        """Insert what ``add`` and ``add_items`` queued (here or in a reading process)."""
+        entries, items = self._rows(queued, items)
         self.written += len(entries)
         if self._first_write:
             self._first_write = False
-            if max(len(entries), len(items)) >= BATCH:  # a full batch: a big file
+            if self.defer_indexes and max(len(entries), len(items)) >= BATCH:  # a big file
                 self._defer_indexes()
         if self.postgres:
             self._copy(entries, items)
