@@ -8,7 +8,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from takedown.errors import PatternError
-from takedown.names import _ASCII_HOST, _ascii_label_ok, normalise_host, punycode, split_pattern
+from takedown.names import (
+    _ASCII_HOST,
+    _ascii_label_ok,
+    _psl,
+    _psl_rules,
+    is_public_suffix,
+    normalise_host,
+    punycode,
+    split_pattern,
+)
 
 LABEL_CHARS = "абвгдежзийклмнопрстуфхцчшщъыьэюяёАБВГДЕЁЖЗЯabcXYZ019-"
 labels = st.text(alphabet=LABEL_CHARS, min_size=1, max_size=14)
@@ -53,3 +62,25 @@ def test_ascii_host_regex_agrees_with_the_label_check(host: str) -> None:
     # the regex stands for the label loop on lower-cased ASCII names
     by_labels = all(_ascii_label_ok(label) for label in host.split("."))
     assert (_ASCII_HOST.match(host) is not None) == by_labels
+
+
+def test_public_suffix_check_agrees_with_the_list() -> None:
+    """The set-lookup check says what the list's own walk says, for every rule of the list,
+    the names one label above and below each (wildcards and exceptions included), and
+    names the list does not know."""
+    psl = _psl()
+    names = {"com", "example.com", "a.b.example.com", "xn--p1ai", "xn--e1afmkfd.xn--p1ai"}
+    for rule in _psl_rules():
+        base = rule.lstrip("!*.")
+        names |= {base, f"x.{base}", f"y.x.{base}", base.partition(".")[2]}
+    names.discard("")
+    assert len(names) > 10_000
+    wrong = [n for n in names if is_public_suffix(n) != psl.is_public(n)]
+    assert wrong == []
+    # examples of each kind of rule: wildcard (*.ck), its exception (!www.ck), deep rules
+    assert is_public_suffix("anything.ck") and not is_public_suffix("www.ck")
+    assert is_public_suffix("co.uk") and not is_public_suffix("bbc.co.uk")
+    assert is_public_suffix("com") and is_public_suffix("unknowntld")
+    # a name that is not normalised goes to the list itself
+    assert is_public_suffix("CO.UK") == psl.is_public("CO.UK")
+    assert is_public_suffix("co.uk.") == psl.is_public("co.uk.")

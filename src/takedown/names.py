@@ -120,9 +120,8 @@ def punycode(text: str) -> str:
     done = basic = len(out)
     if basic:
         out.append("-")
-    n, delta, bias, total = 128, 0, 72, len(codes)
-    while done < total:
-        m = min(c for c in codes if c >= n)
+    n, delta, bias = 128, 0, 72
+    for m in sorted({c for c in codes if c >= 128}):  # each code point in turn, once
         delta += (m - n) * (done + 1)
         n = m
         for c in codes:
@@ -190,8 +189,35 @@ def _psl() -> PublicSuffixList:
 
 
 def is_public_suffix(host: str) -> bool:
-    """True if ``host`` (normalised) is a public suffix such as ``com`` or ``com.ru``."""
-    return _psl().is_public(host)
+    """True if ``host`` (normalised) is a public suffix such as ``com`` or ``com.ru``.
+
+    What the list's ``is_public`` says, in at most six set lookups: the register checks
+    every name it stores, and the list's general walk over all suffixes is the slow part.
+    Only the name itself and its parent can make it public: the name as a rule (exact or
+    the root of a wildcard) unless an exception names it, or its parent as a wildcard. A
+    single label is a top-level domain, public even if unlisted.
+    """
+    if not host or host[0] == "." or host[-1] == "." or ".." in host or not _is_lower(host):
+        return _psl().is_public(host)  # not a normalised name: the list decides
+    rules = _psl_rules()
+    if "!" + host in rules:
+        return False
+    if host in rules or "*." + host in rules:
+        return True
+    parent = host.partition(".")[2]
+    if not parent:
+        return True
+    return "*." + parent in rules
+
+
+def _is_lower(host: str) -> bool:
+    return host == host.lower()
+
+
+@functools.lru_cache(maxsize=1)
+def _psl_rules() -> frozenset[str]:
+    # the list's own rule set (exact rules, "*." wildcards, "!" exceptions, IDNA forms too)
+    return _psl()._publicsuffix  # type: ignore[no-any-return]
 
 
 def split_pattern(pattern: str) -> tuple[str, bool]:
