@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import dataclasses
+import inspect
+import pickle
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from takedown.model import (
+    Decision,
     Directive,
     MeasureAction,
     MeasureRecord,
@@ -15,6 +19,7 @@ from takedown.model import (
     NoticeRecord,
     describe_action,
     describe_scope,
+    record,
 )
 
 
@@ -79,3 +84,49 @@ def test_notice_record_is_overdue_only_with_open_items() -> None:
     assert not n.overdue(t0) and n.overdue(t0 + timedelta(days=1))
     assert n.as_json(t0)["deadline_at"] == "2021-03-11T00:00:00+00:00"
     assert not replace(n, open_items=0).overdue(t0 + timedelta(days=2))
+
+
+@record
+class _Three:
+    a: int
+    b: str = "b"
+    c: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _ThreeByDataclass:
+    a: int
+    b: str = "b"
+    c: tuple[int, ...] = ()
+
+
+def test_a_record_is_built_as_its_dataclass_would_be() -> None:
+    """@record's fast constructor takes the same arguments, defaults and all, and the
+    instance is the same frozen, hashable, comparable, picklable value."""
+    for args, kwargs in [((1,), {}), ((1, "x"), {}), ((), {"a": 1, "c": (2,)}), ((1,), {"b": "y"})]:
+        fast, plain = _Three(*args, **kwargs), _ThreeByDataclass(*args, **kwargs)
+        assert (fast.a, fast.b, fast.c) == (plain.a, plain.b, plain.c)
+        assert fast == _Three(*args, **kwargs) and hash(fast) == hash(_Three(*args, **kwargs))
+        assert pickle.loads(pickle.dumps(fast)) == fast
+        assert repr(fast).removeprefix("test_model.") == repr(plain).replace("ByDataclass", "")
+    assert dataclasses.replace(_Three(1), b="z") == _Three(1, "z")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        _Three(1).a = 2  # type: ignore[misc]
+    for bad_args, bad_kwargs in [((), {}), ((1, "x", (), 4), {}), ((1,), {"d": 1})]:
+        with pytest.raises(TypeError):
+            _Three(*bad_args, **bad_kwargs)
+    assert inspect.signature(_Three) == inspect.signature(_ThreeByDataclass)
+    decision = Decision("27-31-2021/Ид1-21", "Роскомнадзор")
+    assert (decision.reference, decision.authority, decision.date) == (
+        "27-31-2021/Ид1-21",
+        "Роскомнадзор",
+        None,
+    )
+
+
+def test_a_record_refuses_fields_it_cannot_build() -> None:
+    with pytest.raises(TypeError, match="plain fields only"):
+
+        @record
+        class _WithFactory:
+            a: list[int] = dataclasses.field(default_factory=list)

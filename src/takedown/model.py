@@ -2,10 +2,42 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
+
+R = TypeVar("R")
+
+
+def record(cls: type[R]) -> type[R]:
+    """``@dataclass(frozen=True, slots=True)`` with a constructor twice as fast.
+
+    For the types a register import makes millions of (an entry, its cells, decision and
+    targets): the dataclass constructor of a frozen class sets each field through
+    ``object.__setattr__``; this one calls each slot's own setter. Same signature,
+    defaults and immutability; fields with a default factory are not supported.
+    """
+    made = dataclass(frozen=True, slots=True)(cls)
+    names = [f.name for f in fields(made)]
+    scope: dict[str, Any] = {}
+    params = []
+    for f in fields(made):
+        if f.default_factory is not MISSING or not f.init:
+            raise TypeError(f"{cls.__name__}.{f.name}: @record takes plain fields only")
+        scope[f"_set_{f.name}"] = getattr(made, f.name).__set__
+        if f.default is MISSING:
+            params.append(f.name)
+        else:
+            scope[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+    body = "".join(f"\n    _set_{name}(self, {name})" for name in names)
+    exec(f"def __init__(self, {', '.join(params)}):{body}", scope)  # the fields are our own names
+    init = scope["__init__"]
+    init.__qualname__ = f"{made.__qualname__}.__init__"
+    init.__annotations__ = made.__init__.__annotations__
+    made.__init__ = init  # type: ignore[misc]
+    return made
 
 
 class TargetKind(StrEnum):
@@ -71,7 +103,7 @@ class MeasureState(StrEnum):
     EXPIRED = "expired"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Target:
     """A normalised register target: what it is and its canonical text."""
 
@@ -80,7 +112,7 @@ class Target:
     host: str | None = None  # the host name a URL or domain names, if any
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Decision:
     """The legal act an item or measure rests on."""
 
@@ -103,7 +135,7 @@ class ItemRecord:
     flags: tuple[str, ...] = ()  # e.g. "malformed-mask"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EntryCells:
     """What a register entry lists, as the register wrote it (kept for lossless export)."""
 
@@ -112,7 +144,7 @@ class EntryCells:
     urls: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EntryRecord:
     """One register entry as read (a CSV row, an XML ``<content>``), before it is stored.
 

@@ -48,7 +48,7 @@ def _parse(text: str, column: str) -> _PARSED:
 
 
 def _cells(values: Iterable[str]) -> tuple[str, ...]:
-    return tuple([v for v in map(str.strip, values) if v])
+    return tuple(filter(None, map(str.strip, values)))
 
 
 def build_entry(
@@ -101,7 +101,10 @@ def build_entry(
         column = {BlockType.URL: "url", BlockType.IP: "ip"}.get(block_type, "domain")
         raise Reject(f"block type {block_type} but the entry lists no {column}")
     # the same target written twice in one entry (case, trailing dot) is one target
-    unique = tuple({target.value: (target, flags) for target, flags in targets}.values())
+    if len(targets) == 1:
+        unique = (targets[0],)
+    else:
+        unique = tuple({target.value: (target, flags) for target, flags in targets}.values())
     return EntryRecord(
         block_type=block_type,
         targets=unique,

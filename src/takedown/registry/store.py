@@ -150,9 +150,6 @@ class EntryWriter:
         self.items_added = 0
         self._load_table = False  # PostgreSQL: items_load made in this transaction
         self._first_write = True
-        # drop the items' secondary indexes for a first load and build them at the end
-        # (see _defer_indexes); the reading pass turns it off where it does not pay
-        self.defer_indexes = True
         self.written = 0  # entries written since the statistics were last brought up to date
         self._deferred: list[Index] = []  # indexes to build again (a first load)
         self._deferred_keys: list[ForeignKeyConstraint] = []  # foreign keys to check again
@@ -285,7 +282,7 @@ class EntryWriter:
         self.written += len(entries)
         if self._first_write:
             self._first_write = False
-            if self.defer_indexes and max(len(entries), len(items)) >= BATCH:  # a big file
+            if max(len(entries), len(items)) >= BATCH:  # a full batch: a big file
                 self._defer_indexes()
         if self.postgres:
             self._copy(entries, items)

@@ -369,9 +369,6 @@ def _read_file(
         one.result.sha256 = counting.digest.hexdigest()
         return
     on_read = counting.on_read
-    # SQLite builds a deferred index after the reading, with one core idle; kept, its
-    # upkeep runs in this process while the other reads, which is the slower of the two
-    one.writer.defer_indexes = one.writer.postgres
 
     def work(send: pipeline.Send) -> tuple:
         counting.on_read = None  # the progress bar is this process's: bytes go with rows
