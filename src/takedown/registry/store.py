@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import ForeignKeyConstraint, Index, func, select, update
@@ -76,6 +77,29 @@ _ENTRY_COLUMNS = (
     "source",
     "attrs",
 )
+
+
+_ENTRY_WIDTH = len(_ENTRY_COLUMNS)
+# what an item row takes from its queued entry (the entry's row, then its flat targets)
+_ITEM_SOURCE = itemgetter(
+    *(
+        _ENTRY_COLUMNS.index(name)
+        for name in (
+            *("id", "platform_id", "listed_at", "source", "category", "basis"),
+            *("decision_ref", "authority", "decision_date"),
+        )
+    ),
+    _ENTRY_WIDTH,
+)
+
+
+def _flat_targets(entry: EntryRecord) -> list[str | None]:
+    """An entry's targets as value, kind, host, flags, value, ... (cheap to send)."""
+    flat: list[str | None] = []
+    for target, flags in entry.targets:
+        # the plain str of the kind (the enum's .value is a property)
+        flat += (target.value, target.kind._value_, target.host, ",".join(flags))
+    return flat
 
 
 class PlatformIds:
@@ -170,10 +194,6 @@ class EntryWriter:
         self.next_id += 1
         d = entry.decision
         cells = entry.cells
-        targets = []
-        for target, flags in entry.targets:
-            # the plain str of the kind (the enum's .value is a property)
-            targets += (target.value, target.kind._value_, target.host, ",".join(flags))
         self.entries.append(
             (
                 entry_id,
@@ -195,7 +215,7 @@ class EntryWriter:
                 self.now if entry.listed_at is None else self.bind(entry.listed_at),
                 entry.source,
                 json.dumps(dict(entry.attrs), ensure_ascii=False) if entry.attrs else "",
-                targets,
+                _flat_targets(entry),
             )
         )
         self._queued += len(entry.targets)
@@ -208,28 +228,13 @@ class EntryWriter:
     ) -> None:
         """Queue items of an entry already stored (the targets a changed entry gained)."""
         d = entry.decision
-        for target, flags in entry.targets:
-            self.items.append(
-                (
-                    entry_id,
-                    target.value,
-                    target_key(target.value),
-                    target.kind._value_,
-                    target.host,
-                    platform_id,
-                    entry.category,
-                    entry.basis,
-                    d.reference,
-                    d.authority,
-                    d.date,
-                    listed,
-                    entry.source,
-                    self.actor,
-                    ",".join(flags),
-                    self.new_state,
-                    self.now,
-                )
-            )
+        self._item_rows(
+            self.items,
+            (
+                *(entry_id, platform_id, listed, entry.source, entry.category, entry.basis),
+                *(d.reference, d.authority, d.date, _flat_targets(entry)),
+            ),
+        )
         self._queued += len(entry.targets)
 
     def flush(self) -> None:
@@ -242,39 +247,43 @@ class EntryWriter:
             self.write(self.entries, self.items)
         self.entries, self.items, self._queued = [], [], 0
 
-    def _rows(self, queued: list[tuple], items: list[tuple]) -> tuple[list[tuple], list[tuple]]:
-        """The entry rows and item rows of what ``add`` queued (and ``add_items`` rows)."""
+    def _item_rows(self, rows: list[tuple], of: tuple) -> None:
+        """Append to ``rows`` the item rows of one entry: ``of`` is what ``_ITEM_SOURCE``
+        picks from a queued entry."""
+        entry_id, platform_id, listed, source, category, basis, reference, authority, date, t = of
         actor, state, now = self.actor, self.new_state, self.now
-        rows = []
-        for q in queued:
-            rows.append(q[:19])
-            entry_id, platform_id, listed, source = q[0], q[15], q[16], q[17]
-            category, basis, reference, authority, date = q[13], q[14], q[10], q[11], q[12]
-            targets = q[19]
-            for i in range(0, len(targets), 4):
-                value = targets[i]
-                items.append(
-                    (
-                        entry_id,
-                        value,
-                        target_key(value),
-                        targets[i + 1],
-                        targets[i + 2],
-                        platform_id,
-                        category,
-                        basis,
-                        reference,
-                        authority,
-                        date,
-                        listed,
-                        source,
-                        actor,
-                        targets[i + 3],
-                        state,
-                        now,
-                    )
+        for i in range(0, len(t), 4):
+            value = t[i]
+            rows.append(
+                (
+                    entry_id,
+                    value,
+                    target_key(value),
+                    t[i + 1],
+                    t[i + 2],
+                    platform_id,
+                    category,
+                    basis,
+                    reference,
+                    authority,
+                    date,
+                    listed,
+                    source,
+                    actor,
+                    t[i + 3],
+                    state,
+                    now,
                 )
-        return rows, items
+            )
+
+    def _rows(self, queued: list[tuple], items: list[tuple]) -> tuple[list[tuple], list[tuple]]:
+        """The entry rows and item rows of what ``add`` queued, after ``items`` (rows
+        ``add_items`` made)."""
+        entries, items = [], list(items)
+        for q in queued:
+            entries.append(q[:_ENTRY_WIDTH])
+            self._item_rows(items, _ITEM_SOURCE(q))
+        return entries, items
 
     def write(self, queued: list[tuple], items: list[tuple]) -> None:
         """Insert what ``add`` and ``add_items`` queued (here or in a reading process)."""
