@@ -191,13 +191,13 @@ def _psl() -> PublicSuffixList:
 def is_public_suffix(host: str) -> bool:
     """True if ``host`` (normalised) is a public suffix such as ``com`` or ``com.ru``.
 
-    What the list's ``is_public`` says, in at most six set lookups: the register checks
+    What the list's ``is_public`` says, in at most four set lookups: the register checks
     every name it stores, and the list's general walk over all suffixes is the slow part.
     Only the name itself and its parent can make it public: the name as a rule (exact or
     the root of a wildcard) unless an exception names it, or its parent as a wildcard. A
     single label is a top-level domain, public even if unlisted.
     """
-    if not host or host[0] == "." or host[-1] == "." or ".." in host or not _is_lower(host):
+    if not host or host[0] == "." or host[-1] == "." or ".." in host or host != host.lower():
         return _psl().is_public(host)  # not a normalised name: the list decides
     rules = _psl_rules()
     if "!" + host in rules:
@@ -210,13 +210,10 @@ def is_public_suffix(host: str) -> bool:
     return "*." + parent in rules
 
 
-def _is_lower(host: str) -> bool:
-    return host == host.lower()
-
-
 @functools.lru_cache(maxsize=1)
 def _psl_rules() -> frozenset[str]:
-    # the list's own rule set (exact rules, "*." wildcards, "!" exceptions, IDNA forms too)
+    # the list's own rule set (exact rules, "*." wildcards, "!" exceptions, IDNA forms too);
+    # a private attribute, so tests/test_names.py checks every rule against is_public
     return _psl()._publicsuffix  # type: ignore[no-any-return]
 
 
