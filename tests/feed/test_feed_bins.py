@@ -355,13 +355,19 @@ def test_loads_bin_never_raises_anything_but_input_error(data):
 @settings(max_examples=100, deadline=None)
 @given(st.data())
 def test_loads_bin_survives_any_mutation_of_a_valid_bin(data):
+    mutated, i = _mutated_bin(data)
+    with contextlib.suppress(InputError):
+        loads_bin(mutated, i, BITS)
+
+
+def _mutated_bin(data: st.DataObject) -> tuple[bytes, int]:
+    """A valid two-directive bin with one byte changed, and its number."""
     d = directive(3)
     i = bin_of(bin_key(d), BITS)
     good = bytearray(dumps_bin(i, BITS, [d, directive(3 + 256 * 7)]))
     at = data.draw(st.integers(0, len(good) - 1))
     good[at] = data.draw(st.integers(0, 255))
-    with contextlib.suppress(InputError):
-        loads_bin(bytes(good), i, BITS)
+    return bytes(good), i
 
 
 def test_the_audit_head_is_signed_beside_the_manifest(bins_feed):
@@ -495,10 +501,6 @@ def test_a_scan_refuses_a_malformed_bin_naming_the_field(old, new, where):
 def test_scan_bin_never_raises_anything_but_input_error(data):
     from takedown.feed.binned_set import scan_bin
 
-    d = directive(3)
-    i = bin_of(bin_key(d), BITS)
-    good = bytearray(dumps_bin(i, BITS, [d, directive(3 + 256 * 7)]))
-    at = data.draw(st.integers(0, len(good) - 1))
-    good[at] = data.draw(st.integers(0, 255))
+    mutated, i = _mutated_bin(data)
     with contextlib.suppress(InputError):
-        scan_bin(bytes(good), i, BITS)
+        scan_bin(mutated, i, BITS)

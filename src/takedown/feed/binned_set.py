@@ -18,14 +18,14 @@ from typing import Any, NamedTuple
 
 from takedown.errors import InputError
 from takedown.feed.bins import (
-    _PROFILE_FIELDS,
     BIN_FORMAT,
+    PROFILE_FIELDS,
     Manifest,
-    _check_format,
-    _check_row,
-    _json,
-    _load_profile,
+    check_format,
+    check_row,
     dumps_bin,
+    load_json,
+    load_profile,
     loads_bin,
     split,
 )
@@ -45,8 +45,8 @@ def scan_bin(data: bytes, i: int, bits: int) -> ScannedBin:
     """Check bin ``i``'s structure and profiles (InputError naming the field, UnknownFormat);
     count its directives per window; collect its host patterns and IP ranges."""
     where = f"bin {i}"
-    doc = _json(data, where)
-    _check_format(doc, where)
+    doc = load_json(data, where)
+    check_format(doc, where)
     if set(doc) != {"format", "bin", "bits", "profiles", "directives"}:
         raise InputError(f"unexpected fields {sorted(doc)}", where=where)
     if doc["bin"] != i or doc["bits"] != bits:
@@ -81,7 +81,7 @@ def scan_bin(data: bytes, i: int, bits: int) -> ScannedBin:
                 if type(t) is not str:
                     ok = False
         if not ok:
-            _check_row(row, f"{where}.directives[{k}]", last, n_profiles, i, bits)
+            check_row(row, f"{where}.directives[{k}]", last, n_profiles, i, bits)
             raise InputError("invalid directive", where=f"{where}.directives[{k}]")
         add_ips(row_ips)
         per_profile[p] += 1
@@ -97,12 +97,12 @@ def scan_bin(data: bytes, i: int, bits: int) -> ScannedBin:
 # (1, 1.0 and True are equal keys): a million directives share a few hundred profiles
 _PROFILES: dict[tuple[Any, ...], dict[str, Any]] = {}
 _PROFILES_MAX = 4096
-_PROFILE_KEYS = frozenset(_PROFILE_FIELDS)
+_PROFILE_KEYS = frozenset(PROFILE_FIELDS)
 _TIMES: dict[str, datetime] = {}
 
 
 def _checked_profile(p: Any, where: str) -> dict[str, Any]:
-    """``_load_profile``, remembered for a profile seen (and found good) before."""
+    """``load_profile``, remembered for a profile seen (and found good) before."""
     key: tuple[Any, ...] | None = None
     if type(p) is dict and p.keys() == _PROFILE_KEYS and type(p["scope"]) is dict:
         rate, measure = p.get("rate_kbps"), p.get("measure_id")
@@ -117,7 +117,7 @@ def _checked_profile(p: Any, where: str) -> dict[str, Any]:
             return found
     if len(_TIMES) > _PROFILES_MAX:
         _TIMES.clear()
-    profile = _load_profile(p, where, _TIMES)
+    profile = load_profile(p, where, _TIMES)
     if key is not None:
         if len(_PROFILES) >= _PROFILES_MAX:
             _PROFILES.clear()

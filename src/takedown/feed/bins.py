@@ -173,7 +173,7 @@ def _profile(d: Directive, time_text: Any) -> tuple[Any, ...]:
     )
 
 
-_PROFILE_FIELDS = (
+PROFILE_FIELDS = (
     "action",
     "rate_kbps",
     "scope",
@@ -214,7 +214,7 @@ def dumps_bin(i: int, bits: int, directives: Iterable[Directive]) -> bytes:
         "bin": i,
         "bits": bits,
         "profiles": [
-            dict(zip(_PROFILE_FIELDS, (*prof[:2], dict(prof[2]), *prof[3:]), strict=True))
+            dict(zip(PROFILE_FIELDS, (*prof[:2], dict(prof[2]), *prof[3:]), strict=True))
             for prof in canonical
         ],
         "directives": rows,
@@ -271,14 +271,16 @@ class Manifest:
     directives: int
 
 
-def _json(data: bytes | str, where: str) -> Any:
+def load_json(data: bytes | str, where: str) -> Any:
+    """A bin's or manifest's JSON; InputError at ``where`` if it is not JSON."""
     try:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"not JSON: {exc}", where=where) from None
 
 
-def _check_format(doc: Any, where: str) -> None:
+def check_format(doc: Any, where: str) -> None:
+    """Raise InputError unless ``doc`` is an object of a format this client reads."""
     if not isinstance(doc, dict):
         raise InputError("expected an object", where=where)
     version = doc.get("format")
@@ -293,8 +295,8 @@ def _check_format(doc: Any, where: str) -> None:
 def loads_manifest(data: bytes | str) -> Manifest:
     """Parse and check ``set.json``; UnknownFormat for a format this code does not know."""
     where = MANIFEST_NAME
-    doc = _json(data, where)
-    _check_format(doc, where)
+    doc = load_json(data, where)
+    check_format(doc, where)
     if set(doc) != {"format", "bits", "sequence", "generated_at", "directives"}:
         raise InputError(f"unexpected fields {sorted(doc)}", where=where)
     for name in ("bits", "sequence", "directives"):
@@ -334,9 +336,10 @@ def _time_or_none(value: Any, where: str, cache: dict[str, datetime]) -> datetim
     return when
 
 
-def _load_profile(p: Any, where: str, times: dict[str, datetime]) -> dict[str, Any]:
-    if type(p) is not dict or set(p) != set(_PROFILE_FIELDS):
-        raise _fail(f"a profile has exactly the fields {list(_PROFILE_FIELDS)}", where)
+def load_profile(p: Any, where: str, times: dict[str, datetime]) -> dict[str, Any]:
+    """A bin's profile checked field by field (``times`` caches parsed timestamps)."""
+    if type(p) is not dict or set(p) != set(PROFILE_FIELDS):
+        raise _fail(f"a profile has exactly the fields {list(PROFILE_FIELDS)}", where)
     action, rate = p["action"], p["rate_kbps"]
     if action == "throttle":
         if type(rate) is not int or not 0 < rate <= 100_000_000:
@@ -423,8 +426,8 @@ _Row = tuple[str, int, list[tuple[str, str]], list[str], list[str]]
 def _rows(data: bytes | str, i: int, bits: int) -> tuple[list[dict[str, Any]], list[_Row]]:
     """The checked profiles and rows of bin ``i`` (InputError naming the field)."""
     where = f"bin {i}"
-    doc = _json(data, where)
-    _check_format(doc, where)
+    doc = load_json(data, where)
+    check_format(doc, where)
     if set(doc) != {"format", "bin", "bits", "profiles", "directives"}:
         raise _fail(f"unexpected fields {sorted(doc)}", where)
     if doc["bin"] != i or doc["bits"] != bits:
@@ -433,7 +436,7 @@ def _rows(data: bytes | str, i: int, bits: int) -> tuple[list[dict[str, Any]], l
         raise _fail("profiles and directives are lists", where)
     times: dict[str, datetime] = {}
     profiles = [
-        _load_profile(p, f"{where}.profiles[{k}]", times) for k, p in enumerate(doc["profiles"])
+        load_profile(p, f"{where}.profiles[{k}]", times) for k, p in enumerate(doc["profiles"])
     ]
     rows: list[_Row] = doc["directives"]
     n_profiles = len(profiles)
@@ -487,13 +490,13 @@ def _rows(data: bytes | str, i: int, bits: int) -> tuple[list[dict[str, Any]], l
                 key = min(ips)
             ok = bin_of(key, bits) == i
         if not ok:
-            _check_row(row, f"{where}.directives[{k}]", last_id, n_profiles, i, bits)
+            check_row(row, f"{where}.directives[{k}]", last_id, n_profiles, i, bits)
             raise _fail("invalid directive", f"{where}.directives[{k}]")  # not reached
         last_id = ident
     return profiles, rows
 
 
-def _check_row(row: Any, at: str, last_id: str, n_profiles: int, i: int, bits: int) -> None:
+def check_row(row: Any, at: str, last_id: str, n_profiles: int, i: int, bits: int) -> None:
     """Raise the InputError that names what is wrong with a row."""
     if type(row) is not list or len(row) != 5:
         raise _fail("a directive is [id, profile, hosts, ip_ranges, decisions]", at)

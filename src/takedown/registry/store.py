@@ -85,8 +85,15 @@ _ITEM_SOURCE = itemgetter(
     *(
         _ENTRY_COLUMNS.index(name)
         for name in (
-            *("id", "platform_id", "listed_at", "source", "category", "basis"),
-            *("decision_ref", "authority", "decision_date"),
+            "id",
+            "platform_id",
+            "listed_at",
+            "source",
+            "category",
+            "basis",
+            "decision_ref",
+            "authority",
+            "decision_date",
         )
     ),
     _ENTRY_WIDTH,
@@ -231,8 +238,16 @@ class EntryWriter:
         self._item_rows(
             self.items,
             (
-                *(entry_id, platform_id, listed, entry.source, entry.category, entry.basis),
-                *(d.reference, d.authority, d.date, _flat_targets(entry)),
+                entry_id,
+                platform_id,
+                listed,
+                entry.source,
+                entry.category,
+                entry.basis,
+                d.reference,
+                d.authority,
+                d.date,
+                _flat_targets(entry),
             ),
         )
         self._queued += len(entry.targets)

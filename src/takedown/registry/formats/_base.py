@@ -51,14 +51,10 @@ def fingerprint_salt(defaults: ReadDefaults) -> bytes:
     return "\x1f".join(f or "" for f in fields).encode("utf-8") + b"\x1e"
 
 
-def row_fingerprint(salt: bytes, raw: bytes) -> int:
-    """64 bits identifying a row as written, under the defaults ``salt`` stands for."""
-    return int.from_bytes(hashlib.blake2b(salt + raw, digest_size=8).digest(), "big")
-
-
 def row_fingerprinter(salt: bytes) -> Callable[[bytes], int]:
-    """``row_fingerprint`` with ``salt`` hashed once: a copy of the salted state per row
-    (the same 64 bits, without joining the salt to every row)."""
+    """A function giving 64 bits that identify a row as written, under the defaults
+    ``salt`` stands for (blake2b of salt and row; the salt is hashed once, its state copied
+    per row)."""
     salted = hashlib.blake2b(salt, digest_size=8)
     from_bytes = int.from_bytes
 
