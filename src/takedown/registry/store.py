@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
+from itertools import pairwise
 from operator import itemgetter
 from typing import Any
 
@@ -307,7 +308,7 @@ class EntryWriter:
         if self._first_write:
             self._first_write = False
             if max(len(entries), len(items)) >= BATCH:  # a full batch: a big file
-                self._defer_indexes()
+                self._defer_indexes(items)
         if self.postgres:
             self._copy(entries, items)
             return
@@ -369,18 +370,26 @@ class EntryWriter:
             self.items_added += len(new)
         return maybe
 
-    def _defer_indexes(self) -> None:
+    def _defer_indexes(self, first: list[tuple]) -> None:
         """Into an empty items table (a register's first load), drop the indexes the
         writes do not need and build them again in ``finish``: a sorted build is several
         times faster than millions of inserts into each. The unique ones stay (they
         decide conflicts). Inside the transaction, so a rollback or a kill restores them;
-        the table is locked until the commit, which an empty table can afford."""
+        the table is locked until the commit, which an empty table can afford.
+
+        SQLite keeps an index the ``first`` item rows arrive in the order of (a sync's
+        items share their platform, state and times, and their entry ids rise): each row
+        is then an append at the index's end, about as cheap as its share of a sorted
+        build, and it is done while the other process reads instead of after it.
+        PostgreSQL defers them all: its server's upkeep of them would compete with the
+        reading process for the CPU."""
         if self.conn.exec_driver_sql("SELECT 1 FROM items LIMIT 1").first() is not None:
             return
         for index in sorted(Item.__table__.indexes, key=lambda i: i.name or ""):
-            if not index.unique:
-                index.drop(self.conn)
-                self._deferred.append(index)
+            if index.unique or (not self.postgres and in_index_order(index, first)):
+                continue
+            index.drop(self.conn)
+            self._deferred.append(index)
         if self.postgres:
             # PostgreSQL checks a foreign key with a query per row written (millions);
             # adding the key back at the end checks every row in one join, in this
@@ -412,6 +421,28 @@ class EntryWriter:
                 "SELECT setval(pg_get_serial_sequence('entries', 'id'), "
                 "(SELECT COALESCE(MAX(id), 1) FROM entries))"
             )
+
+
+def in_index_order(index: Index, rows: list[tuple]) -> bool:
+    """True if item ``rows`` (as ``EntryWriter`` writes them, in that order) come in the
+    order SQLite keeps ``index`` in: NULL, then numbers, then text by code point, and a
+    column the rows do not write is NULL."""
+    positions = [
+        _ITEM_COLUMNS.index(c.name) if c.name in _ITEM_COLUMNS else None for c in index.columns
+    ]
+
+    def key(row: tuple) -> tuple:
+        return tuple(_sqlite_order(None if p is None else row[p]) for p in positions)
+
+    return all(a <= b for a, b in pairwise(map(key, rows)))
+
+
+def _sqlite_order(value: object) -> tuple[int, object]:
+    if value is None:
+        return (0, 0)
+    if isinstance(value, int | float):
+        return (1, value)
+    return (2, value)
 
 
 def _deferred_foreign_keys() -> list[ForeignKeyConstraint]:
