@@ -29,13 +29,13 @@ from takedown.model import (
 )
 from takedown.names import is_ip
 from takedown.registry import breadth
+from takedown.registry.checks import EntryChecks
 from takedown.registry.entries import entry_digest, entry_key, entry_of_item
 from takedown.registry.formats import TARGET_WRITERS, WRITERS, ReadDefaults, rkn_csv
 from takedown.registry.formats._base import TargetRow, listed_targets
 from takedown.registry.store import (
     DEFAULT_SOURCE,
     MANUAL_SOURCE,
-    EntryChecks,
     EntryWriter,
     PlatformIds,
     register_row,

@@ -1,5 +1,5 @@
-"""Writing register entries and their items: the bulk writer, the checks an entry passes
-before it is stored, the live entries of a source in compact form, and delisting.
+"""Writing register entries and their items: the bulk writer, the live entries of a source
+in compact form, and delisting.
 
 The writer goes through the driver in batches (a national register is millions of rows)
 and assigns entry ids itself, so that an item row knows its entry's id before either is
@@ -19,18 +19,13 @@ from sqlalchemy import ForeignKeyConstraint, Index, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import AddConstraint, DropConstraint
 
-from takedown import config as config_mod
-from takedown.errors import InputError, NotFound
+from takedown.errors import NotFound
 from takedown.ledger import projection
 from takedown.model import EntryRecord
-from takedown.registry import breadth
-from takedown.store import audit
 from takedown.store.schema import Entry, Item, Platform, RegisterSource, target_key
 
 BATCH = 5000
 ANALYZE_AFTER = 100_000  # new entries after which a PostgreSQL writer updates statistics
-# what the entries and items columns hold
-MAX_DECISION, MAX_AUTHORITY, MAX_SOURCE_ID = 200, 500, 64
 SQLITE_CACHE_KIB = 256 * 1024  # page cache of a bulk write on SQLite
 PG_INDEX_MEMORY = "256MB"  # maintenance_work_mem of a first load's index builds
 DEFAULT_SOURCE = "default"  # the register an import without --source fills
@@ -350,7 +345,8 @@ class EntryWriter:
                 f"SELECT {columns} FROM items WITH NO DATA"
             )
             cursor.execute(
-                "ALTER TABLE items_load ADD COLUMN seq bigint GENERATED ALWAYS AS IDENTITY"
+                "ALTER TABLE items_load "
+                "ADD COLUMN IF NOT EXISTS seq bigint GENERATED ALWAYS AS IDENTITY"
             )
             self._load_table = True
         with cursor.copy(f"COPY items_load ({columns}) FROM STDIN") as copy:
@@ -552,54 +548,6 @@ def entry_content(row: Entry) -> str:
     """An entry's stored columns as JSON (the revision kept when a sync changes it)."""
     data = {c.name: getattr(row, c.name) for c in Entry.__table__.columns}
     return json.dumps(data, default=str, ensure_ascii=False, sort_keys=True)
-
-
-class EntryChecks:
-    """What the register asks of an entry before it is stored: a known category, a basis,
-    a decision, columns that fit, and targets no broader than the profile allows
-    (``registry.breadth``) -- unless a person admits the broad ones with a reason, each
-    then kept in ``admitted`` for the audit log."""
-
-    def __init__(self, accept_broad: str | None = None) -> None:
-        self.cfg = config_mod.default()
-        self.limits = breadth.limits_for()
-        self.accept_broad = accept_broad
-        self.categories: set[str] = set()
-        self.admitted: list[dict[str, str | None]] = []
-
-    def check(self, entry: EntryRecord) -> None:
-        """Raise InputError (naming the entry's file:line) if ``entry`` may not be stored."""
-        where = entry.source
-        if entry.category not in self.categories:
-            self.cfg.check_category(entry.category, where=where)
-            self.categories.add(entry.category)
-        if not entry.basis.strip():
-            raise InputError("an entry needs a legal basis", where=where)
-        if not entry.decision.reference.strip():
-            raise InputError("an entry needs a decision reference", where=where)
-        for name, value, limit in (
-            ("decision reference", entry.decision.reference, MAX_DECISION),
-            ("authority", entry.decision.authority, MAX_AUTHORITY),
-            ("register id", entry.source_id, MAX_SOURCE_ID),
-        ):
-            if value and len(value) > limit:
-                raise InputError(
-                    f"{name} longer than {limit} characters ({len(value)})", where=where
-                )
-        for target, _ in entry.targets:
-            problem = breadth.target_problem(target, self.limits)
-            if problem is None:
-                continue
-            if self.accept_broad is None:
-                raise InputError(f"{problem} (--accept-broad REASON admits it)", where=where)
-            self.admitted.append({"target": target.value, "problem": problem, "where": where})
-
-    def audit(self, session: Session, *, now: datetime, actor: str) -> None:
-        """One audit event per broad target admitted, with the reason given."""
-        events = [
-            ("registry.broad_admitted", {**a, "reason": self.accept_broad}) for a in self.admitted
-        ]
-        audit.record_many(session, at=now, actor=actor, events=events)
 
 
 def delist_entries(session: Session, entry_ids: list[int], at: datetime, decision: str) -> None:

@@ -34,6 +34,7 @@ from takedown.errors import InputError, NotFound
 from takedown.model import EntryRecord
 from takedown.perf import no_cycle_collection
 from takedown.registry import pipeline
+from takedown.registry.checks import EntryChecks
 from takedown.registry.entries import entry_digest, entry_key
 from takedown.registry.formats import (
     FINGERPRINTING,
@@ -47,7 +48,6 @@ from takedown.registry.formats import (
 from takedown.registry.store import (
     MASK64,
     MET,
-    EntryChecks,
     EntryWriter,
     PlatformIds,
     cells_text,
