@@ -369,8 +369,8 @@ class EntryWriter:
     def _copy_new_items(self, cursor: Any, items: list[tuple]) -> list[tuple]:
         """A first load: COPY straight into items each row whose (target, decision) this
         load has surely not written yet; return the rest (a repeat, or a hash collision),
-        which the conflict-skipping path decides exactly. Into an empty, locked table
-        nothing else can conflict."""
+        which wait (``_park``) for the unique index to decide them exactly. Into an empty,
+        locked table nothing else can conflict."""
         columns = ", ".join(_ITEM_COLUMNS)
         seen = self._first_load
         assert seen is not None
@@ -393,8 +393,8 @@ class EntryWriter:
         """Into an empty items table (a register's first load), drop the indexes the
         writes do not need and build them again in ``finish``: a sorted build is several
         times faster than millions of inserts into each. Inside the transaction, so a
-        rollback or a kill restores them; the table is locked until the commit, which an
-        empty table can afford.
+        rollback or a kill restores them; the tables are locked until the commit, which
+        empty tables can afford (no item means no entry).
 
         Both keep an index the ``first`` item rows arrive in the order of (a sync's items
         share their platform, state and times, and their entry ids rise): each row is
@@ -413,8 +413,7 @@ class EntryWriter:
         indexes = list(Item.__table__.indexes)
         if self.postgres and not self._register_has_live_entries():
             indexes += [i for i in Entry.__table__.indexes if i.unique]
-        # unique ones first: the parked item rows go in once they stand
-        for index in sorted(indexes, key=lambda i: (not i.unique, i.name or "")):
+        for index in sorted(indexes, key=lambda i: i.name or ""):
             if index.unique and not self.postgres:
                 continue
             if not index.unique and in_index_order(index, first, nulls_last=self.postgres):
