@@ -39,16 +39,18 @@ def _sqlite_keeps_them_in_order(index_name: str, rows: list[tuple]) -> bool:
     return order == list(range(1, len(rows) + 1))
 
 
+def _item_row(values: dict[str, object]) -> tuple:
+    """An item row as the writer makes it: these columns set, every other NULL."""
+    row: list[object] = [None] * len(_ITEM_COLUMNS)
+    for name, value in values.items():
+        row[_ITEM_COLUMNS.index(name)] = value
+    return tuple(row)
+
+
 def _rows(values: list[tuple[object, object]], index_name: str) -> list[tuple]:
     """Item rows with the index's first two written columns set, everything else NULL."""
     written = [c.name for c in INDEXES[index_name].columns if c.name in _ITEM_COLUMNS][:2]
-    rows = []
-    for pair in values:
-        row: list[object] = [None] * len(_ITEM_COLUMNS)
-        for name, value in zip(written, pair, strict=False):
-            row[_ITEM_COLUMNS.index(name)] = value
-        rows.append(tuple(row))
-    return rows
+    return [_item_row(dict(zip(written, pair, strict=False))) for pair in values]
 
 
 @settings(max_examples=300, deadline=None)
@@ -66,21 +68,20 @@ def test_the_order_is_sqlites_own(index_name: str, values: list[tuple[object, ob
 def test_a_sync_keeps_what_its_rows_share_and_defers_names() -> None:
     """A register's items: one platform, state and time, rising entry ids, hosts and
     decisions in no order. The platform and entry indexes stay; host and decision wait."""
-    rows = []
-    for entry_id, host in enumerate(["b.example", "a.example", "c.example"], start=1):
-        row: list[object] = [None] * len(_ITEM_COLUMNS)
-        values = {
-            "entry_id": entry_id,
-            "host": host,
-            "decision_ref": f"D-{4 - entry_id}",
-            "category": "other",
-            "state": "open",
-            "listed_at": "2021-03-10 00:00:00.000000",
-            "state_at": "2021-03-10 00:00:00.000000",
-        }
-        for name, value in values.items():
-            row[_ITEM_COLUMNS.index(name)] = value
-        rows.append(tuple(row))
+    rows = [
+        _item_row(
+            {
+                "entry_id": entry_id,
+                "host": host,
+                "decision_ref": f"D-{4 - entry_id}",
+                "category": "other",
+                "state": "open",
+                "listed_at": "2021-03-10 00:00:00.000000",
+                "state_at": "2021-03-10 00:00:00.000000",
+            }
+        )
+        for entry_id, host in enumerate(["b.example", "a.example", "c.example"], start=1)
+    ]
     kept = {name for name, index in INDEXES.items() if in_index_order(index, rows)}
     assert kept == {
         "ix_items_category",
@@ -110,12 +111,7 @@ def test_the_order_is_postgresqls_own(pg_database: str) -> None:
             for pair in pairs:
                 conn.exec_driver_sql(f"INSERT INTO {t} (a, b) VALUES (%s, %s)", tuple(pair))
             order = [n for (n,) in conn.exec_driver_sql(f"SELECT n FROM {t} ORDER BY a, b, n")]
-            rows = []
-            for pair in pairs:
-                row: list[object] = [None] * len(_ITEM_COLUMNS)
-                for name, value in zip(names, pair, strict=True):
-                    row[_ITEM_COLUMNS.index(name)] = value
-                rows.append(tuple(row))
+            rows = [_item_row(dict(zip(names, pair, strict=True))) for pair in pairs]
             in_order = order == list(range(1, len(pairs) + 1))
             seen = in_index_order(index, rows, nulls_last=True)  # type: ignore[arg-type]
             assert seen == in_order, (types, pairs)
