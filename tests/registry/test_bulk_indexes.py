@@ -1,15 +1,12 @@
-"""Which item indexes a first load keeps up as it writes: those its rows arrive in the
-order of, as SQLite and PostgreSQL themselves order them."""
+"""Which item indexes a SQLite first load keeps up as it writes: those its rows arrive in
+the order of, as SQLite itself orders them."""
 
 from __future__ import annotations
 
-import random
 import sqlite3
-from types import SimpleNamespace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import create_engine
 
 from takedown.registry.store import _ITEM_COLUMNS, in_index_order
 from takedown.store.schema import Item
@@ -91,28 +88,3 @@ def test_a_sync_keeps_what_its_rows_share_and_defers_names() -> None:
         "ix_items_platform_state",
         "ix_items_platform_ttr",
     }
-
-
-def test_the_order_is_postgresqls_own(pg_database: str) -> None:
-    """NULL last, numbers by value, text in the C collation (by code point)."""
-    pick = random.Random(14)
-    pools = {"bigint": [None, -1, 0, 2, 7], 'text COLLATE "C"': [None, "", "a", "ab", "B", "я"]}
-    names = ("platform_id", "host")  # two columns an item row writes
-    index = SimpleNamespace(columns=[SimpleNamespace(name=n) for n in names])
-    engine = create_engine(pg_database)
-    with engine.begin() as conn:
-        for trial in range(300):  # a table each: statements are prepared by their text
-            types = [pick.choice(sorted(pools)) for _ in names]
-            pairs = [[pick.choice(pools[t]) for t in types] for _ in range(pick.randrange(6))]
-            t = f"t{trial}"
-            conn.exec_driver_sql(
-                f"CREATE TEMPORARY TABLE {t} (n serial, a {types[0]}, b {types[1]})"
-            )
-            for pair in pairs:
-                conn.exec_driver_sql(f"INSERT INTO {t} (a, b) VALUES (%s, %s)", tuple(pair))
-            order = [n for (n,) in conn.exec_driver_sql(f"SELECT n FROM {t} ORDER BY a, b, n")]
-            rows = [_item_row(dict(zip(names, pair, strict=True))) for pair in pairs]
-            in_order = order == list(range(1, len(pairs) + 1))
-            seen = in_index_order(index, rows, nulls_last=True)  # type: ignore[arg-type]
-            assert seen == in_order, (types, pairs)
-    engine.dispose()

@@ -356,10 +356,10 @@ def test_a_big_first_sync_builds_the_indexes_it_deferred(db: Database, tmp_path:
 def test_a_first_load_keeps_a_new_item_its_hash_mistook_for_a_repeat(
     db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """PostgreSQL's first load writes an item straight in only if this load surely has not
-    written its (target, decision) -- by a set of hashes -- and parks the rest until the
-    unique index stands. A parked item that is new after all (two pairs with one hash,
-    which no file can be made to produce on purpose) is still written."""
+    """PostgreSQL's first load COPYs an item straight in only if this load surely has not
+    written its (target, decision) -- by a set of hashes -- and sends the rest through the
+    conflict-skipping insert. One that is new after all (two pairs with one hash, which no
+    file can be made to produce on purpose) is still written."""
     if db.engine.dialect.name != "postgresql":
         pytest.skip("the hashed first-load path is PostgreSQL's")
     rows = [f";bulk{i}.example;;Роскомнадзор;B-{i};2021-03-11" for i in range(6000)]

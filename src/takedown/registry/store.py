@@ -176,7 +176,6 @@ class EntryWriter:
         self._queued = 0  # targets queued
         self.items_added = 0
         self._load_table = False  # PostgreSQL: items_load made in this transaction
-        self._parked = False  # PostgreSQL: item rows wait in items_load
         self._first_write = True
         self.written = 0  # entries written since the statistics were last brought up to date
         self._deferred: list[Index] = []  # indexes to build again (a first load)
@@ -317,61 +316,38 @@ class EntryWriter:
     def _copy(self, entries: list[tuple], items: list[tuple]) -> None:
         """PostgreSQL: COPY, several times faster than row-by-row inserts. Items go through
         a temporary table, since COPY cannot skip a target another live entry lists."""
-        cursor = self._cursor()
+        cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         columns = ", ".join(_ENTRY_COLUMNS)
         if entries:
             with cursor.copy(f"COPY entries ({columns}) FROM STDIN") as copy:
                 for row in entries:
                     copy.write_row(row)
+        columns = ", ".join(_ITEM_COLUMNS)
         if items and self._first_load is not None:
-            # the rest wait for the unique index, built in ``finish``
-            self._park(cursor, self._copy_new_items(cursor, items))
-        elif items:
-            self._park(cursor, items)
-            self._insert_parked(cursor)
-
-    def _cursor(self) -> Any:
-        """The driver's own cursor (psycopg's COPY)."""
-        return self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-
-    def _park(self, cursor: Any, items: list[tuple]) -> None:
-        """COPY item rows into the temporary table ``items_load``, in order."""
+            items = self._copy_new_items(cursor, columns, items)
         if not items:
             return
-        columns = ", ".join(_ITEM_COLUMNS)
         if not self._load_table:
             cursor.execute(
                 f"CREATE TEMPORARY TABLE IF NOT EXISTS items_load ON COMMIT DROP AS "
                 f"SELECT {columns} FROM items WITH NO DATA"
             )
-            cursor.execute(
-                "ALTER TABLE items_load "
-                "ADD COLUMN IF NOT EXISTS seq bigint GENERATED ALWAYS AS IDENTITY"
-            )
             self._load_table = True
         with cursor.copy(f"COPY items_load ({columns}) FROM STDIN") as copy:
             for row in items:
                 copy.write_row(row)
-        self._parked = True
-
-    def _insert_parked(self, cursor: Any) -> None:
-        """Insert the parked item rows in the order they came, each unless a live item
-        already has its target and decision (the first in the file wins)."""
-        columns = ", ".join(_ITEM_COLUMNS)
         cursor.execute(
-            f"INSERT INTO items ({columns}) SELECT {columns} FROM items_load ORDER BY seq "
+            f"INSERT INTO items ({columns}) SELECT {columns} FROM items_load "
             "ON CONFLICT (target_key, decision_ref) WHERE delisted_at IS NULL DO NOTHING"
         )
         self.items_added += cursor.rowcount
         cursor.execute("TRUNCATE items_load")
-        self._parked = False
 
-    def _copy_new_items(self, cursor: Any, items: list[tuple]) -> list[tuple]:
+    def _copy_new_items(self, cursor: Any, columns: str, items: list[tuple]) -> list[tuple]:
         """A first load: COPY straight into items each row whose (target, decision) this
         load has surely not written yet; return the rest (a repeat, or a hash collision),
-        which wait (``_park``) for the unique index to decide them exactly. Into an empty,
-        locked table nothing else can conflict."""
-        columns = ", ".join(_ITEM_COLUMNS)
+        which the conflict-skipping path decides exactly. Into an empty, locked table
+        nothing else can conflict."""
         seen = self._first_load
         assert seen is not None
         new, maybe = [], []
@@ -392,31 +368,20 @@ class EntryWriter:
     def _defer_indexes(self, first: list[tuple]) -> None:
         """Into an empty items table (a register's first load), drop the indexes the
         writes do not need and build them again in ``finish``: a sorted build is several
-        times faster than millions of inserts into each. Inside the transaction, so a
-        rollback or a kill restores them; the tables are locked until the commit, which
-        empty tables can afford (no item means no entry).
+        times faster than millions of inserts into each. The unique ones stay (they
+        decide conflicts). Inside the transaction, so a rollback or a kill restores them;
+        the table is locked until the commit, which an empty table can afford.
 
-        Both keep an index the ``first`` item rows arrive in the order of (a sync's items
-        share their platform, state and times, and their entry ids rise): each row is
-        then an append at the index's end, about as cheap as its share of a sorted build,
-        and it is done while the other process reads instead of after it.
-
-        SQLite keeps the unique ones too: they decide conflicts. PostgreSQL's writes need
-        none: the entries' keys are unique in one file (the pass counts a repeat as a
-        duplicate) and in a register with no live entry, and the items a first load
-        surely has not written go straight in while the others wait for the unique index
-        (``_copy_new_items``). Upkeep of the two unique indexes of random keys is about
-        half of what the server does for a load, competing with the reading process for
-        the CPU. Building a unique index checks it, so a repeat would still fail the sync."""
+        SQLite keeps an index the ``first`` item rows arrive in the order of (a sync's
+        items share their platform, state and times, and their entry ids rise): each row
+        is then an append at the index's end, about as cheap as its share of a sorted
+        build, and it is done while the other process reads instead of after it.
+        PostgreSQL defers them all: there the server keeps an index up, competing with
+        the reading process for the CPU, and keeping these up measured no faster."""
         if self.conn.exec_driver_sql("SELECT 1 FROM items LIMIT 1").first() is not None:
             return
-        indexes = list(Item.__table__.indexes)
-        if self.postgres and not self._register_has_live_entries():
-            indexes += [i for i in Entry.__table__.indexes if i.unique]
-        for index in sorted(indexes, key=lambda i: i.name or ""):
-            if index.unique and not self.postgres:
-                continue
-            if not index.unique and in_index_order(index, first, nulls_last=self.postgres):
+        for index in sorted(Item.__table__.indexes, key=lambda i: i.name or ""):
+            if index.unique or (not self.postgres and in_index_order(index, first)):
                 continue
             index.drop(self.conn)
             self._deferred.append(index)
@@ -429,27 +394,13 @@ class EntryWriter:
                 self._deferred_keys.append(key)
             self._first_load = set()
 
-    def _register_has_live_entries(self) -> bool:
-        found = self.conn.execute(
-            select(Entry.id)
-            .where(Entry.register_id == self.register_id, Entry.delisted_at.is_(None))
-            .limit(1)
-        ).first()
-        return found is not None
-
     def finish(self) -> None:
         """Write what is queued and rebuild any index dropped for a first load."""
         self.flush()
         if self.postgres and self._deferred:
             self.conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{PG_INDEX_MEMORY}'")
         for index in self._deferred:
-            if index.unique:
-                index.create(self.conn)
-        if self._parked:  # a first load's item rows that wait for the unique index
-            self._insert_parked(self._cursor())
-        for index in self._deferred:
-            if not index.unique:
-                index.create(self.conn)
+            index.create(self.conn)
         self._deferred.clear()
         for key in self._deferred_keys:
             self.conn.execute(AddConstraint(key))
@@ -467,28 +418,26 @@ class EntryWriter:
             )
 
 
-def in_index_order(index: Index, rows: list[tuple], *, nulls_last: bool = False) -> bool:
+def in_index_order(index: Index, rows: list[tuple]) -> bool:
     """True if item ``rows`` (as ``EntryWriter`` writes them, in that order) come in the
-    order ``index`` keeps: numbers before text, text by code point (SQLite's order, and
-    PostgreSQL's in the C collation; another collation only makes a wrong guess, which
-    costs time), NULL first or, ``nulls_last`` (PostgreSQL), last; a column the rows do
-    not write is NULL."""
-    null = (3, 0) if nulls_last else (0, 0)
+    order SQLite keeps ``index`` in: NULL, then numbers, then text by code point, and a
+    column the rows do not write is NULL."""
     positions = [
         _ITEM_COLUMNS.index(c.name) if c.name in _ITEM_COLUMNS else None for c in index.columns
     ]
 
-    def rank(value: object) -> tuple[int, object]:
-        if value is None:
-            return null
-        if isinstance(value, int | float):
-            return (1, value)
-        return (2, value)
-
     def key(row: tuple) -> tuple:
-        return tuple(rank(None if p is None else row[p]) for p in positions)
+        return tuple(_sqlite_order(None if p is None else row[p]) for p in positions)
 
     return all(a <= b for a, b in pairwise(map(key, rows)))
+
+
+def _sqlite_order(value: object) -> tuple[int, object]:
+    if value is None:
+        return (0, 0)
+    if isinstance(value, int | float):
+        return (1, value)
+    return (2, value)
 
 
 def _deferred_foreign_keys() -> list[ForeignKeyConstraint]:
