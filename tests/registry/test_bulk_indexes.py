@@ -4,6 +4,7 @@ the order of, as SQLite itself orders them."""
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,14 +26,13 @@ VALUES = st.one_of(
 def _sqlite_keeps_them_in_order(index_name: str, rows: list[tuple]) -> bool:
     """True if SQLite, ordering by the index's columns, gives the rows back as written."""
     columns = [c.name for c in INDEXES[index_name].columns]
-    db = sqlite3.connect(":memory:")
     unwritten = [c for c in columns if c not in _ITEM_COLUMNS]  # NULL in every row
-    db.execute(f"CREATE TABLE items ({', '.join([*_ITEM_COLUMNS, *unwritten])})")
     marks = ", ".join("?" * len(_ITEM_COLUMNS))
-    db.executemany(f"INSERT INTO items ({', '.join(_ITEM_COLUMNS)}) VALUES ({marks})", rows)
-    order = [
-        r for (r,) in db.execute(f"SELECT rowid FROM items ORDER BY {', '.join(columns)}, rowid")
-    ]
+    with closing(sqlite3.connect(":memory:")) as db:
+        db.execute(f"CREATE TABLE items ({', '.join([*_ITEM_COLUMNS, *unwritten])})")
+        db.executemany(f"INSERT INTO items ({', '.join(_ITEM_COLUMNS)}) VALUES ({marks})", rows)
+        query = f"SELECT rowid FROM items ORDER BY {', '.join(columns)}, rowid"
+        order = [r for (r,) in db.execute(query)]
     return order == list(range(1, len(rows) + 1))
 
 
