@@ -38,17 +38,15 @@ class EntryChecks:
             self.categories.add(entry.category)
         if not entry.basis.strip():
             raise InputError("an entry needs a legal basis", where=where)
-        if not entry.decision.reference.strip():
+        d = entry.decision
+        if not d.reference.strip():
             raise InputError("an entry needs a decision reference", where=where)
-        for name, value, limit in (
-            ("decision reference", entry.decision.reference, MAX_DECISION),
-            ("authority", entry.decision.authority, MAX_AUTHORITY),
-            ("register id", entry.source_id, MAX_SOURCE_ID),
+        if (
+            len(d.reference) > MAX_DECISION
+            or (d.authority is not None and len(d.authority) > MAX_AUTHORITY)
+            or (entry.source_id is not None and len(entry.source_id) > MAX_SOURCE_ID)
         ):
-            if value and len(value) > limit:
-                raise InputError(
-                    f"{name} longer than {limit} characters ({len(value)})", where=where
-                )
+            _refuse_too_long(entry)
         for target, _ in entry.targets:
             problem = breadth.target_problem(target, self.limits)
             if problem is None:
@@ -63,3 +61,16 @@ class EntryChecks:
             ("registry.broad_admitted", {**a, "reason": self.accept_broad}) for a in self.admitted
         ]
         audit.record_many(session, at=now, actor=actor, events=events)
+
+
+def _refuse_too_long(entry: EntryRecord) -> None:
+    """Raise InputError naming the first of an entry's texts too long for its column."""
+    for name, value, limit in (
+        ("decision reference", entry.decision.reference, MAX_DECISION),
+        ("authority", entry.decision.authority, MAX_AUTHORITY),
+        ("register id", entry.source_id, MAX_SOURCE_ID),
+    ):
+        if value and len(value) > limit:
+            raise InputError(
+                f"{name} longer than {limit} characters ({len(value)})", where=entry.source
+            )

@@ -296,8 +296,7 @@ class _Pass:
         result = self.result
         result.entries += 1
         result.targets += len(entry.targets)
-        key = entry_key(entry)
-        k = int(key, 16)
+        k = entry_key(entry)
         found = self.live.get(k)
         if found == MET:
             result.duplicates += 1
@@ -313,7 +312,7 @@ class _Pass:
             if result.plan:
                 self.would_add_items += len(entry.targets)
             elif not result.rejected or self.skip_invalid:
-                self.writer.add(entry, key, digest, pid)
+                self.writer.add(entry, k, digest, pid)
         elif found & MASK64 == digest or result.mode == "import":
             result.unchanged += 1  # an import adds what is new and touches nothing
         else:

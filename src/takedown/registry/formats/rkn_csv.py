@@ -36,6 +36,7 @@ import codecs
 import re
 from collections.abc import Container, Iterable, Iterator
 from datetime import datetime
+from encodings import cp1251
 from typing import BinaryIO
 from urllib.parse import quote
 
@@ -59,6 +60,9 @@ ENCODING = "cp1251"
 FIELDS = ("ips", "domains", "urls", "authority", "decision", "date")
 URL_SEPARATOR = " | "
 
+# raw.decode(ENCODING) is the codec's Python-level wrapper around this (a frame per row)
+_charmap_decode = codecs.charmap_decode
+_CP1251_TABLE = cp1251.decoding_table
 _HEADER = re.compile(r"Updated: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4})\Z")
 _CYRILLIC = re.compile("[\u0401\u0410-\u044f\u0451]")
 
@@ -107,7 +111,7 @@ def read(
             yield Known(fingerprint)
             continue
         try:
-            line = raw.decode(ENCODING)
+            line = _charmap_decode(raw, "strict", _CP1251_TABLE)[0]
         except UnicodeDecodeError as exc:
             yield RowError(lineno, f"not cp1251 text: {exc.reason}", raw_text(raw, ENCODING))
             continue
