@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -87,6 +88,27 @@ def test_first_sync_adds_every_entry_and_only_targets_become_items(
         assert (yt.block_type, yt.ips, yt.domains) == ("url", "74.125.196.132", "youtube.com")
         source = s.scalars(select(RegisterSource).where(RegisterSource.name == "rkn")).one()
         assert source.updated_at == datetime(2021, 3, 10, 9, 0, tzinfo=UTC)
+
+
+def test_entries_keep_the_keys_earlier_versions_stored(db: Database, tmp_path: Path) -> None:
+    """A database synced by an earlier version is followed by this one only if an entry's
+    key is what was stored then: 16 hex digits of SHA-256 over the decision, the block type
+    and the sorted targets (a register's own id where it has one)."""
+    sync(db, dump(tmp_path / "a.csv", BASE_ROWS))
+
+    def stored(*lines: str) -> str:
+        return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()[:16]
+
+    with db.reading() as s:
+        keys = dict(s.execute(select(Entry.urls, Entry.key).where(Entry.urls != "")).all())
+    assert keys == {
+        "http://youtube.com/watch?v=abc": stored(
+            "2-123/2021", "url", "http://youtube.com/watch?v=abc"
+        ),
+        "http://forum.example/t/1\nhttp://forum.example/t/2": stored(
+            "2-200/2021", "url", "http://forum.example/t/1", "http://forum.example/t/2"
+        ),
+    }
 
 
 def test_second_sync_of_the_same_file_changes_nothing(db: Database, tmp_path: Path) -> None:
