@@ -35,7 +35,6 @@ class Reject(Exception):
 
 _PARSED = tuple[Target, tuple[str, ...]]
 KEY_HEX = 16  # keys and digests: 64 bits of SHA-256, as hex
-_sha256 = hashlib.sha256
 # A domain hint is kept as the register wrote it, not normalised (it blocks nothing), but
 # it must at least be one word of a host name.
 _HINT_NAME = re.compile(r"[^\s/:@\x00-\x1f\x7f]+\Z")
@@ -171,14 +170,10 @@ def entry_key(entry: EntryRecord) -> int:
     as ``KEY_HEX`` hex digits."""
     if entry.source_id:
         text = f"id:{entry.source_id}"
-    elif len(entry.targets) == 1:  # most entries: no sorting, no list
-        text = (
-            f"{entry.decision.reference}\n{entry.block_type._value_}\n{entry.targets[0][0].value}"
-        )
     else:
         targets = sorted([t.value for t, _ in entry.targets])
         text = "\n".join([entry.decision.reference, entry.block_type._value_, *targets])
-    return int.from_bytes(_sha256(text.encode("utf-8")).digest()[: KEY_HEX // 2])
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[: KEY_HEX // 2])
 
 
 def entry_digest(entry: EntryRecord) -> int:
