@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -268,4 +269,5 @@ def main(argv: list[str]) -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
         db.close()
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -145,13 +145,8 @@ def _item_row(rec: ItemRecord, now: str) -> tuple:
     )
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench registry_import")
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--quick", action="store_true", help="100,000 rows")
-    args = parser.parse_args(argv)
-    rows = 100_000 if args.quick else args.rows
-    work = Path(tempfile.mkdtemp(prefix="bench-import-"))
+def bench_import(rows: int, work: Path) -> None:
+    """Generate a dump of ``rows`` rows in ``work``, import and export it, and time the floor."""
     print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}, {os.cpu_count()} CPUs")
     dump = work / "dump.csv"
     t = time.perf_counter()
@@ -206,7 +201,14 @@ def main(argv: list[str]) -> int:
         f"takedown registry export --format rpz: {t_rpz:.1f} s (CPU {cpu_rpz:.1f} s, "
         f"{(work / 'out.rpz').stat().st_size / 1e6:.0f} MB)"
     )
-    for f in work.iterdir():
-        f.unlink()
-    os.rmdir(work)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench registry_import")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="100,000 rows")
+    args = parser.parse_args(argv)
+    rows = 100_000 if args.quick else args.rows
+    with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:  # removed however it ends
+        bench_import(rows, Path(tmp))
     return 0

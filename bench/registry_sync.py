@@ -119,14 +119,8 @@ def bench_backend(name: str, url: str, first: Path, second: Path, work: Path) ->
     print(f"  peak RSS of any step {rss:.0f} MiB = {rss / RSS_GOAL_MIB:.2f} x the 1 GiB goal")
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench registry_sync")
-    parser.add_argument("--entries", type=int, default=1_500_000)
-    parser.add_argument("--quick", action="store_true", help="100,000 entries")
-    parser.add_argument("--backend", choices=["sqlite", "postgresql"], help="one only")
-    args = parser.parse_args(argv)
-    entries = 100_000 if args.quick else args.entries
-    work = Path(tempfile.mkdtemp(prefix="bench-sync-"))
+def bench_all(entries: int, backend: str | None, work: Path) -> None:
+    """Generate the two snapshots in ``work`` and bench each backend (or ``backend``)."""
     print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}, {os.cpu_count()} CPUs")
     first, second = work / "dump-1.csv", work / "dump-2.csv"
     t = time.perf_counter()
@@ -136,13 +130,25 @@ def main(argv: list[str]) -> int:
         f"generated two snapshots of {entries:,} entries ({first.stat().st_size / 1e6:.0f} MB "
         f"each) in {time.perf_counter() - t:.1f} s"
     )
-    if args.backend in (None, "sqlite"):
+    if backend in (None, "sqlite"):
         bench_backend("sqlite", str(work / "takedown.db"), first, second, work)
-    if args.backend in (None, "postgresql"):
+    if backend in (None, "postgresql"):
         url = pg_db()
         if url is not None:
             try:
                 bench_backend("postgresql", url, first, second, work)
             finally:
                 drop_pg(url)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench registry_sync")
+    parser.add_argument("--entries", type=int, default=1_500_000)
+    parser.add_argument("--quick", action="store_true", help="100,000 entries")
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], help="one only")
+    args = parser.parse_args(argv)
+    entries = 100_000 if args.quick else args.entries
+    # two dumps and a database at full size (about 2 GB): removed however the run ends
+    with tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp:
+        bench_all(entries, args.backend, Path(tmp))
     return 0

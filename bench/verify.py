@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -78,7 +79,7 @@ def fill_items(db, n: int, *, checks_per_item: int = 0) -> None:  # type: ignore
     """One platform ``twitter`` with ``n`` items (projection set) and ``checks_per_item``
     checks each, generated inside the database (INSERT … SELECT over a series): states cycle
     removed, restricted, open, claimed, removed, removed; categories suicide, drugs, csam."""
-    from takedown.store.schema import Platform
+    from takedown.store.schema import Platform, target_key
 
     with db.session() as s:
         p = Platform(slug="twitter", name="Twitter", created_at=T0)
@@ -104,6 +105,13 @@ def fill_items(db, n: int, *, checks_per_item: int = 0) -> None:  # type: ignore
                 " || '.000000')"
             ).replace("{expr}", expr)
 
+    url = f"'https://twitter.com/u/status/' || CAST({10**15} + k AS TEXT)"
+    # the unique index's key of each target, as the store computes it (schema.target_key)
+    key = (
+        f"substr(encode(sha256(convert_to({url}, 'UTF8')), 'hex'), 1, 32)"
+        if pg
+        else f"target_key({url})"
+    )
     done = "(k % 6 IN (0, 1, 4, 5))"
     state = (
         "(CASE k % 6 WHEN 1 THEN 'restricted' WHEN 2 THEN 'open' WHEN 3 THEN 'claimed' "
@@ -112,15 +120,19 @@ def fill_items(db, n: int, *, checks_per_item: int = 0) -> None:  # type: ignore
     category = "(CASE k % 3 WHEN 0 THEN 'suicide' WHEN 1 THEN 'drugs' ELSE 'csam' END)"
     verified = f"(CASE WHEN {done} THEN {hours('k % 48')} END)"
     items_sql = f"""
-        INSERT INTO items (id, target, kind, host, platform_id, category, basis, decision_ref,
-                           listed_at, state, state_at, deadline_at, verified_at, ttr_s, flags)
-        SELECT k + 1, 'https://twitter.com/u/status/' || CAST({10**15} + k AS TEXT), 'url',
+        INSERT INTO items (id, target, target_key, kind, host, platform_id, category, basis,
+                           decision_ref, listed_at, state, state_at, deadline_at, verified_at,
+                           ttr_s, flags)
+        SELECT k + 1, {url}, {key}, 'url',
                'twitter.com', {pid}, {category}, 'b', 'D' || CAST(k AS TEXT), {hours("0")},
                {state}, COALESCE({verified}, {hours("0")}), {hours("24")}, {verified},
                CASE WHEN {done} THEN (k % 48) * 3600.0 END, ''
         FROM ({series}) AS g
     """
     with db.engine.begin() as c:
+        if not pg:
+            raw = c.connection.driver_connection
+            raw.create_function("target_key", 1, target_key, deterministic=True)  # type: ignore[union-attr]
         c.execute(text(items_sql))
         for h in range(checks_per_item):
             c.execute(
@@ -319,6 +331,16 @@ def _status_targets(n_items: int, keep: str | None) -> list[tuple[str, str | Non
     return out
 
 
+def _discard(label: str, url: str, keep: str | None) -> None:
+    """Remove a database ``_status_targets`` made for this run only (not one kept)."""
+    if keep is not None:
+        return
+    if label == "PostgreSQL":
+        drop_pg(url)
+    else:
+        shutil.rmtree(os.path.dirname(url), ignore_errors=True)
+
+
 def bench_status(n_items: int, *, keep: str | None = None, only: str | None = None) -> None:
     """`takedown status` on ``n_items`` items and 3 checks each; ``keep``: a directory to keep
     the SQLite file in (and keep the PostgreSQL database), reused by later runs."""
@@ -327,7 +349,10 @@ def bench_status(n_items: int, *, keep: str | None = None, only: str | None = No
     now = T0 + timedelta(days=60)
     for label, url, marker in _status_targets(n_items, keep):
         reused = marker is not None and os.path.exists(marker)
-        if url is None or (only and label.lower() != only):
+        if url is None:
+            continue
+        if only and label.lower() != only:
+            _discard(label, url, keep)
             continue
         db = Database(url)
         try:
@@ -374,8 +399,7 @@ def bench_status(n_items: int, *, keep: str | None = None, only: str | None = No
             )
         finally:
             db.close()
-            if label == "PostgreSQL" and keep is None:
-                drop_pg(url)
+            _discard(label, url, keep)
 
 
 def main(argv: list[str]) -> int:
