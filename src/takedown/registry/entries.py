@@ -34,7 +34,6 @@ class Reject(Exception):
 
 
 _PARSED = tuple[Target, tuple[str, ...]]
-KEY_HEX = 16  # keys and digests: 64 bits of SHA-256, as hex
 # A domain hint is kept as the register wrote it, not normalised (it blocks nothing), but
 # it must at least be one word of a host name.
 _HINT_NAME = re.compile(r"[^\s/:@\x00-\x1f\x7f]+\Z")
@@ -166,14 +165,14 @@ def entry_of_item(record: ItemRecord) -> EntryRecord:
 def entry_key(entry: EntryRecord) -> int:
     """How a register recognises an entry across snapshots: its own id where it has one,
     else its decision, block type and targets (so a changed hint or date is an update,
-    and a changed target a new entry). 64 bits of SHA-256; the entries table keeps them
-    as ``KEY_HEX`` hex digits."""
+    and a changed target a new entry). 64 bits of SHA-256 (the entries table keeps them as
+    hex, ``store.hex64``)."""
     if entry.source_id:
         text = f"id:{entry.source_id}"
     else:
         targets = sorted([t.value for t, _ in entry.targets])
         text = "\n".join([entry.decision.reference, entry.block_type._value_, *targets])
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[: KEY_HEX // 2])
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8])
 
 
 def entry_digest(entry: EntryRecord) -> int:

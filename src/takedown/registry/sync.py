@@ -54,6 +54,7 @@ from takedown.registry.store import (
     delist_entries,
     delist_items,
     entry_content,
+    hex64,
     live_entries,
     register_row,
 )
@@ -513,7 +514,7 @@ def _update_entries(
                 EntryRevision(entry_id=entry_id, replaced_at=at, content=entry_content(row))
             )
             d, cells = entry.decision, entry.cells
-            row.digest = f"{digest:016x}"
+            row.digest = hex64(digest)
             row.targets = len(entry.targets)
             row.ips, row.domains, row.urls = (
                 cells_text(cells.ips),
